@@ -1,0 +1,219 @@
+"""The append-only journal: JSON-lines segments, hash-chained, group-committed with fsync.
+
+The journal, not DuckDB, carries durability: a flow waits only for its line to be on
+disk. One writer thread takes whatever is queued, seals it into the chain, writes it
+with one `write` and one `fdatasync`, then acknowledges every event of the batch
+(group commit: many flows, one fsync).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from shield_addon import record
+
+log = logging.getLogger(__name__)
+
+SEGMENT_RE = re.compile(r"^seg-(\d{12})\.jsonl$")
+SEGMENT_BYTES = 64 * 1024 * 1024
+MAX_BATCH = 1000
+
+
+class JournalError(OSError):
+    """The journal could not make an event durable."""
+
+
+def segments(directory: Path) -> list[tuple[int, Path]]:
+    """(first seq, path) of every segment, in order."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), directory / p) for p in os.listdir(directory) if (m := SEGMENT_RE.match(p))]
+    return sorted(found)
+
+
+def read_rows(directory: Path, after_seq: int = 0) -> Iterator[dict[str, Any]]:
+    """Rows with seq > after_seq, in order. A torn last line (a crash mid-write, or a
+    write in progress while we read) is skipped, never half-read."""
+    segs = segments(directory)
+    for i, (_first, path) in enumerate(segs):
+        if i + 1 < len(segs) and segs[i + 1][0] <= after_seq + 1:
+            continue  # every row of this segment is older than what we want
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break
+                    row = json.loads(line)
+                    if row["seq"] > after_seq:
+                        yield row
+        except FileNotFoundError:
+            continue
+
+
+class Journal:
+    def __init__(self, directory: str | Path, segment_bytes: int = SEGMENT_BYTES):
+        self.dir = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.seq = 0
+        self.head = record.GENESIS
+        self.chain_id = ""
+        self._fd: int | None = None
+        self._size = 0
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        """Repair a torn tail, resume seq and prev_hash from the last line, start writing."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        segs = segments(self.dir)
+        if segs:
+            last = self._repair(segs[-1][1])
+            if last is None and len(segs) > 1:
+                last = self._last_row(segs[-2][1])
+            if last:
+                self.seq, self.head, self.chain_id = last["seq"], last["row_hash"], last["chain_id"]
+        self.chain_id = self.chain_id or self._chain_id_file()
+        self._open_segment(segs[-1][1] if segs else None)
+        self._thread = threading.Thread(target=self._run, name="shield-journal", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _chain_id_file(self) -> str:
+        """The chain's name outlives the journal's first segment, so it is kept beside it."""
+        path = self.dir.parent / "chain_id"
+        if path.exists():
+            return path.read_text().strip()
+        chain_id = str(uuid.uuid4())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(chain_id + "\n")
+        os.replace(tmp, path)
+        return chain_id
+
+    def _repair(self, path: Path) -> dict[str, Any] | None:
+        """Cut a torn last line off and return the last complete row."""
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            log.warning("journal %s: removing a torn last line of %d bytes", path.name, len(data) - end)
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        return self._last_row(path)
+
+    @staticmethod
+    def _last_row(path: Path) -> dict[str, Any] | None:
+        data = path.read_bytes().rstrip(b"\n")
+        if not data:
+            return None
+        return json.loads(data[data.rfind(b"\n") + 1 :])
+
+    def _open_segment(self, path: Path | None) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        if path is None:
+            path = self.dir / f"seg-{self.seq + 1:012d}.jsonl"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._size = os.fstat(self._fd).st_size
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)  # the new name must survive a crash too
+        finally:
+            os.close(dfd)
+
+    # ------------------------------------------------------------ writing
+
+    def submit(self, event: dict[str, Any]) -> Future:
+        """Queue an event; the future resolves to the sealed row once it is on disk,
+        or fails with JournalError."""
+        fut: Future = Future()
+        if self._thread is None:
+            fut.set_exception(JournalError("the journal is not open"))
+        else:
+            self._queue.put((event, fut))
+        return fut
+
+    def write(self, event: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+        """Submit and wait: for code that is not async (shutdown, CLI)."""
+        return self.submit(event).result(timeout)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch = []
+            while True:
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list[tuple[dict[str, Any], Future]]) -> None:
+        seq, head = self.seq, self.head
+        rows, lines = [], []
+        # The writer stamps the time, so ts never goes backwards along seq.
+        now = record.utc_text(time.time())
+        for event, _ in batch:
+            seq += 1
+            row = record.seal({**event, "ts": now}, seq, self.chain_id, head)
+            head = row["row_hash"]
+            rows.append(row)
+            lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        try:
+            if self._size and self._size + len(data) > self.segment_bytes:
+                self._open_segment(self.dir / f"seg-{self.seq + 1:012d}.jsonl")
+            self._write_all(data)
+            os.fdatasync(self._fd)
+        except OSError as e:
+            self._undo()
+            err = JournalError(e.errno, f"audit journal write failed: {e.strerror or e}")
+            for _, fut in batch:
+                fut.set_exception(err)
+            log.error("%s", err)
+            return
+        self._size += len(data)
+        self.seq, self.head = seq, head
+        for row, (_, fut) in zip(rows, batch):
+            fut.set_result(row)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+
+    def _undo(self) -> None:
+        """A failed batch must leave no partial line: the next good batch continues the chain."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            log.exception("journal: could not cut a failed write; the next open will repair it")

@@ -1,0 +1,277 @@
+"""Audit events: the frozen column list, redaction, the canonical form and the row hash.
+
+Pure: no mitmproxy, no I/O. Everything that is written anywhere passes `redact_*` first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+# The `events` table, in order. Changing this list changes every row hash: don't.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("seq", "BIGINT"),
+    ("chain_id", "VARCHAR"),
+    ("prev_hash", "VARCHAR"),
+    ("row_hash", "VARCHAR"),
+    ("ts", "TIMESTAMP"),
+    ("stage", "VARCHAR"),
+    ("flow_id", "VARCHAR"),
+    ("agent", "VARCHAR"),
+    ("client_ip", "VARCHAR"),
+    ("method", "VARCHAR"),
+    ("scheme", "VARCHAR"),
+    ("host", "VARCHAR"),
+    ("port", "INTEGER"),
+    ("path", "VARCHAR"),
+    ("url", "VARCHAR"),
+    ("request_headers", "JSON"),
+    ("request_body", "VARCHAR"),
+    ("request_body_size", "BIGINT"),
+    ("request_sha256", "VARCHAR"),
+    ("service", "VARCHAR"),
+    ("action_type", "VARCHAR"),
+    ("operation", "VARCHAR"),
+    ("resource_type", "VARCHAR"),
+    ("namespace", "VARCHAR"),
+    ("resource_name", "VARCHAR"),
+    ("tables", "VARCHAR[]"),
+    ("rule_id", "VARCHAR"),
+    ("verdict", "VARCHAR"),
+    ("matched_rules", "VARCHAR[]"),
+    ("mode", "VARCHAR"),
+    ("ruleset_sha256", "VARCHAR"),
+    ("severity", "VARCHAR"),
+    ("decision", "VARCHAR"),
+    ("reviewer", "VARCHAR"),
+    ("decided_at", "TIMESTAMP"),
+    ("reviewer_comment", "VARCHAR"),
+    ("edited", "BOOLEAN"),
+    ("forwarded_request", "JSON"),
+    ("status_code", "INTEGER"),
+    ("response_headers", "JSON"),
+    ("response_body", "VARCHAR"),
+    ("response_body_size", "BIGINT"),
+    ("response_sha256", "VARCHAR"),
+    ("outcome", "VARCHAR"),
+    ("error", "VARCHAR"),
+    ("duration_ms", "DOUBLE"),
+)
+COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+CANONICAL_VERSION = 1
+GENESIS = "0" * 64
+
+# ---------------------------------------------------------------- time
+
+
+def utc_text(t: float) -> str:
+    """Fixed-width UTC text: what the journal stores and the canonical form hashes."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+# ---------------------------------------------------------------- canonical form and chain
+
+
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """Version 1: every column but row_hash, in COLUMNS order, each as `<utf-8 length>:<text>`,
+    NULL as `-`. Lists are compact JSON, booleans true/false, numbers as Python writes them."""
+    parts = []
+    for name in COLUMN_NAMES:
+        if name == "row_hash":
+            continue
+        text = _text(event.get(name))
+        parts.append("-" if text is None else f"{len(text.encode())}:{text}")
+    return "".join(parts).encode()
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return json.dumps(list(v), separators=(",", ":"), ensure_ascii=False)
+    return str(v)
+
+
+def row_hash(event: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def seal(event: dict[str, Any], seq: int, chain_id: str, prev_hash: str) -> dict[str, Any]:
+    """Give an event its place in the chain. Returns a complete row, columns in order."""
+    row = {name: _clean(event.get(name)) for name in COLUMN_NAMES}
+    row.update(seq=seq, chain_id=chain_id, prev_hash=prev_hash, row_hash=None)
+    row["row_hash"] = row_hash(row)
+    return row
+
+
+def _clean(v: Any) -> Any:
+    """Lone surrogates (undecodable header bytes) cannot be stored as UTF-8: make them U+FFFD."""
+    if isinstance(v, str) and not v.isascii():
+        return v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def check_chain(rows: Iterable[Mapping[str, Any]], prev_hash: str = GENESIS, first_seq: int = 1):
+    """Yield (seq, problem) for each broken row: gap, bad link or bad hash."""
+    expect_seq = first_seq
+    for row in rows:
+        if row["seq"] != expect_seq:
+            yield row["seq"], f"seq gap: expected {expect_seq}"
+        if row["prev_hash"] != prev_hash:
+            yield row["seq"], "prev_hash does not link to the previous row"
+        if row_hash(row) != row["row_hash"]:
+            yield row["seq"], "row_hash does not match the row's content"
+        prev_hash, expect_seq = row["row_hash"], row["seq"] + 1
+
+
+# ---------------------------------------------------------------- redaction
+
+SECRET_HEADERS = {
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+    "x-auth-token", "x-amz-security-token", "x-goog-api-key", "x-csrf-token", "x-xsrf-token",
+}
+_SECRET_NAME = re.compile(
+    # "token" but not "max_tokens"; "auth" alone but not "author".
+    r"(?i)(pass(word|wd)?|secret|token(?!s|izer)|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
+    r"credential|session[-_]?id|^auth(orization)?$|signature|^sig$|^key$)"
+)
+_SECRET_VALUE = re.compile(
+    r"(?x)("
+    r"\bsk-[A-Za-z0-9_-]{16,}"  # OpenAI-style keys
+    r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # AWS access key ids
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r")"
+)
+
+
+class Redactor:
+    """Replaces secrets by `[redacted:<keyed fingerprint>]`.
+
+    The fingerprint is an HMAC under a key kept outside the audit directory, so the same
+    secret always looks the same (analysts can tell credentials apart) but cannot be
+    guessed from the trail."""
+
+    def __init__(self, key: bytes):
+        self.key = key
+
+    def mark(self, secret: str) -> str:
+        fp = hmac.new(self.key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:12]
+        return f"[redacted:{fp}]"
+
+    def headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
+        out = []
+        for name, value in headers:
+            low = name.lower()
+            if low in SECRET_HEADERS or _SECRET_NAME.search(low):
+                value = self.mark(value)
+            else:
+                value = self.text(value)
+            out.append([name, value])
+        return out
+
+    def query(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(k, self.mark(v) if _SECRET_NAME.search(k) else self.text(v)) for k, v in pairs]
+
+    def text(self, text: str) -> str:
+        return _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
+
+    def json(self, doc: Any, depth: int = 0) -> Any:
+        if depth > 64:
+            return "[truncated: nested too deep]"
+        if isinstance(doc, dict):
+            return {
+                k: self.mark(_scalar(v)) if _SECRET_NAME.search(str(k)) and not isinstance(v, (dict, list))
+                else self.json(v, depth + 1)
+                for k, v in doc.items()
+            }
+        if isinstance(doc, list):
+            return [self.json(v, depth + 1) for v in doc]
+        if isinstance(doc, str):
+            return self.text(doc)
+        return doc
+
+    def body(self, raw: bytes | None, content_type: str, limit: int) -> str | None:
+        """The body as stored: redacted, as text, cut to `limit` bytes. Binary bodies are
+        stored as `base64:` text so nothing in the trail can be a terminal escape."""
+        if raw is None:
+            return None
+        if not raw:
+            return ""
+        text = _decode(raw)
+        if text is None:
+            import base64
+
+            return "base64:" + base64.b64encode(raw[:limit]).decode()
+        stripped = text.lstrip()
+        if stripped[:1] in ("{", "[") and ("json" in content_type or not content_type):
+            try:
+                text = json.dumps(self.json(json.loads(text)), ensure_ascii=False, separators=(",", ":"))
+            except (ValueError, RecursionError):
+                text = self.text(text)
+        elif "x-www-form-urlencoded" in content_type:
+            text = urlencode(self.query(parse_qsl(text, keep_blank_values=True)), quote_via=quote, safe="[]:")
+        else:
+            text = self.text(text)
+        encoded = text.encode("utf-8", "surrogateescape")
+        if len(encoded) > limit:
+            text = encoded[:limit].decode("utf-8", "ignore") + f"…[cut at {limit} bytes]"
+        return text
+
+
+def _scalar(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _decode(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # NUL and most C0 controls mean binary; tabs and newlines are text.
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text[:4096]):
+        return None
+    return text
+
+
+def redact_url(redactor: Redactor, scheme: str, host: str, port: int, path: str, query: Iterable[tuple[str, str]]) -> str:
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = f"[{host}]" if ":" in host else host
+    if port != default:
+        netloc += f":{port}"
+    q = redactor.query(query)
+    return f"{scheme}://{netloc}{path}" + ("?" + urlencode(q, quote_via=quote, safe="[]:/") if q else "")
+
+
+def headers_json(headers: list[list[str]]) -> str:
+    return json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
+
+
+def sha256(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- display safety
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_text(text: Any, newlines: bool = False) -> str:
+    """Text that cannot move a terminal's cursor or change its colours: control characters
+    (ESC included) and bidi overrides become visible `\\xNN` escapes."""
+    s = "" if text is None else str(text)
+    if not newlines:
+        s = s.replace("\n", "\\n").replace("\t", " ")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", s)

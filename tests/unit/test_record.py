@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+from shield_addon import record
+
+R = record.Redactor(b"k" * 32)
+
+
+def test_secret_headers_are_replaced_by_a_keyed_fingerprint() -> None:
+    out = dict(R.headers([("Authorization", "Bearer abc.def"), ("Cookie", "s=1"), ("X-Api-Key", "k1"), ("Accept", "*/*")]))
+    assert out["Accept"] == "*/*"
+    for name in ("Authorization", "Cookie", "X-Api-Key"):
+        assert out[name].startswith("[redacted:") and "abc" not in out[name]
+
+
+def test_the_same_secret_gives_the_same_fingerprint_and_another_key_another() -> None:
+    assert R.mark("s3cret") == R.mark("s3cret") != R.mark("other")
+    assert record.Redactor(b"x" * 32).mark("s3cret") != R.mark("s3cret")
+
+
+def test_secret_json_fields_and_tokens_in_bodies_are_redacted() -> None:
+    body = json.dumps({"user": "bob", "password": "hunter2", "nested": {"api_key": "k"}, "max_tokens": 5,
+                       "note": "use sk-abcdefghijklmnopqrstuvwx please"}).encode()
+    text = R.body(body, "application/json", 10_000)
+    doc = json.loads(text)
+    assert doc["user"] == "bob" and doc["max_tokens"] == 5
+    assert doc["password"].startswith("[redacted:") and doc["nested"]["api_key"].startswith("[redacted:")
+    assert "sk-abcdef" not in text and "hunter2" not in text
+
+
+def test_secret_query_parameters_are_redacted_in_urls() -> None:
+    url = record.redact_url(R, "https", "api.example.com", 443, "/x", [("api_key", "zzz"), ("page", "2")])
+    assert "zzz" not in url and "page=2" in url and url.startswith("https://api.example.com/x?api_key=[redacted:")
+
+
+def test_form_bodies_are_redacted_by_field_name() -> None:
+    text = R.body(b"user=bob&password=hunter2", "application/x-www-form-urlencoded", 1000)
+    assert "hunter2" not in text and "user=bob" in text
+
+
+def test_bodies_are_cut_at_the_limit_and_binary_is_base64() -> None:
+    assert R.body(b"a" * 100, "text/plain", 10).startswith("a" * 10 + "…[cut at 10 bytes]")
+    assert R.body(b"\x00\x01\xff", "application/octet-stream", 100) == "base64:AAH/"
+    assert R.body(None, "", 10) is None and R.body(b"", "", 10) == ""
+
+
+def test_row_hash_covers_every_column_but_itself() -> None:
+    row = record.seal({"stage": "request", "flow_id": "f", "ts": "2026-01-01 00:00:00.000000", "tables": ["a"]}, 1, "c", record.GENESIS)
+    assert row["row_hash"] == record.row_hash(row)
+    for col in ("seq", "chain_id", "prev_hash", "ts", "tables", "flow_id"):
+        changed = {**row, col: "x" if col != "tables" else ["b"]}
+        assert record.row_hash(changed) != row["row_hash"], col
+
+
+def test_canonical_form_is_length_prefixed_with_null_as_dash() -> None:
+    text = record.canonical({"seq": 7, "stage": "request", "edited": False}).decode()
+    assert text.startswith("1:7-")  # seq, then chain_id NULL
+    assert "7:request" in text and "5:false" in text
+
+
+def test_check_chain_names_the_first_bad_seq() -> None:
+    rows, prev = [], record.GENESIS
+    for i in range(1, 6):
+        r = record.seal({"stage": "request", "flow_id": str(i)}, i, "c", prev)
+        rows.append(r)
+        prev = r["row_hash"]
+    assert list(record.check_chain(rows)) == []
+    rows[2] = {**rows[2], "agent": "mallory"}
+    assert list(record.check_chain(rows))[0] == (3, "row_hash does not match the row's content")
+    del rows[2]
+    assert list(record.check_chain(rows))[0][0] == 4
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    row = record.seal({"path": "/a\udcff"}, 1, "c", record.GENESIS)
+    assert row["path"] == "/a\ufffd\ufffd\ufffd" or "\udcff" not in row["path"]
+    json.dumps(row, ensure_ascii=False).encode()
+
+
+def test_safe_text_defuses_terminal_escapes() -> None:
+    s = record.safe_text("ok\x1b[2J\x1b]0;pwned\x07\u202e")
+    assert "\x1b" not in s and "\x07" not in s and "\u202e" not in s and "\\x1b[2J" in s
