@@ -1,0 +1,209 @@
+"""audit.duckdb: schema, ingest from the journal, views, and the reader the CLI shares.
+
+DuckDB lets one process write a file and nobody read it meanwhile (notes/duckdb.md §1),
+so the proxy never keeps it open: the ingester opens it, appends the journal's new
+lines in one statement, and closes it. Readers attach it read-only between batches
+and add the journal's newest lines themselves, so they always see the live tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shield_addon import journal, record
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "audit.duckdb"
+JOURNAL_DIR = "journal"
+LOCK_WAIT = 20.0  # seconds a reader waits for the ingester to let go of the file
+
+_CREATE_EVENTS = "CREATE TABLE IF NOT EXISTS events ({})".format(
+    ", ".join(f"{name} {typ}" for name, typ in record.COLUMNS)
+)
+
+TIMELINE_SQL = """
+SELECT
+    min(ts) AS ts,
+    flow_id,
+    arg_min(agent, seq) AS agent,
+    arg_min(method, seq) AS method,
+    arg_min(host, seq) AS host,
+    arg_min(path, seq) AS path,
+    arg_min(service, seq) AS service,
+    arg_min(action_type, seq) AS action_type,
+    arg_min(operation, seq) AS operation,
+    arg_min(namespace, seq) AS namespace,
+    arg_min(resource_name, seq) AS resource_name,
+    arg_min(tables, seq) AS tables,
+    arg_min(rule_id, seq) AS rule_id,
+    arg_min(verdict, seq) AS verdict,
+    arg_max(decision, seq) FILTER (WHERE decision IS NOT NULL) AS decision,
+    arg_max(reviewer, seq) FILTER (WHERE reviewer IS NOT NULL) AS reviewer,
+    arg_max(decided_at, seq) FILTER (WHERE decided_at IS NOT NULL) AS decided_at,
+    arg_max(status_code, seq) FILTER (WHERE status_code IS NOT NULL) AS status_code,
+    arg_max(outcome, seq) FILTER (WHERE outcome IS NOT NULL) AS outcome,
+    max(duration_ms) AS duration_ms
+FROM events
+WHERE flow_id IS NOT NULL
+GROUP BY flow_id
+"""
+
+VIEWS = {"timeline": TIMELINE_SQL}
+
+# read_json must read JSON-typed columns as text: as JSON it would re-quote them and
+# the stored text would no longer be what was hashed (notes/duckdb.md §5.2).
+_READ_COLUMNS = "{" + ", ".join(
+    f"'{n}': '{'VARCHAR' if t == 'JSON' else t}'" for n, t in record.COLUMNS
+) + "}"
+_SELECT_COLUMNS = ", ".join(f"{n}::JSON AS {n}" if t == "JSON" else n for n, t in record.COLUMNS)
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def read_journal_sql(files: Sequence[Path]) -> str:
+    """A SELECT of journal rows with the events table's types (bind seq bounds as ?, ?)."""
+    file_list = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+    return (
+        f"SELECT {_SELECT_COLUMNS} FROM read_json({file_list}, format='newline_delimited', "
+        f"columns={_READ_COLUMNS}, ignore_errors=true) WHERE seq > ? AND seq <= ?"
+    )
+
+
+def tail_files(journal_dir: Path, after_seq: int) -> list[Path]:
+    segs = journal.segments(journal_dir)
+    return [p for i, (first, p) in enumerate(segs) if i + 1 == len(segs) or segs[i + 1][0] > after_seq + 1]
+
+
+def is_lock_error(e: Exception) -> bool:
+    text = str(e)
+    return "lock" in text.lower() or "different configuration" in text
+
+
+# ---------------------------------------------------------------- writing (the proxy)
+
+
+def ingest(audit_dir: Path, upto_seq: int | None = None) -> int:
+    """Append journal rows not yet in audit.duckdb; return how many. Raises duckdb
+    errors, lock conflicts included: the caller retries later."""
+    jdir = audit_dir / JOURNAL_DIR
+    con = duckdb.connect(str(audit_dir / DB_NAME))
+    try:
+        con.execute(_CREATE_EVENTS)
+        for name, sql in VIEWS.items():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        # From the file, not from memory: a commit may have landed without us seeing it.
+        have = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        files = tail_files(jdir, have)
+        if not files:
+            return 0
+        limit = upto_seq if upto_seq is not None else 2**62
+        if limit <= have:
+            return 0
+        before = have
+        con.execute("INSERT INTO events " + read_journal_sql(files) + " ORDER BY seq", [have, limit])
+        after = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        return after - before
+    finally:
+        con.close()
+
+
+class Ingester:
+    """A thread that keeps audit.duckdb at most `interval` seconds behind the journal."""
+
+    def __init__(self, audit_dir: Path, committed: Callable[[], int], interval: float = 1.0):
+        self.audit_dir = audit_dir
+        self.committed = committed
+        self.interval = interval
+        self.done_seq = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shield-ingest", daemon=True)
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, final: bool = True) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        if final:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not self.once():
+                time.sleep(0.1)
+
+    def once(self) -> bool:
+        """One ingest round; False when the file was busy or broken (retry later)."""
+        upto = self.committed()
+        if upto == self.done_seq:
+            return True
+        try:
+            ingest(self.audit_dir, upto)
+        except duckdb.Error as e:
+            if not is_lock_error(e) and str(e) != self.last_error:
+                log.warning("shield: audit.duckdb ingest failed (the journal keeps every event): %s", e)
+            self.last_error = str(e)
+            return False
+        self.done_seq, self.last_error = upto, None
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.once()
+
+
+# ---------------------------------------------------------------- reading (CLI, analysts)
+
+
+def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyConnection:
+    """An in-memory session with `events` (audit.duckdb + the journal's newer lines) and
+    the views. The file is attached read-only, so it never blocks another reader."""
+    con = duckdb.connect(":memory:")
+    db = audit_dir / DB_NAME
+    have = 0
+    sources = []
+    if db.exists():
+        _attach(con, db, wait)
+        if con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'audit' AND table_name = 'events'"
+        ).fetchone()[0]:
+            have = con.execute("SELECT coalesce(max(seq), 0) FROM audit.events").fetchone()[0]
+            sources.append("SELECT * FROM audit.events")
+    files = tail_files(audit_dir / JOURNAL_DIR, have)
+    if files:
+        con.execute("CREATE TEMP TABLE journal_tail AS " + read_journal_sql(files), [have, 2**62])
+        sources.append("SELECT * FROM journal_tail")
+    if not sources:
+        con.execute("CREATE TEMP TABLE journal_tail (" + ", ".join(f"{n} {t}" for n, t in record.COLUMNS) + ")")
+        sources.append("SELECT * FROM journal_tail")
+    con.execute("CREATE TEMP VIEW events AS " + " UNION ALL ".join(sources))
+    for name, sql in VIEWS.items():
+        con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
+    return con
+
+
+def _attach(con: duckdb.DuckDBPyConnection, db: Path, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    delay = 0.01
+    while True:
+        try:
+            con.execute(f"ATTACH {_sql_str(str(db))} AS audit (READ_ONLY)")
+            return
+        except duckdb.Error as e:
+            if not is_lock_error(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)  # the ingester holds the file for well under a second
+        delay = min(delay * 2, 0.2)
+
+
+def rows_as_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
