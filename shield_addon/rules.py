@@ -1,0 +1,544 @@
+"""Rule files: load, validate, compile and evaluate. Pure: text in, verdicts out.
+
+The format is fixed in DESIGN.md ("Rule files"). Parsing is strict on purpose: a typo
+must never silently turn a rule into "match nothing" and so grant everything.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import flowfilter
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from shield_addon.actions import Action, RequestView
+
+VERDICTS = ("allow", "hold", "deny")  # in order of strictness
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+SERVICES = ("kubernetes", "sql", "graphql", "aws", "postgrest", "mcp")
+CAPTURE_FIELDS = {"namespace": "namespace", "table": "tables", "resource": "resource_type", "name": "resource_name"}
+
+TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold"}
+RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold"}
+HOLD_KEYS = {"timeout", "on_timeout", "mode"}
+MATCH_KEYS = {
+    "method", "host", "path", "header", "json", "body", "filter", "not",
+    "service", "action_type", "operation", "resource_type", "namespace",
+    "resource_name", "table", "sql",
+}
+
+
+class RuleError(ValueError):
+    """A rule file is wrong; says where (file:line), which key, and why."""
+
+    def __init__(self, file: str, line: int | None, key: str, reason: str):
+        self.file, self.line, self.key, self.reason = file, line, key, reason
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a rule is evaluated against."""
+
+    request: RequestView
+    action: Action
+    flow: Any = None  # a mitmproxy flow, needed only by `filter:` matchers
+
+
+Predicate = Callable[[Subject, dict[str, str]], bool]
+
+
+@dataclass(frozen=True)
+class HoldPolicy:
+    timeout: float | None = None  # seconds; None: the proxy's shield_hold_timeout
+    on_timeout: str = "deny"
+    mode: str = "wait"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    action: str
+    severity: str = "medium"
+    message: str = ""
+    description: str = ""
+    hold: HoldPolicy = HoldPolicy()
+    file: str = ""
+    line: int = 0
+    predicate: Predicate = field(default=lambda s, c: True, repr=False, compare=False)
+
+    def matches(self, subject: Subject) -> dict[str, str] | None:
+        """The named regex groups captured, or None when the rule does not match."""
+        captures: dict[str, str] = {}
+        return captures if self.predicate(subject, captures) else None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...] = ()
+    default: str = "allow"
+    sha256: str = hashlib.sha256(b"").hexdigest()
+    files: tuple[str, ...] = ()
+    services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tests: tuple[tuple[str, int, Mapping[str, Any]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    rule: Rule | None
+    matched: tuple[str, ...]
+    action: Action  # with fields filled from the deciding rule's named groups
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
+    """Strictest verdict wins; the first rule (file order) with it is *the* rule."""
+    best: Rule | None = None
+    best_captures: dict[str, str] = {}
+    matched: list[str] = []
+    for rule in ruleset.rules:
+        captures = rule.matches(subject)
+        if captures is None:
+            continue
+        matched.append(rule.id)
+        if best is None or strictness(rule.action) > strictness(best.action):
+            best, best_captures = rule, captures
+    verdict = best.action if best else ruleset.default
+    if best and strictness(ruleset.default) > strictness(best.action):
+        # The file-level default can only make things stricter, never weaker.
+        verdict, best = ruleset.default, None
+    return Verdict(verdict, best, tuple(matched), fill_action(subject.action, best_captures))
+
+
+def strictness(verdict: str) -> int:
+    return VERDICTS.index(verdict)
+
+
+def fill_action(action: Action, captures: Mapping[str, str]) -> Action:
+    changes: dict[str, Any] = {}
+    for group, attr in CAPTURE_FIELDS.items():
+        value = captures.get(group)
+        if value and not getattr(action, attr):
+            changes[attr] = (value,) if attr == "tables" else value
+    return replace(action, **changes) if changes else action
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_path(path: str | Path) -> RuleSet:
+    """Load a rule file, or every *.yaml / *.yml file of a folder in name order."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+        if not files:
+            raise RuleError(str(p), None, "", "no *.yaml rule files in this folder")
+    elif p.is_file():
+        files = [p]
+    else:
+        raise RuleError(str(p), None, "", "no such file or folder")
+    texts = []
+    for f in files:
+        try:
+            texts.append((str(f), f.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as e:
+            raise RuleError(str(f), None, "", f"cannot read: {e}") from e
+    return parse_texts(texts)
+
+
+def parse_texts(texts: Iterable[tuple[str, str]]) -> RuleSet:
+    """Compile several (file name, text) pairs into one rule set, in the given order."""
+    texts = list(texts)
+    rules: list[Rule] = []
+    default = "allow"
+    services: dict[str, tuple[str, ...]] = {}
+    tests: list[tuple[str, int, Mapping[str, Any]]] = []
+    seen: dict[str, str] = {}
+    digest = hashlib.sha256()
+    for name, text in texts:
+        digest.update(f"{Path(name).name}\0{len(text.encode())}\0".encode())
+        digest.update(text.encode())
+        doc = _load_yaml(name, text)
+        file_default, file_rules, file_services, file_tests = _compile_file(name, doc)
+        if strictness(file_default) > strictness(default):
+            default = file_default
+        for rule in file_rules:
+            if rule.id in seen:
+                raise RuleError(name, rule.line, "id", f"duplicate rule id {rule.id!r} (first in {seen[rule.id]})")
+            seen[rule.id] = f"{name}:{rule.line}"
+            rules.append(rule)
+        for svc, globs in file_services.items():
+            services[svc] = services.get(svc, ()) + globs
+        tests.extend(file_tests)
+    return RuleSet(tuple(rules), default, digest.hexdigest(), tuple(n for n, _ in texts), services, tuple(tests))
+
+
+def parse_text(text: str, name: str = "<rules>") -> RuleSet:
+    return parse_texts([(name, text)])
+
+
+def _load_yaml(name: str, text: str) -> CommentedMap:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        docs = list(yaml.load_all(io.StringIO(text)))
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise RuleError(name, mark.line + 1 if mark else None, "", _one_line(e.problem or str(e))) from e
+    except YAMLError as e:
+        raise RuleError(name, None, "", _one_line(str(e))) from e
+    if len(docs) != 1:
+        raise RuleError(name, None, "", f"expected exactly one YAML document, found {len(docs)}")
+    doc = docs[0]
+    if not isinstance(doc, CommentedMap):
+        raise RuleError(name, 1, "", "the file must be a mapping with version, default and rules")
+    return doc
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())
+
+
+class _Ctx:
+    """Where we are in a file, so every error can say file:line and key."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def err(self, node: Any, key: str, reason: str, parent: Any = None, pkey: Any = None) -> RuleError:
+        return RuleError(self.file, self.line(node, parent, pkey), key, reason)
+
+    @staticmethod
+    def line(node: Any, parent: Any = None, pkey: Any = None) -> int | None:
+        if parent is not None and pkey is not None and hasattr(parent, "lc"):
+            try:
+                if isinstance(parent, CommentedMap):
+                    return parent.lc.key(pkey)[0] + 1
+                return parent.lc.item(pkey)[0] + 1
+            except (KeyError, IndexError, TypeError):
+                pass
+        if hasattr(node, "lc") and node.lc.line is not None:
+            return node.lc.line + 1
+        return None
+
+
+def _check_keys(c: _Ctx, node: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(node, CommentedMap):
+        raise c.err(node, where, "must be a mapping")
+    for k in node:
+        if k not in allowed:
+            raise c.err(node, f"{where}.{k}" if where else str(k), f"unknown key (allowed: {', '.join(sorted(allowed))})", node, k)
+
+
+def _compile_file(name: str, doc: CommentedMap):
+    c = _Ctx(name)
+    _check_keys(c, doc, TOP_KEYS, "")
+    if doc.get("version") != 1:
+        raise c.err(doc, "version", "must be 1", doc, "version" if "version" in doc else None)
+    default = doc.get("default", "allow")
+    if default not in VERDICTS:
+        raise c.err(doc, "default", f"must be one of {', '.join(VERDICTS)}", doc, "default")
+    file_hold = _hold(c, doc.get("hold"), doc, "hold") if "hold" in doc else HoldPolicy()
+    services = _services(c, doc.get("services"), doc)
+    raw_rules = doc.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise c.err(doc, "rules", "must be a list", doc, "rules")
+    rules = [_rule(c, r, raw_rules, i, file_hold) for i, r in enumerate(raw_rules)]
+    tests = []
+    raw_tests = doc.get("tests", [])
+    if not isinstance(raw_tests, list):
+        raise c.err(doc, "tests", "must be a list", doc, "tests")
+    for i, t in enumerate(raw_tests):
+        if not isinstance(t, CommentedMap):
+            raise c.err(t, f"tests[{i}]", "must be a mapping", raw_tests, i)
+        tests.append((name, c.line(t, raw_tests, i) or 0, _plain(t)))
+    return default, rules, services, tests
+
+
+def _services(c: _Ctx, node: Any, doc: CommentedMap) -> dict[str, tuple[str, ...]]:
+    if node is None:
+        return {}
+    if not isinstance(node, CommentedMap):
+        raise c.err(node, "services", "must map a service to host globs", doc, "services")
+    out = {}
+    for svc, globs in node.items():
+        if svc not in SERVICES:
+            raise c.err(node, f"services.{svc}", f"unknown service (known: {', '.join(SERVICES)})", node, svc)
+        out[svc] = tuple(_glob(c, g, node, svc, f"services.{svc}").pattern for g in _as_list(globs))
+    return out
+
+
+def _rule(c: _Ctx, node: Any, parent: CommentedSeq, index: int, file_hold: HoldPolicy) -> Rule:
+    where = f"rules[{index}]"
+    if not isinstance(node, CommentedMap):
+        raise c.err(node, where, "must be a mapping", parent, index)
+    _check_keys(c, node, RULE_KEYS, where)
+    rid = node.get("id")
+    if not isinstance(rid, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", rid):
+        raise c.err(node, f"{where}.id", "required; letters, digits and _ . : - only", node, "id" if "id" in node else None)
+    where = f"rule {rid}"
+    action = node.get("action")
+    if action not in VERDICTS:
+        raise c.err(node, f"{where}: action", f"must be one of {', '.join(VERDICTS)}", node, "action" if "action" in node else None)
+    severity = node.get("severity", "medium")
+    if severity not in SEVERITIES:
+        raise c.err(node, f"{where}: severity", f"must be one of {', '.join(SEVERITIES)}", node, "severity")
+    for key in ("message", "description"):
+        if key in node and not isinstance(node[key], str):
+            raise c.err(node, f"{where}: {key}", "must be text", node, key)
+    if "match" not in node:
+        raise c.err(node, f"{where}: match", "required (use `match: {}` to match every request)")
+    predicate = _match(c, node["match"], node, "match", f"{where}: match")
+    hold = _hold(c, node["hold"], node, "hold", file_hold) if "hold" in node else file_hold
+    return Rule(
+        id=rid, action=action, severity=severity, message=str(node.get("message", "")),
+        description=str(node.get("description", "")), hold=hold, file=c.file,
+        line=c.line(node, parent, index) or 0, predicate=predicate,
+    )
+
+
+def _hold(c: _Ctx, node: Any, parent: Any, key: str, base: HoldPolicy = HoldPolicy()) -> HoldPolicy:
+    if not isinstance(node, CommentedMap):
+        raise c.err(node, key, "must be a mapping", parent, key)
+    _check_keys(c, node, HOLD_KEYS, key)
+    timeout = base.timeout
+    if "timeout" in node:
+        try:
+            timeout = parse_duration(node["timeout"])
+        except ValueError as e:
+            raise c.err(node, f"{key}.timeout", str(e), node, "timeout") from e
+    on_timeout = node.get("on_timeout", base.on_timeout)
+    if on_timeout not in ("allow", "deny"):
+        raise c.err(node, f"{key}.on_timeout", "must be allow or deny", node, "on_timeout")
+    mode = node.get("mode", base.mode)
+    if mode != "wait":
+        raise c.err(node, f"{key}.mode", "only `wait` is supported", node, "mode")
+    return HoldPolicy(timeout, on_timeout, mode)
+
+
+def parse_duration(value: Any) -> float | None:
+    """'90', 90, '30s', '10m', '2h', '1d' -> seconds; 'never' or 0 -> None (no timeout)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration like 30s, 10m, 2h or never")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value) or None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*", str(value))
+    if str(value).strip() == "never":
+        return None
+    if not m:
+        raise ValueError(f"{value!r} is not a duration like 30s, 10m, 2h or never")
+    seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
+    return seconds or None
+
+
+# ---------------------------------------------------------------- matchers
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _regex(c: _Ctx, value: Any, parent: Any, key: Any, where: str) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise c.err(value, where, "must be a regular expression (text)", parent, key)
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise c.err(value, where, f"bad regex: {e}", parent, key) from e
+
+
+def _glob(c: _Ctx, value: Any, parent: Any, key: Any, where: str) -> re.Pattern[str]:
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
+        raise c.err(value, where, "must be a non-empty glob (text)", parent, key)
+    text = str(value)
+    if text.count("[") != text.count("]"):
+        raise c.err(value, where, f"bad glob {text!r}: unbalanced [ ]", parent, key)
+    try:
+        return re.compile(fnmatch.translate(text), re.IGNORECASE)
+    except re.error as e:
+        raise c.err(value, where, f"bad glob {text!r}: {e}", parent, key) from e
+
+
+def _globs(c: _Ctx, value: Any, parent: Any, key: Any, where: str) -> list[re.Pattern[str]]:
+    values = _as_list(value)
+    if not values:
+        raise c.err(value, where, "must not be an empty list", parent, key)
+    return [_glob(c, v, parent, key, where) for v in values]
+
+
+def _any_glob(patterns: Sequence[re.Pattern[str]], value: str | None) -> bool:
+    return value is not None and any(p.match(value) for p in patterns)
+
+
+def _match(c: _Ctx, node: Any, parent: Any, pkey: Any, where: str) -> Predicate:
+    """Compile a `match:` mapping into one predicate: all given fields must hold."""
+    if node is None:
+        node = CommentedMap()
+    _check_keys(c, node, MATCH_KEYS, where)
+    preds: list[Predicate] = []
+    # `path` first: its named groups fill the action for the fields checked after it.
+    order = sorted(node, key=lambda k: (k != "path", k == "not"))
+    for key in order:
+        value = node[key]
+        w = f"{where}.{key}"
+        if key == "method":
+            methods = {str(m).upper() for m in _as_list(value)}
+            preds.append(lambda s, cap, m=methods: s.request.method in m)
+        elif key == "host":
+            pats = _globs(c, value, node, key, w)
+            preds.append(lambda s, cap, p=pats: _any_glob(p, s.request.host))
+        elif key == "path":
+            rx = _regex(c, value, node, key, w)
+            preds.append(lambda s, cap, r=rx: _path_match(r, s, cap))
+        elif key == "header":
+            preds.append(_header_matcher(c, value, node, w))
+        elif key == "json":
+            preds.append(_json_matcher(c, value, node, w))
+        elif key == "body":
+            rx = _regex(c, value, node, key, w)
+            preds.append(lambda s, cap, r=rx: bool(r.search(_body_text(s.request))))
+        elif key == "filter":
+            if not isinstance(value, str):
+                raise c.err(value, w, "must be a mitmproxy filter expression (text)", node, key)
+            try:
+                flt = flowfilter.parse(value)
+            except ValueError as e:
+                raise c.err(value, w, f"bad filter expression: {e}", node, key) from e
+            preds.append(lambda s, cap, f=flt: s.flow is not None and bool(f(s.flow)))
+        elif key == "not":
+            inner = _match(c, value, node, key, w)
+            preds.append(lambda s, cap, i=inner: not i(s, dict(cap)))
+        elif key == "sql":
+            preds.append(_sql_matcher(c, value, node, w))
+        elif key == "table":
+            pats = _globs(c, value, node, key, w)
+            preds.append(lambda s, cap, p=pats: any(_any_glob(p, t) for t in _tables(s, cap)))
+        else:  # service, action_type, operation, resource_type, namespace, resource_name
+            pats = _globs(c, value, node, key, w)
+            attr = key
+            preds.append(lambda s, cap, p=pats, a=attr: _any_glob(p, _action_field(s, cap, a)))
+    return lambda s, cap: all(p(s, cap) for p in preds)
+
+
+def _path_match(rx: re.Pattern[str], s: Subject, cap: dict[str, str]) -> bool:
+    m = rx.search(s.request.path)
+    if not m:
+        return False
+    cap.update({k: v for k, v in m.groupdict().items() if v is not None})
+    return True
+
+
+def _action_field(s: Subject, cap: Mapping[str, str], attr: str) -> str | None:
+    value = getattr(s.action, attr)
+    if value:
+        return value
+    group = {"namespace": "namespace", "resource_type": "resource", "resource_name": "name"}.get(attr)
+    return cap.get(group) if group else None
+
+
+def _tables(s: Subject, cap: Mapping[str, str]) -> tuple[str, ...]:
+    return s.action.tables or ((cap["table"],) if cap.get("table") else ())
+
+
+def _header_matcher(c: _Ctx, value: Any, parent: Any, where: str) -> Predicate:
+    if not isinstance(value, CommentedMap) or not value:
+        raise c.err(value, where, "must map header names to regexes", parent, "header")
+    checks = [(str(k).lower(), _regex(c, v, value, k, f"{where}.{k}")) for k, v in value.items()]
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        return all(any(n == name and rx.search(v) for n, v in s.request.headers) for name, rx in checks)
+
+    return pred
+
+
+_JSON_PATH = re.compile(r"\$((?:\.[A-Za-z_][\w-]*|\[\d+\]|\[\*\]|\.\*)*)$")
+_JSON_STEP = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]|(\[\*\]|\.\*)")
+
+
+def _json_matcher(c: _Ctx, value: Any, parent: Any, where: str) -> Predicate:
+    if not isinstance(value, CommentedMap) or not value:
+        raise c.err(value, where, "must map JSON paths like $.query to regexes", parent, "json")
+    checks = []
+    for path, rx in value.items():
+        if not isinstance(path, str) or not _JSON_PATH.match(path):
+            raise c.err(value, f"{where}.{path}", "bad JSON path (use $.a.b, $.a[0], $.a[*])", value, path)
+        steps = [(m.group(1), m.group(2), m.group(3)) for m in _JSON_STEP.finditer(path[1:])]
+        checks.append((steps, _regex(c, rx, value, path, f"{where}.{path}")))
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        doc = _json_body(s.request)
+        if doc is _NO_JSON:
+            return False
+        return all(any(rx.search(_scalar(v)) for v in _walk(doc, steps)) for steps, rx in checks)
+
+    return pred
+
+
+_NO_JSON = object()
+
+
+def _json_body(req: RequestView) -> Any:
+    if not req.body or req.body.lstrip()[:1] not in (b"{", b"["):
+        return _NO_JSON
+    try:
+        return json.loads(req.body)
+    except (ValueError, RecursionError):
+        return _NO_JSON
+
+
+def _walk(doc: Any, steps: list[tuple[str | None, str | None, str | None]]) -> Iterable[Any]:
+    nodes = [doc]
+    for key, index, star in steps:
+        nxt = []
+        for n in nodes:
+            if key is not None and isinstance(n, dict) and key in n:
+                nxt.append(n[key])
+            elif index is not None and isinstance(n, list) and int(index) < len(n):
+                nxt.append(n[int(index)])
+            elif star is not None:
+                nxt.extend(n.values() if isinstance(n, dict) else n if isinstance(n, list) else [])
+        nodes = nxt
+    return nodes
+
+
+def _scalar(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+
+
+def _sql_matcher(c: _Ctx, value: Any, parent: Any, where: str) -> Predicate:
+    if not isinstance(value, CommentedMap) or set(value) - {"statement"} or "statement" not in value:
+        raise c.err(value, where, "must be {statement: [drop, truncate, delete_without_where, ...]}", parent, "sql")
+    wanted = {str(v).lower() for v in _as_list(value["statement"])}
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        return s.action.service == "sql" and bool(wanted & (set(s.action.statements) | s.action.flags))
+
+    return pred
+
+
+def _body_text(req: RequestView) -> str:
+    return req.body.decode("utf-8", "replace")
