@@ -1,0 +1,353 @@
+"""The mitmproxy addon: options, hooks and commands. Thin: the work is in plain functions.
+
+Load it with `mitmproxy -s <this file>` (`shield run` does that for you).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import command, connection, ctx, exceptions, hooks, http
+from mitmproxy import flow as mflow
+
+from shield_addon import actions, paths, record, rules, store
+from shield_addon.flows import (
+    FlowState,
+    action_columns,
+    agent_of,
+    base_columns,
+    forget_password,
+    forwarded_request,
+    refuse,
+    request_columns,
+    response_columns,
+    view_of,
+)
+from shield_addon.holds import Hold, Holds
+from shield_addon.journal import Journal, JournalError
+
+log = logging.getLogger("shield")
+
+MARKERS = {
+    "held": ":hourglass:", "approved": ":white_check_mark:", "denied": ":no_entry:",
+    "blocked": ":no_entry:", "killed": ":x:", "timed_out": ":alarm_clock:", "abandoned": ":ghost:",
+}
+KEYS = (  # (key, command...): keys that are free in mitmproxy 11 and 12's flow list
+    ("y", "shield.approve", "@focus"),
+    ("Y", "shield.approve", "@all"),
+    ("N", "console.command", "shield.deny", "@focus", ""),
+)
+
+
+def default_reviewer() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+class Shield:
+    def __init__(self) -> None:
+        self.ruleset = rules.RuleSet()
+        self.rules_mtimes: dict[str, float] = {}
+        self.journal: Journal | None = None
+        self.ingester: store.Ingester | None = None
+        self.redactor = record.Redactor(b"")
+        self.holds = Holds()
+        self.state: dict[str, FlowState] = {}
+        self._watcher: asyncio.Task | None = None
+
+    # ------------------------------------------------------------ options
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("shield_rules", str, "", "Rule file or folder (default: the bundled rules).")
+        loader.add_option("shield_dir", str, "./shield-audit", "Audit directory: journal, audit.duckdb.")
+        loader.add_option("shield_mode", str, "enforce", "enforce, or shadow (record verdicts, forward everything).",
+                          choices=["enforce", "shadow"])
+        loader.add_option("shield_hold_timeout", int, 300, "Seconds a held flow waits for a reviewer (0: forever).")
+        loader.add_option("shield_reviewer", str, "", "Reviewer name recorded with decisions (default: OS user).")
+        loader.add_option("shield_body_limit", int, 65536, "Bytes of each body stored (digest and size always).")
+        loader.add_option("shield_fail", str, "closed", "When the journal cannot be written: closed (refuse 503) or open.",
+                          choices=["closed", "open"])
+        loader.add_option("shield_ingest_interval", int, 1, "Seconds between journal -> audit.duckdb batches.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
+            # A streamed request reaches upstream before the request hook: no gate could hold it.
+            raise exceptions.OptionsError("shield: stream_large_bodies would send requests before the rules run; "
+                                          "use body_size_limit instead")
+        if "shield_rules" in updated:
+            self.load_rules(initial=True)
+        if "confdir" in updated:
+            self.redactor = record.Redactor(redaction_key(Path(ctx.options.confdir).expanduser()))
+        if "shield_dir" in updated:
+            self.open_store(Path(ctx.options.shield_dir).expanduser())
+
+    def load_rules(self, initial: bool = False) -> None:
+        source = ctx.options.shield_rules or str(paths.bundled_rules())
+        try:
+            ruleset = rules.load_path(source)
+        except rules.RuleError as e:
+            if initial:
+                raise exceptions.OptionsError(f"shield: {e}") from e
+            log.error("shield: rule change refused, keeping the old rules: %s", e)
+            self.submit({"stage": "ruleset", "path": source, "ruleset_sha256": self.ruleset.sha256, "error": str(e)})
+            return
+        self.ruleset = ruleset
+        self.rules_mtimes = rule_mtimes(source)
+        log.info("shield: %d rules from %s (sha256 %s)", len(ruleset.rules), source, ruleset.sha256[:12])
+        self.submit({"stage": "ruleset", "path": source, "ruleset_sha256": ruleset.sha256})
+
+    def open_store(self, audit_dir: Path) -> None:
+        self.close_store()
+        try:
+            journal = Journal(audit_dir / store.JOURNAL_DIR)
+            journal.open()
+        except OSError as e:
+            raise exceptions.OptionsError(f"shield: cannot open the audit journal in {audit_dir}: {e}") from e
+        self.journal = journal
+        self.ingester = store.Ingester(audit_dir, lambda: journal.seq, ctx.options.shield_ingest_interval)
+        self.ingester.start()
+        self.submit({"stage": "ruleset", "path": ctx.options.shield_rules or "bundled",
+                     "ruleset_sha256": self.ruleset.sha256})
+
+    def close_store(self) -> None:
+        if self.ingester:
+            self.ingester.stop(final=False)
+        if self.journal:
+            self.journal.close()
+        if self.ingester:
+            self.ingester.once()
+        self.journal = self.ingester = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def running(self) -> None:
+        if "console.key.bind" in ctx.master.commands.commands:
+            for key, *cmd in KEYS:
+                ctx.master.commands.call("console.key.bind", ["flowlist", "flowview"], key, *cmd)
+        self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
+
+    def done(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+        for hold in list(self.holds.pending.values()):
+            if self.holds.decide(hold, "abandoned", None, "shutdown", "the proxy shut down while held"):
+                self.submit(self.decision_event(hold))
+        self.close_store()
+
+    async def watch_rules(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            source = ctx.options.shield_rules or str(paths.bundled_rules())
+            if rule_mtimes(source) != self.rules_mtimes:
+                self.load_rules()
+
+    # ------------------------------------------------------------ hooks
+
+    def http_connect(self, f: http.HTTPFlow) -> None:
+        forget_password(f)
+
+    def requestheaders(self, f: http.HTTPFlow) -> None:
+        forget_password(f)
+
+    async def request(self, f: http.HTTPFlow) -> None:
+        await self.gate(f)
+
+    def responseheaders(self, f: http.HTTPFlow) -> None:
+        if f.response is not None:
+            f.response.headers["X-Shield-Flow-Id"] = f.id
+
+    def response(self, f: http.HTTPFlow) -> None:
+        state = self.state.pop(f.id, None) or self.untracked(f)
+        outcome = "refused" if state.refused else "forwarded"
+        self.submit({**state.base, "stage": "response", "outcome": outcome,
+                     **response_columns(f, self.redactor, ctx.options.shield_body_limit)})
+
+    def error(self, f: http.HTTPFlow) -> None:
+        state = self.state.pop(f.id, None) or self.untracked(f)
+        refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
+        self.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
+                     "error": f.error.msg if f.error else None,
+                     "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error else None})
+
+    def update(self, flows: Sequence[mflow.Flow]) -> None:
+        self.holds.update(flows, self.reviewer())
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.holds.client_gone(client.id)
+
+    # ------------------------------------------------------------ commands
+
+    @command.command("shield.approve")
+    def approve(self, flows: Sequence[mflow.Flow]) -> None:
+        """Approve held flows: they are forwarded once."""
+        n = sum(self.holds.decide(h, "approved", self.reviewer(), "shield.approve") for h in self.held(flows))
+        log.warning("shield: approved %d held flow(s)", n)
+
+    @command.command("shield.deny")
+    def deny(self, flows: Sequence[mflow.Flow], *reason: str) -> None:
+        """Deny held flows; the agent gets a 403 with the reason."""
+        comment = " ".join(reason).strip() or None
+        n = sum(self.holds.decide(h, "denied", self.reviewer(), "shield.deny", comment) for h in self.held(flows))
+        log.warning("shield: denied %d held flow(s)", n)
+
+    # ------------------------------------------------------------ the gate
+
+    async def gate(self, f: http.HTTPFlow) -> None:
+        agent = agent_of(f)
+        state = FlowState(agent, base_columns(f, agent, self.redactor))
+        self.state[f.id] = state
+        mode = ctx.options.shield_mode
+        try:
+            view = view_of(f)
+            action = actions.parse(view, self.ruleset.services)
+            verdict = rules.evaluate(self.ruleset, rules.Subject(view, action, f))
+        except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
+            log.exception("shield: could not evaluate %s", f.request.url)
+            state.refused = True
+            self.submit({**state.base, "stage": "error", "outcome": "refused", "error": f"shield: {e!r}"})
+            refuse(f, 403, "blocked", "request refused: the guard could not evaluate it")
+            return
+        state.action, state.verdict = action, verdict
+        enforced = verdict.verdict if mode == "enforce" else "allow"
+        decision = {"allow": "allowed", "deny": "blocked", "hold": None}[enforced]
+        event = {**state.base, "stage": "request", "decision": decision,
+                 **request_columns(f.request, self.redactor, ctx.options.shield_body_limit),
+                 **action_columns(action, verdict, mode, self.ruleset.sha256)}
+        if not await self.write(event):
+            state.refused = True
+            refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
+            return
+        if enforced == "deny":
+            state.refused, state.decided = True, {"decision": "blocked"}
+            refuse(f, 403, "blocked", "request blocked by rule", verdict.rule)
+            f.marked = MARKERS["blocked"]
+        elif enforced == "hold":
+            await self.hold(f, state)
+
+    async def hold(self, f: http.HTTPFlow, state: FlowState) -> None:
+        rule = state.verdict.rule if state.verdict else None
+        policy = rule.hold if rule else rules.HoldPolicy()
+        timeout = policy.timeout if policy.timeout is not None else (ctx.options.shield_hold_timeout or None)
+        hold = self.holds.start(f, state, timeout, policy.on_timeout)
+        f.marked = MARKERS["held"]
+        f.comment = hold_comment(state, rule)
+        ctx.master.addons.trigger(hooks.UpdateHook([f]))  # redraw the console now
+        await self.holds.wait(hold, self.reviewer())
+        await self.finish(hold)
+
+    async def finish(self, hold: Hold) -> None:
+        f, state = hold.flow, hold.state
+        rule = state.verdict.rule if state.verdict else None
+        forward = hold.decision == "approved" or (hold.decision == "timed_out" and hold.on_timeout == "allow")
+        if hold.decision in ("denied", "timed_out") and not forward:
+            error = "request denied by reviewer" if hold.decision == "denied" else "no reviewer decided in time"
+            refuse(f, 403, hold.decision, error, rule, comment=hold.comment)
+        elif hold.decision == "abandoned" and f.killable:
+            f.kill()  # never send it, even if someone resumes it later
+        state.refused = not forward
+        event = self.decision_event(hold)
+        state.decided = event
+        if not await self.write(event) and forward:
+            state.refused = True
+            refuse(f, 503, "refused", "audit journal unavailable: approved request not forwarded")
+        f.marked = MARKERS.get(hold.decision or "", ":default:")
+        why = f": {record.safe_text(hold.comment)}" if hold.comment else ""
+        f.comment = f"{hold.decision} by {hold.reviewer or hold.via}{why} | {f.comment}"
+        if f.intercepted:
+            f.resume()
+        ctx.master.addons.trigger(hooks.UpdateHook([f]))
+
+    def decision_event(self, hold: Hold) -> dict[str, Any]:
+        state, f = hold.state, hold.flow
+        verdict = state.verdict
+        edited = hold.decision == "approved" and self.holds.edited(hold)
+        return {
+            **state.base, "stage": "decision", "decision": hold.decision, "reviewer": hold.reviewer,
+            "decided_at": record.utc_text(hold.decided_at) if hold.decided_at else None,
+            "reviewer_comment": hold.comment, "edited": edited,
+            "forwarded_request": forwarded_request(f.request, self.redactor, ctx.options.shield_body_limit) if edited else None,
+            "rule_id": verdict.rule.id if verdict and verdict.rule else None,
+            "verdict": verdict.verdict if verdict else None, "mode": ctx.options.shield_mode,
+            "ruleset_sha256": self.ruleset.sha256, "operation": hold.via,
+        }
+
+    # ------------------------------------------------------------ helpers
+
+    def held(self, flows: Sequence[mflow.Flow]) -> list[Hold]:
+        return [h for f in flows if (h := self.holds.pending.get(f.id))]
+
+    def reviewer(self) -> str:
+        return ctx.options.shield_reviewer or default_reviewer()
+
+    def untracked(self, f: http.HTTPFlow) -> FlowState:
+        """A flow that never reached the request hook (too large, malformed, TLS failure)."""
+        agent = agent_of(f)
+        return FlowState(agent, base_columns(f, agent, self.redactor))
+
+    async def write(self, event: dict[str, Any]) -> bool:
+        """Durably journal an event; False means the flow must not go on (fail closed)."""
+        try:
+            if self.journal is None:
+                raise JournalError("the audit journal is not open")
+            await asyncio.wrap_future(self.journal.submit(event))
+            return True
+        except JournalError as e:
+            log.error("shield: %s", e)
+            return ctx.options.shield_fail == "open"
+
+    def submit(self, event: dict[str, Any]) -> None:
+        """Journal an event without waiting (it follows a request event already on disk)."""
+        if self.journal is not None:
+            self.journal.submit(event).add_done_callback(_log_failure)
+
+
+def _log_failure(fut: Any) -> None:
+    if fut.exception():
+        log.error("shield: %s", fut.exception())
+
+
+def hold_comment(state: FlowState, rule: rules.Rule | None) -> str:
+    a = state.verdict.action if state.verdict else None
+    what = " ".join(x for x in (a.service, a.operation, a.resource_type, a.resource_name) if x) if a else ""
+    if a and a.namespace:
+        what += f" in {a.namespace}"
+    if a and a.tables:
+        what += " tables " + ",".join(a.tables)
+    parts = [f"HELD by {rule.id}" if rule else "HELD (default)", rule.message if rule else "", f"agent {state.agent}", what]
+    return record.safe_text(" | ".join(p for p in parts if p))
+
+
+def rule_mtimes(source: str) -> dict[str, float]:
+    p = Path(source)
+    files = [*p.glob("*.yaml"), *p.glob("*.yml")] if p.is_dir() else [p]
+    out = {}
+    for f in files:
+        try:
+            out[str(f)] = f.stat().st_mtime
+        except OSError:
+            out[str(f)] = -1
+    return out
+
+
+def redaction_key(confdir: Path) -> bytes:
+    """The key of the redaction fingerprints lives in the confdir, never in the audit dir."""
+    path = confdir / "shield-redaction.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    confdir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key
+
+
+addons = [Shield()]

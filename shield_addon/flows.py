@@ -1,0 +1,179 @@
+"""The edge between mitmproxy flows and the pure core: views, identities, events, answers."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http
+
+from shield_addon import record
+from shield_addon.actions import Action, RequestView
+from shield_addon.rules import Rule, Verdict
+
+ANONYMOUS = "anonymous@{ip}"
+
+
+def agent_of(flow: http.HTTPFlow) -> str:
+    """The authenticated proxy user, never anything the request says about itself."""
+    auth = flow.metadata.get("proxyauth")
+    if auth and auth[0]:
+        return str(auth[0])
+    peer = flow.client_conn.peername
+    return ANONYMOUS.format(ip=peer[0] if peer else "unknown")
+
+
+def forget_password(flow: http.HTTPFlow) -> None:
+    """proxyauth leaves (user, password) in the flow's metadata, which the console shows
+    and saved flows keep. ProxyAuth has its own copy, so authentication is unaffected."""
+    auth = flow.metadata.get("proxyauth")
+    if auth and len(auth) == 2 and auth[1] != "<redacted>":
+        flow.metadata["proxyauth"] = (auth[0], "<redacted>")
+
+
+def request_body(req: http.Request) -> bytes | None:
+    """The decoded body (what rules and parsers read); raw bytes if decoding fails."""
+    if req.raw_content is None:
+        return None
+    try:
+        return req.get_content(strict=False)
+    except ValueError:
+        return req.raw_content
+
+
+def view_of(flow: http.HTTPFlow) -> RequestView:
+    req = flow.request
+    return RequestView(
+        method=req.method.upper(),
+        scheme=req.scheme,
+        host=req.host.lower(),
+        port=req.port,
+        path=req.path.split("?", 1)[0],
+        query=tuple(req.query.items(multi=True)),
+        headers=tuple((k.lower(), v) for k, v in req.headers.items(multi=True)),
+        body=request_body(req) or b"",
+    )
+
+
+@dataclass
+class FlowState:
+    """What the addon knows about one live flow, between its hooks."""
+
+    agent: str
+    base: dict[str, Any]  # the columns every event of this flow repeats
+    action: Action | None = None
+    verdict: Verdict | None = None
+    refused: bool = False
+    decided: dict[str, Any] = field(default_factory=dict)
+
+
+def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor) -> dict[str, Any]:
+    req = flow.request
+    peer = flow.client_conn.peername
+    path = req.path.split("?", 1)[0]
+    return {
+        "flow_id": flow.id,
+        "agent": agent,
+        "client_ip": peer[0] if peer else None,
+        "method": req.method,
+        "scheme": req.scheme,
+        "host": req.host,
+        "port": req.port,
+        "path": redactor.text(path),
+        "url": record.redact_url(redactor, req.scheme, req.host, req.port, redactor.text(path), req.query.items(multi=True)),
+    }
+
+
+def request_columns(req: http.Request, redactor: record.Redactor, body_limit: int) -> dict[str, Any]:
+    content_type = req.headers.get("content-type", "").lower()
+    body = request_body(req)
+    return {
+        "request_headers": record.headers_json(redactor.headers(req.headers.items(multi=True))),
+        "request_body": redactor.body(body, content_type, body_limit),
+        "request_body_size": None if req.raw_content is None else len(req.raw_content),
+        "request_sha256": record.sha256(req.raw_content),
+    }
+
+
+def action_columns(action: Action, verdict: Verdict, mode: str, ruleset_sha256: str) -> dict[str, Any]:
+    a = verdict.action
+    rule: Rule | None = verdict.rule
+    return {
+        "service": a.service,
+        "action_type": a.action_type,
+        "operation": a.operation,
+        "resource_type": a.resource_type,
+        "namespace": a.namespace,
+        "resource_name": a.resource_name,
+        "tables": list(a.tables),
+        "rule_id": rule.id if rule else None,
+        "verdict": verdict.verdict,
+        "matched_rules": list(verdict.matched),
+        "mode": mode,
+        "ruleset_sha256": ruleset_sha256,
+        "severity": rule.severity if rule else None,
+    }
+
+
+def response_columns(flow: http.HTTPFlow, redactor: record.Redactor, body_limit: int) -> dict[str, Any]:
+    resp = flow.response
+    assert resp is not None
+    content_type = resp.headers.get("content-type", "").lower()
+    try:
+        body = resp.get_content(strict=False) if resp.raw_content is not None else None
+    except ValueError:
+        body = resp.raw_content
+    return {
+        "status_code": resp.status_code,
+        "response_headers": record.headers_json(redactor.headers(resp.headers.items(multi=True))),
+        "response_body": redactor.body(body, content_type, body_limit),
+        "response_body_size": None if resp.raw_content is None else len(resp.raw_content),
+        "response_sha256": record.sha256(resp.raw_content),
+        "duration_ms": duration_ms(flow),
+    }
+
+
+def duration_ms(flow: http.HTTPFlow) -> float:
+    end = (flow.response and flow.response.timestamp_end) or time.time()
+    return round((end - flow.request.timestamp_start) * 1000, 3)
+
+
+def snapshot(req: http.Request) -> tuple[str, str, tuple[tuple[str, str], ...], str | None]:
+    """What the reviewer could change: compared before and after a hold."""
+    return (req.method, req.url, tuple(req.headers.items(multi=True)), record.sha256(req.raw_content))
+
+
+def forwarded_request(req: http.Request, redactor: record.Redactor, body_limit: int) -> str:
+    cols = request_columns(req, redactor, body_limit)
+    return json.dumps(
+        {
+            "method": req.method,
+            "url": record.redact_url(redactor, req.scheme, req.host, req.port, req.path.split("?", 1)[0], req.query.items(multi=True)),
+            "headers": json.loads(cols["request_headers"]),
+            "body": cols["request_body"],
+            "body_sha256": cols["request_sha256"],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def refuse(flow: http.HTTPFlow, status: int, decision: str, error: str, rule: Rule | None = None,
+           message: str = "", comment: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    """Answer the agent ourselves with a small, stable JSON body; upstream is never contacted."""
+    body = {
+        "error": error,
+        "decision": decision,
+        "flow_id": flow.id,
+        "rule": rule.id if rule else None,
+        "message": message or (rule.message if rule else ""),
+        "reviewer_comment": comment,
+        **(extra or {}),
+    }
+    flow.response = http.Response.make(
+        status,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", "X-Shield-Decision": decision, "X-Shield-Flow-Id": flow.id},
+    )

@@ -1,0 +1,228 @@
+"""The addon's hooks and commands with mitmproxy's own taddons/tflow: no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
+
+from shield_addon.addon import Shield
+from shield_addon.journal import read_rows
+
+RULES = Path(__file__).resolve().parent.parent / "e2e" / "rules"
+
+
+@pytest.fixture
+def shield(tmp_path: Path) -> Iterator[tuple[Shield, taddons.context]]:
+    s = Shield()
+    with taddons.context(s) as tctx:
+        tctx.configure(s, confdir=str(tmp_path / "conf"), shield_rules=str(RULES), shield_reviewer="bob",
+                       shield_dir=str(tmp_path / "audit"))
+        yield s, tctx
+        s.done()
+
+
+def events(tmp_path: Path, stage: str | None = None) -> list[dict]:
+    rows = read_rows(tmp_path / "audit" / "journal")
+    return [r for r in rows if stage is None or r["stage"] == stage]
+
+
+def flow(method: str = "GET", path: str = "/x", user: str | None = "agent-1"):
+    f = tflow.tflow()
+    f.request.method, f.request.path = method, path
+    if user:
+        f.metadata["proxyauth"] = (user, "pa55word")
+    return f
+
+
+async def until(pred, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_allowed_request_is_journaled_before_it_goes_on(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = flow()
+    await s.request(f)
+    assert f.response is None and not f.intercepted
+    [ev] = events(tmp_path, "request")  # on disk when the hook returned
+    assert (ev["decision"], ev["verdict"], ev["agent"], ev["flow_id"]) == ("allowed", "allow", "agent-1", f.id)
+
+
+async def test_denied_request_gets_403_json(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = flow("POST", "/deny/1")
+    await s.request(f)
+    assert f.response.status_code == 403
+    body = json.loads(f.response.content)
+    assert body["decision"] == "blocked" and body["rule"] == "deny-refunds" and body["flow_id"] == f.id
+    assert events(tmp_path, "request")[0]["decision"] == "blocked"
+
+
+async def test_hold_then_shield_approve_records_the_reviewer(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/hold/1")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    assert f.marked == ":hourglass:" and "hold-path" in f.comment and "agent-1" in f.comment
+    tctx.master.commands.call("shield.approve", [f])
+    await asyncio.wait_for(task, 5)
+    assert not f.intercepted and f.response is None
+    [d] = events(tmp_path, "decision")
+    assert (d["decision"], d["reviewer"], d["operation"], d["edited"]) == ("approved", "bob", "shield.approve", False)
+
+
+async def test_native_resume_is_recorded_as_approved(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/hold/2")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    tctx.master.commands.call("flow.resume", [f])
+    await asyncio.wait_for(task, 5)
+    assert events(tmp_path, "decision")[0]["decision"] == "approved"
+
+
+async def test_native_kill_ends_the_hold_at_once(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/hold/3")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    tctx.master.commands.call("flow.kill", [f])
+    await asyncio.wait_for(task, 2)
+    assert events(tmp_path, "decision")[0]["decision"] == "killed"
+
+
+async def test_kill_without_update_hook_is_noticed(shield, tmp_path: Path) -> None:
+    """The console's `d` kills a flow without telling addons; the hold must still end."""
+    s, _ = shield
+    f = flow("DELETE", "/hold/4")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    f.kill()
+    await asyncio.wait_for(task, 2)
+    assert events(tmp_path, "decision")[0]["decision"] == "killed"
+
+
+async def test_deny_with_reason_answers_403_with_the_comment(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/hold/5")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    tctx.master.commands.call("shield.deny", [f], "too", "risky")
+    await asyncio.wait_for(task, 5)
+    assert f.response.status_code == 403 and f.response.headers["X-Shield-Decision"] == "denied"
+    assert json.loads(f.response.content)["reviewer_comment"] == "too risky"
+    assert events(tmp_path, "decision")[0]["reviewer_comment"] == "too risky"
+
+
+async def test_only_the_first_decision_counts(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/hold/6")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    tctx.master.commands.call("shield.deny", [f], "no")
+    tctx.master.commands.call("shield.approve", [f])
+    await asyncio.wait_for(task, 5)
+    assert [d["decision"] for d in events(tmp_path, "decision")] == ["denied"]
+    assert f.response.status_code == 403
+
+
+async def test_timeout_denies_by_default(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = flow("DELETE", "/short/1")
+    await asyncio.wait_for(s.request(f), 5)
+    assert f.response.status_code == 403
+    assert events(tmp_path, "decision")[0]["decision"] == "timed_out"
+
+
+async def test_client_disconnect_abandons_and_kills_the_hold(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = flow("DELETE", "/hold/7")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    s.client_disconnected(f.client_conn)
+    await asyncio.wait_for(task, 2)
+    assert events(tmp_path, "decision")[0]["decision"] == "abandoned"
+    assert f.error and f.error.msg == "Connection killed." and not f.intercepted
+
+
+async def test_reviewer_edit_is_recorded_with_the_forwarded_request(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/hold/8")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    f.request.path = "/hold/8-safer"
+    tctx.master.commands.call("flow.resume", [f])
+    await asyncio.wait_for(task, 5)
+    [d] = events(tmp_path, "decision")
+    assert d["edited"] is True and "/hold/8-safer" in json.loads(d["forwarded_request"])["url"]
+    assert events(tmp_path, "request")[0]["path"] == "/hold/8"
+
+
+async def test_proxyauth_password_is_forgotten(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = flow()
+    s.requestheaders(f)
+    await s.request(f)
+    assert f.metadata["proxyauth"] == ("agent-1", "<redacted>")
+    assert "pa55word" not in (tmp_path / "audit" / "journal").joinpath(
+        sorted(p.name for p in (tmp_path / "audit" / "journal").iterdir())[0]).read_text()
+
+
+async def test_agent_without_proxyauth_is_anonymous_at_client_ip(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = flow(user=None)
+    f.request.headers["X-Agent"] = "admin"  # an agent never names itself
+    await s.request(f)
+    assert events(tmp_path, "request")[0]["agent"] == f"anonymous@{f.client_conn.peername[0]}"
+
+
+async def test_shadow_mode_forwards_but_records_the_verdict(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    tctx.configure(s, shield_mode="shadow")
+    f = flow("POST", "/deny/2")
+    await s.request(f)
+    assert f.response is None
+    ev = events(tmp_path, "request")[0]
+    assert (ev["verdict"], ev["decision"], ev["mode"]) == ("deny", "allowed", "shadow")
+
+
+async def test_journal_failure_refuses_the_flow_with_503(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    real_fd, s.journal._fd = s.journal._fd, os.open("/dev/full", os.O_WRONLY)  # a full disk
+    try:
+        f = flow()
+        await s.request(f)
+    finally:
+        os.close(s.journal._fd)
+        s.journal._fd = real_fd
+    assert f.response.status_code == 503
+    assert json.loads(f.response.content)["decision"] == "refused"
+    assert events(tmp_path, "request") == []
+
+
+def test_bad_rules_stop_the_proxy_from_starting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - id: a\n    match: {path: '('}\n    action: deny\n")
+    s = Shield()
+    with taddons.context(s) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="bad.yaml:4"):
+            tctx.configure(s, shield_rules=str(bad))
+
+
+def test_streaming_request_bodies_are_refused(tmp_path: Path) -> None:
+    from mitmproxy.addons.proxyserver import Proxyserver
+
+    s = Shield()
+    with taddons.context(s, Proxyserver()) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="stream_large_bodies"):
+            tctx.configure(s, stream_large_bodies="1m")
