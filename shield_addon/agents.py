@@ -1,0 +1,69 @@
+"""Per-agent proxy credentials: an htpasswd file (bcrypt) that mitmproxy's proxyauth reads."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import bcrypt
+
+FILE = "shield-agents.htpasswd"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class AgentError(ValueError):
+    pass
+
+
+def htpasswd_path(confdir: Path) -> Path:
+    return confdir / FILE
+
+
+def _read(confdir: Path) -> dict[str, str]:
+    path = htpasswd_path(confdir)
+    if not path.exists():
+        return {}
+    entries = {}
+    for line in path.read_text().splitlines():
+        if ":" in line:
+            name, hashed = line.split(":", 1)
+            entries[name] = hashed
+    return entries
+
+
+def _write(confdir: Path, entries: dict[str, str]) -> None:
+    confdir.mkdir(parents=True, exist_ok=True)
+    path = htpasswd_path(confdir)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{n}:{h}\n" for n, h in entries.items())
+    os.replace(tmp, path)
+
+
+def list_agents(confdir: Path) -> list[str]:
+    return sorted(_read(confdir))
+
+
+def add(confdir: Path, name: str) -> str:
+    """Create an agent; return its token. Only the bcrypt hash is stored."""
+    if not NAME.match(name):
+        raise AgentError(f"agent name {name!r}: use letters, digits and _ . @ - (at most 64)")
+    entries = _read(confdir)
+    if name in entries:
+        raise AgentError(f"agent {name!r} exists; remove it first to issue a new token")
+    token = secrets.token_urlsafe(24)
+    # $2b$ is what both passlib (mitmproxy 11) and mitmproxy 12's own htpasswd reader accept.
+    entries[name] = bcrypt.hashpw(token.encode(), bcrypt.gensalt(rounds=10)).decode()
+    _write(confdir, entries)
+    return token
+
+
+def remove(confdir: Path, name: str) -> None:
+    entries = _read(confdir)
+    if name not in entries:
+        raise AgentError(f"no agent {name!r}")
+    del entries[name]
+    _write(confdir, entries)

@@ -1,0 +1,439 @@
+"""`shield`: argument parsing and rendering only; the work lives in the other modules."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shield_addon import __version__, agents, paths, record, store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: print it, exit 2, no traceback."""
+
+
+# ---------------------------------------------------------------- filters -> WHERE
+
+FILTERS = (  # flag, timeline column, how it compares
+    ("agent", "agent", "glob"),
+    ("action_type", "action_type", "eq"),
+    ("namespace", "namespace", "glob"),
+    ("table", "tables", "list"),
+    ("reviewer", "reviewer", "glob"),
+    ("decision", "decision", "eq"),
+    ("rule", "rule_id", "eq"),
+    ("host", "host", "glob"),
+    ("service", "service", "glob"),
+    ("flow", "flow_id", "prefix"),
+)
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters (combine freely; globs like 'prod*' work where noted)")
+    g.add_argument("--agent", help="agent name (glob)")
+    g.add_argument("--action-type", help="read | create | update | delete | execute | other")
+    g.add_argument("--namespace", help="Kubernetes namespace (glob)")
+    g.add_argument("--table", help="SQL/PostgREST table the action touched")
+    g.add_argument("--reviewer", help="who decided (glob)")
+    g.add_argument("--decision", help="allowed | approved | denied | killed | blocked | timed_out | abandoned")
+    g.add_argument("--rule", help="id of the deciding rule")
+    g.add_argument("--host", help="destination host (glob)")
+    g.add_argument("--service", help="kubernetes | sql | graphql | aws:* | postgrest | mcp | a host (glob)")
+    g.add_argument("--flow", help="flow id or a prefix of it")
+    g.add_argument("--since", help="start: 2h, 30m, 7d or ISO-8601 (UTC unless it says otherwise)")
+    g.add_argument("--until", help="end: same forms as --since")
+
+
+def where_clause(args: argparse.Namespace) -> tuple[str, list[Any]]:
+    """One parameterised WHERE for every listing command; values are never pasted into SQL."""
+    conds: list[str] = []
+    params: list[Any] = []
+    for flag, column, how in FILTERS:
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if how == "glob":
+            conds.append(f"{column} GLOB ?")
+        elif how == "list":
+            conds.append(f"list_contains({column}, ?)")
+        elif how == "prefix":
+            conds.append(f"starts_with({column}, ?)")
+        else:
+            conds.append(f"{column} = ?")
+        params.append(value)
+    for flag, op in (("since", ">="), ("until", "<")):
+        value = getattr(args, flag, None)
+        if value:
+            conds.append(f"ts {op} ?")
+            params.append(parse_time(value, flag))
+    return (" WHERE " + " AND ".join(conds) if conds else ""), params
+
+
+def parse_time(text: str, flag: str = "since", now: datetime | None = None) -> datetime:
+    """'2h', '30m', '7d', '45s' ago, or ISO-8601; returns naive UTC like the ts column."""
+    now = now or datetime.now(UTC)
+    m = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        return (now - timedelta(**{unit: int(m.group(1))})).replace(tzinfo=None)
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--{flag}: {text!r} is neither a duration like 2h/30m/7d nor an ISO-8601 time") from None
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC).replace(tzinfo=None)
+    return t
+
+
+# ---------------------------------------------------------------- output
+
+
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, title: str | None = None) -> None:
+    if fmt == "json":
+        for r in rows:
+            print(json.dumps(dict(zip(columns, r)), default=_json_default, ensure_ascii=False))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if v is None else _plain(v) for v in r])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        dcol = columns.index("decision") if "decision" in columns else -1
+        for r in rows:
+            style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
+            # Text(), never markup: a path like "[red]" or an ESC byte is shown, not obeyed.
+            table.add_row(*(Text(record.safe_text(_plain(v)) if v is not None else "") for v in r), style=style)
+        Console().print(table)
+        if not rows:
+            print("(no rows)", file=sys.stderr)
+
+
+DECISION_STYLE = {
+    "approved": "green", "allowed": "", "denied": "red", "blocked": "red", "killed": "magenta",
+    "timed_out": "yellow", "abandoned": "dim",
+}
+
+
+def _plain(v: Any) -> str:
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ", timespec="milliseconds")
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v)
+
+
+def fmt_of(args: argparse.Namespace) -> str:
+    return "json" if getattr(args, "json", False) else "csv" if getattr(args, "csv", False) else "table"
+
+
+def add_format(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="one JSON object per line")
+    g.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from mitmproxy.tools import main as mitm
+
+    argv = ["-s", str(paths.ADDON)]
+    if args.listen_port is not None:
+        argv += ["--listen-port", str(args.listen_port)]
+    if args.confdir:
+        argv += ["--set", f"confdir={args.confdir}"]
+    confdir = Path(args.confdir).expanduser() if args.confdir else paths.default_confdir()
+    htpasswd = agents.htpasswd_path(confdir)
+    if htpasswd.exists() and agents.list_agents(confdir) and not any(a.startswith("proxyauth") for a in extra):
+        argv += ["--set", f"proxyauth=@{htpasswd}"]
+    argv += extra
+    tool = mitm.mitmdump if args.headless else mitm.mitmweb if args.web else mitm.mitmproxy
+    return tool(argv) or 0
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    where, params = where_clause(args)
+    with store.connect_reader(audit_dir(args)) as con:
+        sql = f"SELECT * FROM timeline{where}"
+        if args.limit:  # the newest N, still shown oldest first
+            sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, flow_id DESC LIMIT ?)"
+            params.append(args.limit)
+        cur = con.execute(sql + " ORDER BY ts, flow_id", params)
+        cols = [d[0] for d in cur.description]
+        render(cols, cur.fetchall(), fmt_of(args), title="agent-shield timeline")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with store.connect_reader(audit_dir(args)) as con:
+        ids = [r[0] for r in con.execute(
+            "SELECT DISTINCT flow_id FROM events WHERE starts_with(flow_id, ?)", [args.flow_id]).fetchall()]
+        if not ids:
+            raise UsageError(f"no flow with id {args.flow_id!r}")
+        if len(ids) > 1:
+            raise UsageError(f"{args.flow_id!r} is ambiguous: {', '.join(sorted(ids)[:5])}")
+        cur = con.execute("SELECT * FROM events WHERE flow_id = ? ORDER BY seq", [ids[0]])
+        rows = store.rows_as_dicts(cur)
+    if args.json:
+        for r in rows:
+            print(json.dumps(r, default=_json_default, ensure_ascii=False))
+        return EXIT_OK
+    for r in rows:
+        print(f"--- seq {r['seq']}  {r['stage']}  {_plain(r['ts'])}")
+        for k, v in r.items():
+            if v is None or v == [] or k in ("seq", "stage", "ts"):
+                continue
+            if k in ("request_headers", "response_headers", "forwarded_request"):
+                v = json.dumps(json.loads(v), indent=2, ensure_ascii=False)
+            print(f"  {k:18} {record.safe_text(_plain(v), newlines=True)}")
+    return EXIT_OK
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(args.query)
+    except duckdb.Error as e:
+        raise UsageError(f"SQL: {e}") from None
+    readonly = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+    bad = [s.type.name for s in statements if s.type not in readonly]
+    if bad or not statements:
+        raise UsageError(f"shield sql runs reads only (SELECT, WITH, EXPLAIN); refused: {', '.join(bad) or 'empty'}")
+    with store.connect_reader(audit_dir(args)) as con:
+        try:
+            cur = con.execute(args.query)
+        except duckdb.Error as e:
+            raise UsageError(f"SQL: {e}") from None
+        cols = [d[0] for d in cur.description]
+        render(cols, cur.fetchall(), fmt_of(args))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from shield_addon import journal
+
+    jdir = audit_dir(args) / store.JOURNAL_DIR
+    if not journal.segments(jdir):
+        raise UsageError(f"no journal in {jdir}")
+    problems = list(record.check_chain(journal.read_rows(jdir)))
+    count = journal_count(jdir)
+    db_problem = compare_db(audit_dir(args))
+    if problems:
+        seq, why = problems[0]
+        print(f"BROKEN: first bad seq {seq}: {why} ({len(problems)} problem(s) in {count} events)")
+        return EXIT_FAILED
+    if db_problem:
+        print(f"BROKEN: {db_problem}")
+        return EXIT_FAILED
+    print(f"OK: {count} events, chain whole")
+    return EXIT_OK
+
+
+def journal_count(jdir: Path) -> int:
+    from shield_addon import journal
+
+    return sum(1 for _ in journal.read_rows(jdir))
+
+
+def compare_db(adir: Path) -> str | None:
+    """The DuckDB table must hold exactly the journal's rows, hash for hash."""
+    from shield_addon import journal
+
+    if not (adir / store.DB_NAME).exists():
+        return None
+    by_seq = {r["seq"]: r["row_hash"] for r in journal.read_rows(adir / store.JOURNAL_DIR)}
+    with store.connect_reader(adir) as con:
+        for seq, h in con.execute("SELECT seq, row_hash FROM audit.events ORDER BY seq").fetchall():
+            if by_seq.get(seq) != h:
+                return f"first bad seq {seq}: audit.duckdb row differs from the journal"
+    return None
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from shield_addon import rules, ruletest
+
+    source = args.path or str(paths.bundled_rules())
+    try:
+        ruleset = rules.load_path(source)
+    except rules.RuleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE if args.rules_cmd == "check" else EXIT_FAILED
+    if args.rules_cmd == "check":
+        print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} file(s), default {ruleset.default}, "
+              f"sha256 {ruleset.sha256}")
+        return EXIT_OK
+    failures = 0
+    for file, line, result in ruletest.run_tests(ruleset):
+        ok = result is None
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {file}:{line}" + ("" if ok else f": {result}"))
+    print(f"{len(ruleset.tests) - failures} passed, {failures} failed")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    confdir = confdir_of(args)
+    if args.agents_cmd == "add":
+        token = agents.add(confdir, args.name)
+        print(f"agent {args.name!r} added; its token (shown once):\n{token}")
+        print(f"\nexport lines: shield env {args.name} --token {token}", file=sys.stderr)
+    elif args.agents_cmd == "remove":
+        agents.remove(confdir, args.name)
+        print(f"agent {args.name!r} removed")
+    else:
+        for name in agents.list_agents(confdir):
+            print(name)
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    confdir = confdir_of(args)
+    if args.name not in agents.list_agents(confdir):
+        raise UsageError(f"no agent {args.name!r}; add it with: shield agents add {args.name}")
+    token = args.token or "TOKEN"
+    proxy = f"http://{args.name}:{token}@{args.host}:{args.port}"
+    ca = confdir / "mitmproxy-ca-cert.pem"
+    for k, v in (
+        ("HTTPS_PROXY", proxy), ("HTTP_PROXY", proxy), ("https_proxy", proxy), ("http_proxy", proxy),
+        ("NO_PROXY", ""), ("no_proxy", ""),
+        ("SSL_CERT_FILE", ca), ("REQUESTS_CA_BUNDLE", ca), ("CURL_CA_BUNDLE", ca), ("NODE_EXTRA_CA_CERTS", ca),
+    ):
+        print(f"export {k}='{v}'")
+    if not args.token:
+        print("# replace TOKEN with the agent's token (printed once by `shield agents add`)", file=sys.stderr)
+    return EXIT_OK
+
+
+def audit_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir).expanduser()
+
+
+def confdir_of(args: argparse.Namespace) -> Path:
+    return Path(args.confdir).expanduser() if args.confdir else paths.default_confdir()
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", default=os.environ.get("SHIELD_DIR", "./shield-audit"),
+                        help="audit directory (default: ./shield-audit, or $SHIELD_DIR)")
+    conf = argparse.ArgumentParser(add_help=False)
+    conf.add_argument("--confdir", help="mitmproxy confdir (default: ~/.mitmproxy)")
+
+    p = argparse.ArgumentParser(
+        prog="shield",
+        description="agent-shield: an in-line guard for AI agents. Their HTTP(S) goes through mitmproxy; every "
+                    "request is checked against YAML rules, risky ones are held for a reviewer, and everything "
+                    "lands in a tamper-evident audit trail (journal + audit.duckdb).",
+    )
+    p.add_argument("--version", action="version", version=f"agent-shield {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", parents=[conf], help="start the proxy (console; --headless: mitmdump; --web: mitmweb)",
+                       description="Start mitmproxy with the shield addon, the bundled rules and ./shield-audit. "
+                                   "Unknown arguments go to mitmproxy, e.g. --set shield_rules=./rules.")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--headless", action="store_true", help="mitmdump: no console (no reviewer unless via commands)")
+    g.add_argument("--web", action="store_true", help="mitmweb: review in the browser")
+    r.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
+
+    t = sub.add_parser("timeline", parents=[common], help="one row per flow, in order",
+                       description="One row per flow, ordered by its first event, with the newest events included.")
+    add_filters(t)
+    add_format(t)
+    t.add_argument("--limit", type=int, help="only the newest N flows")
+
+    s = sub.add_parser("show", parents=[common], help="every event of one flow",
+                       description="Every event of one flow, in order. A unique prefix of the id is enough.")
+    s.add_argument("flow_id")
+    s.add_argument("--json", action="store_true", help="one JSON object per event")
+
+    q = sub.add_parser("sql", parents=[common], help="read-only SQL over events and timeline",
+                       description="Run a read-only SQL query over the tables and views: events, timeline.")
+    q.add_argument("query")
+    add_format(q)
+
+    sub.add_parser("verify", parents=[common], help="check the hash chain; exit 1 and name the first bad seq",
+                   description="Check every row hash and link of the journal, and that audit.duckdb agrees.")
+
+    rl = sub.add_parser("rules", help="check rule files or run their tests:")
+    rsub = rl.add_subparsers(dest="rules_cmd", required=True, metavar="SUBCOMMAND")
+    for name, text in (("check", "validate rule files (exit 2 with file:line on error)"),
+                       ("test", "run the tests: in rule files (exit 1 if one fails)")):
+        x = rsub.add_parser(name, help=text, description=text)
+        x.add_argument("path", nargs="?", help="rule file or folder (default: the bundled rules)")
+
+    a = sub.add_parser("agents", help="per-agent proxy credentials")
+    asub = a.add_subparsers(dest="agents_cmd", required=True, metavar="SUBCOMMAND")
+    x = asub.add_parser("add", parents=[conf], help="create an agent and print its token once")
+    x.add_argument("name")
+    x = asub.add_parser("remove", parents=[conf], help="remove an agent")
+    x.add_argument("name")
+    asub.add_parser("list", parents=[conf], help="list agents")
+
+    e = sub.add_parser("env", parents=[conf], help="shell exports for an agent (proxy URL and CA)")
+    e.add_argument("name")
+    e.add_argument("--token", help="the agent's token, to put it into the proxy URL")
+    e.add_argument("--host", default="127.0.0.1", help="proxy host (default 127.0.0.1)")
+    e.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    return p
+
+
+COMMANDS = {
+    "timeline": cmd_timeline, "show": cmd_show, "sql": cmd_sql, "verify": cmd_verify,
+    "rules": cmd_rules, "agents": cmd_agents, "env": cmd_env,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        args, extra = parser.parse_known_args(argv)
+        return cmd_run(args, extra)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args)
+    except (UsageError, agents.AgentError) as e:
+        print(f"shield: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a locked or damaged store must not end in a traceback
+        import duckdb
+
+        if isinstance(e, duckdb.Error):
+            print(f"shield: audit store: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
