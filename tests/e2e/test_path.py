@@ -1,0 +1,192 @@
+"""The whole path through a real mitmdump: rules, holds, reviewer commands, the audit files."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import client, curl
+from tests.e2e.harness import Proxy, Upstream, wait_for
+
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+
+
+def send(proxy: Proxy, method: str, url: str, agent: str = "agent-httpx", **kw) -> concurrent.futures.Future:
+    """Send in the background: a held request blocks its client until someone decides."""
+
+    def go() -> httpx.Response:
+        with client(proxy, agent) as c:
+            return c.request(method, url, **kw)
+
+    return pool.submit(go)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_allowed_flow_is_forwarded_and_recorded_with_status(proxy: Proxy, upstream: Upstream, tls: bool) -> None:
+    path = f"/allowed/httpx-{tls}"
+    with client(proxy) as c:
+        r = c.get(upstream.url(path, tls))
+    assert r.status_code == 200 and r.json()["path"] == path
+    assert r.headers["x-shield-flow-id"]
+    assert len(upstream.hits_for(path)) == 1
+    events = proxy.flow_events(path, "response")
+    request = proxy.events(f"flow_id = '{r.headers['x-shield-flow-id']}' AND stage = 'request'")[0]
+    assert request["decision"] == "allowed" and request["verdict"] == "allow"
+    assert request["agent"] == "agent-httpx" and request["scheme"] == ("https" if tls else "http")
+    assert events[0]["status_code"] == 200 and events[0]["outcome"] == "forwarded"
+
+
+def test_curl_through_https_is_recorded(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/allowed/curl"
+    cp = subprocess.run(
+        [curl(), "-sS", "--proxy", proxy.url("agent-curl"), "--cacert", str(proxy.ca), upstream.url(path, tls=True)],
+        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout)["path"] == path
+    ev = proxy.flow_events(path, "response")[0]
+    assert ev["agent"] == "agent-curl" and ev["status_code"] == 200
+
+
+def test_denied_flow_gets_403_json_and_never_reaches_upstream(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/deny/refund-1"
+    with client(proxy) as c:
+        r = c.post(upstream.url(path, tls=True), json={"amount": 100})
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-shield-decision"] == "blocked"
+    body = r.json()
+    assert body["decision"] == "blocked" and body["rule"] == "deny-refunds"
+    assert body["message"] == "Refunds are never made by agents" and body["flow_id"]
+    assert upstream.hits_for(path) == []
+    [tl] = [t for t in proxy.timeline("--decision", "blocked") if t["flow_id"] == body["flow_id"]]
+    assert tl["outcome"] == "refused" and tl["rule_id"] == "deny-refunds"
+
+
+def test_held_flow_approved_with_flow_resume_reaches_upstream_once(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/hold/resume-1"
+    fut = send(proxy, "DELETE", upstream.url(path, tls=True))
+    proxy.wait_held("~u /hold/resume-1")
+    assert upstream.hits_for(path) == [], "a held flow must not reach upstream"
+    proxy.command("flow.resume", "~u /hold/resume-1")
+    r = fut.result(15)
+    assert r.status_code == 200
+    assert len(upstream.hits_for(path)) == 1
+    [d] = proxy.flow_events(path, "decision")
+    assert d["decision"] == "approved" and d["reviewer"] == "test-reviewer" and d["decided_at"]
+    assert d["operation"] == "flow.resume" and d["edited"] is False
+
+
+def test_held_flow_approved_with_shield_approve_reaches_upstream_once(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/hold/approve-1"
+    fut = send(proxy, "POST", upstream.url(path), json={"x": 1})
+    proxy.wait_held("~u /hold/approve-1")
+    proxy.command("shield.approve", "~u /hold/approve-1")
+    proxy.command("shield.approve", "~u /hold/approve-1")  # a second approval changes nothing
+    assert fut.result(15).status_code == 200
+    assert len(upstream.hits_for(path)) == 1
+    [d] = proxy.flow_events(path, "decision")
+    assert d["decision"] == "approved" and d["operation"] == "shield.approve"
+    [tl] = proxy.timeline("--decision", "approved", "--agent", "agent-httpx", "--flow", d["flow_id"])
+    assert tl["status_code"] == 200 and tl["outcome"] == "forwarded" and tl["reviewer"] == "test-reviewer"
+
+
+def test_held_flow_denied_gets_403_with_reason_and_never_reaches_upstream(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/hold/deny-1"
+    fut = send(proxy, "DELETE", upstream.url(path, tls=True))
+    proxy.wait_held("~u /hold/deny-1")
+    proxy.command("shield.deny", "~u /hold/deny-1", "not", "in", "prod")
+    r = fut.result(15)
+    assert r.status_code == 403 and r.headers["x-shield-decision"] == "denied"
+    assert r.json()["reviewer_comment"] == "not in prod" and r.json()["rule"] == "hold-path"
+    assert upstream.hits_for(path) == []
+    [d] = proxy.flow_events(path, "decision")
+    assert d["decision"] == "denied" and d["reviewer_comment"] == "not in prod"
+
+
+def test_held_flow_killed_ends_at_once_and_never_reaches_upstream(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/hold/kill-1"
+    fut = send(proxy, "DELETE", upstream.url(path))
+    proxy.wait_held("~u /hold/kill-1")
+    proxy.command("flow.kill", "~u /hold/kill-1")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError, httpx.ProxyError)):
+        fut.result(10)  # the kill bug would leave the agent hanging until its own timeout (30 s)
+    assert upstream.hits_for(path) == []
+    [d] = proxy.flow_events(path, "decision")
+    assert d["decision"] == "killed" and d["operation"] == "flow.kill"
+    [e] = proxy.flow_events(path, "error")
+    assert e["outcome"] == "refused"
+
+
+def test_held_flow_times_out_to_403_and_never_reaches_upstream(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/short/timeout-1"
+    with client(proxy) as c:
+        r = c.delete(upstream.url(path))
+    assert r.status_code == 403 and r.json()["decision"] == "timed_out"
+    assert upstream.hits_for(path) == []
+    [d] = proxy.flow_events(path, "decision")
+    assert d["decision"] == "timed_out" and d["reviewer"] is None
+
+
+def test_agent_that_disconnects_while_held_is_abandoned_and_never_forwarded(proxy: Proxy, upstream: Upstream) -> None:
+    path = "/hold/abandon-1"
+    cp = subprocess.Popen([curl(), "-sS", "--proxy", proxy.url("agent-gone"), "-X", "DELETE", upstream.url(path)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy.wait_held("~u /hold/abandon-1")
+    cp.kill()
+    cp.wait()
+    [d] = proxy.flow_events(path, "decision")
+    assert d["decision"] == "abandoned"
+    proxy.command("flow.resume", "~u /hold/abandon-1")  # too late: it must stay unsent
+    proxy.command("shield.approve", "~u /hold/abandon-1")
+    assert upstream.hits_for(path) == []
+    assert [e["decision"] for e in proxy.events(f"flow_id = '{d['flow_id']}' AND stage = 'decision'")] == ["abandoned"]
+
+
+def test_a_held_flow_does_not_block_other_flows(proxy: Proxy, upstream: Upstream) -> None:
+    fut = send(proxy, "DELETE", upstream.url("/hold/blocker-1"))
+    proxy.wait_held("~u /hold/blocker-1")
+    with client(proxy) as c:
+        assert c.get(upstream.url("/allowed/while-held"), timeout=5).status_code == 200
+    proxy.command("shield.approve", "~u /hold/blocker-1")
+    assert fut.result(15).status_code == 200
+
+
+def test_kubernetes_delete_and_sql_drop_are_held_as_parsed_actions(proxy: Proxy, upstream: Upstream) -> None:
+    k8s = "/api/v1/namespaces/prod-a/pods/web-1"
+    f1 = send(proxy, "DELETE", upstream.url(k8s, tls=True))
+    f2 = send(proxy, "POST", upstream.url("/v1/query"), json={"query": "/* hi */ DrOp TABLE users"})
+    proxy.wait_held(f"~u {k8s}")
+    proxy.wait_held("~u /v1/query")
+    proxy.command("shield.deny", "~u /v1/query", "no")
+    proxy.command("shield.approve", f"~u {k8s}")
+    assert f1.result(15).status_code == 200 and f2.result(15).status_code == 403
+    [req] = proxy.flow_events(k8s, "request")
+    assert (req["service"], req["action_type"], req["namespace"], req["resource_name"]) == ("kubernetes", "delete", "prod-a", "web-1")
+    assert req["rule_id"] == "k8s-delete"
+    [sql] = proxy.flow_events("/v1/query", "request")
+    assert sql["service"] == "sql" and sql["tables"] == ["users"] and sql["rule_id"] == "sql-drop"
+
+
+def test_timeline_and_sql_see_events_at_once_while_running(proxy: Proxy, upstream: Upstream) -> None:
+    with client(proxy, "agent-fresh") as c:
+        assert c.get(upstream.url("/allowed/fresh")).status_code == 200
+    rows = wait_for(lambda: proxy.timeline("--agent", "agent-fresh", "--since", "5m"), 3, "a fresh timeline row")
+    assert rows[0]["path"] == "/allowed/fresh"
+    cp = proxy.shield("sql", "SELECT count(*) AS n FROM events WHERE agent = 'agent-fresh'", "--json")
+    assert json.loads(cp.stdout)["n"] >= 2
+
+
+def test_every_event_is_chained_and_verify_passes(proxy: Proxy, upstream: Upstream) -> None:
+    with client(proxy) as c:
+        c.get(upstream.url("/allowed/chain"))
+    proxy.flow_events("/allowed/chain", "response")
+    events = proxy.events()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["prev_hash"] == "0" * 64
+    assert all(b["prev_hash"] == a["row_hash"] for a, b in zip(events, events[1:]))
+    cp = proxy.shield("verify")
+    assert cp.stdout.startswith("OK")
