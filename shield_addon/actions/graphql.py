@@ -1,0 +1,163 @@
+"""GraphQL documents, parsed with graphql-core: operation type and top-level fields.
+
+Top-level fields are what a GraphQL server executes, so they are what we classify:
+aliases are ignored (`safe: deleteRepository` is still deleteRepository) and fragment
+spreads at the top level are followed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import graphql as graphql_core
+from graphql.language import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+
+from .base import Action, RequestView
+from .common import first, json_body, strictest, text_body, unique, words
+
+# graphql-core takes about 15 us a token. Per request we parse at most MAX_CHARS of
+# documents, each of at most MAX_TOKENS tokens (about 0.3 s in all); past that the
+# request is reported as "too_large" rather than stalling the proxy.
+MAX_CHARS = 20_000
+MAX_TOKENS = 10_000
+
+_DELETE = frozenset({"delete", "remove", "destroy", "drop", "purge"})
+_CREATE = frozenset({"create", "add", "insert"})
+_UPDATE = frozenset({"update", "set", "edit", "patch", "merge", "upsert"})
+# What an executable document starts with, after ignored commas, spaces and comments.
+# Possessive quantifiers: no backtracking, so no catastrophic cases on hostile text.
+_START = re.compile(r"(?:[\s,\ufeff]|#[^\n]*+)*+(?:\{|(?:query|mutation|subscription|fragment)\b)")
+
+
+def parse(req: RequestView, pinned: bool = False) -> Action | None:
+    if not req.body and first(req.query, "query") is None:
+        return None  # the common case, decided before any header is looked at
+    ct = req.content_type
+    endpoint = pinned or ct == "application/graphql" or req.path.rstrip("/").endswith("/graphql")
+    docs = _documents(req, ct)
+    # Outside a GraphQL endpoint, a "query" field is only parsed when it reads like a
+    # GraphQL document, so search boxes and SQL cost nothing here.
+    docs = [d for d in docs if endpoint or looks_like_graphql(d[0])]
+    if not docs:
+        return None
+
+    descriptions: list[str] = []
+    types: list[str] = []
+    fields: list[str] = []
+    unparsed = too_large = False
+    budget = MAX_CHARS
+    for text, operation_name in docs:
+        budget -= len(text)
+        operations = _operations(text, operation_name) if budget >= 0 else None
+        if operations is None:
+            unparsed = True
+            too_large = too_large or budget < 0
+            continue
+        for kind, names in operations:
+            descriptions.append(f"{kind} {','.join(names)}".rstrip())
+            types.append(_action_type(kind, names))
+            fields.extend(names)
+
+    flags = {"unparsed"} if unparsed else set()
+    if too_large:
+        flags.add("too_large")
+    if len(descriptions) > 1:
+        flags.add("multi_operation")
+    if unparsed:
+        descriptions.append("UNPARSED")
+        types.append("other")
+    return Action(
+        service="graphql",
+        action_type=strictest(types),
+        operation=";".join(descriptions),
+        statements=unique(fields),
+        flags=frozenset(flags),
+    )
+
+
+def _operations(text: str, operation_name: str | None) -> list[tuple[str, list[str]]] | None:
+    """(type, top-level fields) of each operation the server would run, or None when
+    the document does not parse or holds nothing to run (only fragments or schema)."""
+    try:
+        document = graphql_core.parse(text, no_location=True, max_tokens=MAX_TOKENS)
+    except (graphql_core.GraphQLError, RecursionError):
+        return None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    # The server runs only the named operation; if the name matches none it refuses
+    # the request, and then counting them all is the safe side.
+    named = [o for o in operations if operation_name and o.name and o.name.value == operation_name]
+    return [
+        (o.operation.value, list(unique(_top_fields(o.selection_set, fragments, set()))))
+        for o in named or operations
+    ] or None
+
+
+def looks_like_graphql(text: str) -> bool:
+    return _START.match(text) is not None
+
+
+def _documents(req: RequestView, ct: str) -> list[tuple[str, str | None]]:
+    """(document, operationName) pairs: a JSON body, an Apollo-style batch, a raw
+    application/graphql body, or GraphQL over GET (?query=...)."""
+    if ct == "application/graphql":
+        return [(text_body(req), first(req.query, "operationName"))]
+    body = json_body(req)
+    items = body if isinstance(body, list) else [body]
+    docs = [_document(item) for item in items]
+    found = [d for d in docs if d is not None]
+    if found:
+        return found
+    query = first(req.query, "query")
+    return [(query, first(req.query, "operationName"))] if query else []
+
+
+def _document(item: Any) -> tuple[str, str | None] | None:
+    if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+        return None
+    name = item.get("operationName")
+    return item["query"], name if isinstance(name, str) else None
+
+
+def _top_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
+) -> list[str]:
+    names: list[str] = []
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            names.append(selection.name.value)
+        elif isinstance(selection, InlineFragmentNode):
+            names += _top_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in fragments and name not in seen:  # fragment cycles are invalid but parse
+                seen.add(name)
+                names += _top_fields(fragments[name].selection_set, fragments, seen)
+    return names
+
+
+def _action_type(kind: str, fields: list[str]) -> str:
+    if kind != "mutation":
+        return "read"  # queries and subscriptions only read
+    return strictest(_field_type(f) for f in fields) if fields else "execute"
+
+
+def _field_type(field: str) -> str:
+    # The verb leads (deleteRepository, remove_label) or trails (Shopify's productDelete).
+    parts = words(field)
+    for word in (parts[0], parts[-1]) if parts else ():
+        if word in _DELETE:
+            return "delete"
+        if word in _CREATE:
+            return "create"
+        if word in _UPDATE:
+            return "update"
+    return "execute"

@@ -1,0 +1,184 @@
+"""GraphQL: operation type, top-level fields, and what a mutation does."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+
+from shield_addon.actions import Action, parse, request_view
+from shield_addon.actions import graphql as graphql_parser
+
+ENDPOINT = "https://api.github.com/graphql"
+
+
+def gql(query: str, url: str = ENDPOINT, **extra: object) -> Action:
+    body = json.dumps({"query": query, **extra})
+    return parse(request_view("POST", url, [("Content-Type", "application/json")], body))
+
+
+def test_mutation_with_a_delete_field() -> None:
+    action = gql('mutation { deleteRepository(input: {repositoryId: "R_1"}) { clientMutationId } }')
+    assert (action.service, action.action_type, action.operation) == ("graphql", "delete", "mutation deleteRepository")
+    assert action.statements == ("deleteRepository",)
+
+
+def test_query_is_a_read() -> None:
+    action = gql("query { viewer { login } }")
+    assert (action.action_type, action.operation, action.statements) == ("read", "query viewer", ("viewer",))
+
+
+def test_anonymous_shorthand_query_is_a_read() -> None:
+    assert gql("{ viewer { login } repository(name: \"x\") { id } }").operation == "query viewer,repository"
+
+
+def test_subscription_is_a_read() -> None:
+    action = gql("subscription { issueUpdated { id } }")
+    assert (action.action_type, action.operation) == ("read", "subscription issueUpdated")
+
+
+@pytest.mark.parametrize(
+    ("field", "action_type"),
+    [
+        ("deleteRepository", "delete"),
+        ("removeLabel", "delete"),
+        ("destroy_session", "delete"),
+        ("dropIndex", "delete"),
+        ("purgeCache", "delete"),
+        ("createIssue", "create"),
+        ("addComment", "create"),
+        ("insert_users", "create"),
+        ("updateIssue", "update"),
+        ("setStatus", "update"),
+        ("editPost", "update"),
+        ("patchConfig", "update"),
+        ("mergePullRequest", "update"),
+        ("productDelete", "delete"),  # Shopify puts the verb last
+        ("customerCreate", "create"),
+        ("addressUpdate", "update"),  # "address" is no "add"
+        ("settingsReset", "execute"),  # "settings" is no "set"
+        ("sendEmail", "execute"),
+        ("DELETE_ALL", "delete"),
+    ],
+)
+def test_mutation_field_verbs(field: str, action_type: str) -> None:
+    assert gql(f"mutation {{ {field}(id: 1) {{ id }} }}").action_type == action_type
+
+
+def test_mutation_type_is_the_strictest_field() -> None:
+    action = gql("mutation { addComment(id: 1) { id } deleteIssue(id: 2) { id } }")
+    assert (action.action_type, action.operation) == ("delete", "mutation addComment,deleteIssue")
+
+
+def test_an_alias_does_not_hide_the_field() -> None:
+    action = gql("mutation { harmless: deleteRepository(id: 1) { id } }")
+    assert (action.action_type, action.statements) == ("delete", ("deleteRepository",))
+
+
+def test_top_level_fragment_spreads_are_followed() -> None:
+    action = gql("mutation M { ...F } fragment F on Mutation { deleteRepository(id: 1) { id } }")
+    assert (action.action_type, action.statements) == ("delete", ("deleteRepository",))
+
+
+def test_inline_fragments_are_followed() -> None:
+    assert gql("mutation { ... on Mutation { removeMember(id: 1) { id } } }").action_type == "delete"
+
+
+def test_fragment_cycles_terminate() -> None:
+    action = gql("mutation { ...A } fragment A on Mutation { ...B addStar(id: 1) { id } } fragment B on Mutation { ...A }")
+    assert action.statements == ("addStar",)
+
+
+def test_operation_name_selects_the_operation_run() -> None:
+    doc = "query Q { viewer { id } } mutation M { deleteRepository(id: 1) { id } }"
+    action = gql(doc, operationName="Q")
+    assert (action.action_type, action.operation, action.flags) == ("read", "query viewer", frozenset())
+
+
+def test_without_operation_name_every_operation_counts() -> None:
+    action = gql("query Q { viewer { id } } mutation M { deleteRepository(id: 1) { id } }")
+    assert (action.action_type, action.operation) == ("delete", "query viewer;mutation deleteRepository")
+    assert "multi_operation" in action.flags
+
+
+def test_unknown_operation_name_counts_every_operation() -> None:
+    action = gql("query Q { a } mutation M { deleteAll }", operationName="Nope")
+    assert action.action_type == "delete"
+
+
+def test_graphql_over_get() -> None:
+    query = quote("query { viewer { login } }")
+    action = parse(request_view("GET", f"{ENDPOINT}?query={query}"))
+    assert (action.service, action.operation) == ("graphql", "query viewer")
+
+
+def test_graphql_over_get_respects_operation_name() -> None:
+    query = quote("query A { a } mutation B { deleteB }")
+    assert parse(request_view("GET", f"{ENDPOINT}?query={query}&operationName=A")).action_type == "read"
+
+
+def test_application_graphql_body() -> None:
+    req = request_view("POST", "https://x.example.com/api", [("Content-Type", "application/graphql")], "mutation { createUser { id } }")
+    assert (parse(req).service, parse(req).action_type) == ("graphql", "create")
+
+
+def test_apollo_batch_counts_every_document() -> None:
+    body = json.dumps([{"query": "{ viewer { id } }"}, {"query": "mutation { deleteRepository(id: 1) { id } }"}])
+    action = parse(request_view("POST", ENDPOINT, [("Content-Type", "application/json")], body))
+    assert (action.action_type, action.statements) == ("delete", ("viewer", "deleteRepository"))
+
+
+def test_graphql_document_outside_a_graphql_path_is_recognised() -> None:
+    assert gql("mutation { purgeAll }", url="https://api.example.com/v1/q").service == "graphql"
+
+
+def test_search_query_outside_a_graphql_path_is_not_graphql() -> None:
+    assert gql("red shoes", url="https://api.example.com/search").service == "api.example.com"
+
+
+def test_broken_document_at_a_graphql_endpoint_is_unparsed() -> None:
+    action = gql("mutation { deleteRepository(id: ")
+    assert (action.service, action.action_type, action.operation, action.flags) == ("graphql", "other", "UNPARSED", {"unparsed"})
+
+
+def test_broken_graphql_looking_document_elsewhere_is_unparsed() -> None:
+    assert gql("mutation { deleteAll(", url="https://api.example.com/x").operation == "UNPARSED"
+
+
+def test_schema_text_is_not_an_operation() -> None:
+    assert gql("type Query { a: Int }").flags == {"unparsed"}
+
+
+def test_documents_past_the_token_limit_are_unparsed() -> None:
+    many_tokens = "[]" * (graphql_parser.MAX_TOKENS // 2 + 100)  # two tokens in two characters
+    assert len(many_tokens) < graphql_parser.MAX_CHARS
+    action = gql("mutation { deleteAll(x: [" + many_tokens + "]) }")
+    assert (action.operation, action.action_type, action.flags) == ("UNPARSED", "other", {"unparsed"})
+
+
+def test_documents_past_the_size_limit_are_too_large() -> None:
+    action = gql("mutation { deleteAll }" + " " * graphql_parser.MAX_CHARS)
+    assert (action.operation, action.flags) == ("UNPARSED", {"unparsed", "too_large"})
+
+
+def test_a_batch_shares_one_size_budget() -> None:
+    doc = "mutation { addStar }" + " " * (graphql_parser.MAX_CHARS // 2)
+    body = json.dumps([{"query": doc}] * 3)
+    action = parse(request_view("POST", ENDPOINT, [("Content-Type", "application/json")], body))
+    assert (action.action_type, "too_large" in action.flags) == ("create", True)
+
+
+def test_graphql_path_without_a_document_is_rest() -> None:
+    action = parse(request_view("GET", ENDPOINT))
+    assert (action.service, action.action_type) == ("api.github.com", "read")
+
+
+@pytest.mark.parametrize("text", ["{ a }", "  # comment\n query { a }", ",,mutation{a}", "subscription S { a }", "fragment F on Q { a }"])
+def test_looks_like_graphql(text: str) -> None:
+    assert graphql_parser.looks_like_graphql(text)
+
+
+@pytest.mark.parametrize("text", ["", "queryX { a }", "SELECT 1", "red shoes", "# { a }"])
+def test_does_not_look_like_graphql(text: str) -> None:
+    assert not graphql_parser.looks_like_graphql(text)

@@ -1,0 +1,291 @@
+"""SQL in request bodies: statement kinds, tables, flags, and the tricks that hide them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from shield_addon.actions import Action, parse, request_view
+from shield_addon.actions import sql as sql_parser
+
+URL = "https://db.example.com/query"
+
+
+def sql_body(text: str, content_type: str = "application/sql") -> Action:
+    return parse(request_view("POST", URL, [("Content-Type", content_type)], text))
+
+
+def sql_json(doc: object) -> Action:
+    return parse(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps(doc)))
+
+
+def test_sql_body_is_parsed_by_content_type() -> None:
+    action = sql_body("DROP TABLE users")
+    assert (action.service, action.action_type, action.operation) == ("sql", "delete", "DROP")
+    assert (action.tables, action.statements) == (("users",), ("drop",))
+
+
+def test_comments_and_case_tricks_do_not_hide_a_drop() -> None:
+    action = sql_body("/* harmless */ DrOp /* really */ TaBlE -- yes\n Users")
+    assert (action.operation, action.tables) == ("DROP", ("users",))
+
+
+def test_drop_after_a_select_is_caught() -> None:
+    action = sql_json({"query": "SELECT * FROM a; -- hi\n DROP TABLE b"})
+    assert (action.action_type, action.operation) == ("delete", "SELECT;DROP")
+    assert action.statements == ("select", "drop")
+    assert "multi_statement" in action.flags
+
+
+def test_a_commented_out_drop_is_not_reported() -> None:
+    action = sql_json({"query": "SELECT 1 -- ; DROP TABLE x"})
+    assert (action.operation, action.flags) == ("SELECT", frozenset())
+
+
+def test_backslash_escape_ambiguity_is_read_the_dangerous_way() -> None:
+    # MySQL reads one string; Postgres and SQL Server read a DROP after a SELECT.
+    action = sql_json({"sql": "SELECT 'a\\'; DROP TABLE t; -- '"})
+    assert (action.action_type, action.statements) == ("delete", ("select", "drop"))
+
+
+def test_nested_comment_ambiguity_is_read_the_dangerous_way() -> None:
+    # Postgres nests /* */ comments (all one comment); MySQL does not (a DROP).
+    action = sql_json({"sql": "SELECT 1 /* /* */ ; DROP TABLE t; -- */"})
+    assert "drop" in action.statements
+
+
+def test_hash_comment_hides_nothing_from_mysql_reading() -> None:
+    action = sql_json({"sql": "SELECT 1 # note\n; DROP TABLE t"})
+    assert action.statements == ("select", "drop")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "action_type"),
+    [
+        ("SELECT * FROM t", "select", "read"),
+        ("SELECT 1 UNION SELECT 2", "select", "read"),
+        ("SHOW TABLES", "show", "read"),
+        ("DESCRIBE t", "describe", "read"),
+        ("EXPLAIN SELECT * FROM t", "explain", "read"),
+        ("INSERT INTO t VALUES (1)", "insert", "create"),
+        ("CREATE TABLE t (a INT)", "create", "create"),
+        ("UPDATE t SET a = 1 WHERE id = 2", "update", "update"),
+        ("ALTER TABLE t ADD COLUMN c INT", "alter", "update"),
+        ("GRANT ALL ON t TO public", "grant", "update"),
+        ("REVOKE SELECT ON t FROM u", "revoke", "update"),
+        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1", "merge", "update"),
+        ("SET ROLE admin", "set", "update"),
+        ("DELETE FROM t WHERE id = 1", "delete", "delete"),
+        ("DROP TABLE t", "drop", "delete"),
+        ("DROP DATABASE prod", "drop", "delete"),
+        ("TRUNCATE TABLE t", "truncate", "delete"),
+        ("CALL purge_everything()", "call", "execute"),
+        ("VACUUM", "vacuum", "execute"),
+        ("COPY t TO PROGRAM 'curl evil'", "copy", "execute"),
+        ("BEGIN", "begin", "other"),
+    ],
+)
+def test_statement_kind_and_action_type(text: str, kind: str, action_type: str) -> None:
+    action = sql_body(text)
+    assert (action.statements[0], action.action_type, action.operation.split(";")[0]) == (kind, action_type, kind.upper())
+
+
+def test_action_type_is_the_strictest_statement() -> None:
+    action = sql_body("BEGIN; SELECT * FROM a; INSERT INTO b VALUES (1); DELETE FROM c WHERE id = 1; COMMIT")
+    assert (action.action_type, action.operation) == ("delete", "BEGIN;SELECT;INSERT;DELETE;COMMIT")
+
+
+def test_procedure_call_is_stricter_than_an_update() -> None:
+    assert sql_body("UPDATE t SET a = 1 WHERE id = 1; CALL cleanup()").action_type == "execute"
+
+
+def test_tsql_exec_is_read_through_another_dialect() -> None:
+    action = sql_body("EXEC sp_purge")
+    assert (action.action_type, action.flags) == ("execute", frozenset())
+
+
+def test_delete_without_where_is_flagged() -> None:
+    assert "delete_without_where" in sql_body("DELETE FROM users").flags
+
+
+def test_delete_with_where_is_not_flagged() -> None:
+    assert sql_body("DELETE FROM users WHERE id = 1").flags == frozenset()
+
+
+def test_update_without_where_is_flagged() -> None:
+    assert "update_without_where" in sql_body("UPDATE users SET admin = true").flags
+
+
+def test_update_with_where_is_not_flagged() -> None:
+    assert sql_body("UPDATE users SET admin = true WHERE id = 1").flags == frozenset()
+
+
+def test_merge_delete_counts_as_delete_without_a_where_flag() -> None:
+    action = sql_body("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN MATCHED THEN UPDATE SET a = 1")
+    assert (action.action_type, "delete" in action.statements, action.flags) == ("delete", True, frozenset())
+
+
+def test_single_statement_is_not_multi_statement() -> None:
+    assert "multi_statement" not in sql_body("SELECT 1;;;").flags
+
+
+def test_data_modifying_cte_counts_as_a_delete() -> None:
+    action = sql_body("WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone")
+    assert (action.action_type, action.statements, action.tables) == ("delete", ("select", "delete"), ("orders",))
+    assert "delete_without_where" in action.flags
+
+
+def test_explain_analyze_runs_the_statement_so_it_counts() -> None:
+    action = sql_body("EXPLAIN ANALYZE DELETE FROM users")
+    assert (action.action_type, action.statements) == ("delete", ("explain", "delete"))
+    assert "delete_without_where" in action.flags
+
+
+def test_explain_with_analyze_option_list_counts_too() -> None:
+    assert sql_body("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1").action_type == "update"
+
+
+def test_plain_explain_only_reads_but_names_the_tables() -> None:
+    action = sql_body("EXPLAIN DELETE FROM users")
+    assert (action.action_type, action.statements, action.tables, action.flags) == ("read", ("explain",), ("users",), frozenset())
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+def test_tables_are_qualified_lower_cased_deduplicated_in_written_order() -> None:
+    action = sql_body('SELECT * FROM Sales."Orders" o JOIN crm.customers c ON 1 = 1 WHERE o.id IN (SELECT id FROM sales.orders)')
+    assert action.tables == ("sales.orders", "crm.customers")
+
+
+def test_three_part_names_keep_all_parts() -> None:
+    assert sql_body("SELECT * FROM warehouse.analytics.events").tables == ("warehouse.analytics.events",)
+
+
+def test_cte_names_are_not_tables() -> None:
+    assert sql_body("WITH recent AS (SELECT * FROM events) SELECT * FROM recent").tables == ("events",)
+
+
+def test_insert_select_names_both_tables() -> None:
+    assert sql_body("INSERT INTO archive SELECT * FROM live").tables == ("archive", "live")
+
+
+def test_mysql_backticks_and_tsql_brackets_are_read() -> None:
+    assert sql_body("SELECT * FROM `db`.`Users`").tables == ("db.users",)
+    assert sql_body("SELECT * FROM [dbo].[Users]").tables == ("dbo.users",)
+
+
+def test_table_function_is_not_a_table() -> None:
+    assert sql_body("SELECT * FROM generate_series(1, 3)").tables == ()
+
+
+# --- where SQL is found -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["query", "sql", "statement", "Sql", "STATEMENT"])
+def test_json_fields_carrying_sql(key: str) -> None:
+    assert sql_json({key: "TRUNCATE orders"}).operation == "TRUNCATE"
+
+
+def test_json_list_of_statements() -> None:
+    action = sql_json({"statements": "ignored", "sql": ["SELECT 1", "DROP TABLE t"]})
+    assert (action.operation, action.tables) == ("SELECT;DROP", ("t",))
+    assert "multi_statement" in action.flags
+
+
+def test_json_without_a_content_type_is_still_read() -> None:
+    action = parse(request_view("POST", URL, (), json.dumps({"sql": "DELETE FROM t"})))
+    assert action.operation == "DELETE"
+
+
+def test_nested_sql_fields_are_ignored_unpinned() -> None:
+    assert sql_json({"args": {"sql": "DROP TABLE t"}}).service == "db.example.com"
+
+
+def test_nested_sql_fields_are_read_on_a_pinned_host() -> None:
+    req = request_view("POST", URL, (), json.dumps({"type": "run_sql", "args": {"sql": "DROP TABLE t"}}))
+    assert parse(req, {"sql": ["db.example.com"]}).operation == "DROP"
+
+
+def test_plain_text_sql_is_read() -> None:
+    assert sql_body("DELETE FROM sessions", "text/plain").operation == "DELETE"
+
+
+def test_plain_text_prose_is_not_sql() -> None:
+    action = sql_body("Update: the deploy finished, all green.", "text/plain")
+    assert (action.service, action.action_type) == ("db.example.com", "create")
+
+
+def test_form_body_is_not_read_as_sql() -> None:
+    action = sql_body("DROP TABLE users", "multipart/form-data")
+    assert action.service == "db.example.com"
+
+
+# --- what cannot be read --------------------------------------------------------------------
+
+
+def test_unparseable_sql_body_is_reported_unparsed() -> None:
+    action = sql_body("DELETE FROM WHERE ((")
+    assert (action.service, action.action_type, action.operation, action.flags) == ("sql", "other", "UNPARSED", {"unparsed"})
+
+
+def test_unparseable_sql_looking_json_field_is_reported_unparsed() -> None:
+    action = sql_json({"query": "/* x */ DROP TABLE users WHERE ((("})
+    assert (action.service, action.operation, action.flags) == ("sql", "UNPARSED", {"unparsed"})
+
+
+def test_a_statement_next_to_an_unparseable_one_still_counts() -> None:
+    action = sql_json({"sql": ["DROP TABLE t", "SELECT FROM WHERE ((("]})
+    assert (action.action_type, action.operation, action.statements) == ("delete", "DROP;UNPARSED", ("drop",))
+    assert "unparsed" in action.flags
+
+
+def test_non_sql_text_in_a_query_field_is_not_sql() -> None:
+    assert sql_json({"query": "hello world"}).service == "db.example.com"
+
+
+def test_empty_and_comment_only_sql_is_not_an_action() -> None:
+    assert sql_json({"sql": "  -- nothing\n"}).service == "db.example.com"
+
+
+def test_too_much_sql_is_reported_not_parsed() -> None:
+    text = "INSERT INTO t VALUES " + ",".join(f"({i})" for i in range(sql_parser.MAX_CHARS // 4))
+    action = sql_body(text)
+    assert (action.operation, action.flags) == ("UNPARSED", {"unparsed", "too_large"})
+
+
+def test_padding_many_fields_cannot_exceed_the_budget_silently() -> None:
+    texts = ["SELECT 1"] * 10 + ["DROP TABLE t " + " " * sql_parser.MAX_CHARS]
+    action = sql_json({"sql": texts})
+    assert "too_large" in action.flags
+
+
+def test_hostile_sql_costs_bounded_time() -> None:
+    # Fails at its very end in every dialect: the worst case for the dialect retries.
+    text = "SELECT " + ",".join(f"c{i}" for i in range(4000))[: sql_parser.MAX_CHARS - 20] + " FROM FROM"
+    start = time.perf_counter()
+    action = sql_body(text)
+    assert action.operation == "UNPARSED"
+    assert time.perf_counter() - start < 5  # about 0.3 s here; generous for slow CI
+
+
+def test_deeply_nested_sql_is_unparsed_not_a_crash() -> None:
+    action = sql_body("SELECT " + "(" * 9000 + "1" + ")" * 9000)
+    assert (action.operation, "parser_error" in action.flags) == ("UNPARSED", False)
+
+
+def test_invalid_utf8_sql_is_unparsed_not_a_crash() -> None:
+    req = request_view("POST", URL, [("Content-Type", "application/sql")], b"DROP TABLE \xff\xfe")
+    assert parse(req).service == "sql"
+
+
+@pytest.mark.parametrize("text", ["SELECT 1", "  /* c */ -- d\n (select 1)", ";DROP TABLE t", "\ufeffWITH x AS (SELECT 1) SELECT 1"])
+def test_looks_like_sql(text: str) -> None:
+    assert sql_parser.looks_like_sql(text)
+
+
+@pytest.mark.parametrize("text", ["", "hello", "{ viewer { id } }", "query { a }", "/* unterminated", "# DROP"])
+def test_does_not_look_like_sql(text: str) -> None:
+    assert not sql_parser.looks_like_sql(text)
