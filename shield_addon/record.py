@@ -157,6 +157,13 @@ _SECRET_VALUE = re.compile(
 )
 
 
+# `api_key=...` inside any text: echoed URLs, logs, error messages.
+_SECRET_PAIR = re.compile(
+    r"(?i)(\b(?:[\w-]*(?:pass(?:word|wd)?|secret|token|api[-_]?key|apikey|access[-_]?key|signature)|sig|key|auth)=)"
+    r"([^&\s\"'<>]+)"
+)
+
+
 class Redactor:
     """Replaces secrets by `[redacted:<keyed fingerprint>]`.
 
@@ -186,7 +193,8 @@ class Redactor:
         return [(k, self.mark(v) if _SECRET_NAME.search(k) else self.text(v)) for k, v in pairs]
 
     def text(self, text: str) -> str:
-        return _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
+        text = _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
+        return _SECRET_PAIR.sub(lambda m: m.group(1) + (m.group(2) if m.group(2).startswith("[redacted:") else self.mark(m.group(2))), text)
 
     def json(self, doc: Any, depth: int = 0) -> Any:
         if depth > 64:

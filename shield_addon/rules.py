@@ -21,11 +21,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from shield_addon.actions import Action, RequestView
+from shield_addon.actions import SERVICES, Action, RequestView
 
 VERDICTS = ("allow", "hold", "deny")  # in order of strictness
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-SERVICES = ("kubernetes", "sql", "graphql", "aws", "postgrest", "mcp")
 CAPTURE_FIELDS = {"namespace": "namespace", "table": "tables", "resource": "resource_type", "name": "resource_name"}
 
 TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold"}
@@ -278,7 +277,9 @@ def _services(c: _Ctx, node: Any, doc: CommentedMap) -> dict[str, tuple[str, ...
     for svc, globs in node.items():
         if svc not in SERVICES:
             raise c.err(node, f"services.{svc}", f"unknown service (known: {', '.join(SERVICES)})", node, svc)
-        out[svc] = tuple(_glob(c, g, node, svc, f"services.{svc}").pattern for g in _as_list(globs))
+        for g in _as_list(globs):
+            _glob(c, g, node, svc, f"services.{svc}")  # refuse a bad glob here, with its line
+        out[svc] = tuple(str(g) for g in _as_list(globs))
     return out
 
 
@@ -535,7 +536,9 @@ def _sql_matcher(c: _Ctx, value: Any, parent: Any, where: str) -> Predicate:
     wanted = {str(v).lower() for v in _as_list(value["statement"])}
 
     def pred(s: Subject, cap: dict[str, str]) -> bool:
-        return s.action.service == "sql" and bool(wanted & (set(s.action.statements) | s.action.flags))
+        # "sql" in flags: SQL carried by another service, e.g. an MCP tool's arguments.
+        is_sql = s.action.service == "sql" or "sql" in s.action.flags
+        return is_sql and bool(wanted & (set(s.action.statements) | s.action.flags))
 
     return pred
 

@@ -81,11 +81,25 @@ def shlex_quote(s: str) -> str:
     return shlex.quote(s)
 
 
-@pytest.fixture
-def console(tmp_path: Path, upstream: Upstream) -> Iterator[Console]:
-    c = Console(tmp_path, upstream)
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Console]:
+    """One console for the module; focus follows the newest flow, so each test's keys
+    act on the flow it just sent."""
+    c = Console(tmp_path_factory.mktemp("console"), upstream)
     yield c
     c.close()
+
+
+def decision(console: Console, path: str) -> dict:
+    rows = wait_for(lambda: console.sql(f"SELECT * FROM events WHERE stage = 'decision' AND path = '{path}'"), 10,
+                    "the decision in the audit store")
+    return rows[0]
+
+
+def held_on_screen(console: Console, path: str) -> None:
+    """The flow is listed from its headers on, but held only once its line shows ⌛."""
+    wait_for(lambda: any(path in line and "⌛" in line for line in console.screen().splitlines()), 20,
+             "the held flow on the console")
 
 
 def agent_curl(console: Console, upstream: Upstream, path: str) -> subprocess.Popen:
@@ -98,35 +112,33 @@ def agent_curl(console: Console, upstream: Upstream, path: str) -> subprocess.Po
 def test_reviewer_approves_a_held_delete_with_the_y_key(console: Console, upstream: Upstream) -> None:
     path = "/hold/console-approve"
     agent = agent_curl(console, upstream, path)
-    wait_for(lambda: path in console.screen(), 20, "the held flow on the console")
+    held_on_screen(console, path)
     assert upstream.hits_for(path) == []
     console.keys("y")
     out, err = agent.communicate(timeout=20)
     assert out.strip().endswith("200"), (out, err)
     assert json.loads(out.strip().rsplit("\n", 1)[0])["path"] == path
     assert len(upstream.hits_for(path)) == 1
-    rows = wait_for(lambda: console.sql(f"SELECT * FROM events WHERE stage = 'decision' AND path = '{path}'"), 10,
-                    "the decision in the audit store")
-    assert (rows[0]["decision"], rows[0]["reviewer"], rows[0]["agent"]) == ("approved", "alice", "agent-tui")
+    d = decision(console, path)
+    assert (d["decision"], d["reviewer"], d["agent"], d["operation"]) == ("approved", "alice", "agent-tui", "shield.approve")
 
 
 def test_reviewer_kills_a_held_flow_with_x_and_the_agent_is_not_left_hanging(console: Console, upstream: Upstream) -> None:
     path = "/hold/console-kill"
     agent = agent_curl(console, upstream, path)
-    wait_for(lambda: path in console.screen(), 20, "the held flow on the console")
+    held_on_screen(console, path)
     console.keys("X")
     agent.communicate(timeout=10)  # the kill bug would keep curl waiting
     assert agent.returncode != 0
     assert upstream.hits_for(path) == []
-    rows = wait_for(lambda: console.sql(f"SELECT * FROM events WHERE stage = 'decision' AND path = '{path}'"), 10,
-                    "the decision in the audit store")
-    assert rows[0]["decision"] == "killed" and rows[0]["reviewer"] == "alice"
+    d = decision(console, path)
+    assert (d["decision"], d["reviewer"]) == ("killed", "alice")
 
 
 def test_reviewer_denies_with_a_reason_typed_after_n(console: Console, upstream: Upstream) -> None:
     path = "/hold/console-deny"
     agent = agent_curl(console, upstream, path)
-    wait_for(lambda: path in console.screen(), 20, "the held flow on the console")
+    held_on_screen(console, path)
     console.keys("N")
     wait_for(lambda: "shield.deny" in console.screen(), 10, "the deny prompt")
     console.keys("-l", "wrong cluster")
@@ -135,3 +147,26 @@ def test_reviewer_denies_with_a_reason_typed_after_n(console: Console, upstream:
     body, status = out.strip().rsplit("\n", 1)
     assert status == "403" and json.loads(body)["reviewer_comment"] == "wrong cluster"
     assert upstream.hits_for(path) == []
+    d = decision(console, path)
+    assert (d["decision"], d["reviewer_comment"], d["operation"]) == ("denied", "wrong cluster", "shield.deny")
+
+
+def test_native_a_resumes_and_is_recorded_as_approved(console: Console, upstream: Upstream) -> None:
+    path = "/hold/tui-resume"
+    agent = agent_curl(console, upstream, path)
+    held_on_screen(console, path)
+    console.keys("a")
+    out, _ = agent.communicate(timeout=20)
+    assert out.strip().endswith("200") and len(upstream.hits_for(path)) == 1
+    d = decision(console, path)
+    assert (d["decision"], d["operation"], d["reviewer"]) == ("approved", "flow.resume", "alice")
+
+
+def test_removing_a_held_flow_with_d_kills_it(console: Console, upstream: Upstream) -> None:
+    path = "/hold/tui-remove"
+    agent = agent_curl(console, upstream, path)
+    held_on_screen(console, path)
+    console.keys("d")
+    agent.communicate(timeout=10)
+    assert agent.returncode != 0 and upstream.hits_for(path) == []
+    assert decision(console, path)["decision"] == "killed"

@@ -190,3 +190,40 @@ def test_every_event_is_chained_and_verify_passes(proxy: Proxy, upstream: Upstre
     assert all(b["prev_hash"] == a["row_hash"] for a, b in zip(events, events[1:]))
     cp = proxy.shield("verify")
     assert cp.stdout.startswith("OK")
+
+
+DESIGN_EVENT_COLUMNS = (
+    "seq chain_id prev_hash row_hash ts stage flow_id agent client_ip method scheme host port path url request_headers "
+    "request_body request_body_size request_sha256 service action_type operation resource_type namespace resource_name "
+    "tables rule_id verdict matched_rules mode ruleset_sha256 severity decision reviewer decided_at reviewer_comment edited "
+    "forwarded_request status_code response_headers response_body response_body_size response_sha256 outcome error duration_ms"
+).split()
+DESIGN_TIMELINE_COLUMNS = (
+    "ts flow_id agent method host path service action_type operation namespace resource_name tables rule_id verdict "
+    "decision reviewer decided_at status_code outcome duration_ms"
+).split()
+
+
+def test_a_plain_duckdb_client_reads_the_audit_file_while_the_proxy_runs(proxy: Proxy, upstream: Upstream) -> None:
+    import duckdb
+
+    with client(proxy, "agent-duck") as c:
+        assert c.get(upstream.url("/allowed/duck")).status_code == 200
+    db = proxy.audit_dir / "audit.duckdb"
+
+    def read() -> list | None:
+        try:  # between ingest batches; the ingester holds the file only while it appends
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.Error:
+            return None
+        try:
+            rows = con.execute("SELECT path FROM timeline WHERE agent = 'agent-duck'").fetchall()
+            events = [d[0] for d in con.execute("SELECT * FROM events LIMIT 0").description]
+            timeline = [d[0] for d in con.execute("SELECT * FROM timeline LIMIT 0").description]
+            return [rows, events, timeline] if rows else None
+        finally:
+            con.close()
+
+    rows, events, timeline = wait_for(read, 15, "the flow in audit.duckdb")
+    assert rows == [("/allowed/duck",)]
+    assert events == DESIGN_EVENT_COLUMNS and timeline == DESIGN_TIMELINE_COLUMNS

@@ -226,3 +226,23 @@ def test_streaming_request_bodies_are_refused(tmp_path: Path) -> None:
     with taddons.context(s, Proxyserver()) as tctx:
         with pytest.raises(exceptions.OptionsError, match="stream_large_bodies"):
             tctx.configure(s, stream_large_bodies="1m")
+
+
+def test_a_bad_edit_while_running_keeps_the_old_rules(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rules_file = tmp_path / "r.yaml"
+    rules_file.write_text("version: 1\nrules:\n  - {id: d, match: {method: DELETE}, action: deny}\n")
+    s = Shield()
+    with taddons.context(s) as tctx:
+        tctx.configure(s, confdir=str(tmp_path / "conf"), shield_rules=str(rules_file), shield_dir=str(tmp_path / "audit"))
+        good = s.ruleset.sha256
+        rules_file.write_text("version: 1\nrules:\n  - {id: d, match: {method: DELETE}, action: nope}\n")
+        s.load_rules()
+        assert s.ruleset.sha256 == good and s.ruleset.rules[0].action == "deny"
+        assert "rule change refused, keeping the old rules" in caplog.text and "r.yaml:3" in caplog.text
+        rules_file.write_text("version: 1\nrules:\n  - {id: d, match: {method: DELETE}, action: hold}\n")
+        s.load_rules()
+        assert s.ruleset.rules[0].action == "hold"
+        s.done()
+    loads = events(tmp_path, "ruleset")
+    assert any(e["error"] and "r.yaml:3" in e["error"] and e["ruleset_sha256"] == good for e in loads)
+    assert loads[-1]["ruleset_sha256"] == s.ruleset.sha256 and loads[-1]["error"] is None

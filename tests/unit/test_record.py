@@ -81,3 +81,9 @@ def test_lone_surrogates_become_replacement_characters() -> None:
 def test_safe_text_defuses_terminal_escapes() -> None:
     s = record.safe_text("ok\x1b[2J\x1b]0;pwned\x07\u202e")
     assert "\x1b" not in s and "\x07" not in s and "\u202e" not in s and "\\x1b[2J" in s
+
+
+def test_secret_query_pairs_inside_any_text_are_redacted() -> None:
+    text = R.text('{"next": "https://x/y?page=2&access_token=abc123&sig=zz"} password=hunter2 max_tokens=5')
+    assert "abc123" not in text and "hunter2" not in text and "=zz" not in text
+    assert "page=2" in text and "max_tokens=5" in text

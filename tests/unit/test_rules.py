@@ -173,3 +173,34 @@ def test_bundled_rules_hold_destructive_calls_and_allow_reads() -> None:
     assert verdict(rs, "GET", "https://k8s.example/api/v1/namespaces/dev/pods").verdict == "allow"
     assert verdict(rs, "POST", "https://db.example/sql", '{"sql": "select 1"}',
                    {"content-type": "application/json"}).verdict == "allow"
+
+
+def test_services_pin_a_parser_to_hosts() -> None:
+    rs = ruleset("""
+        version: 1
+        services: {kubernetes: ["*.k8s.internal"]}
+        rules:
+          - {id: k, match: {service: kubernetes, action_type: delete}, action: deny}
+    """)
+    assert verdict(rs, "DELETE", "https://api.k8s.internal/api/v1/widgets/w").verdict == "deny"
+    assert verdict(rs, "DELETE", "https://api.example.com/api/v1/widgets/w").verdict == "allow"
+
+
+def test_unknown_service_pin_is_refused_with_its_line() -> None:
+    with pytest.raises(rules.RuleError, match="t.yaml:4: services.kubernets: unknown service"):
+        ruleset("""
+            version: 1
+            services:
+              kubernets: ["*"]
+        """)
+
+
+def test_sql_rules_see_sql_carried_by_an_mcp_tool_call() -> None:
+    rs = ruleset("""
+        version: 1
+        rules:
+          - {id: drop, match: {sql: {statement: [drop]}}, action: deny}
+    """)
+    call = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "DROP TABLE users"}}}'
+    v = verdict(rs, "POST", "https://mcp.example.com/mcp", call, {"content-type": "application/json"})
+    assert v.verdict == "deny" and v.action.service == "mcp"
