@@ -114,7 +114,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, titl
 
         table = Table(title=title, show_lines=False, header_style="bold")
         for c in columns:
-            table.add_column(c, overflow="fold")
+            table.add_column(c, overflow="fold", no_wrap=c in ("time (UTC)", "flow", "decision", "status"))
         dcol = columns.index("decision") if "decision" in columns else -1
         for r in rows:
             style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
@@ -184,8 +184,41 @@ def cmd_timeline(args: argparse.Namespace) -> int:
             params.append(args.limit)
         cur = con.execute(sql + " ORDER BY ts, flow_id", params)
         cols = [d[0] for d in cur.description]
-        render(cols, cur.fetchall(), fmt_of(args), title="agent-shield timeline")
+        rows = cur.fetchall()
+    if fmt_of(args) == "table":
+        cols, rows = for_people(cols, rows)
+    render(cols, rows, fmt_of(args), title="agent-shield timeline")
     return EXIT_OK
+
+
+def for_people(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The timeline narrowed to what fits a terminal; --json and --csv keep every column."""
+    out = []
+    for r in rows:
+        t = dict(zip(cols, r))
+        what = " ".join(str(x) for x in (t["service"], t["operation"]) if x)
+        where = "/".join(str(x) for x in (t["namespace"], t["resource_name"]) if x) or ",".join(t["tables"] or [])
+        out.append([
+            t["ts"].strftime("%m-%d %H:%M:%S") if t["ts"] else "",
+            (t["flow_id"] or "")[:8],
+            t["agent"],
+            shorten(f"{t['method']} {t['host']}{t['path']}", 48),
+            shorten(f"{what} {where}".strip(), 36),
+            t["rule_id"],
+            t["decision"],
+            t["reviewer"],
+            t["status_code"] if t["status_code"] is not None else t["outcome"],
+            f"{t['duration_ms']:.0f}" if t["duration_ms"] is not None else None,
+        ])
+    return ["time (UTC)", "flow", "agent", "request", "action", "rule", "decision", "reviewer", "status", "ms"], out
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut the middle, where long paths repeat themselves, and keep both ends."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep - keep // 2] + "…" + text[-(keep // 2):]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
