@@ -206,7 +206,7 @@ class Shield:
         try:
             view = view_of(f)
             action = actions.parse(view, self.ruleset.services)
-            verdict = rules.evaluate(self.ruleset, rules.Subject(view, action, f))
+            verdict = rules.evaluate(self.ruleset, rules.Subject(view, action, f, agent))
         except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
             log.exception("shield: could not evaluate %s", f.request.url)
             state.refused = True
@@ -214,7 +214,7 @@ class Shield:
             refuse(f, 403, "blocked", "request refused: the guard could not evaluate it")
             return
         state.action, state.verdict = action, verdict
-        enforced = verdict.verdict if mode == "enforce" else "allow"
+        enforced = verdict.enforced if mode == "enforce" else "allow"
         decision = {"allow": "allowed", "deny": "blocked", "hold": None}[enforced]
         event = {**state.base, "stage": "request", "decision": decision,
                  **request_columns(f.request, self.redactor, ctx.options.shield_body_limit),
@@ -225,13 +225,13 @@ class Shield:
             return
         if enforced == "deny":
             state.refused, state.decided = True, {"decision": "blocked"}
-            refuse(f, 403, "blocked", "request blocked by rule", verdict.rule)
+            refuse(f, 403, "blocked", "request blocked by rule", verdict.enforced_rule)
             f.marked = MARKERS["blocked"]
         elif enforced == "hold":
             await self.hold(f, state)
 
     async def hold(self, f: http.HTTPFlow, state: FlowState) -> None:
-        rule = state.verdict.rule if state.verdict else None
+        rule = state.verdict.enforced_rule if state.verdict else None
         policy = rule.hold if rule else rules.HoldPolicy()
         timeout = policy.timeout if policy.timeout is not None else (ctx.options.shield_hold_timeout or None)
         hold = self.holds.start(f, state, timeout, policy.on_timeout)
@@ -243,7 +243,7 @@ class Shield:
 
     async def finish(self, hold: Hold) -> None:
         f, state = hold.flow, hold.state
-        rule = state.verdict.rule if state.verdict else None
+        rule = state.verdict.enforced_rule if state.verdict else None
         forward = hold.decision == "approved" or (hold.decision == "timed_out" and hold.on_timeout == "allow")
         if hold.decision in ("denied", "timed_out") and not forward:
             error = "request denied by reviewer" if hold.decision == "denied" else "no reviewer decided in time"
@@ -313,14 +313,22 @@ def _log_failure(fut: Any) -> None:
 
 
 def hold_comment(state: FlowState, rule: rules.Rule | None) -> str:
+    """What the reviewer reads first: 'kubernetes delete deployments/web in prod (rule ...)'."""
     a = state.verdict.action if state.verdict else None
-    what = " ".join(x for x in (a.service, a.operation, a.resource_type, a.resource_name) if x) if a else ""
-    if a and a.namespace:
-        what += f" in {a.namespace}"
-    if a and a.tables:
-        what += " tables " + ",".join(a.tables)
-    parts = [f"HELD by {rule.id}" if rule else "HELD (default)", rule.message if rule else "", f"agent {state.agent}", what]
+    parts = [describe(a) if a else "", f"(rule {rule.id})" if rule else "(default verdict)",
+             rule.message if rule else "", f"agent {state.agent}"]
     return record.safe_text(" | ".join(p for p in parts if p))
+
+
+def describe(a: actions.Action) -> str:
+    what = " ".join(x for x in (a.service, a.operation) if x)
+    target = "/".join(x for x in (a.resource_type, a.resource_name) if x)
+    text = f"{what} {target}".strip()
+    if a.namespace:
+        text += f" in {a.namespace}"
+    if a.tables:
+        text += " on " + ",".join(a.tables)
+    return text
 
 
 def rule_mtimes(source: str) -> dict[str, float]:

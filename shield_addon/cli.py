@@ -308,25 +308,95 @@ def compare_db(adir: Path) -> str | None:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from shield_addon import rules, ruletest
+    from shield_addon import rules
 
     source = args.path or str(paths.bundled_rules())
     try:
         ruleset = rules.load_path(source)
     except rules.RuleError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE if args.rules_cmd == "check" else EXIT_FAILED
+        return EXIT_USAGE
     if args.rules_cmd == "check":
         print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} file(s), default {ruleset.default}, "
               f"sha256 {ruleset.sha256}")
         return EXIT_OK
-    failures = 0
+    return {"test": rules_test, "explain": rules_explain, "replay": rules_replay}[args.rules_cmd](args, ruleset)
+
+
+def rules_test(args: argparse.Namespace, ruleset: Any) -> int:
+    from shield_addon import ruletest
+
+    rows, failures = [], 0
     for file, line, result in ruletest.run_tests(ruleset):
-        ok = result is None
-        failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {file}:{line}" + ("" if ok else f": {result}"))
-    print(f"{len(ruleset.tests) - failures} passed, {failures} failed")
+        failures += result is not None
+        rows.append(["pass" if result is None else "FAIL", f"{file}:{line}", result or ""])
+    render(["result", "test", "why"], rows, fmt_of(args))
+    print(f"{len(rows) - failures} passed, {failures} failed")
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
+    from shield_addon import rules, ruletest
+
+    headers = []
+    for h in args.header or []:
+        if ":" not in h:
+            raise UsageError(f"--header {h!r}: use NAME:VALUE")
+        k, v = h.split(":", 1)
+        headers.append((k.strip(), v.strip()))
+    body: bytes | str = Path(args.body_file).read_bytes() if args.body_file else (args.body or "")
+    request = {"method": args.method, "url": args.url, "headers": headers, "body": body, "agent": args.agent or ""}
+    try:
+        subject = ruletest.subject_for(ruleset, request)
+    except ValueError as e:
+        raise UsageError(f"bad request: {e}") from None
+    v = rules.evaluate(ruleset, subject)
+    a = v.action
+    print(record.safe_text(f"request  {subject.request.method} {args.url}"))
+    print("action   " + record.safe_text(" ".join(
+        f"{k}={val}" for k, val in (("service", a.service), ("action_type", a.action_type), ("operation", a.operation),
+                                    ("resource_type", a.resource_type), ("namespace", a.namespace),
+                                    ("resource_name", a.resource_name), ("tables", ",".join(a.tables)),
+                                    ("statements", ",".join(a.statements)), ("flags", ",".join(sorted(a.flags))))
+        if val)))
+    print("rules")
+    for rule in ruleset.rules:
+        checks = rule.predicate.explain(subject)
+        hit = all(ok for _, ok in checks)
+        why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
+        tag = "MATCH" if hit else "  -  "
+        extra = f" -> {rule.action}" + (" (shadow)" if rule.mode == "shadow" else "") if hit else ""
+        print(f"  {tag} {rule.id:28} {why}{extra}   [{Path(rule.file).name}:{rule.line}]")
+    decided = f" by {v.rule.id}" if v.rule else " (default)"
+    print(f"verdict  {v.verdict}{decided}" + (f"; enforced: {v.enforced}" if v.shadowed else ""))
+    return EXIT_OK
+
+
+def rules_replay(args: argparse.Namespace, ruleset: Any) -> int:
+    """Recorded requests against a candidate rule set: what would change."""
+    from shield_addon import rules, ruletest
+
+    where, params = where_clause(args)
+    with store.connect_reader(audit_dir(args)) as con:
+        cur = con.execute(
+            "SELECT e.* FROM events e SEMI JOIN (SELECT flow_id FROM timeline" + where + ") t USING (flow_id) "
+            "WHERE e.stage = 'request' ORDER BY e.seq", params)
+        recorded = store.rows_as_dicts(cur)
+    changes, same = [], 0
+    for row in recorded:
+        v = rules.evaluate(ruleset, ruletest.subject_for(ruleset, ruletest.recorded_request(row)))
+        was = row["verdict"]
+        if (v.verdict, v.rule.id if v.rule else None) == (was, row["rule_id"]):
+            same += 1
+            continue
+        changes.append([_plain(row["ts"]), row["flow_id"][:8], row["agent"], shorten(f"{row['method']} {row['url']}", 60),
+                        f"{was} ({row['rule_id'] or 'default'})", f"{v.verdict} ({v.rule.id if v.rule else 'default'})"])
+    render(["time (UTC)", "flow", "agent", "request", "recorded", "candidate"], changes, fmt_of(args),
+           title="what the candidate rules would change")
+    stricter = sum(1 for c in changes if c[5].split()[0] != "allow" and c[4].split()[0] == "allow")
+    print(f"{len(recorded)} recorded requests: {same} unchanged, {len(changes)} changed "
+          f"({stricter} newly held or denied)", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
@@ -418,10 +488,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     rl = sub.add_parser("rules", help="check rule files or run their tests:")
     rsub = rl.add_subparsers(dest="rules_cmd", required=True, metavar="SUBCOMMAND")
-    for name, text in (("check", "validate rule files (exit 2 with file:line on error)"),
-                       ("test", "run the tests: in rule files (exit 1 if one fails)")):
-        x = rsub.add_parser(name, help=text, description=text)
-        x.add_argument("path", nargs="?", help="rule file or folder (default: the bundled rules)")
+    x = rsub.add_parser("check", help="validate rule files (exit 2 with file:line:column on error)",
+                        description="Validate rule files: schema, regexes, globs, filter expressions, unique ids.")
+    x.add_argument("path", nargs="?", help="rule file or folder (default: the bundled rules)")
+    x = rsub.add_parser("test", help="run the tests: in rule files (exit 1 if one fails)",
+                        description="Run every tests: entry of the rule files and print a pass/fail table.")
+    x.add_argument("path", nargs="?", help="rule file or folder (default: the bundled rules)")
+    add_format(x)
+    x = rsub.add_parser("explain", help="which rules match a request, and why",
+                        description="Parse a request into an action and show every rule with each field's result.")
+    x.add_argument("method")
+    x.add_argument("url")
+    x.add_argument("--header", action="append", metavar="K:V", help="a request header (repeatable)")
+    b = x.add_mutually_exclusive_group()
+    b.add_argument("--body", help="the request body")
+    b.add_argument("--body-file", help="read the request body from a file")
+    x.add_argument("--agent", help="the agent name, for `agent:` matchers")
+    x.add_argument("--rules", dest="path", help="rule file or folder (default: the bundled rules)")
+    x = rsub.add_parser("replay", parents=[common],
+                        help="recorded requests against candidate rules: what would change",
+                        description="Re-evaluate recorded requests from the audit store against a candidate rule set "
+                                    "and list those whose verdict or rule would change. Secrets are redacted and bodies "
+                                    "cut in the trail, so rules on those see what the trail kept.")
+    x.add_argument("path", nargs="?", help="candidate rule file or folder (default: the bundled rules)")
+    add_filters(x)
+    add_format(x)
 
     a = sub.add_parser("agents", help="per-agent proxy credentials")
     asub = a.add_subparsers(dest="agents_cmd", required=True, metavar="SUBCOMMAND")

@@ -111,7 +111,8 @@ def action_columns(action: Action, verdict: Verdict, mode: str, ruleset_sha256: 
         "rule_id": rule.id if rule else None,
         "verdict": verdict.verdict,
         "matched_rules": list(verdict.matched),
-        "mode": mode,
+        # shadow: what `verdict` says was not enforced (global shadow mode, or a shadow rule)
+        "mode": "shadow" if mode == "shadow" or verdict.shadowed else "enforce",
         "ruleset_sha256": ruleset_sha256,
         "severity": rule.severity if rule else None,
     }

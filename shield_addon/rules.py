@@ -28,21 +28,22 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 CAPTURE_FIELDS = {"namespace": "namespace", "table": "tables", "resource": "resource_type", "name": "resource_name"}
 
 TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold"}
-RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold"}
+RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold", "mode"}
 HOLD_KEYS = {"timeout", "on_timeout", "mode"}
 MATCH_KEYS = {
-    "method", "host", "path", "header", "json", "body", "filter", "not",
-    "service", "action_type", "operation", "resource_type", "namespace",
+    "method", "host", "path", "query", "header", "json", "body", "filter", "not", "agent",
+    "service", "action_type", "operation", "resource", "resource_type", "namespace",
     "resource_name", "table", "sql",
 }
+MODES = ("enforce", "shadow")
 
 
 class RuleError(ValueError):
-    """A rule file is wrong; says where (file:line), which key, and why."""
+    """A rule file is wrong; says where (file:line:column), which key, and why."""
 
-    def __init__(self, file: str, line: int | None, key: str, reason: str):
-        self.file, self.line, self.key, self.reason = file, line, key, reason
-        where = f"{file}:{line}" if line else file
+    def __init__(self, file: str, line: int | None, key: str, reason: str, column: int | None = None):
+        self.file, self.line, self.column, self.key, self.reason = file, line, column, key, reason
+        where = file + (f":{line}" if line else "") + (f":{column}" if line and column else "")
         super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
 
 
@@ -53,9 +54,24 @@ class Subject:
     request: RequestView
     action: Action
     flow: Any = None  # a mitmproxy flow, needed only by `filter:` matchers
+    agent: str = ""
 
 
 Predicate = Callable[[Subject, dict[str, str]], bool]
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """A compiled `match:`: named checks that must all hold, kept apart for `explain`."""
+
+    checks: tuple[tuple[str, Predicate], ...] = ()
+
+    def __call__(self, s: Subject, captures: dict[str, str]) -> bool:
+        return all(p(s, captures) for _, p in self.checks)
+
+    def explain(self, s: Subject) -> list[tuple[str, bool]]:
+        captures: dict[str, str] = {}
+        return [(name, p(s, captures)) for name, p in self.checks]
 
 
 @dataclass(frozen=True)
@@ -73,9 +89,10 @@ class Rule:
     message: str = ""
     description: str = ""
     hold: HoldPolicy = HoldPolicy()
+    mode: str = "enforce"  # shadow: the verdict is recorded, never enforced
     file: str = ""
     line: int = 0
-    predicate: Predicate = field(default=lambda s, c: True, repr=False, compare=False)
+    predicate: Matcher = field(default_factory=Matcher, repr=False, compare=False)
 
     def matches(self, subject: Subject) -> dict[str, str] | None:
         """The named regex groups captured, or None when the rule does not match."""
@@ -95,32 +112,45 @@ class RuleSet:
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str
+    verdict: str  # what every matching rule, shadow ones included, says
     rule: Rule | None
     matched: tuple[str, ...]
     action: Action  # with fields filled from the deciding rule's named groups
+    enforced: str = "allow"  # what the enforce-mode rules alone say: what happens
+    enforced_rule: Rule | None = None
+
+    @property
+    def shadowed(self) -> bool:
+        """A shadow rule would have decided otherwise."""
+        return self.verdict != self.enforced
 
 
 # ---------------------------------------------------------------- evaluation
 
 
 def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
-    """Strictest verdict wins; the first rule (file order) with it is *the* rule."""
-    best: Rule | None = None
-    best_captures: dict[str, str] = {}
-    matched: list[str] = []
+    """Strictest verdict wins; the first rule (file order) with it is *the* rule.
+    Shadow rules take part in `verdict` but never in `enforced`."""
+    matched: list[tuple[Rule, dict[str, str]]] = []
     for rule in ruleset.rules:
         captures = rule.matches(subject)
-        if captures is None:
-            continue
-        matched.append(rule.id)
-        if best is None or strictness(rule.action) > strictness(best.action):
-            best, best_captures = rule, captures
-    verdict = best.action if best else ruleset.default
-    if best and strictness(ruleset.default) > strictness(best.action):
+        if captures is not None:
+            matched.append((rule, captures))
+    verdict, best, captures = _strictest(ruleset.default, matched)
+    enforced, enforced_rule, _ = _strictest(ruleset.default, [m for m in matched if m[0].mode == "enforce"])
+    return Verdict(verdict, best, tuple(r.id for r, _ in matched), fill_action(subject.action, captures),
+                   enforced, enforced_rule)
+
+
+def _strictest(default: str, matched: list[tuple[Rule, dict[str, str]]]) -> tuple[str, Rule | None, dict[str, str]]:
+    best: tuple[Rule, dict[str, str]] | None = None
+    for rule, captures in matched:
+        if best is None or strictness(rule.action) > strictness(best[0].action):
+            best = (rule, captures)
+    if best is None or strictness(default) > strictness(best[0].action):
         # The file-level default can only make things stricter, never weaker.
-        verdict, best = ruleset.default, None
-    return Verdict(verdict, best, tuple(matched), fill_action(subject.action, best_captures))
+        return default, None, best[1] if best else {}
+    return best[0].action, best[0], best[1]
 
 
 def strictness(verdict: str) -> int:
@@ -197,7 +227,8 @@ def _load_yaml(name: str, text: str) -> CommentedMap:
         docs = list(yaml.load_all(io.StringIO(text)))
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise RuleError(name, mark.line + 1 if mark else None, "", _one_line(e.problem or str(e))) from e
+        raise RuleError(name, mark.line + 1 if mark else None, "", _one_line(e.problem or str(e)),
+                        mark.column + 1 if mark else None) from e
     except YAMLError as e:
         raise RuleError(name, None, "", _one_line(str(e))) from e
     if len(docs) != 1:
@@ -213,26 +244,30 @@ def _one_line(s: str) -> str:
 
 
 class _Ctx:
-    """Where we are in a file, so every error can say file:line and key."""
+    """Where we are in a file, so every error can say file:line:column and key."""
 
     def __init__(self, file: str):
         self.file = file
 
     def err(self, node: Any, key: str, reason: str, parent: Any = None, pkey: Any = None) -> RuleError:
-        return RuleError(self.file, self.line(node, parent, pkey), key, reason)
+        line, col = self.pos(node, parent, pkey)
+        return RuleError(self.file, line, key, reason, col)
+
+    def line(self, node: Any, parent: Any = None, pkey: Any = None) -> int | None:
+        return self.pos(node, parent, pkey)[0]
 
     @staticmethod
-    def line(node: Any, parent: Any = None, pkey: Any = None) -> int | None:
+    def pos(node: Any, parent: Any = None, pkey: Any = None) -> tuple[int | None, int | None]:
+        """1-based (line, column) of parent[pkey] if given, else of node."""
         if parent is not None and pkey is not None and hasattr(parent, "lc"):
             try:
-                if isinstance(parent, CommentedMap):
-                    return parent.lc.key(pkey)[0] + 1
-                return parent.lc.item(pkey)[0] + 1
+                at = parent.lc.key(pkey) if isinstance(parent, CommentedMap) else parent.lc.item(pkey)
+                return at[0] + 1, at[1] + 1
             except (KeyError, IndexError, TypeError):
                 pass
         if hasattr(node, "lc") and node.lc.line is not None:
-            return node.lc.line + 1
-        return None
+            return node.lc.line + 1, (node.lc.col or 0) + 1
+        return None, None
 
 
 def _check_keys(c: _Ctx, node: Any, allowed: set[str], where: str) -> None:
@@ -303,11 +338,14 @@ def _rule(c: _Ctx, node: Any, parent: CommentedSeq, index: int, file_hold: HoldP
             raise c.err(node, f"{where}: {key}", "must be text", node, key)
     if "match" not in node:
         raise c.err(node, f"{where}: match", "required (use `match: {}` to match every request)")
+    mode = node.get("mode", "enforce")
+    if mode not in MODES:
+        raise c.err(node, f"{where}: mode", "must be enforce or shadow", node, "mode")
     predicate = _match(c, node["match"], node, "match", f"{where}: match")
     hold = _hold(c, node["hold"], node, "hold", file_hold) if "hold" in node else file_hold
     return Rule(
         id=rid, action=action, severity=severity, message=str(node.get("message", "")),
-        description=str(node.get("description", "")), hold=hold, file=c.file,
+        description=str(node.get("description", "")), hold=hold, mode=mode, file=c.file,
         line=c.line(node, parent, index) or 0, predicate=predicate,
     )
 
@@ -395,54 +433,54 @@ def _any_glob(patterns: Sequence[re.Pattern[str]], value: str | None) -> bool:
     return value is not None and any(p.match(value) for p in patterns)
 
 
-def _match(c: _Ctx, node: Any, parent: Any, pkey: Any, where: str) -> Predicate:
-    """Compile a `match:` mapping into one predicate: all given fields must hold."""
+def _match(c: _Ctx, node: Any, parent: Any, pkey: Any, where: str) -> Matcher:
+    """Compile a `match:` mapping: every given field must hold."""
     if node is None:
         node = CommentedMap()
     _check_keys(c, node, MATCH_KEYS, where)
-    preds: list[Predicate] = []
+    preds: list[tuple[str, Predicate]] = []
     # `path` first: its named groups fill the action for the fields checked after it.
-    order = sorted(node, key=lambda k: (k != "path", k == "not"))
-    for key in order:
-        value = node[key]
-        w = f"{where}.{key}"
-        if key == "method":
-            methods = {str(m).upper() for m in _as_list(value)}
-            preds.append(lambda s, cap, m=methods: s.request.method in m)
-        elif key == "host":
-            pats = _globs(c, value, node, key, w)
-            preds.append(lambda s, cap, p=pats: _any_glob(p, s.request.host))
-        elif key == "path":
-            rx = _regex(c, value, node, key, w)
-            preds.append(lambda s, cap, r=rx: _path_match(r, s, cap))
-        elif key == "header":
-            preds.append(_header_matcher(c, value, node, w))
-        elif key == "json":
-            preds.append(_json_matcher(c, value, node, w))
-        elif key == "body":
-            rx = _regex(c, value, node, key, w)
-            preds.append(lambda s, cap, r=rx: bool(r.search(_body_text(s.request))))
-        elif key == "filter":
-            if not isinstance(value, str):
-                raise c.err(value, w, "must be a mitmproxy filter expression (text)", node, key)
-            try:
-                flt = flowfilter.parse(value)
-            except ValueError as e:
-                raise c.err(value, w, f"bad filter expression: {e}", node, key) from e
-            preds.append(lambda s, cap, f=flt: s.flow is not None and bool(f(s.flow)))
-        elif key == "not":
-            inner = _match(c, value, node, key, w)
-            preds.append(lambda s, cap, i=inner: not i(s, dict(cap)))
-        elif key == "sql":
-            preds.append(_sql_matcher(c, value, node, w))
-        elif key == "table":
-            pats = _globs(c, value, node, key, w)
-            preds.append(lambda s, cap, p=pats: any(_any_glob(p, t) for t in _tables(s, cap)))
-        else:  # service, action_type, operation, resource_type, namespace, resource_name
-            pats = _globs(c, value, node, key, w)
-            attr = key
-            preds.append(lambda s, cap, p=pats, a=attr: _any_glob(p, _action_field(s, cap, a)))
-    return lambda s, cap: all(p(s, cap) for p in preds)
+    for key in sorted(node, key=lambda k: (k != "path", k == "not")):
+        preds.append((key, _field(c, key, node[key], node, f"{where}.{key}")))
+    return Matcher(tuple(preds))
+
+
+def _field(c: _Ctx, key: str, value: Any, node: Any, w: str) -> Predicate:
+    """One match field as a predicate over (subject, captured groups)."""
+    if key == "method":
+        methods = {str(m).upper() for m in _as_list(value)}
+        return lambda s, cap: s.request.method in methods
+    if key in ("host", "agent"):
+        pats = _globs(c, value, node, key, w)
+        return lambda s, cap: _any_glob(pats, s.request.host if key == "host" else s.agent)
+    if key == "path":
+        rx = _regex(c, value, node, key, w)
+        return lambda s, cap: _path_match(rx, s, cap)
+    if key in ("header", "query"):
+        return _pairs_matcher(c, key, value, node, w)
+    if key == "json":
+        return _json_matcher(c, value, node, w)
+    if key == "body":
+        rx = _regex(c, value, node, key, w)
+        return lambda s, cap: bool(rx.search(_body_text(s.request)))
+    if key == "filter":
+        if not isinstance(value, str):
+            raise c.err(value, w, "must be a mitmproxy filter expression (text)", node, key)
+        try:
+            flt = flowfilter.parse(value)
+        except ValueError as e:
+            raise c.err(value, w, f"bad filter expression: {e}", node, key) from e
+        return lambda s, cap: s.flow is not None and bool(flt(s.flow))
+    if key == "not":
+        inner = _match(c, value, node, key, w)
+        return lambda s, cap: not inner(s, dict(cap))
+    if key == "sql":
+        return _sql_matcher(c, value, node, w)
+    pats = _globs(c, value, node, key, w)
+    if key == "table":
+        return lambda s, cap: any(_any_glob(pats, t) for t in _tables(s, cap))
+    attr = "resource_type" if key == "resource" else key  # `resource` is DESIGN's short name
+    return lambda s, cap: _any_glob(pats, _action_field(s, cap, attr))
 
 
 def _path_match(rx: re.Pattern[str], s: Subject, cap: dict[str, str]) -> bool:
@@ -465,13 +503,16 @@ def _tables(s: Subject, cap: Mapping[str, str]) -> tuple[str, ...]:
     return s.action.tables or ((cap["table"],) if cap.get("table") else ())
 
 
-def _header_matcher(c: _Ctx, value: Any, parent: Any, where: str) -> Predicate:
+def _pairs_matcher(c: _Ctx, key: str, value: Any, parent: Any, where: str) -> Predicate:
+    """`header:` / `query:` {name: regex}: every name present with a matching value."""
     if not isinstance(value, CommentedMap) or not value:
-        raise c.err(value, where, "must map header names to regexes", parent, "header")
-    checks = [(str(k).lower(), _regex(c, v, value, k, f"{where}.{k}")) for k, v in value.items()]
+        raise c.err(value, where, f"must map {key} names to regexes", parent, key)
+    fold = key == "header"  # header names are case-insensitive, query names are not
+    checks = [(str(k).lower() if fold else str(k), _regex(c, v, value, k, f"{where}.{k}")) for k, v in value.items()]
 
     def pred(s: Subject, cap: dict[str, str]) -> bool:
-        return all(any(n == name and rx.search(v) for n, v in s.request.headers) for name, rx in checks)
+        pairs = s.request.headers if fold else s.request.query
+        return all(any(n == name and rx.search(v) for n, v in pairs) for name, rx in checks)
 
     return pred
 

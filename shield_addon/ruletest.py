@@ -12,26 +12,41 @@ from mitmproxy.test import tflow
 from shield_addon import actions, rules
 from shield_addon.flows import view_of
 
+REQUEST_KEYS = {"method", "url", "headers", "body", "agent"}
 EXPECT_KEYS = {"action", "rule", "matched", "service", "action_type", "operation", "namespace",
                "resource_type", "resource_name", "table"}
 
 
 def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
-    """A mitmproxy flow for a test request, so `filter:` matchers see what the proxy sees."""
-    body = request.get("body", "")
-    if not isinstance(body, str):
-        body = json.dumps(body)
-    headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()}
-    req = http.Request.make(str(request.get("method", "GET")).upper(), str(request["url"]), body.encode(), headers)
+    """A mitmproxy flow for a request given as {method, url, headers, body}, so `filter:`
+    matchers see what the proxy would see. Headers: a mapping or a list of pairs; a body
+    that is not text is sent as JSON (and says so, unless a content-type is given)."""
+    body = request.get("body") or ""
+    raw = request.get("headers") or {}
+    headers = [(str(k), str(v)) for k, v in (raw.items() if isinstance(raw, Mapping) else raw)]
+    if isinstance(body, bytes):
+        content = body
+    elif isinstance(body, str):
+        content = body.encode()
+    else:
+        content = json.dumps(body).encode()
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("content-type", "application/json"))
+    fields = [(k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in headers]
+    req = http.Request.make(str(request.get("method", "GET")).upper(), str(request["url"]), content, fields)
     f = tflow.tflow()
     f.request = req
     return f
 
 
-def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:
+def subject_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Subject:
     f = flow_for(request)
     view = view_of(f)
-    return rules.evaluate(ruleset, rules.Subject(view, actions.parse(view, ruleset.services), f))
+    return rules.Subject(view, actions.parse(view, ruleset.services), f, str(request.get("agent") or ""))
+
+
+def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:
+    return rules.evaluate(ruleset, subject_for(ruleset, request))
 
 
 def check(verdict: rules.Verdict, expect: Mapping[str, Any]) -> str | None:
@@ -61,11 +76,28 @@ def run_tests(ruleset: rules.RuleSet) -> Iterator[tuple[str, int, str | None]]:
         if not isinstance(request, Mapping) or "url" not in request or not isinstance(expect, Mapping):
             yield file, line, "a test needs request: {method, url, ...} and expect: {action, rule, ...}"
             continue
-        unknown = set(expect) - EXPECT_KEYS
+        unknown = [f"expect.{k}" for k in set(expect) - EXPECT_KEYS] + [f"request.{k}" for k in set(request) - REQUEST_KEYS]
         if unknown:
-            yield file, line, f"unknown expect key(s): {', '.join(sorted(unknown))}"
+            yield file, line, f"unknown key(s): {', '.join(sorted(unknown))}"
             continue
         try:
             yield file, line, check(explain(ruleset, request), expect)
         except ValueError as e:
             yield file, line, f"bad request: {e}"
+
+
+def recorded_request(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A request as the audit trail kept it, for replay. Secrets stay redacted and bodies
+    stay cut at shield_body_limit, so rules that look at those see what the trail saw."""
+    body = row.get("request_body") or ""
+    if body.startswith("base64:"):
+        import base64
+
+        body = base64.b64decode(body[len("base64:"):])
+    return {
+        "method": row["method"],
+        "url": row["url"],
+        "headers": [tuple(h) for h in json.loads(row["request_headers"] or "[]")],
+        "body": body,
+        "agent": row.get("agent") or "",
+    }

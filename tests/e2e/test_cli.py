@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_bad_rule_file_is_reported_with_file_and_line(tmp_path: Path) -> None:
     bad.write_text("version: 1\nrules:\n  - id: a\n    match: {methd: DELETE}\n    action: hold\n")
     cp = shield("rules", "check", str(bad))
     assert cp.returncode == 2
-    assert f"{bad}:4: rule a: match.methd: unknown key" in cp.stderr and "Traceback" not in cp.stderr
+    assert f"{bad}:4:13: rule a: match.methd: unknown key" in cp.stderr and "Traceback" not in cp.stderr
 
 
 def test_bundled_rules_check_and_their_tests_pass() -> None:
@@ -47,8 +48,10 @@ def test_bundled_rules_check_and_their_tests_pass() -> None:
 def test_failing_rule_test_exits_1(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     f.write_text("version: 1\nrules: []\ntests:\n  - request: {method: DELETE, url: 'https://x/y'}\n    expect: {action: hold}\n")
-    cp = shield("rules", "test", str(f))
-    assert cp.returncode == 1 and "action: expected 'hold', got 'allow'" in cp.stdout
+    cp = shield("rules", "test", str(f), "--json")
+    assert cp.returncode == 1 and cp.stdout.strip().endswith("0 passed, 1 failed")
+    row = json.loads(cp.stdout.splitlines()[0])
+    assert row["result"] == "FAIL" and row["why"] == "action: expected 'hold', got 'allow'" and row["test"] == f"{f}:4"
 
 
 def test_proxy_does_not_start_on_a_bad_rule_set(tmp_path: Path) -> None:
@@ -100,3 +103,17 @@ def test_web_mode_starts_mitmweb_with_the_addon(tmp_path: Path) -> None:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_explain_shows_the_action_every_rule_and_the_verdict() -> None:
+    cp = shield("rules", "explain", "POST", "https://db.internal/query", "--header", "content-type: application/json",
+                "--body", '{"query": "select 1; drop table users"}')
+    assert cp.returncode == 0, cp.stderr
+    assert "service=sql" in cp.stdout and "tables=users" in cp.stdout
+    assert "MATCH" in cp.stdout and "sql ✓" in cp.stdout
+    assert cp.stdout.strip().splitlines()[-1].startswith("verdict  hold by ")
+
+
+def test_explain_refuses_a_header_without_a_colon() -> None:
+    cp = shield("rules", "explain", "GET", "https://x/", "--header", "nocolon")
+    assert cp.returncode == 2 and "NAME:VALUE" in cp.stderr

@@ -169,6 +169,9 @@ def test_kubernetes_delete_and_sql_drop_are_held_as_parsed_actions(proxy: Proxy,
     assert req["rule_id"] == "k8s-delete"
     [sql] = proxy.flow_events("/v1/query", "request")
     assert sql["service"] == "sql" and sql["tables"] == ["users"] and sql["rule_id"] == "sql-drop"
+    [tl] = proxy.timeline("--namespace", "prod*", "--action-type", "delete")
+    assert tl["path"] == k8s and tl["decision"] == "approved" and tl["namespace"] == "prod-a"
+    assert [t["path"] for t in proxy.timeline("--table", "users", "--decision", "denied")] == ["/v1/query"]
 
 
 def test_timeline_and_sql_see_events_at_once_while_running(proxy: Proxy, upstream: Upstream) -> None:
@@ -227,3 +230,17 @@ def test_a_plain_duckdb_client_reads_the_audit_file_while_the_proxy_runs(proxy: 
     rows, events, timeline = wait_for(read, 15, "the flow in audit.duckdb")
     assert rows == [("/allowed/duck",)]
     assert events == DESIGN_EVENT_COLUMNS and timeline == DESIGN_TIMELINE_COLUMNS
+
+
+def test_replay_shows_what_candidate_rules_would_change(proxy: Proxy, upstream: Upstream, tmp_path) -> None:
+    with client(proxy, "agent-replay") as c:
+        assert c.get(upstream.url("/allowed/replay-me?page=1")).status_code == 200
+        assert c.get(upstream.url("/allowed/replay-other")).status_code == 200
+    proxy.flow_events("/allowed/replay-other", "response")
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text("version: 1\nrules:\n  - {id: no-replay-me, match: {path: replay-me}, action: deny}\n")
+    cp = proxy.shield("rules", "replay", str(candidate), "--agent", "agent-replay", "--json")
+    changed = [json.loads(line) for line in cp.stdout.splitlines()]
+    assert len(changed) == 1
+    assert changed[0]["recorded"] == "allow (default)" and changed[0]["candidate"] == "deny (no-replay-me)"
+    assert "2 recorded requests: 1 unchanged, 1 changed (1 newly held or denied)" in cp.stderr

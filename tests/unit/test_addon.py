@@ -246,3 +246,27 @@ def test_a_bad_edit_while_running_keeps_the_old_rules(tmp_path: Path, caplog: py
     loads = events(tmp_path, "ruleset")
     assert any(e["error"] and "r.yaml:3" in e["error"] and e["ruleset_sha256"] == good for e in loads)
     assert loads[-1]["ruleset_sha256"] == s.ruleset.sha256 and loads[-1]["error"] is None
+
+
+async def test_a_shadow_rule_is_recorded_but_the_enforced_rule_acts(tmp_path: Path) -> None:
+    rules_file = tmp_path / "r.yaml"
+    rules_file.write_text("version: 1\nrules:\n  - {id: new-deny, match: {method: POST}, action: deny, mode: shadow}\n")
+    s = Shield()
+    with taddons.context(s) as tctx:
+        tctx.configure(s, confdir=str(tmp_path / "conf"), shield_rules=str(rules_file), shield_dir=str(tmp_path / "audit"))
+        f = flow("POST", "/x")
+        await s.request(f)
+        s.done()
+    assert f.response is None
+    ev = events(tmp_path, "request")[0]
+    assert (ev["verdict"], ev["rule_id"], ev["decision"], ev["mode"]) == ("deny", "new-deny", "allowed", "shadow")
+
+
+async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web")
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    assert f.comment.startswith("kubernetes delete deployments/web in prod | (rule k8s-delete)")
+    tctx.master.commands.call("shield.deny", [f])
+    await asyncio.wait_for(task, 5)

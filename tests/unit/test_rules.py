@@ -187,7 +187,7 @@ def test_services_pin_a_parser_to_hosts() -> None:
 
 
 def test_unknown_service_pin_is_refused_with_its_line() -> None:
-    with pytest.raises(rules.RuleError, match="t.yaml:4: services.kubernets: unknown service"):
+    with pytest.raises(rules.RuleError, match="t.yaml:4:3: services.kubernets: unknown service"):
         ruleset("""
             version: 1
             services:
@@ -204,3 +204,46 @@ def test_sql_rules_see_sql_carried_by_an_mcp_tool_call() -> None:
     call = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "DROP TABLE users"}}}'
     v = verdict(rs, "POST", "https://mcp.example.com/mcp", call, {"content-type": "application/json"})
     assert v.verdict == "deny" and v.action.service == "mcp"
+
+
+def test_query_agent_and_resource_matchers() -> None:
+    rs = ruleset("""
+        version: 1
+        rules:
+          - {id: q, match: {query: {force: "^(true|1)$"}, agent: "ci-*", resource: deployments}, action: deny}
+    """)
+    url = "https://k8s.example/apis/apps/v1/namespaces/a/deployments/web?force=true"
+    subject = lambda agent, u=url: rules.Subject(*_view_action(rs, "DELETE", u), agent=agent)  # noqa: E731
+    assert rules.evaluate(rs, subject("ci-bot")).verdict == "deny"
+    assert rules.evaluate(rs, subject("alice")).verdict == "allow"
+    assert rules.evaluate(rs, subject("ci-bot", url.replace("force=true", "force=false"))).verdict == "allow"
+    assert rules.evaluate(rs, subject("ci-bot", url.replace("deployments", "pods"))).verdict == "allow"
+
+
+def _view_action(rs: rules.RuleSet, method: str, url: str):
+    view = actions.request_view(method, url)
+    return view, actions.parse(view, rs.services)
+
+
+def test_shadow_rules_are_recorded_but_never_enforced() -> None:
+    rs = ruleset("""
+        version: 1
+        rules:
+          - {id: hold-deletes, match: {method: DELETE}, action: hold}
+          - {id: deny-deletes-next-week, match: {method: DELETE}, action: deny, mode: shadow}
+    """)
+    v = verdict(rs, "DELETE", "https://api.example.com/x")
+    assert (v.verdict, v.rule.id) == ("deny", "deny-deletes-next-week")
+    assert (v.enforced, v.enforced_rule.id) == ("hold", "hold-deletes") and v.shadowed
+    v = verdict(rs, "GET", "https://api.example.com/x")
+    assert not v.shadowed and v.enforced == "allow"
+
+
+def test_explain_says_which_field_failed() -> None:
+    rs = ruleset("""
+        version: 1
+        rules:
+          - {id: r, match: {method: DELETE, host: "*.prod"}, action: hold}
+    """)
+    view, action = _view_action(rs, "DELETE", "https://db.staging/x")
+    assert rs.rules[0].predicate.explain(rules.Subject(view, action)) == [("method", True), ("host", False)]
