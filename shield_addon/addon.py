@@ -17,7 +17,7 @@ from typing import Any
 from mitmproxy import command, connection, ctx, exceptions, hooks, http
 from mitmproxy import flow as mflow
 
-from shield_addon import actions, paths, record, rules, store
+from shield_addon import actions, checkpoints, paths, record, rules, store
 from shield_addon.flows import (
     FlowState,
     action_columns,
@@ -56,6 +56,7 @@ class Shield:
         self.rules_mtimes: dict[str, float] = {}
         self.journal: Journal | None = None
         self.ingester: store.Ingester | None = None
+        self.checkpointer: checkpoints.Checkpointer | None = None
         self.redactor = record.Redactor(b"")
         self.holds = Holds()
         self.state: dict[str, FlowState] = {}
@@ -74,6 +75,8 @@ class Shield:
         loader.add_option("shield_fail", str, "closed", "When the journal cannot be written: closed (refuse 503) or open.",
                           choices=["closed", "open"])
         loader.add_option("shield_ingest_interval", int, 1, "Seconds between journal -> audit.duckdb batches.")
+        loader.add_option("shield_checkpoint_events", int, 1000, "Sign the chain's head at least every N events.")
+        loader.add_option("shield_checkpoint_seconds", int, 60, "... and every N seconds while events arrive.")
 
     def configure(self, updated: set[str]) -> None:
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
@@ -82,8 +85,8 @@ class Shield:
                                           "use body_size_limit instead")
         if "shield_rules" in updated:
             self.load_rules(initial=True)
-        if "confdir" in updated:
-            self.redactor = record.Redactor(redaction_key(Path(ctx.options.confdir).expanduser()))
+        if "confdir" in updated or "shield_rules" in updated:
+            self.redactor = record.Redactor(redaction_key(Path(ctx.options.confdir).expanduser()), self.ruleset.redactions)
         if "shield_dir" in updated:
             self.open_store(Path(ctx.options.shield_dir).expanduser())
 
@@ -98,17 +101,25 @@ class Shield:
             self.submit({"stage": "ruleset", "path": source, "ruleset_sha256": self.ruleset.sha256, "error": str(e)})
             return
         self.ruleset = ruleset
+        self.redactor = record.Redactor(self.redactor.key, ruleset.redactions)
         self.rules_mtimes = rule_mtimes(source)
         log.info("shield: %d rules from %s (sha256 %s)", len(ruleset.rules), source, ruleset.sha256[:12])
         self.submit({"stage": "ruleset", "path": source, "ruleset_sha256": ruleset.sha256})
 
     def open_store(self, audit_dir: Path) -> None:
         self.close_store()
+        confdir = Path(ctx.options.confdir).expanduser()
         try:
+            key = checkpoints.load_or_create_key(confdir)
             journal = Journal(audit_dir / store.JOURNAL_DIR)
             journal.open()
-        except OSError as e:
-            raise exceptions.OptionsError(f"shield: cannot open the audit journal in {audit_dir}: {e}") from e
+        except (OSError, ValueError) as e:
+            raise exceptions.OptionsError(f"shield: cannot open the audit trail in {audit_dir} "
+                                          f"(signing key in {confdir}): {e}") from e
+        self.checkpointer = checkpoints.Checkpointer(
+            audit_dir / checkpoints.LOG_FILE, key, journal.chain_id,
+            ctx.options.shield_checkpoint_events, ctx.options.shield_checkpoint_seconds)
+        journal.on_commit = self.checkpointer.on_commit
         self.journal = journal
         self.ingester = store.Ingester(audit_dir, lambda: journal.seq, ctx.options.shield_ingest_interval)
         self.ingester.start()
@@ -120,9 +131,11 @@ class Shield:
             self.ingester.stop(final=False)
         if self.journal:
             self.journal.close()
+            if self.checkpointer:
+                self.checkpointer.checkpoint(*self.journal.tip)  # a clean shutdown signs the tail
         if self.ingester:
             self.ingester.once()
-        self.journal = self.ingester = None
+        self.journal = self.ingester = self.checkpointer = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -130,7 +143,7 @@ class Shield:
         if "console.key.bind" in ctx.master.commands.commands:
             for key, *cmd in KEYS:
                 ctx.master.commands.call("console.key.bind", ["flowlist", "flowview"], key, *cmd)
-        self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
+        self._watcher = asyncio.get_running_loop().create_task(self.tick())
 
     def done(self) -> None:
         if self._watcher:
@@ -140,12 +153,15 @@ class Shield:
                 self.submit(self.decision_event(hold))
         self.close_store()
 
-    async def watch_rules(self) -> None:
+    async def tick(self) -> None:
+        """Once a second: reload changed rules, sign a head that waited long enough."""
         while True:
             await asyncio.sleep(1)
             source = ctx.options.shield_rules or str(paths.bundled_rules())
             if rule_mtimes(source) != self.rules_mtimes:
                 self.load_rules()
+            if self.checkpointer and self.journal:
+                await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.tick, *self.journal.tip)
 
     # ------------------------------------------------------------ hooks
 
@@ -219,7 +235,7 @@ class Shield:
         event = {**state.base, "stage": "request", "decision": decision,
                  **request_columns(f.request, self.redactor, ctx.options.shield_body_limit),
                  **action_columns(action, verdict, mode, self.ruleset.sha256)}
-        if not await self.write(event):
+        if not await self.write(event, f):
             state.refused = True
             refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
             return
@@ -253,7 +269,7 @@ class Shield:
         state.refused = not forward
         event = self.decision_event(hold)
         state.decided = event
-        if not await self.write(event) and forward:
+        if not await self.write(event, f) and forward:
             state.refused = True
             refuse(f, 503, "refused", "audit journal unavailable: approved request not forwarded")
         f.marked = MARKERS.get(hold.decision or "", ":default:")
@@ -290,7 +306,7 @@ class Shield:
         agent = agent_of(f)
         return FlowState(agent, base_columns(f, agent, self.redactor))
 
-    async def write(self, event: dict[str, Any]) -> bool:
+    async def write(self, event: dict[str, Any], f: http.HTTPFlow | None = None) -> bool:
         """Durably journal an event; False means the flow must not go on (fail closed)."""
         try:
             if self.journal is None:
@@ -298,8 +314,15 @@ class Shield:
             await asyncio.wrap_future(self.journal.submit(event))
             return True
         except JournalError as e:
-            log.error("shield: %s", e)
-            return ctx.options.shield_fail == "open"
+            if ctx.options.shield_fail == "open":
+                log.error("shield: %s: flow %s forwarded NOT RECORDED (shield_fail=open)", e, event.get("flow_id"))
+                if f is not None:
+                    f.marked, f.comment = ":warning:", f"NOT RECORDED: {e}"
+                return True
+            log.error("shield: %s: flow refused (503)", e)
+            if f is not None:
+                f.comment = f"refused: {e}"
+            return False
 
     def submit(self, event: dict[str, Any]) -> None:
         """Journal an event without waiting (it follows a request event already on disk)."""

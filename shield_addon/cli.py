@@ -268,43 +268,77 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from shield_addon import journal
+    from shield_addon import verify
 
-    jdir = audit_dir(args) / store.JOURNAL_DIR
-    if not journal.segments(jdir):
-        raise UsageError(f"no journal in {jdir}")
-    problems = list(record.check_chain(journal.read_rows(jdir)))
-    count = journal_count(jdir)
-    db_problem = compare_db(audit_dir(args))
-    if problems:
-        seq, why = problems[0]
-        print(f"BROKEN: first bad seq {seq}: {why} ({len(problems)} problem(s) in {count} events)")
-        return EXIT_FAILED
-    if db_problem:
-        print(f"BROKEN: {db_problem}")
-        return EXIT_FAILED
-    print(f"OK: {count} events, chain whole")
-    return EXIT_OK
-
-
-def journal_count(jdir: Path) -> int:
-    from shield_addon import journal
-
-    return sum(1 for _ in journal.read_rows(jdir))
+    adir = audit_dir(args)
+    if not (adir / store.JOURNAL_DIR).is_dir():
+        raise UsageError(f"no audit trail in {adir} (use --dir)")
+    public = public_key(args)
+    with progress_bar("verifying") as advance:
+        report = verify.verify(adir, public, advance)
+    if report.ok:
+        tail = f"; {report.unsigned} newest event(s) not signed yet (a crash, or the proxy is running)" if report.unsigned else ""
+        print(f"OK: {report.events} events, seq 1..{report.last_seq}, chain {report.chain_id}, "
+              f"{report.checkpoints} signed checkpoint(s) up to seq {report.signed_seq}{tail}")
+        return EXIT_OK
+    first = report.problems[0]
+    print(f"BROKEN: {first}")
+    for p in report.problems[1:10]:
+        print(f"  also {p}")
+    if len(report.problems) > 10:
+        print(f"  … {len(report.problems) - 10} more")
+    return EXIT_FAILED
 
 
-def compare_db(adir: Path) -> str | None:
-    """The DuckDB table must hold exactly the journal's rows, hash for hash."""
-    from shield_addon import journal
+def public_key(args: argparse.Namespace) -> Any:
+    from shield_addon import checkpoints
 
-    if not (adir / store.DB_NAME).exists():
+    try:
+        if args.key:
+            return checkpoints.load_public(Path(args.key).read_bytes())
+        private = confdir_of(args) / checkpoints.KEY_FILE
+        if private.exists():
+            return checkpoints.load_or_create_key(confdir_of(args)).public_key()
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read the public key: {e}") from None
+    raise UsageError("no public key: pass --key FILE (from `shield key export` on the proxy's host) or --confdir")
+
+
+class progress_bar:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, what: str):
+        self.what, self.bar = what, None
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True, console=Console(stderr=True))
+            self.bar.start()
+            task = self.bar.add_task(self.what, total=None)
+            return lambda n: self.bar.update(task, completed=n, description=f"{self.what}: {n:,} events")
         return None
-    by_seq = {r["seq"]: r["row_hash"] for r in journal.read_rows(adir / store.JOURNAL_DIR)}
-    with store.connect_reader(adir) as con:
-        for seq, h in con.execute("SELECT seq, row_hash FROM audit.events ORDER BY seq").fetchall():
-            if by_seq.get(seq) != h:
-                return f"first bad seq {seq}: audit.duckdb row differs from the journal"
-    return None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from shield_addon import checkpoints
+
+    path = confdir_of(args) / checkpoints.KEY_FILE
+    if not path.exists():
+        raise UsageError(f"no signing key in {confdir_of(args)}: the proxy creates it on its first start")
+    pem = checkpoints.public_pem(checkpoints.load_or_create_key(confdir_of(args)))
+    if args.out:
+        Path(args.out).write_text(pem)
+        print(f"public key written to {args.out}", file=sys.stderr)
+    else:
+        print(pem, end="")
+    return EXIT_OK
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
@@ -483,8 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("query")
     add_format(q)
 
-    sub.add_parser("verify", parents=[common], help="check the hash chain; exit 1 and name the first bad seq",
-                   description="Check every row hash and link of the journal, and that audit.duckdb agrees.")
+    v = sub.add_parser("verify", parents=[common, conf], help="prove the trail whole; exit 1 and name the first bad seq",
+                       description="Check every row hash and link of the journal, every signed checkpoint, and that "
+                                   "audit.duckdb agrees with the journal. Needs only the public key.")
+    v.add_argument("--key", help="public key PEM (from `shield key export`); default: derived from the confdir's key")
+
+    k = sub.add_parser("key", help="the checkpoint signing key")
+    ksub = k.add_subparsers(dest="key_cmd", required=True, metavar="SUBCOMMAND")
+    x = ksub.add_parser("export", parents=[conf], help="print the public key verify needs",
+                        description="Print the public key of the confdir's checkpoint signing key (PEM).")
+    x.add_argument("--out", help="write it to a file instead")
 
     rl = sub.add_parser("rules", help="check rule files or run their tests:")
     rsub = rl.add_subparsers(dest="rules_cmd", required=True, metavar="SUBCOMMAND")
@@ -531,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    "timeline": cmd_timeline, "show": cmd_show, "sql": cmd_sql, "verify": cmd_verify,
+    "timeline": cmd_timeline, "show": cmd_show, "sql": cmd_sql, "verify": cmd_verify, "key": cmd_key,
     "rules": cmd_rules, "agents": cmd_agents, "env": cmd_env,
 }
 

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -42,31 +42,43 @@ def segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def read_rows(directory: Path, after_seq: int = 0) -> Iterator[dict[str, Any]]:
+def read_rows(directory: Path, after_seq: int = 0,
+              on_bad: Callable[[Path, int], None] | None = None) -> Iterator[dict[str, Any]]:
     """Rows with seq > after_seq, in order. A torn last line (a crash mid-write, or a
-    write in progress while we read) is skipped, never half-read."""
+    write in progress while we read) is skipped, never half-read. A complete line that
+    is not JSON raises ValueError, or goes to on_bad(segment, line number) if given."""
     segs = segments(directory)
     for i, (_first, path) in enumerate(segs):
         if i + 1 < len(segs) and segs[i + 1][0] <= after_seq + 1:
             continue  # every row of this segment is older than what we want
         try:
             with open(path, "rb") as f:
-                for line in f:
+                for n, line in enumerate(f, 1):
                     if not line.endswith(b"\n"):
                         break
-                    row = json.loads(line)
-                    if row["seq"] > after_seq:
+                    try:
+                        row = json.loads(line)
+                        seq = row["seq"]
+                    except (ValueError, KeyError, TypeError):
+                        if on_bad is None:
+                            raise ValueError(f"{path.name} line {n} is not a journal row") from None
+                        on_bad(path, n)
+                        continue
+                    if isinstance(seq, int) and seq > after_seq:
                         yield row
         except FileNotFoundError:
             continue
 
 
 class Journal:
-    def __init__(self, directory: str | Path, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, directory: str | Path, segment_bytes: int = SEGMENT_BYTES,
+                 on_commit: Callable[[int, str], None] | None = None):
         self.dir = Path(directory)
         self.segment_bytes = segment_bytes
+        self.on_commit = on_commit  # called from the writer thread after each durable batch
         self.seq = 0
         self.head = record.GENESIS
+        self.tip = (0, record.GENESIS)  # (seq, row_hash) as one value: other threads read it
         self.chain_id = ""
         self._fd: int | None = None
         self._size = 0
@@ -85,6 +97,7 @@ class Journal:
                 last = self._last_row(segs[-2][1])
             if last:
                 self.seq, self.head, self.chain_id = last["seq"], last["row_hash"], last["chain_id"]
+                self.tip = (self.seq, self.head)
         self.chain_id = self.chain_id or self._chain_id_file()
         self._open_segment(segs[-1][1] if segs else None)
         self._thread = threading.Thread(target=self._run, name="shield-journal", daemon=True)
@@ -202,8 +215,14 @@ class Journal:
             return
         self._size += len(data)
         self.seq, self.head = seq, head
+        self.tip = (seq, head)
         for row, (_, fut) in zip(rows, batch):
             fut.set_result(row)
+        if self.on_commit:
+            try:
+                self.on_commit(seq, head)
+            except Exception:  # noqa: BLE001 - a checkpoint failure must not stop the journal
+                log.exception("journal: after-commit hook failed")
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)

@@ -10,6 +10,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -145,16 +146,32 @@ _SECRET_NAME = re.compile(
     r"(?i)(pass(word|wd)?|secret|token(?!s|izer)|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
     r"credential|session[-_]?id|^auth(orization)?$|signature|^sig$|^key$)"
 )
+# A header whose name says so is a secret, whatever its value looks like.
+_SECRET_HEADER_NAME = re.compile(r"(?i)(token|secret|key|pass(word|wd)?|auth|credential|session|signature|cookie)")
 _SECRET_VALUE = re.compile(
     r"(?x)("
-    r"\bsk-[A-Za-z0-9_-]{16,}"  # OpenAI-style keys
+    r"-----BEGIN[A-Z ]{0,40}PRIVATE\ KEY-----[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE\ KEY-----"  # PEM keys
+    r"|\bsk-[A-Za-z0-9_-]{16,}"  # OpenAI / Anthropic-style keys
+    r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"  # Stripe secret and restricted keys
+    r"|\bwhsec_[A-Za-z0-9]{16,}"  # Stripe webhook secrets
     r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # AWS access key ids
-    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bxapp-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|\bAIza[0-9A-Za-z_-]{35}"  # Google API keys
+    r"|\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid keys
     r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
-    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
     r")"
 )
+
+
+@dataclass(frozen=True)
+class Redactions:
+    """Operator additions from the rule files' `redact:` block."""
+
+    headers: tuple[str, ...] = ()
+    fields: re.Pattern[str] | None = None  # JSON/form/query field names
+    patterns: tuple[re.Pattern[str], ...] = ()
 
 
 # `api_key=...` inside any text: echoed URLs, logs, error messages.
@@ -171,8 +188,15 @@ class Redactor:
     secret always looks the same (analysts can tell credentials apart) but cannot be
     guessed from the trail."""
 
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, extra: Redactions | None = None):
         self.key = key
+        extra = extra or Redactions()
+        self.extra_headers = {h.lower() for h in extra.headers}
+        self.extra_fields = extra.fields  # a compiled regex, or None
+        self.extra_patterns = extra.patterns
+
+    def secret_name(self, name: str) -> bool:
+        return bool(_SECRET_NAME.search(name) or (self.extra_fields and self.extra_fields.search(name)))
 
     def mark(self, secret: str) -> str:
         fp = hmac.new(self.key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:12]
@@ -182,7 +206,7 @@ class Redactor:
         out = []
         for name, value in headers:
             low = name.lower()
-            if low in SECRET_HEADERS or _SECRET_NAME.search(low):
+            if low in SECRET_HEADERS or low in self.extra_headers or _SECRET_HEADER_NAME.search(low) or self.secret_name(low):
                 value = self.mark(value)
             else:
                 value = self.text(value)
@@ -190,10 +214,12 @@ class Redactor:
         return out
 
     def query(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [(k, self.mark(v) if _SECRET_NAME.search(k) else self.text(v)) for k, v in pairs]
+        return [(k, self.mark(v) if self.secret_name(k) else self.text(v)) for k, v in pairs]
 
     def text(self, text: str) -> str:
         text = _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
+        for pattern in self.extra_patterns:
+            text = pattern.sub(lambda m: self.mark(m.group(0)), text)
         return _SECRET_PAIR.sub(lambda m: m.group(1) + (m.group(2) if m.group(2).startswith("[redacted:") else self.mark(m.group(2))), text)
 
     def json(self, doc: Any, depth: int = 0) -> Any:
@@ -201,7 +227,7 @@ class Redactor:
             return "[truncated: nested too deep]"
         if isinstance(doc, dict):
             return {
-                k: self.mark(_scalar(v)) if _SECRET_NAME.search(str(k)) and not isinstance(v, (dict, list))
+                k: self.mark(_scalar(v)) if self.secret_name(str(k)) and not isinstance(v, (dict, list))
                 else self.json(v, depth + 1)
                 for k, v in doc.items()
             }

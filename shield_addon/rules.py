@@ -22,16 +22,18 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from shield_addon.actions import SERVICES, Action, RequestView
+from shield_addon.record import Redactions
 
 VERDICTS = ("allow", "hold", "deny")  # in order of strictness
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 CAPTURE_FIELDS = {"namespace": "namespace", "table": "tables", "resource": "resource_type", "name": "resource_name"}
 
-TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold"}
+TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold", "redact"}
+REDACT_KEYS = {"headers", "fields", "patterns"}
 RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold", "mode"}
 HOLD_KEYS = {"timeout", "on_timeout", "mode"}
 MATCH_KEYS = {
-    "method", "host", "path", "query", "header", "json", "body", "filter", "not", "agent",
+    "method", "host", "port", "path", "query", "header", "json", "body", "filter", "not", "agent",
     "service", "action_type", "operation", "resource", "resource_type", "namespace",
     "resource_name", "table", "sql",
 }
@@ -108,6 +110,7 @@ class RuleSet:
     files: tuple[str, ...] = ()
     services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     tests: tuple[tuple[str, int, Mapping[str, Any]], ...] = ()
+    redactions: Redactions = Redactions()
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,9 @@ def parse_texts(texts: Iterable[tuple[str, str]]) -> RuleSet:
     default = "allow"
     services: dict[str, tuple[str, ...]] = {}
     tests: list[tuple[str, int, Mapping[str, Any]]] = []
+    redact_headers: list[str] = []
+    redact_fields: list[str] = []
+    redact_patterns: list[re.Pattern[str]] = []
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
     for name, text in texts:
@@ -203,6 +209,11 @@ def parse_texts(texts: Iterable[tuple[str, str]]) -> RuleSet:
         digest.update(text.encode())
         doc = _load_yaml(name, text)
         file_default, file_rules, file_services, file_tests = _compile_file(name, doc)
+        if "redact" in doc:
+            h, f, p = _redact(_Ctx(name), doc["redact"], doc)
+            redact_headers += h
+            redact_fields += f
+            redact_patterns += p
         if strictness(file_default) > strictness(default):
             default = file_default
         for rule in file_rules:
@@ -213,7 +224,18 @@ def parse_texts(texts: Iterable[tuple[str, str]]) -> RuleSet:
         for svc, globs in file_services.items():
             services[svc] = services.get(svc, ()) + globs
         tests.extend(file_tests)
-    return RuleSet(tuple(rules), default, digest.hexdigest(), tuple(n for n, _ in texts), services, tuple(tests))
+    fields = re.compile("|".join(f"(?:{f})" for f in redact_fields), re.IGNORECASE) if redact_fields else None
+    redactions = Redactions(tuple(redact_headers), fields, tuple(redact_patterns))
+    return RuleSet(tuple(rules), default, digest.hexdigest(), tuple(n for n, _ in texts), services, tuple(tests), redactions)
+
+
+def _redact(c: _Ctx, node: Any, doc: Any) -> tuple[list[str], list[str], list[re.Pattern[str]]]:
+    """`redact: {headers: [names], fields: [regexes], patterns: [regexes]}`: more secrets."""
+    _check_keys(c, node, REDACT_KEYS, "redact")
+    headers = [str(h) for h in _as_list(node.get("headers", []))]
+    fields = [_regex(c, f, node, "fields", "redact.fields").pattern for f in _as_list(node.get("fields", []))]
+    patterns = [_regex(c, p, node, "patterns", "redact.patterns") for p in _as_list(node.get("patterns", []))]
+    return headers, fields, patterns
 
 
 def parse_text(text: str, name: str = "<rules>") -> RuleSet:
@@ -450,6 +472,13 @@ def _field(c: _Ctx, key: str, value: Any, node: Any, w: str) -> Predicate:
     if key == "method":
         methods = {str(m).upper() for m in _as_list(value)}
         return lambda s, cap: s.request.method in methods
+    if key == "port":
+        ports = set()
+        for p in _as_list(value):
+            if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536:
+                raise c.err(value, w, f"{p!r} is not a port number", node, key)
+            ports.add(p)
+        return lambda s, cap: s.request.port in ports
     if key in ("host", "agent"):
         pats = _globs(c, value, node, key, w)
         return lambda s, cap: _any_glob(pats, s.request.host if key == "host" else s.agent)

@@ -22,6 +22,7 @@ from shield_addon import journal, record
 log = logging.getLogger(__name__)
 
 DB_NAME = "audit.duckdb"
+CHECKPOINT_LOG = "checkpoints.log"
 JOURNAL_DIR = "journal"
 LOCK_WAIT = 20.0  # seconds a reader waits for the ingester to let go of the file
 
@@ -58,12 +59,48 @@ GROUP BY flow_id
 
 VIEWS = {"timeline": TIMELINE_SQL}
 
+CHECKPOINT_COLUMNS = (("chain_id", "VARCHAR"), ("seq", "BIGINT"), ("row_hash", "VARCHAR"), ("time", "TIMESTAMP"),
+                      ("key_id", "VARCHAR"), ("sig", "VARCHAR"))
+_CREATE_CHECKPOINTS = "CREATE TABLE IF NOT EXISTS checkpoints ({})".format(
+    ", ".join(f"{n} {t}" for n, t in CHECKPOINT_COLUMNS))
+
+
+def read_checkpoints_sql(log: Path) -> str:
+    cols = "{" + ", ".join(f"'{n}': '{t}'" for n, t in CHECKPOINT_COLUMNS) + "}"
+    names = ", ".join(n for n, _ in CHECKPOINT_COLUMNS)
+    return (f"SELECT {names} FROM read_json({_sql_str(str(log))}, format='newline_delimited', columns={cols}, "
+            f"ignore_errors=true) WHERE seq IS NOT NULL")
+
 # read_json must read JSON-typed columns as text: as JSON it would re-quote them and
 # the stored text would no longer be what was hashed (notes/duckdb.md §5.2).
 _READ_COLUMNS = "{" + ", ".join(
     f"'{n}': '{'VARCHAR' if t == 'JSON' else t}'" for n, t in record.COLUMNS
 ) + "}"
 _SELECT_COLUMNS = ", ".join(f"{n}::JSON AS {n}" if t == "JSON" else n for n, t in record.COLUMNS)
+
+
+def _canonical_text(name: str, typ: str) -> str:
+    """SQL for a column's text in the canonical form (record.canonical, version 1)."""
+    if typ == "TIMESTAMP":
+        return f"strftime({name}, '%Y-%m-%d %H:%M:%S.%f')"
+    if typ == "VARCHAR[]":
+        return f"to_json({name})::VARCHAR"
+    return f"{name}::VARCHAR"
+
+
+CANONICAL_SQL = "concat(" + ", ".join(
+    f"coalesce(strlen({_canonical_text(n, t)})::VARCHAR || ':' || {_canonical_text(n, t)}, '-')"
+    for n, t in record.COLUMNS if n != "row_hash"
+) + ")"
+
+
+def chain_check_sql(table: str = "events") -> str:
+    """Every row's hash and link recomputed in SQL alone: (seq, hash_ok, link_ok)."""
+    return (
+        f"SELECT seq, sha256({CANONICAL_SQL}) = row_hash AS hash_ok, "
+        f"prev_hash = coalesce(lag(row_hash) OVER (PARTITION BY chain_id ORDER BY seq), '{record.GENESIS}') AS link_ok "
+        f"FROM {table}"
+    )
 
 
 def _sql_str(s: str) -> str:
@@ -99,6 +136,11 @@ def ingest(audit_dir: Path, upto_seq: int | None = None) -> int:
     con = duckdb.connect(str(audit_dir / DB_NAME))
     try:
         con.execute(_CREATE_EVENTS)
+        con.execute(_CREATE_CHECKPOINTS)
+        log = audit_dir / CHECKPOINT_LOG
+        if log.exists() and log.stat().st_size:
+            con.execute(f"INSERT INTO checkpoints SELECT * FROM ({read_checkpoints_sql(log)}) "
+                        "WHERE seq > (SELECT coalesce(max(seq), 0) FROM checkpoints) ORDER BY seq")
         for name, sql in VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         # From the file, not from memory: a commit may have landed without us seeing it.
@@ -151,9 +193,22 @@ class Ingester:
             if not is_lock_error(e) and str(e) != self.last_error:
                 log.warning("shield: audit.duckdb ingest failed (the journal keeps every event): %s", e)
             self.last_error = str(e)
+            if "not a valid DuckDB database file" in str(e):
+                self.set_aside()
             return False
         self.done_seq, self.last_error = upto, None
         return True
+
+    def set_aside(self) -> None:
+        """A file left unusable (e.g. created on a full disk) is only a copy of the journal:
+        keep it for inspection under another name and rebuild from the journal."""
+        db = self.audit_dir / DB_NAME
+        aside = db.with_name(f"{DB_NAME}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            db.rename(aside)
+            log.warning("shield: %s was not a DuckDB file; moved to %s, rebuilding from the journal", db, aside.name)
+        except OSError as e:
+            log.warning("shield: could not move the broken %s aside: %s", db, e)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -185,6 +240,11 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
         con.execute("CREATE TEMP TABLE journal_tail (" + ", ".join(f"{n} {t}" for n, t in record.COLUMNS) + ")")
         sources.append("SELECT * FROM journal_tail")
     con.execute("CREATE TEMP VIEW events AS " + " UNION ALL ".join(sources))
+    log = audit_dir / CHECKPOINT_LOG
+    if log.exists() and log.stat().st_size:  # the log, not the table: it is never behind
+        con.execute("CREATE TEMP VIEW checkpoints AS " + read_checkpoints_sql(log))
+    else:
+        con.execute(_CREATE_CHECKPOINTS.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
     for name, sql in VIEWS.items():
         con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
     return con

@@ -207,8 +207,9 @@ class Proxy:
 
 
 def start_proxy(tmp: Path, *extra: str, upstream_ca: Path | None = None, env: dict[str, str] | None = None,
-                control: bool = True) -> Proxy:
-    confdir, audit_dir = tmp / "conf", tmp / "audit"
+                control: bool = True, audit_dir: Path | None = None) -> Proxy:
+    # mitmproxy keeps none of two --set of one addon option: pass each once.
+    confdir, audit_dir = tmp / "conf", audit_dir or tmp / "audit"
     confdir.mkdir(parents=True, exist_ok=True)
     log, control_file = tmp / "proxy.log", tmp / "control-port"
     args = [*SHIELD, "run", "--headless", "--confdir", str(confdir), "--listen-port", "0",

@@ -7,6 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.harness import SHIELD, wait_for
@@ -76,7 +77,7 @@ def test_since_must_be_a_duration_or_a_time(tmp_path: Path) -> None:
     assert cp.returncode == 2 and "--since" in cp.stderr and "Traceback" not in cp.stderr
 
 
-def test_web_mode_starts_mitmweb_with_the_addon(tmp_path: Path) -> None:
+def test_web_mode_starts_mitmweb_with_the_addon_and_agents_cannot_reach_its_api(tmp_path: Path) -> None:
     ports = []
     for _ in range(2):
         with socket.socket() as s:
@@ -97,6 +98,12 @@ def test_web_mode_starts_mitmweb_with_the_addon(tmp_path: Path) -> None:
 
         wait_for(up, 30, "mitmweb to listen")
         wait_for(lambda: (tmp_path / "a" / "journal").is_dir(), 10, "the addon to open its journal")
+        # An agent going through the proxy to mitmweb's API would approve its own holds.
+        for path in ("/flows", "/commands/flow.resume"):
+            with httpx.Client(proxy=f"http://127.0.0.1:{ports[0]}", trust_env=False, timeout=10) as c:
+                r = c.get(f"http://127.0.0.1:{ports[1]}{path}")
+            assert r.status_code == 403 and r.json()["decision"] == "blocked", path
+            assert r.json()["rule"] in ("proxy-mitmweb", "proxy-mitmweb-api")
     finally:
         proc.terminate()
         try:

@@ -191,7 +191,7 @@ def test_every_event_is_chained_and_verify_passes(proxy: Proxy, upstream: Upstre
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["prev_hash"] == "0" * 64
     assert all(b["prev_hash"] == a["row_hash"] for a, b in zip(events, events[1:]))
-    cp = proxy.shield("verify")
+    cp = proxy.shield("verify", "--confdir", str(proxy.confdir))
     assert cp.stdout.startswith("OK")
 
 

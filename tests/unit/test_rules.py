@@ -247,3 +247,15 @@ def test_explain_says_which_field_failed() -> None:
     """)
     view, action = _view_action(rs, "DELETE", "https://db.staging/x")
     assert rs.rules[0].predicate.explain(rules.Subject(view, action)) == [("method", True), ("host", False)]
+
+
+def test_port_matches_the_real_destination_port() -> None:
+    rs = ruleset("""
+        version: 1
+        rules:
+          - {id: p, match: {host: "127.0.0.1", port: [8081, 9090]}, action: deny}
+    """)
+    assert verdict(rs, "GET", "http://127.0.0.1:8081/flows").verdict == "deny"
+    assert verdict(rs, "GET", "http://127.0.0.1:8080/flows").verdict == "allow"
+    with pytest.raises(rules.RuleError, match="is not a port number"):
+        ruleset("version: 1\nrules:\n  - {id: p, match: {port: http}, action: deny}\n")

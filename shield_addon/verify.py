@@ -1,0 +1,148 @@
+"""`shield verify`: is the trail whole? Every row hash, every link, every signed
+checkpoint, and audit.duckdb against the journal. The first problem found is named by
+its seq and the kind of damage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from shield_addon import checkpoints, journal, record, store
+
+
+@dataclass(frozen=True)
+class Problem:
+    seq: int | None
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"seq {self.seq}" if self.seq is not None else "store"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class Report:
+    events: int = 0
+    last_seq: int = 0
+    chain_id: str | None = None
+    checkpoints: int = 0
+    signed_seq: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def unsigned(self) -> int:
+        """Events after the newest checkpoint: normal after a crash, signed at the next one."""
+        return max(0, self.last_seq - self.signed_seq)
+
+
+def check_rows(rows: Iterable[Mapping[str, Any]], report: Report, wanted: Mapping[int, str],
+               progress: Callable[[int], None] | None = None) -> dict[int, str]:
+    """Walk the chain once. Returns the row hashes at the seqs in `wanted` (checkpoints)."""
+    prev_hash, expect = record.GENESIS, 1
+    found: dict[int, str] = {}
+    for row in rows:
+        seq = row["seq"]
+        report.events += 1
+        if report.chain_id is None:
+            report.chain_id = row.get("chain_id")
+        elif row.get("chain_id") != report.chain_id:
+            report.problems.append(Problem(seq, "foreign row", f"chain_id {row.get('chain_id')!r} is not {report.chain_id!r}"))
+        if seq > expect:
+            missing = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
+            report.problems.append(Problem(expect, "missing rows", f"seq {missing} absent (deleted rows or a removed segment)"))
+        elif seq < expect:
+            report.problems.append(Problem(seq, "out of order", f"seq {seq} comes after seq {expect - 1} (rows reordered)"))
+        if record.row_hash(row) != row.get("row_hash"):
+            report.problems.append(Problem(seq, "edited", "row_hash does not match the row's content"))
+        elif row.get("prev_hash") != prev_hash and seq >= expect:
+            report.problems.append(Problem(seq, "broken link", "prev_hash is not the previous row's row_hash"))
+        if seq in wanted:
+            found[seq] = row.get("row_hash") or ""
+        prev_hash, expect = row.get("row_hash") or "", max(expect, seq + 1)
+        report.last_seq = max(report.last_seq, seq)
+        if progress and report.events % 10_000 == 0:
+            progress(report.events)
+    return found
+
+
+def load_checkpoints(log: Path, public: Ed25519PublicKey, report: Report) -> dict[int, str]:
+    """Signed (seq -> row_hash) pairs; bad ones become problems."""
+    signed: dict[int, str] = {}
+    kid = checkpoints.key_id(public)
+    for line, cp in checkpoints.read_log(log):
+        if cp is None or not isinstance(cp.get("seq"), int):
+            report.problems.append(Problem(None, "bad checkpoint", f"{log.name} line {line} is not a checkpoint"))
+            continue
+        if cp.get("key_id") != kid or not checkpoints.signature_ok(cp, public):
+            report.problems.append(Problem(cp["seq"], "forged checkpoint",
+                                           f"{log.name} line {line}: signature does not verify with key {kid}"))
+            continue
+        report.checkpoints += 1
+        signed[cp["seq"]] = str(cp.get("row_hash"))
+        report.signed_seq = max(report.signed_seq, cp["seq"])
+        if report.chain_id is None:
+            report.chain_id = cp.get("chain_id")
+    return signed
+
+
+def compare_signed(signed: Mapping[int, str], found: Mapping[int, str], report: Report, chain_id: str | None) -> None:
+    for seq, h in sorted(signed.items()):
+        if seq > report.last_seq:
+            report.problems.append(Problem(seq, "truncated",
+                                           f"a checkpoint signs seq {seq} but the chain ends at seq {report.last_seq}"))
+            break
+        if found.get(seq) != h:
+            report.problems.append(Problem(seq, "rewritten", "the signed checkpoint's row_hash differs from the chain's"))
+            break
+
+
+def compare_db(audit_dir: Path, report: Report) -> None:
+    """audit.duckdb must hold journal rows only, unchanged: recompute its hashes in SQL
+    and match them against the journal."""
+    if not (audit_dir / store.DB_NAME).exists():
+        return
+    with store.connect_reader(audit_dir) as con:
+        has_table = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'audit' AND table_name = 'events'").fetchone()[0]
+        if not has_table:
+            return
+        bad = con.execute(f"SELECT seq FROM ({store.chain_check_sql('audit.events')}) WHERE NOT hash_ok ORDER BY seq LIMIT 1"
+                          ).fetchone()
+        if bad:
+            report.problems.append(Problem(bad[0], "edited in audit.duckdb", "row_hash does not match the row's content"))
+        files = journal.segments(audit_dir / store.JOURNAL_DIR)
+        if not files:
+            return
+        con.execute("CREATE TEMP TABLE j AS SELECT seq, row_hash FROM (" + store.read_journal_sql([p for _, p in files]) + ")",
+                    [0, 2**62])
+        diff = con.execute(
+            "SELECT e.seq, j.seq IS NULL FROM audit.events e LEFT JOIN j USING (seq) "
+            "WHERE j.row_hash IS DISTINCT FROM e.row_hash ORDER BY e.seq LIMIT 1").fetchone()
+        if diff:
+            what = "is not in the journal" if diff[1] else "differs from the journal's row"
+            report.problems.append(Problem(diff[0], "journal and audit.duckdb disagree", f"the audit.duckdb row {what}"))
+
+
+def verify(audit_dir: Path, public: Ed25519PublicKey, progress: Callable[[int], None] | None = None) -> Report:
+    report = Report()
+    signed = load_checkpoints(audit_dir / checkpoints.LOG_FILE, public, report)
+    def unreadable(path: Path, line: int) -> None:
+        report.problems.append(Problem(None, "unreadable journal", f"{path.name} line {line} is not a journal row"))
+
+    rows = journal.read_rows(audit_dir / store.JOURNAL_DIR, on_bad=unreadable)
+    found = check_rows(rows, report, signed, progress)
+    compare_signed(signed, found, report, report.chain_id)
+    if report.events and not signed:
+        report.problems.append(Problem(None, "unsigned", "no valid signed checkpoint: the chain cannot be proven whole"))
+    compare_db(audit_dir, report)
+    report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    return report
