@@ -105,8 +105,8 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, titl
     elif fmt == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(columns)
-        for r in rows:
-            w.writerow(["" if v is None else _plain(v) for v in r])
+        for r in rows:  # CSV ends up in terminals and spreadsheets too: no raw control characters
+            w.writerow(["" if v is None else record.safe_text(_plain(v), newlines=True) for v in r])
     else:
         from rich.console import Console
         from rich.table import Table
@@ -176,6 +176,16 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
+    if args.follow:
+        return follow_timeline(args)
+    cols, rows = timeline_rows(args)
+    if fmt_of(args) == "table":
+        cols, rows = for_people(cols, rows)
+    render(cols, rows, fmt_of(args), title="agent-shield timeline")
+    return EXIT_OK
+
+
+def timeline_rows(args: argparse.Namespace) -> tuple[list[str], list[tuple]]:
     where, params = where_clause(args)
     with store.connect_reader(audit_dir(args)) as con:
         sql = f"SELECT * FROM timeline{where}"
@@ -183,11 +193,54 @@ def cmd_timeline(args: argparse.Namespace) -> int:
             sql = f"SELECT * FROM ({sql} ORDER BY ts DESC, flow_id DESC LIMIT ?)"
             params.append(args.limit)
         cur = con.execute(sql + " ORDER BY ts, flow_id", params)
-        cols = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-    if fmt_of(args) == "table":
-        cols, rows = for_people(cols, rows)
-    render(cols, rows, fmt_of(args), title="agent-shield timeline")
+        return [d[0] for d in cur.description], cur.fetchall()
+
+
+def follow_timeline(args: argparse.Namespace, interval: float = 1.0) -> int:
+    """Like `tail -f`: the newest flows, then each flow again whenever its decision or
+    outcome changes, until interrupted."""
+    import time as _time
+
+    shown: dict[str, tuple] = {}
+    args.limit = args.limit or 20
+    first = True
+    try:
+        while True:
+            cols, rows = timeline_rows(args)
+            fresh = []
+            for r in rows:
+                t = dict(zip(cols, r))
+                state = (t["decision"], t["outcome"], t["status_code"])
+                if shown.get(t["flow_id"]) != state:
+                    shown[t["flow_id"]] = state
+                    fresh.append(r)
+            if fresh or first:
+                if fmt_of(args) == "json":
+                    render(cols, fresh, "json")
+                else:
+                    people_cols, people_rows = for_people(cols, fresh)
+                    for row in people_rows:
+                        print("  ".join(record.safe_text(_plain(v)) if v is not None else "-" for v in row))
+                sys.stdout.flush()
+            first = False
+            args.since = args.since or _plain(rows[-1][cols.index("ts")]) if rows else args.since
+            args.limit = None
+            _time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from shield_addon import export
+
+    out = Path(args.out)
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        raise UsageError(f"{out} exists: export to a new path")
+    where, params = where_clause(args)
+    filters = {flag: getattr(args, flag, None) for flag, _, _ in FILTERS} | {"since": args.since, "until": args.until}
+    with store.connect_reader(audit_dir(args)) as con:
+        manifest = export.export(con, args.format, out, where, params, audit_dir(args), filters)
+    print(export.describe(manifest, out))
     return EXIT_OK
 
 
@@ -229,21 +282,75 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise UsageError(f"no flow with id {args.flow_id!r}")
         if len(ids) > 1:
             raise UsageError(f"{args.flow_id!r} is ambiguous: {', '.join(sorted(ids)[:5])}")
-        cur = con.execute("SELECT * FROM events WHERE flow_id = ? ORDER BY seq", [ids[0]])
-        rows = store.rows_as_dicts(cur)
+        rows = store.rows_as_dicts(con.execute("SELECT * FROM events WHERE flow_id = ? ORDER BY seq", [ids[0]]))
+        chain = store.chain_status(con, [r["seq"] for r in rows])
     if args.json:
         for r in rows:
-            print(json.dumps(r, default=_json_default, ensure_ascii=False))
+            print(json.dumps({**r, "hash_ok": chain[r["seq"]][0], "link_ok": chain[r["seq"]][1]},
+                             default=_json_default, ensure_ascii=False))
         return EXIT_OK
-    for r in rows:
-        print(f"--- seq {r['seq']}  {r['stage']}  {_plain(r['ts'])}")
+    for label, text in flow_summary(rows, chain):
+        print(f"{label:9} {record.safe_text(text)}")
+    for i, r in enumerate(rows):
+        ok = "✓" if all(chain[r["seq"]]) else "✗ " + ("row_hash" if not chain[r["seq"]][0] else "link")
+        print(f"\n--- seq {r['seq']}  {r['stage']}  {_plain(r['ts'])}  chain {ok}")
         for k, v in r.items():
-            if v is None or v == [] or k in ("seq", "stage", "ts"):
+            if v is None or v == [] or k in ("seq", "stage", "ts") or (i and k in REPEATED):
                 continue
-            if k in ("request_headers", "response_headers", "forwarded_request"):
-                v = json.dumps(json.loads(v), indent=2, ensure_ascii=False)
-            print(f"  {k:18} {record.safe_text(_plain(v), newlines=True)}")
+            text = record.safe_text(pretty(k, v), newlines=True).replace("\n", "\n" + " " * 21)
+            print(f"  {k:18} {text}")
     return EXIT_OK
+
+
+# Columns every event of a flow repeats: shown once, with the first event.
+REPEATED = {"chain_id", "flow_id", "agent", "client_ip", "method", "scheme", "host", "port", "path", "url"}
+
+
+def flow_summary(rows: Sequence[dict[str, Any]], chain: dict[int, tuple[bool, bool]]) -> list[tuple[str, str]]:
+    """The story of one flow in a few lines, before its events."""
+    first = rows[0]
+    by_stage = {r["stage"]: r for r in rows}
+    req, dec = by_stage.get("request", first), by_stage.get("decision")
+    end = by_stage.get("response") or by_stage.get("error")
+    out = [("flow", f"{first['flow_id']}  agent {first['agent']}  from {first['client_ip']}"),
+           ("request", f"{first['method']} {first['url']}  ({req.get('request_body_size') or 0} bytes, "
+                       f"sha256 {(req.get('request_sha256') or '-')[:16]})")]
+    if req.get("service"):
+        target = "/".join(x for x in (req["resource_type"], req["resource_name"]) if x)
+        where = f" in {req['namespace']}" if req["namespace"] else ""
+        tables = f" tables {','.join(req['tables'])}" if req["tables"] else ""
+        out.append(("action", f"{req['service']} {req['operation']} {target}{where}{tables} ({req['action_type']})"))
+        matched = ", ".join(req["matched_rules"] or []) or "none"
+        out.append(("rules", f"verdict {req['verdict']} by {req['rule_id'] or 'the default'} (matched: {matched}; "
+                             f"mode {req['mode']}, ruleset {(req['ruleset_sha256'] or '')[:12]})"))
+    if dec:
+        comment = f' "{dec["reviewer_comment"]}"' if dec["reviewer_comment"] else ""
+        out.append(("decision", f"{dec['decision']} by {dec['reviewer'] or '-'} at {_plain(dec['decided_at'])} "
+                                f"via {dec['operation']}{comment}"))
+        if dec["edited"]:
+            out.append(("edited", "yes: the reviewer changed the request; forwarded_request below has what was sent"))
+    elif req.get("decision"):
+        out.append(("decision", f"{req['decision']} by the rules"))
+    if end:
+        status = end["status_code"] if end["status_code"] is not None else end["error"]
+        out.append(("outcome", f"{end['outcome']}: {status}, {end['response_body_size'] or 0} bytes, {end['duration_ms']} ms"))
+    bad = [seq for seq, (h, link) in chain.items() if not (h and link)]
+    seqs = sorted(chain)
+    out.append(("chain", f"{len(rows)} events, seq {seqs[0]}..{seqs[-1]}: " +
+                ("every row hash and link verifies" if not bad else f"BROKEN at seq {', '.join(map(str, bad))}")))
+    return out
+
+
+def pretty(key: str, value: Any) -> str:
+    """Headers one per line, JSON bodies indented; everything else as it is."""
+    if key in ("request_headers", "response_headers") and isinstance(value, str):
+        return "\n".join(f"{k}: {v}" for k, v in json.loads(value))
+    if key in ("forwarded_request", "request_body", "response_body") and isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+    return _plain(value)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -506,6 +613,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_filters(t)
     add_format(t)
     t.add_argument("--limit", type=int, help="only the newest N flows")
+    t.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new flows, and flows again when decided, like tail -f (Ctrl-C stops)")
+
+    x = sub.add_parser("export", parents=[common], help="Parquet (hive-partitioned by date), JSONL or OCSF, with a manifest",
+                       description="Export the events of the flows the filters select (all events without filters). "
+                                   "parquet: a folder, hive-partitioned by date, with the signed checkpoint log; jsonl: "
+                                   "one event per line; ocsf: one OCSF 1.3 HTTP Activity (4002) or API Activity (6003) "
+                                   "event per flow. Each export has a manifest with its files' SHA-256 and seq range.")
+    x.add_argument("--format", required=True, choices=["parquet", "jsonl", "ocsf"])
+    x.add_argument("--out", required=True, help="a new folder (parquet) or file (jsonl, ocsf)")
+    add_filters(x)
 
     s = sub.add_parser("show", parents=[common], help="every event of one flow",
                        description="Every event of one flow, in order. A unique prefix of the id is enough.")
@@ -574,6 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "timeline": cmd_timeline, "show": cmd_show, "sql": cmd_sql, "verify": cmd_verify, "key": cmd_key,
+    "export": cmd_export,
     "rules": cmd_rules, "agents": cmd_agents, "env": cmd_env,
 }
 

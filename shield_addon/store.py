@@ -57,7 +57,53 @@ WHERE flow_id IS NOT NULL
 GROUP BY flow_id
 """
 
-VIEWS = {"timeline": TIMELINE_SQL}
+HOLDS_SQL = """
+SELECT
+    r.ts AS held_at, r.flow_id, r.agent, r.method, r.host, r.path, r.service, r.operation, r.namespace,
+    r.resource_name, r.tables, r.rule_id, r.severity,
+    d.decision, d.reviewer, d.decided_at, d.reviewer_comment, d.edited,
+    round(date_diff('millisecond', r.ts, coalesce(d.decided_at, d.ts)) / 1000, 3) AS wait_s,
+    o.status_code, o.outcome
+FROM events r
+LEFT JOIN (SELECT * FROM events WHERE stage = 'decision') d USING (flow_id)
+LEFT JOIN (SELECT flow_id, arg_max(status_code, seq) AS status_code, arg_max(outcome, seq) AS outcome
+           FROM events WHERE stage IN ('response', 'error') GROUP BY flow_id) o USING (flow_id)
+WHERE r.stage = 'request' AND r.verdict = 'hold' AND r.mode = 'enforce' AND r.decision IS NULL
+"""
+
+# Held now: no decision and no outcome yet. After a crash such flows stay here: they were
+# held when the proxy died, never forwarded, and have no decision to record.
+PENDING_SQL = "SELECT held_at, flow_id, agent, method, host, path, operation, namespace, rule_id, severity " \
+              "FROM holds WHERE decision IS NULL AND outcome IS NULL"
+
+BY_AGENT_SQL = """
+SELECT agent, count(*) AS flows,
+    count(*) FILTER (WHERE decision = 'allowed') AS allowed,
+    count(*) FILTER (WHERE verdict = 'hold' AND decision IS DISTINCT FROM 'allowed') AS held,
+    count(*) FILTER (WHERE decision = 'approved') AS approved,
+    count(*) FILTER (WHERE decision = 'denied') AS denied,
+    count(*) FILTER (WHERE decision = 'blocked') AS blocked,
+    count(*) FILTER (WHERE decision IN ('killed', 'timed_out', 'abandoned')) AS killed_or_lapsed,
+    min(ts) AS first_seen, max(ts) AS last_seen
+FROM timeline GROUP BY agent
+"""
+
+BY_REVIEWER_SQL = """
+SELECT reviewer, count(*) AS decisions,
+    count(*) FILTER (WHERE decision = 'approved') AS approved,
+    count(*) FILTER (WHERE decision = 'denied') AS denied,
+    count(*) FILTER (WHERE decision = 'killed') AS killed,
+    median(wait_s) AS median_wait_s, max(wait_s) AS max_wait_s,
+    min(decided_at) AS first_decision, max(decided_at) AS last_decision
+FROM holds WHERE reviewer IS NOT NULL GROUP BY reviewer
+"""
+
+DENIALS_SQL = "SELECT * FROM timeline WHERE decision IN ('denied', 'blocked', 'timed_out', 'killed')"
+
+VIEWS = {  # in dependency order
+    "timeline": TIMELINE_SQL, "holds": HOLDS_SQL, "pending": PENDING_SQL,
+    "by_agent": BY_AGENT_SQL, "by_reviewer": BY_REVIEWER_SQL, "denials": DENIALS_SQL,
+}
 
 CHECKPOINT_COLUMNS = (("chain_id", "VARCHAR"), ("seq", "BIGINT"), ("row_hash", "VARCHAR"), ("time", "TIMESTAMP"),
                       ("key_id", "VARCHAR"), ("sig", "VARCHAR"))
@@ -68,7 +114,7 @@ _CREATE_CHECKPOINTS = "CREATE TABLE IF NOT EXISTS checkpoints ({})".format(
 def read_checkpoints_sql(log: Path) -> str:
     cols = "{" + ", ".join(f"'{n}': '{t}'" for n, t in CHECKPOINT_COLUMNS) + "}"
     names = ", ".join(n for n, _ in CHECKPOINT_COLUMNS)
-    return (f"SELECT {names} FROM read_json({_sql_str(str(log))}, format='newline_delimited', columns={cols}, "
+    return (f"SELECT {names} FROM read_json({sql_str(str(log))}, format='newline_delimited', columns={cols}, "
             f"ignore_errors=true) WHERE seq IS NOT NULL")
 
 # read_json must read JSON-typed columns as text: as JSON it would re-quote them and
@@ -103,13 +149,29 @@ def chain_check_sql(table: str = "events") -> str:
     )
 
 
-def _sql_str(s: str) -> str:
+def chain_status(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, tuple[bool, bool]]:
+    """(hash_ok, link_ok) of the given events: each hash recomputed in SQL, each prev_hash
+    compared with the row before it."""
+    want = sorted(set(seqs) | {s - 1 for s in seqs if s > 1})
+    rows = con.execute(f"SELECT seq, row_hash, prev_hash, sha256({CANONICAL_SQL}) = row_hash FROM events "
+                       "WHERE seq IN (SELECT unnest(?::BIGINT[]))", [want]).fetchall()
+    by_seq = {r[0]: r for r in rows}
+    out = {}
+    for s in seqs:
+        _, _, prev, hash_ok = by_seq[s]
+        before = by_seq.get(s - 1)
+        expected = record.GENESIS if s == 1 else (before[1] if before else None)
+        out[s] = (bool(hash_ok), prev == expected)
+    return out
+
+
+def sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
 def read_journal_sql(files: Sequence[Path]) -> str:
     """A SELECT of journal rows with the events table's types (bind seq bounds as ?, ?)."""
-    file_list = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+    file_list = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
     return (
         f"SELECT {_SELECT_COLUMNS} FROM read_json({file_list}, format='newline_delimited', "
         f"columns={_READ_COLUMNS}, ignore_errors=true) WHERE seq > ? AND seq <= ?"
@@ -255,7 +317,7 @@ def _attach(con: duckdb.DuckDBPyConnection, db: Path, wait: float) -> None:
     delay = 0.01
     while True:
         try:
-            con.execute(f"ATTACH {_sql_str(str(db))} AS audit (READ_ONLY)")
+            con.execute(f"ATTACH {sql_str(str(db))} AS audit (READ_ONLY)")
             return
         except duckdb.Error as e:
             if not is_lock_error(e) or time.monotonic() > deadline:
