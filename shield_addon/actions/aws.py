@@ -19,17 +19,38 @@ _CREDENTIAL = re.compile(r"Credential=([^,\s]+)")
 _TARGET_SERVICE = re.compile(r"^(?:amazon|aws)?([a-z0-9]+?)(?:_?v?\d{8})?$")
 _VERB = re.compile(r"[A-Z][a-z]*")
 
+# Deactivate (IAM's DeactivateMFADevice) and Reset (ResetServiceSpecificCredential,
+# ResetDBParameterGroup) are updates: the thing stays and can be turned back on, like
+# Disable. Simulate and Generate (IAM's SimulatePrincipalPolicy,
+# GenerateCredentialReport) only compute an answer from what exists: reads.
 _VERBS_BY_TYPE = {
     "delete": ("Delete", "Terminate", "Remove", "Purge", "Destroy", "Deregister", "Revoke", "Detach", "Abort"),
     "create": ("Create", "Put", "Run", "Add", "Attach", "Register", "Import", "Copy", "Upload", "Complete", "Post"),
     "update": (
-        "Update", "Modify", "Set", "Change", "Reboot", "Start", "Stop", "Enable", "Disable",
-        "Tag", "Untag", "Associate", "Disassociate", "Write", "Restore",
+        "Update", "Modify", "Set", "Change", "Reboot", "Start", "Stop", "Enable", "Disable", "Deactivate",
+        "Reset", "Tag", "Untag", "Associate", "Disassociate", "Write", "Restore",
     ),
-    "read": ("Get", "List", "Describe", "Head", "Scan", "Query", "Select"),
+    "read": ("Get", "List", "Describe", "Head", "Scan", "Query", "Select", "Simulate", "Generate"),
     "execute": ("Invoke", "Execute", "Send", "Publish"),
 }
 _VERB_TYPES = {verb: kind for kind, verbs in _VERBS_BY_TYPE.items() for verb in verbs}
+
+# Host prefixes whose service signs under another name (botocore's endpointPrefix vs
+# signingName). The SigV4 scope, read first, carries the signing name, so naming
+# unsigned requests the same way gives each service one name. CloudWatch
+# ("monitoring") and ELB ("elasticloadbalancing") sign under their prefix: unmapped.
+_SIGNING_NAMES = {
+    "email": "ses",  # SES v1 and v2
+    "bedrock-runtime": "bedrock",
+    "bedrock-agent": "bedrock",
+    "bedrock-agent-runtime": "bedrock",
+}
+
+# REST-JSON APIs name their operation only in the path; a few worth a rule.
+_REST_OPERATIONS = {
+    ("ses", "POST", "/v2/email/outbound-emails"): "SendEmail",
+    ("ses", "POST", "/v2/email/outbound-bulk-emails"): "SendBulkEmail",
+}
 
 # Query-protocol parameters that name what is acted on, with its resource type.
 _RESOURCE_PARAMS = (
@@ -76,7 +97,10 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
         return _query_protocol(req, service or "unknown", action)
     if service == "s3" or bucket is not None or (pinned and not aws_host):
         return _s3(req, bucket)
-    # A REST-JSON API (Lambda, EKS, ...): we know the service, not the operation.
+    # A REST-JSON API (Lambda, EKS, ...): we know the service, rarely the operation.
+    operation = _REST_OPERATIONS.get((service, req.method, req.path.rstrip("/")))
+    if operation:
+        return Action(f"aws:{service}", verb_type(operation), operation)
     return Action(f"aws:{service or 'unknown'}", method_type(req.method), req.method.lower())
 
 
@@ -130,7 +154,7 @@ def _is_s3_label(label: str) -> bool:
 
 def _host_service(host: str, bucket: str | None) -> str:
     label = host.split(".", 1)[0]  # ec2.us-east-1.amazonaws.com -> ec2
-    return "s3" if bucket is not None or _is_s3_label(label) else label
+    return "s3" if bucket is not None or _is_s3_label(label) else _SIGNING_NAMES.get(label, label)
 
 
 def _target_service(target: str) -> str | None:

@@ -4,6 +4,12 @@ Comments, odd casing and a DROP after a SELECT are the parser's problem, not our
 we add is suspicion: dialects disagree about quotes, escapes and comments, so text
 with such characters is read in several dialects and their findings are united; a
 guard should over-report what a statement might do rather than miss it.
+
+Text nobody declared as SQL (a JSON `query` field, a text/plain body) is often prose,
+and sqlglot reads prose leniently: "drop shipping suppliers" becomes a DROP command,
+"delete my account" a DELETE from table `my`. Such text counts as SQL only when a
+statement in it has the keywords its kind cannot do without (DROP TABLE ..., DELETE
+FROM ..., UPDATE ... SET ...); see `_real` and `_shaped`.
 """
 
 from __future__ import annotations
@@ -122,6 +128,38 @@ _EXPLAIN_OPTIONS = re.compile(
     re.IGNORECASE,
 )
 _RUNS = re.compile(r"ANALY[SZ]E", re.IGNORECASE)
+_WORDS = re.compile(r"[A-Za-z_]+")
+
+# Undeclared text starting with these words must also hold all the words of one of
+# their sets, anywhere: comments and strings may supply them too, which errs towards
+# SQL. Other kinds, apart from DDL, EXPLAIN and CALL (see `_shaped`), are SQL there only
+# when sqlglot built them (a SELECT, a BEGIN), never as a Command fallback or failed parse.
+_NEEDS = {
+    "select": ({"FROM"},),
+    "with": ({"AS", "SELECT"}, {"AS", "INSERT"}, {"AS", "UPDATE"}, {"AS", "DELETE"}),
+    "insert": ({"VALUES"}, {"SELECT"}),
+    "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}),
+    "update": ({"SET"},),
+    "delete": ({"FROM"}, {"WHERE"}),  # T-SQL and Oracle may omit FROM before a WHERE
+    "merge": ({"INTO", "USING"},),
+    # GRANT ROLE r TO USER u is Snowflake's; Postgres' bare `GRANT admin TO bob` reads
+    # exactly like "grant access to bob" and is left to declared or pinned SQL.
+    "grant": ({"ON", "TO"}, {"ROLE", "TO"}),
+    "revoke": ({"ON", "FROM"}, {"ROLE", "FROM"}),
+}
+# DDL names its object right after the verb, then the object's name. sqlglot builds
+# nodes for the common objects; for the rest (ALTER ROLE, DROP USER, DROP EXTENSION)
+# it falls back to a Command, which this list lets through.
+_DDL = frozenset({"drop", "alter", "truncate", "create"})
+_OBJECTS = frozenset({
+    "table", "view", "index", "database", "schema", "sequence", "function", "procedure",
+    "trigger", "role", "user", "login", "type", "domain", "extension", "policy", "owned",
+    "materialized", "temporary", "temp", "unique", "foreign", "event", "system", "default",
+    "warehouse", "stage", "stream", "task", "pipe", "server", "publication", "subscription",
+    "tablespace", "collation", "aggregate", "operator", "rule", "synonym", "package",
+})
+# DROP DATABASE/SCHEMA name a container of tables, not a table.
+_CONTAINERS = frozenset({"database", "schema"})
 
 
 class _NoCommandFallbackWarnings(logging.Filter):
@@ -164,9 +202,11 @@ def from_json(doc: Any) -> Action | None:
 
 def from_texts(texts: list[str], declared: bool = False) -> Action | None:
     """Classify SQL texts. `declared`: the sender says it is SQL, so failing to parse
-    it is reported ("unparsed") instead of treating the text as not SQL."""
+    it is reported ("unparsed") instead of treating the text as not SQL. Undeclared
+    text must show it is SQL: a real statement, or the shape of one if unreadable."""
     kinds: list[str] = []
     tables: list[str] = []
+    resources: list[tuple[str, str]] = []
     flags: set[str] = set()
     statement_count = 0  # the most any dialect saw, summed over the texts
     budget, work = MAX_CHARS, WORK
@@ -176,25 +216,35 @@ def from_texts(texts: list[str], declared: bool = False) -> Action | None:
         budget -= len(text)
         results, attempts = _parse(text, work // len(text)) if budget >= 0 else ([], 0)
         work -= attempts * len(text)
+        if not declared:
+            # One real statement makes the whole reading SQL, so `BEGIN; SET ROLE x; ...`
+            # around it keeps every part; prose has none.
+            results = [statements for statements in results if any(map(_real, statements))]
         if not results:
-            if declared or looks_like_sql(text):
+            # Text too long to read is judged by its first word, as padding could push
+            # the keywords `_shaped` looks for past any limit we would scan to.
+            too_large = budget < 0
+            if declared or (looks_like_sql(text) if too_large else _shaped(text)):
                 kinds.append("unparsed")
                 flags.add("unparsed")
-                if budget < 0:
+                if too_large:
                     flags.add("too_large")
             continue  # e.g. {"query": "red shoes"}: a search box, not SQL
         statement_count += max(len(statements) for statements in results)
         for statements in results:  # one list per dialect that could read the text
             for statement in statements:
-                _describe(statement, kinds, tables, flags)
+                _describe(statement, kinds, tables, flags, resources)
     if not kinds:
         return None
     if statement_count > 1:
         flags.add("multi_statement")
+    resource_types = unique(kind for kind, _ in resources)
     return Action(
         service="sql",
         action_type=strictest(_TYPES.get(k, "execute") for k in kinds),
         operation=";".join(k.upper() for k in unique(kinds)),
+        resource_type=resource_types[0] if len(resource_types) == 1 else None,
+        resource_name=",".join(unique(name for _, name in resources)) or None,
         tables=unique(tables),
         statements=unique(k for k in kinds if k != "unparsed"),
         flags=frozenset(flags),
@@ -202,9 +252,50 @@ def from_texts(texts: list[str], declared: bool = False) -> Action | None:
 
 
 def looks_like_sql(text: str) -> bool:
-    start = _LEADING_NOISE.match(text)
-    word = _FIRST_WORD.match(text, start.end() if start else 0)
-    return word is not None and word.group().lower() in _SQL_WORDS
+    return _word(text)[0] in _SQL_WORDS
+
+
+def _word(text: str, pos: int = 0) -> tuple[str, int]:
+    """The lower-cased word at `pos` after comments, blanks and ( ; and where it ends."""
+    start = _LEADING_NOISE.match(text, pos)
+    word = _FIRST_WORD.match(text, start.end() if start else pos)
+    return (word.group().lower(), word.end()) if word else ("", pos)
+
+
+def _real(statement: exp.Expression) -> bool:
+    """Whether a statement sqlglot read from undeclared text is SQL rather than prose it
+    read leniently ("delete my account" is a DELETE from table `my` to sqlglot)."""
+    key = statement.key
+    if key == "command":  # sqlglot's fallback: only its text can tell
+        return _shaped(f"{statement.this} {statement.text('expression')}")
+    if key == "delete":  # DELETE FROM t (this) or DELETE t WHERE ...
+        return bool(statement.args.get("this") or statement.args.get("where"))
+    if key == "update":  # the SET list
+        return bool(statement.args.get("expressions"))
+    if key == "insert":  # VALUES, a SELECT, or DEFAULT VALUES
+        return bool(statement.args.get("expression") or statement.args.get("default"))
+    return True
+
+
+def _shaped(text: str, nested: bool = False) -> bool:
+    """Whether undeclared text has the keywords of the statement it starts with: the
+    test for sqlglot's Command fallbacks and for text no dialect could read."""
+    verb, end = _word(text)
+    if verb in _DDL:  # DROP TABLE x, TRUNCATE ONLY x, ALTER ROLE x: object, then a name
+        obj, end = _word(text, end)
+        named = bool(text[end:].strip(" \t\r\n;"))
+        return named and (obj in _OBJECTS or (verb == "truncate" and obj == "only"))
+    if verb == "explain" and not nested:  # then the statement explained
+        rest = text[end:]
+        options = _EXPLAIN_OPTIONS.match(rest)
+        return _shaped(rest[options.end() if options else 0 :], nested=True)
+    if verb == "call":  # CALL name(...)
+        return bool(_word(text, end)[0]) and "(" in text[end:]
+    needs = _NEEDS.get(verb)
+    if not needs:
+        return False
+    words = {w.upper() for w in _WORDS.findall(text)}
+    return any(needed <= words for needed in needs)
 
 
 def _json_texts(doc: Any, depth: int) -> Iterator[str]:
@@ -268,7 +359,13 @@ def _kind(e: exp.Expression) -> str | None:
     return _KINDS.get(e.key)
 
 
-def _describe(statement: exp.Expression, kinds: list[str], tables: list[str], flags: set[str]) -> None:
+def _describe(
+    statement: exp.Expression,
+    kinds: list[str],
+    tables: list[str],
+    flags: set[str],
+    resources: list[tuple[str, str]],
+) -> None:
     kind = _kind(statement) or "unparsed"
     kinds.append(kind)
     if kind == "explain":
@@ -288,14 +385,24 @@ def _describe(statement: exp.Expression, kinds: list[str], tables: list[str], fl
                 flags.add(f"{node.key}_without_where")
         elif node.key == "cte":
             ctes.add(node.alias_or_name.lower())
-        elif isinstance(node, exp.Table) and node.name:
-            found.append(node)
+        elif isinstance(node, exp.Table):
+            container = _dropped_container(node)
+            if container:  # DROP DATABASE prod: a resource, so `table:` rules miss it
+                resources.append((container, ".".join(part.name for part in node.parts).lower()))
+            elif node.name:
+                found.append(node)
     # Tables in the order they are written, not the order of the tree.
     found.sort(key=lambda t: t.this.meta.get("start", 0) if t.this else 0)
     for table in found:
         name = ".".join(part.name for part in table.parts).lower()
         if name not in ctes:
             tables.append(name)
+
+
+def _dropped_container(table: exp.Table) -> str | None:
+    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA drops."""
+    kind = str(table.parent.args.get("kind") or "").lower() if isinstance(table.parent, exp.Drop) else ""
+    return kind if kind in _CONTAINERS else None
 
 
 def _describe_explain(statement: exp.Expression, kinds: list[str], tables: list[str], flags: set[str]) -> None:
@@ -309,7 +416,7 @@ def _describe_explain(statement: exp.Expression, kinds: list[str], tables: list[
     for statements in _parse(rest[len(prefix) :])[0]:
         for inner_statement in statements:
             if _kind(inner_statement) != "explain":  # no EXPLAIN EXPLAIN ... recursion
-                _describe(inner_statement, inner_kinds, tables, inner_flags)
+                _describe(inner_statement, inner_kinds, tables, inner_flags, [])
     if runs:
         kinds.extend(inner_kinds)
         flags.update(inner_flags)

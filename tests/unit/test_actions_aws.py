@@ -113,6 +113,37 @@ def test_rest_json_service_is_known_but_its_operation_is_the_method() -> None:
     assert (action.service, action.action_type, action.operation) == ("aws:lambda", "delete", "delete")
 
 
+# --- service names and REST-JSON operations ------------------------------------------
+
+SES = "https://email.us-east-1.amazonaws.com"
+CLOUDWATCH = "https://monitoring.us-east-1.amazonaws.com/"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers", "body", "expected"),
+    [
+        # Hosts whose service signs under another name get that name, signed or not.
+        ("POST", f"{SES}/", FORM, "Action=SendEmail", ("aws:ses", "execute", "SendEmail")),
+        ("POST", f"{SES}/", [*FORM, sigv4("ses")], "Action=GetSendQuota", ("aws:ses", "read", "GetSendQuota")),
+        ("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse", [], "{}", ("aws:bedrock", "create", "post")),
+        # CloudWatch signs as "monitoring": renaming only unsigned requests would split it.
+        ("POST", CLOUDWATCH, FORM, "Action=PutMetricData", ("aws:monitoring", "create", "PutMetricData")),
+        ("POST", CLOUDWATCH, [*FORM, sigv4("monitoring")], "Action=ListMetrics", ("aws:monitoring", "read", "ListMetrics")),
+        # SES v2 is REST-JSON: its sends are named from the path.
+        ("POST", f"{SES}/v2/email/outbound-emails", [], "{}", ("aws:ses", "execute", "SendEmail")),
+        ("POST", f"{SES}/v2/email/outbound-emails/", [sigv4("ses")], "{}", ("aws:ses", "execute", "SendEmail")),
+        ("POST", "https://email.eu-west-1.amazonaws.com/v2/email/outbound-bulk-emails", [], "{}", ("aws:ses", "execute", "SendBulkEmail")),
+        ("GET", f"{SES}/v2/email/account", [], "", ("aws:ses", "read", "get")),
+        ("POST", f"{SES}/v2/email/templates", [], "{}", ("aws:ses", "create", "post")),
+    ],
+)
+def test_service_names_and_rest_json_operations(
+    method: str, url: str, headers: list[tuple[str, str]], body: str, expected: tuple[str, str, str]
+) -> None:
+    action = parse(request_view(method, url, headers, body))
+    assert (action.service, action.action_type, action.operation) == expected
+
+
 # --- S3 ------------------------------------------------------------------------------------
 
 BUCKET_HOST = "https://photos.s3.us-east-1.amazonaws.com"
@@ -203,6 +234,12 @@ def test_s3_compatible_store_pinned_to_aws_is_path_style_s3() -> None:
         ("BatchGetItem", "read"),
         ("BatchDeleteImage", "delete"),
         ("TransactWriteItems", "update"),
+        ("SimulatePrincipalPolicy", "read"),
+        ("SimulateCustomPolicy", "read"),
+        ("GenerateCredentialReport", "read"),
+        ("GenerateServiceLastAccessedDetails", "read"),
+        ("DeactivateMFADevice", "update"),  # reversible, like Disable: not a delete
+        ("ResetServiceSpecificCredential", "update"),
         ("Invoke", "execute"),
         ("SendCommand", "execute"),
         ("Publish", "execute"),

@@ -289,3 +289,145 @@ def test_looks_like_sql(text: str) -> None:
 @pytest.mark.parametrize("text", ["", "hello", "{ viewer { id } }", "query { a }", "/* unterminated", "# DROP"])
 def test_does_not_look_like_sql(text: str) -> None:
     assert not sql_parser.looks_like_sql(text)
+
+
+# --- prose is not SQL unless the sender says it is --------------------------------------
+
+# Search boxes, rerankers and MCP tools take a JSON `query` of English. sqlglot reads
+# much of it leniently (a Command fallback, `DELETE FROM my AS account`); undeclared
+# text must have the keywords its statement kind cannot do without.
+PROSE = [
+    "drop shipping suppliers",  # was DROP (a Command fallback)
+    "grant writing tips",  # was GRANT
+    "truncate a string in python",  # was TRUNCATE
+    "alter ego meaning",  # was ALTER
+    "revoke certificate how to",  # was REVOKE
+    "delete my account",  # was DELETE without WHERE on table `my`
+    "update from bob",  # was UPDATE without WHERE on table `bob`
+    "update on my order",  # was UNPARSED
+    "with love from paris",  # was UNPARSED
+    "select the best option",  # was UNPARSED
+    "insert coin",  # was INSERT into `coin`
+    "grant access to the building",  # GRANT ... TO without ON
+    "drop the user from the list",  # DROP, but no object right after it
+    "explain quantum physics",  # was EXPLAIN
+    "call me maybe",  # was CALL
+    "show me the money",  # was SHOW
+    "create a new account",  # was CREATE
+]
+
+
+@pytest.mark.parametrize("text", PROSE)
+def test_prose_in_a_json_query_field_is_not_sql(text: str) -> None:
+    action = sql_json({"query": text})
+    assert (action.service, action.action_type, action.flags) == ("db.example.com", "create", frozenset())
+
+
+@pytest.mark.parametrize("text", PROSE)
+def test_prose_in_a_plain_text_body_is_not_sql(text: str) -> None:
+    assert sql_body(text, "text/plain").service == "db.example.com"
+
+
+@pytest.mark.parametrize("text", PROSE)
+def test_prose_in_an_mcp_tool_argument_is_not_sql(text: str) -> None:
+    doc = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search_messages", "arguments": {"query": text}}}
+    action = sql_json(doc)
+    assert (action.service, action.statements, action.tables, action.flags) == ("mcp", (), (), frozenset())
+
+
+@pytest.mark.parametrize(
+    ("text", "operation"),
+    [
+        ("drop shipping suppliers", "DROP"),
+        ("delete my account", "DELETE"),
+        ("update on my order", "UNPARSED"),
+        ("with love from paris", "UNPARSED"),
+    ],
+)
+def test_declared_sql_is_still_read_leniently(text: str, operation: str) -> None:
+    # application/sql or a pinned host: the sender says it is SQL, so it is held as such.
+    assert sql_body(text).operation == operation
+    req = request_view("POST", URL, (), json.dumps({"query": text}))
+    assert parse(req, {"sql": ["db.example.com"]}).operation == operation
+
+
+# Well-formed SQL that agents send in JSON, including statements sqlglot only keeps
+# as a Command (ALTER ROLE, DROP USER, GRANT ROLE, CALL, EXPLAIN).
+@pytest.mark.parametrize(
+    ("text", "operation", "flag"),
+    [
+        ("/* x */ DrOp /* y */ TaBlE -- z\n users", "DROP", None),
+        ("SELECT * FROM a; -- hi\n DROP TABLE b", "SELECT;DROP", "multi_statement"),
+        ("SELECT 1 /* /* */ ; DROP TABLE t; -- */", "SELECT;DROP", "multi_statement"),
+        ("DELETE FROM users", "DELETE", "delete_without_where"),
+        ("DELETE users WHERE id = 1", "DELETE", None),
+        ("DELETE t FROM t JOIN u ON t.id = u.id", "DELETE", "delete_without_where"),
+        ("UPDATE users SET admin = true", "UPDATE", "update_without_where"),
+        ("INSERT t VALUES (1)", "INSERT", None),
+        ("INSERT INTO t DEFAULT VALUES", "INSERT", None),
+        ("WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone", "SELECT;DELETE", "delete_without_where"),
+        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "MERGE;DELETE", None),
+        ("EXPLAIN ANALYZE DELETE FROM users", "EXPLAIN;DELETE", "delete_without_where"),
+        ("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1 WHERE id = 2", "EXPLAIN;UPDATE", None),
+        ("TRUNCATE orders", "TRUNCATE", None),  # complete Postgres: TABLE is optional
+        ("TRUNCATE ONLY orders", "TRUNCATE", None),
+        ("DROP USER bob", "DROP", None),
+        ("DROP /* c */ EXTENSION pgcrypto", "DROP", None),
+        ("ALTER ROLE app_agent SUPERUSER", "ALTER", None),
+        ("ALTER SYSTEM SET max_connections = 10", "ALTER", None),
+        ("GRANT ROLE sysadmin TO USER agent", "GRANT", None),
+        ("GRANT SELECT ON ALL TABLES IN SCHEMA public TO agent", "GRANT", None),
+        ("REVOKE ROLE sysadmin FROM USER agent", "REVOKE", None),
+        ("CALL purge_everything()", "CALL", None),
+        # One real statement makes the text SQL; what sqlglot keeps as a Command
+        # around it (SET ROLE) is read as before.
+        ("BEGIN; SET ROLE admin; DELETE FROM t WHERE id = 1; COMMIT", "BEGIN;SET;DELETE;COMMIT", "multi_statement"),
+    ],
+)
+def test_real_sql_in_a_json_field_is_still_sql(text: str, operation: str, flag: str | None) -> None:
+    action = sql_json({"query": text})
+    assert (action.service, action.operation) == ("sql", operation)
+    assert action.flags == ({flag} if flag else set())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT * FROM users WHERE",
+        "/* x */ DROP TABLE users WHERE (((",
+        "UPDATE t SET a = ((",
+        "DELETE FROM WHERE ((",
+        "INSERT INTO t VALUES (",
+    ],
+)
+def test_unreadable_text_shaped_like_sql_is_unparsed(text: str) -> None:
+    action = sql_json({"sql": text})
+    assert (action.service, action.operation, action.flags) == ("sql", "UNPARSED", {"unparsed"})
+
+
+def test_padding_cannot_push_a_delete_past_the_shape_check() -> None:
+    # Too long to parse: judged by its first word, as before, so it is still held.
+    text = "DELETE /*" + " " * sql_parser.MAX_CHARS + "*/ FROM users"
+    assert sql_json({"query": text}).flags == {"unparsed", "too_large"}
+
+
+# --- databases and schemas --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tables", "resource_type", "resource_name"),
+    [
+        ("DROP DATABASE prod", (), "database", "prod"),
+        ("DROP DATABASE IF EXISTS Prod", (), "database", "prod"),
+        ("DROP SCHEMA IF EXISTS crm.sales CASCADE", (), "schema", "crm.sales"),
+        ("DROP DATABASE a; DROP TABLE t", ("t",), "database", "a"),
+        ("DROP DATABASE a; DROP SCHEMA b", (), None, "a,b"),
+        ("DROP TABLE prod", ("prod",), None, None),
+    ],
+)
+def test_a_dropped_database_or_schema_is_a_resource_not_a_table(
+    text: str, tables: tuple[str, ...], resource_type: str | None, resource_name: str | None
+) -> None:
+    action = sql_body(text)
+    assert (action.statements, action.action_type) == (("drop",), "delete")
+    assert (action.tables, action.resource_type, action.resource_name) == (tables, resource_type, resource_name)
