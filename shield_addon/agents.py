@@ -67,3 +67,44 @@ def remove(confdir: Path, name: str) -> None:
         raise AgentError(f"no agent {name!r}")
     del entries[name]
     _write(confdir, entries)
+
+
+def rotate(confdir: Path, name: str) -> str:
+    """A new token for an existing agent; the old one stops working at once."""
+    entries = _read(confdir)
+    if name not in entries:
+        raise AgentError(f"no agent {name!r}")
+    token = secrets.token_urlsafe(24)
+    entries[name] = bcrypt.hashpw(token.encode(), bcrypt.gensalt(rounds=10)).decode()
+    _write(confdir, entries)
+    return token
+
+
+SHELLS = ("bash", "fish", "powershell")
+
+
+def env_vars(name: str, token: str, host: str, port: int, ca: Path, no_proxy: str = "") -> list[tuple[str, str]]:
+    """What an agent's environment needs: the proxy with its credentials, and trust in
+    the proxy's CA for every common client."""
+    from urllib.parse import quote
+
+    proxy = f"http://{quote(name, safe='')}:{quote(token, safe='')}@{host}:{port}"
+    ca_file = str(ca)
+    return [
+        ("HTTPS_PROXY", proxy), ("HTTP_PROXY", proxy), ("https_proxy", proxy), ("http_proxy", proxy),
+        ("NO_PROXY", no_proxy), ("no_proxy", no_proxy),
+        ("SSL_CERT_FILE", ca_file),  # Python's ssl, httpx, openai, Go
+        ("REQUESTS_CA_BUNDLE", ca_file),  # requests
+        ("CURL_CA_BUNDLE", ca_file),  # curl
+        ("NODE_EXTRA_CA_CERTS", ca_file), ("NODE_USE_ENV_PROXY", "1"),  # Node 24+: fetch honours the proxy vars
+        ("GIT_SSL_CAINFO", ca_file),  # git
+        ("AWS_CA_BUNDLE", ca_file),  # AWS CLI, boto3
+    ]
+
+
+def env_lines(pairs: list[tuple[str, str]], shell: str = "bash") -> list[str]:
+    if shell == "fish":
+        return [f"set -gx {k} '{v.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'" for k, v in pairs]
+    if shell == "powershell":
+        return [f"$env:{k} = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in pairs]
+    return [f"export {k}='{v.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'" for k, v in pairs]

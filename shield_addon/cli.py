@@ -166,6 +166,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         argv += ["--listen-port", str(args.listen_port)]
     if args.confdir:
         argv += ["--set", f"confdir={args.confdir}"]
+    if args.reviewer:
+        argv += ["--set", f"shield_reviewer={args.reviewer}"]
     confdir = Path(args.confdir).expanduser() if args.confdir else paths.default_confdir()
     htpasswd = agents.htpasswd_path(confdir)
     if htpasswd.exists() and agents.list_agents(confdir) and not any(a.startswith("proxyauth") for a in extra):
@@ -542,9 +544,9 @@ def rules_replay(args: argparse.Namespace, ruleset: Any) -> int:
 
 def cmd_agents(args: argparse.Namespace) -> int:
     confdir = confdir_of(args)
-    if args.agents_cmd == "add":
-        token = agents.add(confdir, args.name)
-        print(f"agent {args.name!r} added; its token (shown once):\n{token}")
+    if args.agents_cmd in ("add", "rotate"):
+        token = (agents.add if args.agents_cmd == "add" else agents.rotate)(confdir, args.name)
+        print(f"agent {args.name!r} {'added' if args.agents_cmd == 'add' else 'has a new token'}; its token (shown once):\n{token}")
         print(f"\nexport lines: shield env {args.name} --token {token}", file=sys.stderr)
     elif args.agents_cmd == "remove":
         agents.remove(confdir, args.name)
@@ -559,15 +561,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     confdir = confdir_of(args)
     if args.name not in agents.list_agents(confdir):
         raise UsageError(f"no agent {args.name!r}; add it with: shield agents add {args.name}")
-    token = args.token or "TOKEN"
-    proxy = f"http://{args.name}:{token}@{args.host}:{args.port}"
-    ca = confdir / "mitmproxy-ca-cert.pem"
-    for k, v in (
-        ("HTTPS_PROXY", proxy), ("HTTP_PROXY", proxy), ("https_proxy", proxy), ("http_proxy", proxy),
-        ("NO_PROXY", ""), ("no_proxy", ""),
-        ("SSL_CERT_FILE", ca), ("REQUESTS_CA_BUNDLE", ca), ("CURL_CA_BUNDLE", ca), ("NODE_EXTRA_CA_CERTS", ca),
-    ):
-        print(f"export {k}='{v}'")
+    pairs = agents.env_vars(args.name, args.token or "TOKEN", args.host, args.port,
+                            confdir / "mitmproxy-ca-cert.pem", args.no_proxy or "")
+    print("\n".join(agents.env_lines(pairs, args.shell)))
     if not args.token:
         print("# replace TOKEN with the agent's token (printed once by `shield agents add`)", file=sys.stderr)
     return EXIT_OK
@@ -607,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--headless", action="store_true", help="mitmdump: no console (no reviewer unless via commands)")
     g.add_argument("--web", action="store_true", help="mitmweb: review in the browser")
     r.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
+    r.add_argument("--reviewer", help="name recorded with this console's decisions (default: the OS user)")
 
     t = sub.add_parser("timeline", parents=[common], help="one row per flow, in order",
                        description="One row per flow, ordered by its first event, with the newest events included.")
@@ -680,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("name")
     x = asub.add_parser("remove", parents=[conf], help="remove an agent")
     x.add_argument("name")
+    x = asub.add_parser("rotate", parents=[conf], help="issue a new token (the old one stops working)")
+    x.add_argument("name")
     asub.add_parser("list", parents=[conf], help="list agents")
 
     e = sub.add_parser("env", parents=[conf], help="shell exports for an agent (proxy URL and CA)")
@@ -687,6 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--token", help="the agent's token, to put it into the proxy URL")
     e.add_argument("--host", default="127.0.0.1", help="proxy host (default 127.0.0.1)")
     e.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    e.add_argument("--shell", choices=agents.SHELLS, default="bash", help="syntax of the lines (default bash)")
+    e.add_argument("--no-proxy", help="hosts the agent may reach directly (NO_PROXY); default: none")
     return p
 
 
