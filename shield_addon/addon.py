@@ -10,6 +10,7 @@ import getpass
 import logging
 import os
 import secrets
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ KEYS = (  # (key, command...): keys that are free in mitmproxy 11 and 12's flow 
     ("y", "shield.approve", "@focus"),
     ("Y", "shield.approve", "@all"),
     ("N", "console.command", "shield.deny", "@focus", ""),
+    ("p", "shield.pending"),
 )
 
 
@@ -212,6 +214,16 @@ class Shield:
         n = sum(self.holds.decide(h, "denied", self.reviewer(), "shield.deny", comment) for h in self.held(flows))
         log.warning("shield: denied %d held flow(s)", n)
 
+    @command.command("shield.pending")
+    def pending(self) -> None:
+        """List held flows with their age, oldest first, in the event log."""
+        now = time.monotonic()
+        holds = sorted(self.holds.pending.values(), key=lambda h: h.started)
+        log.warning("shield: %d held flow(s)%s", len(holds), ":" if holds else "")
+        for h in holds:
+            log.warning("  %4ds  %s %s  %s", now - h.started, h.flow.request.method,
+                        record.safe_text(h.flow.request.pretty_url), record.safe_text(h.flow.comment))
+
     # ------------------------------------------------------------ the gate
 
     async def gate(self, f: http.HTTPFlow) -> None:
@@ -223,6 +235,8 @@ class Shield:
             view = view_of(f)
             action = actions.parse(view, self.ruleset.services)
             verdict = rules.evaluate(self.ruleset, rules.Subject(view, action, f, agent))
+            if targets_proxy(view.host, view.port, self.listen_addrs()):
+                verdict = rules.Verdict("deny", PROXY_ITSELF, (PROXY_ITSELF.id,), action, "deny", PROXY_ITSELF)
         except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
             log.exception("shield: could not evaluate %s", f.request.url)
             state.refused = True
@@ -252,7 +266,7 @@ class Shield:
         timeout = policy.timeout if policy.timeout is not None else (ctx.options.shield_hold_timeout or None)
         hold = self.holds.start(f, state, timeout, policy.on_timeout)
         f.marked = MARKERS["held"]
-        f.comment = hold_comment(state, rule)
+        f.comment = hold_comment(state, rule, timeout, policy.on_timeout)
         ctx.master.addons.trigger(hooks.UpdateHook([f]))  # redraw the console now
         await self.holds.wait(hold, self.reviewer())
         await self.finish(hold)
@@ -298,6 +312,13 @@ class Shield:
     def held(self, flows: Sequence[mflow.Flow]) -> list[Hold]:
         return [h for f in flows if (h := self.holds.pending.get(f.id))]
 
+    def listen_addrs(self) -> list[tuple[str, int]]:
+        server = ctx.master.addons.get("proxyserver")
+        try:
+            return [(a[0], a[1]) for a in server.listen_addrs()] if server else []
+        except Exception:  # noqa: BLE001 - not listening (tests, shutdown): nothing to protect
+            return []
+
     def reviewer(self) -> str:
         return ctx.options.shield_reviewer or default_reviewer()
 
@@ -335,12 +356,52 @@ def _log_failure(fut: Any) -> None:
         log.error("shield: %s", fut.exception())
 
 
-def hold_comment(state: FlowState, rule: rules.Rule | None) -> str:
-    """What the reviewer reads first: 'kubernetes delete deployments/web in prod (rule ...)'."""
+# Requests through the proxy to the proxy itself would reach its controls (and loop).
+PROXY_ITSELF = rules.Rule(id="builtin:proxy-itself", action="deny", severity="critical",
+                          message="Agents may not send requests to the proxy itself")
+
+
+def targets_proxy(host: str, port: int, listen: list[tuple[str, int]]) -> bool:
+    """Is host:port one of the addresses the proxy listens on?"""
+    import ipaddress
+    import socket
+
+    for lhost, lport in listen:
+        if port != lport:
+            continue
+        if host == lhost or host in ("localhost", socket.gethostname().lower()):
+            return True
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_unspecified or ipaddress.ip_address(lhost or "0.0.0.0").is_unspecified and _is_local(ip):
+            return True
+    return False
+
+
+def _is_local(ip: object) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if getattr(ip, "version", 4) == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((str(ip), 0))  # binds only to an address of this machine
+        return True
+    except OSError:
+        return False
+
+
+def hold_comment(state: FlowState, rule: rules.Rule | None, timeout: float | None = None,
+                 on_timeout: str = "deny") -> str:
+    """What the reviewer reads first, as a sentence: 'agent deploy-bot wants kubernetes
+    delete deployments/web in prod | rule k8s-delete-in-prod (critical): ... | deny at 14:05:09'."""
     a = state.verdict.action if state.verdict else None
-    parts = [describe(a) if a else "", f"(rule {rule.id})" if rule else "(default verdict)",
-             rule.message if rule else "", f"agent {state.agent}"]
-    return record.safe_text(" | ".join(p for p in parts if p))
+    rule_text = f"rule {rule.id} ({rule.severity})" + (f": {rule.message}" if rule.message else "") if rule \
+        else "the default verdict"
+    deadline = time.strftime("%H:%M:%S", time.localtime(time.time() + timeout)) if timeout else None
+    parts = [f"agent {state.agent} wants {describe(a)}" if a else f"agent {state.agent}", rule_text,
+             f"{on_timeout} at {deadline} unless decided" if deadline else "waits for a decision"]
+    return record.safe_text(" | ".join(parts))
 
 
 def describe(a: actions.Action) -> str:

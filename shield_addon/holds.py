@@ -29,6 +29,7 @@ class Hold:
     on_timeout: str
     before: Any
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = field(default_factory=time.monotonic)
     decision: str | None = None
     reviewer: str | None = None
     decided_at: float | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import subprocess
@@ -72,6 +73,23 @@ def test_an_agent_cannot_name_itself_in_a_header(agents_proxy, upstream: Upstrea
     assert row["agent"] == "agent-a"
 
 
+def test_credentials_inside_a_tunnel_do_not_change_who_the_agent_is(agents_proxy, upstream: Upstream) -> None:
+    import base64
+
+    proxy, tokens = agents_proxy
+    other = base64.b64encode(f"agent-b:{tokens['agent-b']}".encode()).decode()
+    with httpx.Client(proxy=proxy.url("agent-a", tokens["agent-a"]), trust_env=False,
+                      verify=ssl.create_default_context(cafile=str(proxy.ca))) as c:
+        r = c.get(upstream.url("/allowed/replay-b", tls=True), headers={"Proxy-Authorization": f"Basic {other}",
+                                                                     "X-Agent-Id": "agent-b"})
+    assert r.status_code == 200
+    [ev] = proxy.events("path = '/allowed/replay-b' AND stage = 'request'")
+    assert ev["agent"] == "agent-a"
+    headers = dict((k.lower(), v) for k, v in json.loads(ev["request_headers"]))
+    assert headers["x-agent-id"] == "agent-b"  # recorded as the agent's claim, never trusted
+    assert headers["proxy-authorization"].startswith("[redacted:")
+
+
 def test_tokens_and_secrets_are_nowhere_in_the_audit_directory(agents_proxy, upstream: Upstream) -> None:
     proxy, tokens = agents_proxy
     r = get(proxy, upstream.url("/allowed/secrets?api_key=query-secret-123", tls=True), "agent-a", tokens["agent-a"])
@@ -95,3 +113,4 @@ def test_removed_agent_is_gone(tmp_path: Path) -> None:
     assert shield("agents", "list", "--confdir", conf).stdout == ""
     bad = shield("agents", "add", "bad name!", "--confdir", conf)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+

@@ -244,3 +244,11 @@ def test_replay_shows_what_candidate_rules_would_change(proxy: Proxy, upstream: 
     assert len(changed) == 1
     assert changed[0]["recorded"] == "allow (default)" and changed[0]["candidate"] == "deny (no-replay-me)"
     assert "2 recorded requests: 1 unchanged, 1 changed (1 newly held or denied)" in cp.stderr
+
+
+def test_requests_to_the_proxy_itself_are_refused(proxy: Proxy) -> None:
+    with client(proxy, "agent-loop") as c:
+        r = c.get(f"http://127.0.0.1:{proxy.port}/")
+    assert r.status_code == 403 and r.json()["rule"] == "builtin:proxy-itself"
+    [ev] = proxy.events("agent = 'agent-loop' AND stage = 'request'")
+    assert (ev["decision"], ev["rule_id"]) == ("blocked", "builtin:proxy-itself")

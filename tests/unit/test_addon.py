@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,11 +263,14 @@ async def test_a_shadow_rule_is_recorded_but_the_enforced_rule_acts(tmp_path: Pa
     assert (ev["verdict"], ev["rule_id"], ev["decision"], ev["mode"]) == ("deny", "new-deny", "allowed", "shadow")
 
 
-async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path) -> None:
+async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     s, tctx = shield
     f = flow("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web")
     task = asyncio.create_task(s.request(f))
     await until(lambda: f.intercepted)
-    assert f.comment.startswith("kubernetes delete deployments/web in prod | (rule k8s-delete)")
+    assert f.comment.startswith("agent agent-1 wants kubernetes delete deployments/web in prod | rule k8s-delete (high): ")
+    assert re.search(r"\| deny at \d\d:\d\d:\d\d unless decided$", f.comment)
+    tctx.master.commands.call("shield.pending")
+    assert "1 held flow(s)" in caplog.text and "/apis/apps/v1/namespaces/prod/deployments/web" in caplog.text
     tctx.master.commands.call("shield.deny", [f])
     await asyncio.wait_for(task, 5)
