@@ -21,6 +21,7 @@ from mitmproxy import flow as mflow
 from shield_addon import actions, checkpoints, paths, record, rules, store
 from shield_addon.flows import (
     FlowState,
+    Tap,
     action_columns,
     agent_of,
     base_columns,
@@ -29,6 +30,7 @@ from shield_addon.flows import (
     refuse,
     request_columns,
     response_columns,
+    should_stream,
     view_of,
 )
 from shield_addon.holds import Hold, Holds
@@ -62,6 +64,7 @@ class Shield:
         self.redactor = record.Redactor(b"")
         self.holds = Holds()
         self.state: dict[str, FlowState] = {}
+        self.taps: dict[str, Tap] = {}
         self._watcher: asyncio.Task | None = None
 
     # ------------------------------------------------------------ options
@@ -179,14 +182,17 @@ class Shield:
     def responseheaders(self, f: http.HTTPFlow) -> None:
         if f.response is not None:
             f.response.headers["X-Shield-Flow-Id"] = f.id
+            if should_stream(f.response) and not f.response.stream:
+                f.response.stream = self.taps[f.id] = Tap(ctx.options.shield_body_limit)
 
     def response(self, f: http.HTTPFlow) -> None:
         state = self.state.pop(f.id, None) or self.untracked(f)
         outcome = "refused" if state.refused else "forwarded"
         self.submit({**state.base, "stage": "response", "outcome": outcome,
-                     **response_columns(f, self.redactor, ctx.options.shield_body_limit)})
+                     **response_columns(f, self.redactor, ctx.options.shield_body_limit, self.taps.pop(f.id, None))})
 
     def error(self, f: http.HTTPFlow) -> None:
+        self.taps.pop(f.id, None)
         state = self.state.pop(f.id, None) or self.untracked(f)
         refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
         self.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",

@@ -232,6 +232,19 @@ def follow_timeline(args: argparse.Namespace, interval: float = 1.0) -> int:
         return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from shield_addon import report
+
+    where, params = where_clause(args)
+    words = ", ".join(f"{flag.replace('_', '-')} {getattr(args, flag)}" for flag in
+                      [f for f, _, _ in FILTERS] + ["since", "until"] if getattr(args, flag, None)) or None
+    with store.connect_reader(audit_dir(args)) as con:
+        page = report.render_report(con, where, params, title=args.title, filter_text=words)
+    Path(args.html).write_text(page, encoding="utf-8")
+    print(f"report written to {args.html} ({len(page):,} bytes; self-contained, open it in any browser)")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from shield_addon import export
 
@@ -619,6 +632,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "one event per line; ocsf: one OCSF 1.3 HTTP Activity (4002) or API Activity (6003) "
                                    "event per flow. Each export has a manifest with its files' SHA-256 and seq range.")
     x.add_argument("--format", required=True, choices=["parquet", "jsonl", "ocsf"])
+    y = sub.add_parser("report", parents=[common], help="one self-contained HTML page for an incident review",
+                       description="Write one HTML page (no network fetches) with the timeline of the filtered flows, "
+                                   "counts by decision, agent and rule, held flows and who decided, and a chart of flows "
+                                   "and holds over time.")
+    y.add_argument("--html", required=True, help="the page to write")
+    y.add_argument("--title", default="agent-shield incident report")
+    add_filters(y)
     x.add_argument("--out", required=True, help="a new folder (parquet) or file (jsonl, ocsf)")
     add_filters(x)
 
@@ -693,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "timeline": cmd_timeline, "show": cmd_show, "sql": cmd_sql, "verify": cmd_verify, "key": cmd_key,
-    "export": cmd_export,
+    "export": cmd_export, "report": cmd_report,
     "rules": cmd_rules, "agents": cmd_agents, "env": cmd_env,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -118,20 +119,56 @@ def action_columns(action: Action, verdict: Verdict, mode: str, ruleset_sha256: 
     }
 
 
-def response_columns(flow: http.HTTPFlow, redactor: record.Redactor, body_limit: int) -> dict[str, Any]:
+STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/stream+json")
+STREAM_ABOVE = 8 * 1024 * 1024  # bytes: larger responses are relayed as they come, not held in memory
+
+
+def should_stream(resp: http.Response) -> bool:
+    """Server-sent events must reach the agent as they are sent; huge downloads must not
+    sit in the proxy's memory. (Requests never stream: the rules must see them first.)"""
+    if resp.headers.get("content-type", "").split(";")[0].strip().lower() in STREAM_TYPES:
+        return True
+    try:
+        return int(resp.headers.get("content-length", "0")) > STREAM_ABOVE
+    except ValueError:
+        return False
+
+
+class Tap:
+    """mitmproxy's response stream callback: passes every chunk on unchanged while
+    counting, hashing and keeping the first `limit` bytes for the record."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size, self.head = limit, 0, bytearray()
+        self.hash = hashlib.sha256()
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        self.hash.update(chunk)
+        if len(self.head) < self.limit:
+            self.head += chunk[: self.limit - len(self.head)]
+        return chunk
+
+
+def response_columns(flow: http.HTTPFlow, redactor: record.Redactor, body_limit: int, tap: Tap | None = None) -> dict[str, Any]:
     resp = flow.response
     assert resp is not None
     content_type = resp.headers.get("content-type", "").lower()
-    try:
-        body = resp.get_content(strict=False) if resp.raw_content is not None else None
-    except ValueError:
-        body = resp.raw_content
+    if tap is not None:  # streamed: the body went by in chunks; the tap saw them (still encoded)
+        body, size, digest = bytes(tap.head), tap.size, tap.hash.hexdigest()
+    else:
+        try:
+            body = resp.get_content(strict=False) if resp.raw_content is not None else None
+        except ValueError:
+            body = resp.raw_content
+        size = None if resp.raw_content is None else len(resp.raw_content)
+        digest = record.sha256(resp.raw_content)
     return {
         "status_code": resp.status_code,
         "response_headers": record.headers_json(redactor.headers(resp.headers.items(multi=True))),
         "response_body": redactor.body(body, content_type, body_limit),
-        "response_body_size": None if resp.raw_content is None else len(resp.raw_content),
-        "response_sha256": record.sha256(resp.raw_content),
+        "response_body_size": size,
+        "response_sha256": digest,
         "duration_ms": duration_ms(flow),
     }
 

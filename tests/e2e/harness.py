@@ -57,6 +57,7 @@ class Upstream:
     ca_file: Path
     hits: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sse_release: threading.Event = field(default_factory=threading.Event)  # /sse/ sends its 2nd event after this
 
     def hits_for(self, path_part: str) -> list[Hit]:
         with self.lock:
@@ -107,6 +108,8 @@ def start_upstream(directory: Path) -> tuple[Upstream, Callable[[], None]]:
             body = self.rfile.read(n) if n else b""
             with up.lock:
                 up.hits.append(Hit(self.command, self.path, body, dict(self.headers)))
+            if self.path.startswith("/sse/"):
+                return self.server_sent_events()
             payload = json.dumps({"ok": True, "method": self.command, "path": self.path}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -114,6 +117,18 @@ def start_upstream(directory: Path) -> tuple[Upstream, Callable[[], None]]:
             self.send_header("Set-Cookie", "session=upstream-cookie-secret")
             self.end_headers()
             self.wfile.write(payload)
+
+        def server_sent_events(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for n, event in enumerate((b"data: first\n\n", b"data: second\n\n")):
+                if n:
+                    up.sse_release.wait(20)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 

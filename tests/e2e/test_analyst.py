@@ -7,6 +7,7 @@ import concurrent.futures
 import hashlib
 import json
 import queue
+import re
 import socket
 import subprocess
 import threading
@@ -184,3 +185,13 @@ def test_several_analysts_at_once_while_traffic_flows(proxy: Proxy, upstream: Up
         stop.set()
         t.join(10)
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs if r.returncode]
+
+
+def test_report_writes_one_self_contained_page_for_a_filter(proxy: Proxy, story: dict[str, str], tmp_path: Path) -> None:
+    page = tmp_path / "incident.html"
+    out = proxy.shield("report", "--html", str(page), "--agent", "agent-story", "--title", "Story review")
+    assert out.stdout.startswith("report written to")
+    html = page.read_text()
+    assert "<title>Story review</title>" in html and "agent agent-story" in html
+    assert "/v1/story-sql" in html and "<svg" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", html), "the page must fetch nothing"

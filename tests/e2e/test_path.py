@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import subprocess
 
@@ -252,3 +253,19 @@ def test_requests_to_the_proxy_itself_are_refused(proxy: Proxy) -> None:
     assert r.status_code == 403 and r.json()["rule"] == "builtin:proxy-itself"
     [ev] = proxy.events("agent = 'agent-loop' AND stage = 'request'")
     assert (ev["decision"], ev["rule_id"]) == ("blocked", "builtin:proxy-itself")
+
+
+def test_server_sent_events_stream_to_the_agent_and_are_recorded(proxy: Proxy, upstream: Upstream) -> None:
+    """The second event is sent only after the agent got the first: a buffering proxy would deadlock."""
+    upstream.sse_release.clear()
+    with client(proxy, "agent-sse") as c, c.stream("GET", upstream.url("/sse/chat", tls=True)) as r:
+        chunks = r.iter_bytes()
+        first = next(chunks)
+        assert first.startswith(b"data: first")
+        upstream.sse_release.set()
+        rest = b"".join(chunks)
+    assert b"data: second" in first + rest
+    [ev] = proxy.flow_events("/sse/chat", "response")
+    body = b"data: first\n\ndata: second\n\n"
+    assert ev["status_code"] == 200 and ev["response_body_size"] == len(body)
+    assert ev["response_sha256"] == hashlib.sha256(body).hexdigest() and ev["response_body"].startswith("data: first")
