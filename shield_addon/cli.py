@@ -177,6 +177,26 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return tool(argv) or 0
 
 
+def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from mitmproxy.tools import main as mitm
+
+    work = Path(args.dir).expanduser()
+    argv = ["-s", str(paths.ADDON), "-s", str(paths.DEMO), "--listen-host", "127.0.0.1", "--listen-port", str(args.port),
+            "--set", f"confdir={work / 'conf'}", "--set", f"shield_dir={work / 'audit'}", "--set", "proxyauth=any",
+            "--set", "console_focus_follow=true"]
+    if args.auto:
+        argv += ["--set", "shield_demo_auto=true", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
+    print(f"agent-shield demo: a scripted agent against a fake production API; the trail goes to {work / 'audit'}",
+          file=sys.stderr)
+    rc = (mitm.mitmdump if args.auto else mitm.mitmproxy)([*argv, *extra]) or 0
+    args.dir, args.follow, args.limit = str(work / "audit"), False, None
+    print()
+    cmd_timeline(args)
+    print(f"\nNext: shield show FLOW_ID --dir {work / 'audit'}   |   shield verify --dir {work / 'audit'} "
+          f"--confdir {work / 'conf'}", file=sys.stderr)
+    return rc
+
+
 def cmd_timeline(args: argparse.Namespace) -> int:
     if args.follow:
         return follow_timeline(args)
@@ -618,6 +638,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
     r.add_argument("--reviewer", help="name recorded with this console's decisions (default: the OS user)")
 
+    d = sub.add_parser("demo", help="a scripted agent against a fake API: holds, a denial, the timeline",
+                       description="Start the proxy with the bundled rules, a fake production API (Kubernetes-, SQL- and "
+                                   "payments-like) and a scripted agent that reads, deletes a deployment in prod (held), "
+                                   "drops a table (held) and refunds a customer (denied). Approve or deny the holds in "
+                                   "the console (y, N); --auto decides for you and runs headless. The timeline follows.")
+    d.add_argument("--auto", action="store_true", help="decide the holds automatically and run without a console")
+    d.add_argument("--dir", default="./shield-demo", help="where the demo keeps its audit trail and confdir")
+    d.add_argument("--port", type=int, default=0, help="proxy port (default: any free one)")
+    for flag, _, _ in FILTERS:
+        d.set_defaults(**{flag: None})
+    d.set_defaults(since=None, until=None, json=False, csv=False)
+
     t = sub.add_parser("timeline", parents=[common], help="one row per flow, in order",
                        description="One row per flow, ordered by its first event, with the newest events included.")
     add_filters(t)
@@ -721,9 +753,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["run"]:
+    if argv[:1] in (["run"], ["demo"]):
         args, extra = parser.parse_known_args(argv)
-        return cmd_run(args, extra)
+        return (cmd_run if argv[0] == "run" else cmd_demo)(args, extra)
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.cmd](args)

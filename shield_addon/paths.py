@@ -6,6 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 ADDON = PACKAGE / "addon.py"
+DEMO = PACKAGE / "demo.py"
 
 
 def bundled_rules() -> Path:
