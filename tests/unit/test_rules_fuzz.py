@@ -52,3 +52,29 @@ def test_random_match_blocks_inside_a_valid_rule(match: dict) -> None:
         assert str(e).startswith("fuzz.yaml:")
     else:
         assert rs.rules[0].id == "r"
+
+
+HOSTS = ["api.example.com", "k8s.internal", "db.internal", "*.internal", "api.*"]
+METHODS = ["GET", "POST", "DELETE", "PATCH"]
+SERVICES_ = ["kubernetes", "sql", "api.example.com", "aws:*", "k8s.internal"]
+rule_specs = st.lists(
+    st.fixed_dictionaries({}, optional={"method": st.sampled_from(METHODS), "host": st.sampled_from(HOSTS),
+                                        "service": st.sampled_from(SERVICES_), "action_type": st.sampled_from(["read", "delete"])}),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rule_specs, st.sampled_from(METHODS), st.sampled_from(["api.example.com", "k8s.internal", "db.internal", "x.y"]),
+       st.sampled_from(["/api/v1/namespaces/a/pods/b", "/query", "/x"]))
+def test_the_rule_index_never_hides_a_matching_rule(specs: list[dict], method: str, host: str, path: str) -> None:
+    import dataclasses
+
+    from shield_addon import ruletest
+
+    doc = {"version": 1, "rules": [{"id": f"r{i}", "action": ["allow", "hold", "deny"][i % 3], "match": m}
+                                   for i, m in enumerate(specs)]}
+    indexed = rules.parse_text(dump(doc), "fuzz.yaml")
+    plain = dataclasses.replace(indexed, index=None)
+    request = {"method": method, "url": f"https://{host}{path}", "body": {"query": "delete from t"}}
+    a, b = ruletest.explain(indexed, request), ruletest.explain(plain, request)
+    assert (a.verdict, a.matched, a.rule) == (b.verdict, b.matched, b.rule)
