@@ -27,6 +27,7 @@ from shield_addon.flows import (
     base_columns,
     forget_password,
     forwarded_request,
+    message_columns,
     refuse,
     request_columns,
     response_columns,
@@ -198,6 +199,14 @@ class Shield:
         self.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
                      "error": f.error.msg if f.error else None,
                      "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error else None})
+
+    def websocket_message(self, f: http.HTTPFlow) -> None:
+        """Each WebSocket message after the (rule-checked) handshake: direction, size, digest."""
+        if f.websocket is None or not f.websocket.messages:
+            return
+        agent = agent_of(f)
+        self.submit({**base_columns(f, agent, self.redactor), "stage": "message",
+                     **message_columns(f.websocket.messages[-1], self.redactor, ctx.options.shield_body_limit)})
 
     def update(self, flows: Sequence[mflow.Flow]) -> None:
         self.holds.update(flows, self.reviewer())

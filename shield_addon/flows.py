@@ -173,6 +173,20 @@ def response_columns(flow: http.HTTPFlow, redactor: record.Redactor, body_limit:
     }
 
 
+def message_columns(msg: Any, redactor: record.Redactor, body_limit: int) -> dict[str, Any]:
+    """A WebSocket message: client messages fill the request_* columns, server messages
+    the response_* ones; operation says the direction."""
+    side = "request" if msg.from_client else "response"
+    content = msg.content
+    return {
+        "operation": "client->server" if msg.from_client else "server->client",
+        "resource_type": "websocket-text" if msg.is_text else "websocket-binary",
+        f"{side}_body": redactor.body(content, "text/plain" if msg.is_text else "application/octet-stream", body_limit),
+        f"{side}_body_size": len(content),
+        f"{side}_sha256": record.sha256(content),
+    }
+
+
 def duration_ms(flow: http.HTTPFlow) -> float:
     end = (flow.response and flow.response.timestamp_end) or time.time()
     return round((end - flow.request.timestamp_start) * 1000, 3)

@@ -274,3 +274,15 @@ async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path, caplog
     assert "1 held flow(s)" in caplog.text and "/apis/apps/v1/namespaces/prod/deployments/web" in caplog.text
     tctx.master.commands.call("shield.deny", [f])
     await asyncio.wait_for(task, 5)
+
+
+def test_websocket_messages_are_recorded_with_direction_and_size(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    f = tflow.twebsocketflow()
+    s.websocket_message(f)
+    s.done()
+    [ev] = events(tmp_path, "message")
+    last = f.websocket.messages[-1]
+    side = "request" if last.from_client else "response"
+    assert ev["operation"] == ("client->server" if last.from_client else "server->client")
+    assert ev[f"{side}_body_size"] == len(last.content) and ev["flow_id"] == f.id
