@@ -6,19 +6,21 @@ Load it with `mitmproxy -s <this file>` (`shield run` does that for you).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
 import secrets
 import time
 from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import command, connection, ctx, exceptions, hooks, http
 from mitmproxy import flow as mflow
 
-from shield_addon import actions, checkpoints, paths, record, rules, store
+from shield_addon import actions, checkpoints, paths, record, retry, rules, store
 from shield_addon.flows import (
     FlowState,
     Tap,
@@ -35,12 +37,12 @@ from shield_addon.flows import (
     view_of,
 )
 from shield_addon.holds import Hold, Holds
-from shield_addon.journal import Journal, JournalError
+from shield_addon.journal import Journal, JournalError, read_rows
 
 log = logging.getLogger("shield")
 
 MARKERS = {
-    "held": ":hourglass:", "approved": ":white_check_mark:", "denied": ":no_entry:",
+    "held": ":hourglass:", "approved": ":white_check_mark:", "denied": ":no_entry:", "expired": ":alarm_clock:",
     "blocked": ":no_entry:", "killed": ":x:", "timed_out": ":alarm_clock:", "abandoned": ":ghost:",
 }
 KEYS = (  # (key, command...): keys that are free in mitmproxy 11 and 12's flow list
@@ -66,6 +68,8 @@ class Shield:
         self.holds = Holds()
         self.state: dict[str, FlowState] = {}
         self.taps: dict[str, Tap] = {}
+        self.book = retry.RetryBook()
+        self.retry_flows: dict[str, retry.RetryHold] = {}
         self._watcher: asyncio.Task | None = None
 
     # ------------------------------------------------------------ options
@@ -76,6 +80,9 @@ class Shield:
         loader.add_option("shield_mode", str, "enforce", "enforce, or shadow (record verdicts, forward everything).",
                           choices=["enforce", "shadow"])
         loader.add_option("shield_hold_timeout", int, 300, "Seconds a held flow waits for a reviewer (0: forever).")
+        loader.add_option("shield_hold_mode", str, "wait", "wait (the agent's request stays open) or retry (409 at once; "
+                          "an approval lets the same request through once).", choices=["wait", "retry"])
+        loader.add_option("shield_approval_ttl", int, 900, "Retry mode: seconds an approval waits for the agent's retry.")
         loader.add_option("shield_reviewer", str, "", "Reviewer name recorded with decisions (default: OS user).")
         loader.add_option("shield_body_limit", int, 65536, "Bytes of each body stored (digest and size always).")
         loader.add_option("shield_fail", str, "closed", "When the journal cannot be written: closed (refuse 503) or open.",
@@ -127,6 +134,8 @@ class Shield:
             ctx.options.shield_checkpoint_events, ctx.options.shield_checkpoint_seconds)
         journal.on_commit = self.checkpointer.on_commit
         self.journal = journal
+        self.book = rebuild_retry_holds(journal.dir, float(ctx.options.shield_approval_ttl),
+                                        ctx.options.shield_hold_timeout or None)
         self.ingester = store.Ingester(audit_dir, lambda: journal.seq, ctx.options.shield_ingest_interval)
         self.ingester.start()
         self.submit({"stage": "ruleset", "path": ctx.options.shield_rules or "bundled",
@@ -166,6 +175,8 @@ class Shield:
             source = ctx.options.shield_rules or str(paths.bundled_rules())
             if rule_mtimes(source) != self.rules_mtimes:
                 self.load_rules()
+            for hold, change in self.book.tick(time.time()):
+                self.submit(self.retry_decision_event(hold, "expired" if change == retry.EXPIRED else change, "timeout"))
             if self.checkpointer and self.journal:
                 await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.tick, *self.journal.tip)
 
@@ -220,6 +231,7 @@ class Shield:
     def approve(self, flows: Sequence[mflow.Flow]) -> None:
         """Approve held flows: they are forwarded once."""
         n = sum(self.holds.decide(h, "approved", self.reviewer(), "shield.approve") for h in self.held(flows))
+        n += sum(self.retry_decide(h, "approved", "shield.approve") for h in self.retry_held(flows))
         log.warning("shield: approved %d held flow(s)", n)
 
     @command.command("shield.deny")
@@ -227,6 +239,7 @@ class Shield:
         """Deny held flows; the agent gets a 403 with the reason."""
         comment = " ".join(reason).strip() or None
         n = sum(self.holds.decide(h, "denied", self.reviewer(), "shield.deny", comment) for h in self.held(flows))
+        n += sum(self.retry_decide(h, "denied", "shield.deny", comment) for h in self.retry_held(flows))
         log.warning("shield: denied %d held flow(s)", n)
 
     @command.command("shield.pending")
@@ -264,6 +277,9 @@ class Shield:
         event = {**state.base, "stage": "request", "decision": decision,
                  **request_columns(f.request, self.redactor, ctx.options.shield_body_limit),
                  **action_columns(action, verdict, mode, self.ruleset.sha256)}
+        if enforced == "hold" and self.policy(verdict.enforced_rule)[0].mode == "retry":
+            await self.retry_gate(f, state, event)
+            return
         if not await self.write(event, f):
             state.refused = True
             refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
@@ -275,16 +291,82 @@ class Shield:
         elif enforced == "hold":
             await self.hold(f, state)
 
+    def policy(self, rule: rules.Rule | None) -> tuple[rules.HoldPolicy, float | None]:
+        """The rule's hold policy with the proxy's defaults filled in, and its timeout."""
+        p = rule.hold if rule else rules.HoldPolicy()
+        p = dataclasses.replace(p, mode=p.mode or ctx.options.shield_hold_mode,
+                                approval_ttl=p.approval_ttl or float(ctx.options.shield_approval_ttl))
+        return p, p.timeout if p.timeout is not None else (ctx.options.shield_hold_timeout or None)
+
     async def hold(self, f: http.HTTPFlow, state: FlowState) -> None:
         rule = state.verdict.enforced_rule if state.verdict else None
-        policy = rule.hold if rule else rules.HoldPolicy()
-        timeout = policy.timeout if policy.timeout is not None else (ctx.options.shield_hold_timeout or None)
+        policy, timeout = self.policy(rule)
         hold = self.holds.start(f, state, timeout, policy.on_timeout)
         f.marked = MARKERS["held"]
         f.comment = hold_comment(state, rule, timeout, policy.on_timeout)
         ctx.master.addons.trigger(hooks.UpdateHook([f]))  # redraw the console now
         await self.holds.wait(hold, self.reviewer())
         await self.finish(hold)
+
+    async def retry_gate(self, f: http.HTTPFlow, state: FlowState, event: dict[str, Any]) -> None:
+        """Retry mode: answer at once, bind a later approval to this exact request."""
+        rule = state.verdict.enforced_rule if state.verdict else None
+        policy, timeout = self.policy(rule)
+        key = retry.hold_key(self.redactor.key, state.agent, f.request.method, f.request.url, event["request_sha256"])
+        ans = self.book.arrive(key, f.id, state.agent, time.time(), timeout, policy.on_timeout,
+                               policy.approval_ttl or 900.0, rule.id if rule else None)
+        if ans.expired is not None:
+            self.submit(self.retry_decision_event(ans.expired, "expired", "expiry"))
+        hold = ans.hold
+        decision = {"forward": "approved", "refuse": hold.decision, "wait": None}[ans.kind]
+        event.update(hold_id=hold.hold_id, hold_key=key, decision=decision)
+        state.base["hold_id"] = hold.hold_id  # the response of this attempt belongs to the hold's story
+        if not await self.write(event, f):
+            if ans.kind == "forward":
+                self.book.unuse(hold)
+            state.refused = True
+            refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
+            return
+        if ans.kind == "forward":
+            f.comment = f"approved retry of hold {hold.hold_id[:8]} (approved by {hold.reviewer or 'rule'})"
+            f.marked = MARKERS["approved"]
+            return
+        state.refused = True
+        if ans.kind == "refuse":
+            refuse(f, 403, hold.decision or "denied", "request denied by reviewer" if hold.decision == "denied"
+                   else "no reviewer decided in time", rule, comment=hold.comment, extra={"hold_id": hold.hold_id})
+            return
+        refuse(f, 409, "pending", "held for a reviewer: retry the same request later", rule,
+               extra={"hold_id": hold.hold_id, "retry_after": policy.retry_after})
+        f.response.headers["Retry-After"] = str(policy.retry_after)
+        if hold.flow is None or ans.new:
+            hold.flow = f
+            self.retry_flows[f.id] = hold
+            f.marked = MARKERS["held"]
+        hold.flow.comment = f"{hold_comment(state, rule, timeout, policy.on_timeout)} | retry mode, " \
+                            f"{hold.attempts} attempt(s): approve with y, deny with N"
+        ctx.master.addons.trigger(hooks.UpdateHook([hold.flow]))
+
+    def retry_decide(self, hold: retry.RetryHold, decision: str, via: str, comment: str | None = None) -> bool:
+        if not self.book.decide(hold, decision, self.reviewer(), time.time(), comment):
+            return False
+        self.submit(self.retry_decision_event(hold, decision, via))
+        if hold.flow is not None:
+            hold.flow.marked = MARKERS.get(decision, ":default:")
+            hold.flow.comment = f"{decision} by {hold.reviewer}; " + (
+                "forwarded when the agent retries" if decision == "approved" else "told on the next retry")
+            ctx.master.addons.trigger(hooks.UpdateHook([hold.flow]))
+        return True
+
+    def retry_decision_event(self, hold: retry.RetryHold, decision: str, via: str) -> dict[str, Any]:
+        f = hold.flow
+        base = base_columns(f, hold.agent, self.redactor) if f is not None else {"agent": hold.agent}
+        return {**base, "flow_id": hold.hold_id, "stage": "decision", "decision": decision, "hold_id": hold.hold_id,
+                "hold_key": hold.key, "reviewer": hold.reviewer if decision in ("approved", "denied") else None,
+                "decided_at": record.utc_text(hold.decided_at or time.time()), "reviewer_comment": hold.comment,
+                "rule_id": hold.rule_id, "verdict": "hold", "mode": ctx.options.shield_mode,
+                "ruleset_sha256": self.ruleset.sha256, "operation": via,
+                "edited": False}
 
     async def finish(self, hold: Hold) -> None:
         f, state = hold.flow, hold.state
@@ -326,6 +408,9 @@ class Shield:
 
     def held(self, flows: Sequence[mflow.Flow]) -> list[Hold]:
         return [h for f in flows if (h := self.holds.pending.get(f.id))]
+
+    def retry_held(self, flows: Sequence[mflow.Flow]) -> list[retry.RetryHold]:
+        return [h for f in flows if (h := self.retry_flows.get(f.id)) and h.status == retry.PENDING]
 
     def listen_addrs(self) -> list[tuple[str, int]]:
         server = ctx.master.addons.get("proxyserver")
@@ -404,6 +489,22 @@ def _is_local(ip: object) -> bool:
         return True
     except OSError:
         return False
+
+
+def rebuild_retry_holds(journal_dir: Path, ttl: float, timeout: float | None) -> retry.RetryBook:
+    """Retry-mode holds survive a restart: replay their events from the journal."""
+    from datetime import datetime
+
+    def rows() -> Any:
+        for r in read_rows(journal_dir):
+            if r.get("hold_id"):
+                r["_t"] = datetime.fromisoformat(r["ts"]).replace(tzinfo=UTC).timestamp()
+                yield r
+
+    book = retry.RetryBook.rebuild(rows(), time.time(), ttl, {"": timeout})
+    if book.by_key:
+        log.info("shield: %d retry-mode hold(s) restored from the journal", len(book.by_key))
+    return book
 
 
 def hold_comment(state: FlowState, rule: rules.Rule | None, timeout: float | None = None,

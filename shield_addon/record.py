@@ -63,6 +63,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("outcome", "VARCHAR"),
     ("error", "VARCHAR"),
     ("duration_ms", "DOUBLE"),
+    # retry-mode holds: one hold_id for the held attempt, its retries and its decision;
+    # hold_key is the keyed digest of what an approval is bound to (agent, method, URL, body)
+    ("hold_id", "VARCHAR"),
+    ("hold_key", "VARCHAR"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 CANONICAL_VERSION = 1

@@ -31,7 +31,7 @@ CAPTURE_FIELDS = {"namespace": "namespace", "table": "tables", "resource": "reso
 TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold", "redact"}
 REDACT_KEYS = {"headers", "fields", "patterns"}
 RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold", "mode"}
-HOLD_KEYS = {"timeout", "on_timeout", "mode"}
+HOLD_KEYS = {"timeout", "on_timeout", "mode", "approval_ttl", "retry_after"}
 MATCH_KEYS = {
     "method", "host", "port", "path", "query", "header", "json", "body", "filter", "not", "agent",
     "service", "action_type", "operation", "resource", "resource_type", "namespace",
@@ -86,7 +86,9 @@ class Matcher:
 class HoldPolicy:
     timeout: float | None = None  # seconds; None: the proxy's shield_hold_timeout
     on_timeout: str = "deny"
-    mode: str = "wait"
+    mode: str | None = None  # wait | retry; None: the proxy's shield_hold_mode
+    approval_ttl: float | None = None  # retry mode: seconds an approval waits for the retry
+    retry_after: int = 30  # retry mode: the Retry-After the agent is given
 
 
 @dataclass(frozen=True)
@@ -398,9 +400,18 @@ def _hold(c: _Ctx, node: Any, parent: Any, key: str, base: HoldPolicy = HoldPoli
     if on_timeout not in ("allow", "deny"):
         raise c.err(node, f"{key}.on_timeout", "must be allow or deny", node, "on_timeout")
     mode = node.get("mode", base.mode)
-    if mode != "wait":
-        raise c.err(node, f"{key}.mode", "only `wait` is supported", node, "mode")
-    return HoldPolicy(timeout, on_timeout, mode)
+    if mode not in ("wait", "retry", None):
+        raise c.err(node, f"{key}.mode", "must be wait or retry", node, "mode")
+    ttl = base.approval_ttl
+    if "approval_ttl" in node:
+        try:
+            ttl = parse_duration(node["approval_ttl"])
+        except ValueError as e:
+            raise c.err(node, f"{key}.approval_ttl", str(e), node, "approval_ttl") from e
+    retry_after = node.get("retry_after", base.retry_after)
+    if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+        raise c.err(node, f"{key}.retry_after", "must be a number of seconds", node, "retry_after")
+    return HoldPolicy(timeout, on_timeout, mode, ttl, retry_after)
 
 
 def parse_duration(value: Any) -> float | None:

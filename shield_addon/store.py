@@ -58,23 +58,43 @@ GROUP BY flow_id
 """
 
 HOLDS_SQL = """
-SELECT
-    r.ts AS held_at, r.flow_id, r.agent, r.method, r.host, r.path, r.service, r.operation, r.namespace,
-    r.resource_name, r.tables, r.rule_id, r.severity,
+WITH r AS (
+    SELECT coalesce(hold_id, flow_id) AS hid, * FROM events
+    WHERE stage = 'request' AND verdict = 'hold' AND mode = 'enforce' AND (decision IS NULL OR hold_id IS NOT NULL)
+), a AS (
+    SELECT hid, min(ts) AS held_at, arg_min(flow_id, seq) AS flow_id, arg_min(agent, seq) AS agent,
+        arg_min(method, seq) AS method, arg_min(host, seq) AS host, arg_min(path, seq) AS path,
+        arg_min(service, seq) AS service, arg_min(operation, seq) AS operation, arg_min(namespace, seq) AS namespace,
+        arg_min(resource_name, seq) AS resource_name, arg_min(tables, seq) AS tables, arg_min(rule_id, seq) AS rule_id,
+        arg_min(severity, seq) AS severity, count(*) AS attempts, bool_or(decision = 'approved') AS used,
+        bool_or(hold_id IS NOT NULL) AS retry_mode
+    FROM r GROUP BY hid
+), d AS (
+    SELECT coalesce(hold_id, flow_id) AS hid, arg_max(decision, seq) AS decision, arg_max(reviewer, seq) AS reviewer,
+        arg_max(decided_at, seq) AS decided_at, arg_max(reviewer_comment, seq) AS reviewer_comment,
+        arg_max(edited, seq) AS edited, arg_max(ts, seq) AS decision_ts
+    FROM events WHERE stage = 'decision' AND decision <> 'expired' GROUP BY 1
+), x AS (
+    SELECT DISTINCT hold_id AS hid FROM events WHERE stage = 'decision' AND decision = 'expired'
+), o AS (
+    SELECT coalesce(hold_id, flow_id) AS hid, arg_max(status_code, seq) AS status_code, arg_max(outcome, seq) AS outcome
+    FROM events WHERE stage IN ('response', 'error') GROUP BY 1
+)
+SELECT a.held_at, a.flow_id, CASE WHEN a.retry_mode THEN a.hid END AS hold_id, a.agent, a.method, a.host, a.path,
+    a.service, a.operation, a.namespace, a.resource_name, a.tables, a.rule_id, a.severity,
     d.decision, d.reviewer, d.decided_at, d.reviewer_comment, d.edited,
-    round(date_diff('millisecond', r.ts, coalesce(d.decided_at, d.ts)) / 1000, 3) AS wait_s,
+    round(date_diff('millisecond', a.held_at, coalesce(d.decided_at, d.decision_ts)) / 1000, 3) AS wait_s,
+    a.attempts,
+    CASE WHEN NOT a.retry_mode OR d.decision IS DISTINCT FROM 'approved' THEN NULL
+         WHEN a.used THEN 'used' WHEN x.hid IS NOT NULL THEN 'expired' ELSE 'unused' END AS approval,
     o.status_code, o.outcome
-FROM events r
-LEFT JOIN (SELECT * FROM events WHERE stage = 'decision') d USING (flow_id)
-LEFT JOIN (SELECT flow_id, arg_max(status_code, seq) AS status_code, arg_max(outcome, seq) AS outcome
-           FROM events WHERE stage IN ('response', 'error') GROUP BY flow_id) o USING (flow_id)
-WHERE r.stage = 'request' AND r.verdict = 'hold' AND r.mode = 'enforce' AND r.decision IS NULL
+FROM a LEFT JOIN d USING (hid) LEFT JOIN x USING (hid) LEFT JOIN o USING (hid)
 """
 
 # Held now: no decision and no outcome yet. After a crash such flows stay here: they were
 # held when the proxy died, never forwarded, and have no decision to record.
-PENDING_SQL = "SELECT held_at, flow_id, agent, method, host, path, operation, namespace, rule_id, severity " \
-              "FROM holds WHERE decision IS NULL AND outcome IS NULL"
+PENDING_SQL = "SELECT held_at, flow_id, hold_id, agent, method, host, path, operation, namespace, rule_id, severity, " \
+              "attempts FROM holds WHERE decision IS NULL AND (outcome IS NULL OR hold_id IS NOT NULL)"
 
 BY_AGENT_SQL = """
 SELECT agent, count(*) AS flows,

@@ -201,6 +201,10 @@ class Proxy:
         cp = self.shield("sql", f"SELECT * FROM events WHERE {where} ORDER BY seq", "--json")
         return [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]
 
+    def shield_json(self, query: str) -> list[dict[str, Any]]:
+        cp = self.shield("sql", query, "--json")
+        return [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]
+
     def timeline(self, *filters: str) -> list[dict[str, Any]]:
         cp = self.shield("timeline", "--json", *filters)
         return [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]

@@ -149,7 +149,7 @@ def test_hold_policy_is_read_from_the_rule() -> None:
         rules:
           - {id: h, match: {}, action: hold, hold: {timeout: 10m, on_timeout: allow}}
     """)
-    assert rs.rules[0].hold == rules.HoldPolicy(600.0, "allow", "wait")
+    assert rs.rules[0].hold == rules.HoldPolicy(600.0, "allow", None)
 
 
 def test_ruleset_hash_changes_with_the_text() -> None:
