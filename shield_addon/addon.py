@@ -176,7 +176,9 @@ class Shield:
             if rule_mtimes(source) != self.rules_mtimes:
                 self.load_rules()
             for hold, change in self.book.tick(time.time()):
-                self.submit(self.retry_decision_event(hold, "expired" if change == retry.EXPIRED else change, "timeout"))
+                self.submit(self.retry_decision_event(hold, change, "timeout"))
+                self.note(hold, "approval expired unused" if change == retry.EXPIRED else f"{change} (no decision in time)",
+                          MARKERS.get(change))
             if self.checkpointer and self.journal:
                 await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.tick, *self.journal.tip)
 
@@ -330,6 +332,8 @@ class Shield:
         if ans.kind == "forward":
             f.comment = f"approved retry of hold {hold.hold_id[:8]} (approved by {hold.reviewer or 'rule'})"
             f.marked = MARKERS["approved"]
+            self.note(hold, f"approved by {hold.reviewer or 'rule'}; used by retry {f.id[:8]} "
+                            f"after {hold.attempts} attempt(s)")
             return
         state.refused = True
         if ans.kind == "refuse":
@@ -357,6 +361,14 @@ class Shield:
                 "forwarded when the agent retries" if decision == "approved" else "told on the next retry")
             ctx.master.addons.trigger(hooks.UpdateHook([hold.flow]))
         return True
+
+    def note(self, hold: retry.RetryHold, text: str, marker: str | None = None) -> None:
+        """Keep the console's line for a retry-mode hold up to date."""
+        if hold.flow is not None:
+            hold.flow.comment = record.safe_text(f"{text} | {hold.flow.comment}")
+            if marker:
+                hold.flow.marked = marker
+            ctx.master.addons.trigger(hooks.UpdateHook([hold.flow]))
 
     def retry_decision_event(self, hold: retry.RetryHold, decision: str, via: str) -> dict[str, Any]:
         f = hold.flow
