@@ -24,32 +24,24 @@ class UsageError(Exception):
 
 # ---------------------------------------------------------------- filters -> WHERE
 
-FILTERS = (  # flag, timeline column, how it compares
-    ("agent", "agent", "glob"),
-    ("action_type", "action_type", "eq"),
-    ("namespace", "namespace", "glob"),
-    ("table", "tables", "list"),
-    ("reviewer", "reviewer", "glob"),
-    ("decision", "decision", "eq"),
-    ("rule", "rule_id", "eq"),
-    ("host", "host", "glob"),
-    ("service", "service", "glob"),
-    ("flow", "flow_id", "prefix"),
+FILTERS = (  # flag, timeline column, how it compares, help
+    ("agent", "agent", "glob", "agent name (glob)"),
+    ("action_type", "action_type", "eq", "read | create | update | delete | execute | other"),
+    ("namespace", "namespace", "glob", "Kubernetes namespace (glob)"),
+    ("table", "tables", "list", "SQL/PostgREST table the action touched"),
+    ("reviewer", "reviewer", "glob", "who decided (glob)"),
+    ("decision", "decision", "eq", "allowed | approved | denied | killed | blocked | timed_out | abandoned"),
+    ("rule", "rule_id", "eq", "id of the deciding rule"),
+    ("host", "host", "glob", "destination host (glob)"),
+    ("service", "service", "glob", "kubernetes | sql | graphql | aws:* | postgrest | mcp | a host (glob)"),
+    ("flow", "flow_id", "prefix", "flow id or a prefix of it"),
 )
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filters (combine freely; globs like 'prod*' work where noted)")
-    g.add_argument("--agent", help="agent name (glob)")
-    g.add_argument("--action-type", help="read | create | update | delete | execute | other")
-    g.add_argument("--namespace", help="Kubernetes namespace (glob)")
-    g.add_argument("--table", help="SQL/PostgREST table the action touched")
-    g.add_argument("--reviewer", help="who decided (glob)")
-    g.add_argument("--decision", help="allowed | approved | denied | killed | blocked | timed_out | abandoned")
-    g.add_argument("--rule", help="id of the deciding rule")
-    g.add_argument("--host", help="destination host (glob)")
-    g.add_argument("--service", help="kubernetes | sql | graphql | aws:* | postgrest | mcp | a host (glob)")
-    g.add_argument("--flow", help="flow id or a prefix of it")
+    for flag, _, _, text in FILTERS:
+        g.add_argument("--" + flag.replace("_", "-"), help=text)
     g.add_argument("--since", help="start: 2h, 30m, 7d or ISO-8601 (UTC unless it says otherwise)")
     g.add_argument("--until", help="end: same forms as --since")
 
@@ -58,7 +50,7 @@ def where_clause(args: argparse.Namespace) -> tuple[str, list[Any]]:
     """One parameterised WHERE for every listing command; values are never pasted into SQL."""
     conds: list[str] = []
     params: list[Any] = []
-    for flag, column, how in FILTERS:
+    for flag, column, how, _ in FILTERS:
         value = getattr(args, flag, None)
         if value is None:
             continue
@@ -257,7 +249,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     where, params = where_clause(args)
     words = ", ".join(f"{flag.replace('_', '-')} {getattr(args, flag)}" for flag in
-                      [f for f, _, _ in FILTERS] + ["since", "until"] if getattr(args, flag, None)) or None
+                      [f for f, *_ in FILTERS] + ["since", "until"] if getattr(args, flag, None)) or None
     with store.connect_reader(audit_dir(args)) as con:
         page = report.render_report(con, where, params, title=args.title, filter_text=words)
     Path(args.html).write_text(page, encoding="utf-8")
@@ -272,7 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and (out.is_file() or any(out.iterdir())):
         raise UsageError(f"{out} exists: export to a new path")
     where, params = where_clause(args)
-    filters = {flag: getattr(args, flag, None) for flag, _, _ in FILTERS} | {"since": args.since, "until": args.until}
+    filters = {flag: getattr(args, flag, None) for flag, *_ in FILTERS} | {"since": args.since, "until": args.until}
     with store.connect_reader(audit_dir(args)) as con:
         manifest = export.export(con, args.format, out, where, params, audit_dir(args), filters)
     print(export.describe(manifest, out))
@@ -646,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--auto", action="store_true", help="decide the holds automatically and run without a console")
     d.add_argument("--dir", default="./shield-demo", help="where the demo keeps its audit trail and confdir")
     d.add_argument("--port", type=int, default=0, help="proxy port (default: any free one)")
-    for flag, _, _ in FILTERS:
+    for flag, *_ in FILTERS:
         d.set_defaults(**{flag: None})
     d.set_defaults(since=None, until=None, json=False, csv=False)
 

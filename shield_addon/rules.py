@@ -390,28 +390,27 @@ def _hold(c: _Ctx, node: Any, parent: Any, key: str, base: HoldPolicy = HoldPoli
     if not isinstance(node, CommentedMap):
         raise c.err(node, key, "must be a mapping", parent, key)
     _check_keys(c, node, HOLD_KEYS, key)
-    timeout = base.timeout
-    if "timeout" in node:
-        try:
-            timeout = parse_duration(node["timeout"])
-        except ValueError as e:
-            raise c.err(node, f"{key}.timeout", str(e), node, "timeout") from e
+    timeout = _duration(c, node, key, "timeout", base.timeout)
     on_timeout = node.get("on_timeout", base.on_timeout)
     if on_timeout not in ("allow", "deny"):
         raise c.err(node, f"{key}.on_timeout", "must be allow or deny", node, "on_timeout")
     mode = node.get("mode", base.mode)
     if mode not in ("wait", "retry", None):
         raise c.err(node, f"{key}.mode", "must be wait or retry", node, "mode")
-    ttl = base.approval_ttl
-    if "approval_ttl" in node:
-        try:
-            ttl = parse_duration(node["approval_ttl"])
-        except ValueError as e:
-            raise c.err(node, f"{key}.approval_ttl", str(e), node, "approval_ttl") from e
+    ttl = _duration(c, node, key, "approval_ttl", base.approval_ttl)
     retry_after = node.get("retry_after", base.retry_after)
     if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
         raise c.err(node, f"{key}.retry_after", "must be a number of seconds", node, "retry_after")
     return HoldPolicy(timeout, on_timeout, mode, ttl, retry_after)
+
+
+def _duration(c: _Ctx, node: Any, key: str, name: str, default: float | None) -> float | None:
+    if name not in node:
+        return default
+    try:
+        return parse_duration(node[name])
+    except ValueError as e:
+        raise c.err(node, f"{key}.{name}", str(e), node, name) from e
 
 
 def parse_duration(value: Any) -> float | None:

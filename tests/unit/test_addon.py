@@ -43,6 +43,14 @@ def flow(method: str = "GET", path: str = "/x", user: str | None = "agent-1"):
     return f
 
 
+async def held(s: Shield, method: str, path: str):
+    """Send a request that the rules hold; return it and the hook's task once it waits."""
+    f = flow(method, path)
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    return f, task
+
+
 async def until(pred, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
@@ -71,9 +79,7 @@ async def test_denied_request_gets_403_json(shield, tmp_path: Path) -> None:
 
 async def test_hold_then_shield_approve_records_the_reviewer(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/hold/1")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/1")
     assert f.marked == ":hourglass:" and "hold-path" in f.comment and "agent-1" in f.comment
     tctx.master.commands.call("shield.approve", [f])
     await asyncio.wait_for(task, 5)
@@ -84,9 +90,7 @@ async def test_hold_then_shield_approve_records_the_reviewer(shield, tmp_path: P
 
 async def test_native_resume_is_recorded_as_approved(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/hold/2")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/2")
     tctx.master.commands.call("flow.resume", [f])
     await asyncio.wait_for(task, 5)
     assert events(tmp_path, "decision")[0]["decision"] == "approved"
@@ -94,9 +98,7 @@ async def test_native_resume_is_recorded_as_approved(shield, tmp_path: Path) -> 
 
 async def test_native_kill_ends_the_hold_at_once(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/hold/3")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/3")
     tctx.master.commands.call("flow.kill", [f])
     await asyncio.wait_for(task, 2)
     assert events(tmp_path, "decision")[0]["decision"] == "killed"
@@ -105,9 +107,7 @@ async def test_native_kill_ends_the_hold_at_once(shield, tmp_path: Path) -> None
 async def test_kill_without_update_hook_is_noticed(shield, tmp_path: Path) -> None:
     """The console's `d` kills a flow without telling addons; the hold must still end."""
     s, _ = shield
-    f = flow("DELETE", "/hold/4")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/4")
     f.kill()
     await asyncio.wait_for(task, 2)
     assert events(tmp_path, "decision")[0]["decision"] == "killed"
@@ -115,9 +115,7 @@ async def test_kill_without_update_hook_is_noticed(shield, tmp_path: Path) -> No
 
 async def test_deny_with_reason_answers_403_with_the_comment(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/hold/5")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/5")
     tctx.master.commands.call("shield.deny", [f], "too", "risky")
     await asyncio.wait_for(task, 5)
     assert f.response.status_code == 403 and f.response.headers["X-Shield-Decision"] == "denied"
@@ -127,9 +125,7 @@ async def test_deny_with_reason_answers_403_with_the_comment(shield, tmp_path: P
 
 async def test_only_the_first_decision_counts(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/hold/6")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/6")
     tctx.master.commands.call("shield.deny", [f], "no")
     tctx.master.commands.call("shield.approve", [f])
     await asyncio.wait_for(task, 5)
@@ -147,9 +143,7 @@ async def test_timeout_denies_by_default(shield, tmp_path: Path) -> None:
 
 async def test_client_disconnect_abandons_and_kills_the_hold(shield, tmp_path: Path) -> None:
     s, _ = shield
-    f = flow("DELETE", "/hold/7")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/7")
     s.client_disconnected(f.client_conn)
     await asyncio.wait_for(task, 2)
     assert events(tmp_path, "decision")[0]["decision"] == "abandoned"
@@ -158,9 +152,7 @@ async def test_client_disconnect_abandons_and_kills_the_hold(shield, tmp_path: P
 
 async def test_reviewer_edit_is_recorded_with_the_forwarded_request(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/hold/8")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/hold/8")
     f.request.path = "/hold/8-safer"
     tctx.master.commands.call("flow.resume", [f])
     await asyncio.wait_for(task, 5)
@@ -265,9 +257,7 @@ async def test_a_shadow_rule_is_recorded_but_the_enforced_rule_acts(tmp_path: Pa
 
 async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     s, tctx = shield
-    f = flow("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web")
-    task = asyncio.create_task(s.request(f))
-    await until(lambda: f.intercepted)
+    f, task = await held(s, "DELETE", "/apis/apps/v1/namespaces/prod/deployments/web")
     assert f.comment.startswith("agent agent-1 wants kubernetes delete deployments/web in prod | rule k8s-delete (high): ")
     assert re.search(r"\| deny at \d\d:\d\d:\d\d unless decided$", f.comment)
     tctx.master.commands.call("shield.pending")
