@@ -35,6 +35,7 @@ FILTERS = (  # flag, timeline column, how it compares, help
     ("host", "host", "glob", "destination host (glob)"),
     ("service", "service", "glob", "kubernetes | sql | graphql | aws:* | postgrest | mcp | a host (glob)"),
     ("flow", "flow_id", "prefix", "flow id or a prefix of it"),
+    ("hold", "hold_id", "prefix", "retry-mode hold id (or a prefix): the held attempt, its retries, the forwarded one"),
 )
 
 

@@ -51,7 +51,8 @@ SELECT
     arg_max(decided_at, seq) FILTER (WHERE decided_at IS NOT NULL) AS decided_at,
     arg_max(status_code, seq) FILTER (WHERE status_code IS NOT NULL) AS status_code,
     arg_max(outcome, seq) FILTER (WHERE outcome IS NOT NULL) AS outcome,
-    max(duration_ms) AS duration_ms
+    max(duration_ms) AS duration_ms,
+    max(hold_id) AS hold_id
 FROM events
 WHERE flow_id IS NOT NULL
 GROUP BY flow_id

@@ -50,6 +50,8 @@ def test_held_at_once_then_the_approved_retry_goes_through_exactly_once(rproxy: 
     story = rproxy.events(f"hold_id = '{first['hold_id']}'")
     assert [(e["stage"], e["decision"]) for e in story if e["stage"] != "response"] == [
         ("request", None), ("request", None), ("decision", "approved"), ("request", "approved")]
+    story_rows = rproxy.timeline("--hold", first["hold_id"][:8])
+    assert [(t["status_code"], t["decision"]) for t in story_rows] == [(409, "approved"), (409, None), (200, "approved")]
     [h] = [x for x in rproxy.shield_json("SELECT * FROM holds") if x["hold_id"] == first["hold_id"]]
     assert (h["attempts"], h["decision"], h["approval"]) == (3, "approved", "used")
 
