@@ -425,11 +425,16 @@ class Shield:
         return [h for f in flows if (h := self.retry_flows.get(f.id)) and h.status == retry.PENDING]
 
     def listen_addrs(self) -> list[tuple[str, int]]:
+        """Where the proxy and its controls listen: its own ports and mitmweb's."""
+        addrs = []
         server = ctx.master.addons.get("proxyserver")
         try:
-            return [(a[0], a[1]) for a in server.listen_addrs()] if server else []
+            addrs = [(a[0], a[1]) for a in server.listen_addrs()] if server else []
         except Exception:  # noqa: BLE001 - not listening (tests, shutdown): nothing to protect
-            return []
+            pass
+        if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
+            addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
+        return addrs
 
     def reviewer(self) -> str:
         return ctx.options.shield_reviewer or default_reviewer()
@@ -470,7 +475,7 @@ def _log_failure(fut: Any) -> None:
 
 # Requests through the proxy to the proxy itself would reach its controls (and loop).
 PROXY_ITSELF = rules.Rule(id="builtin:proxy-itself", action="deny", severity="critical",
-                          message="Agents may not send requests to the proxy itself")
+                          message="Agents may not send requests to the proxy or its web UI")
 
 
 def targets_proxy(host: str, port: int, listen: list[tuple[str, int]]) -> bool:

@@ -260,7 +260,10 @@ class Redactor:
             except (ValueError, RecursionError):
                 text = self.text(text)
         elif "x-www-form-urlencoded" in content_type:
-            text = urlencode(self.query(parse_qsl(text, keep_blank_values=True)), quote_via=quote, safe="[]:")
+            pairs = parse_qsl(text, keep_blank_values=True)
+            redacted = self.query(pairs)
+            if redacted != pairs:  # re-encode only when something was redacted: keep the body as sent
+                text = urlencode(redacted, quote_via=quote, safe="[]:")
         else:
             text = self.text(text)
         encoded = text.encode("utf-8", "surrogateescape")

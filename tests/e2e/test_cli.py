@@ -103,7 +103,7 @@ def test_web_mode_starts_mitmweb_with_the_addon_and_agents_cannot_reach_its_api(
             with httpx.Client(proxy=f"http://127.0.0.1:{ports[0]}", trust_env=False, timeout=10) as c:
                 r = c.get(f"http://127.0.0.1:{ports[1]}{path}")
             assert r.status_code == 403 and r.json()["decision"] == "blocked", path
-            assert r.json()["rule"] in ("proxy-mitmweb", "proxy-mitmweb-api")
+            assert r.json()["rule"] in ("builtin:proxy-itself", "proxy-mitmweb", "proxy-mitmweb-api")
     finally:
         proc.terminate()
         try:
