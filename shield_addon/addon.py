@@ -206,8 +206,14 @@ class Shield:
                      **response_columns(f, self.redactor, ctx.options.shield_body_limit, self.taps.pop(f.id, None))})
 
     def error(self, f: http.HTTPFlow) -> None:
-        self.taps.pop(f.id, None)
+        tap = self.taps.pop(f.id, None)
         state = self.state.pop(f.id, None) or self.untracked(f)
+        if tap is not None and f.response is not None:
+            # A streamed response the agent stopped reading (an SDK hangs up at `[DONE]`):
+            # it got what the tap saw; record that, with why the stream ended early.
+            self.submit({**state.base, "stage": "response", "outcome": "forwarded", "error": f.error.msg if f.error else None,
+                         **response_columns(f, self.redactor, ctx.options.shield_body_limit, tap)})
+            return
         refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
         self.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
                      "error": f.error.msg if f.error else None,

@@ -47,6 +47,13 @@ def list_agents(confdir: Path) -> list[str]:
     return sorted(_read(confdir))
 
 
+def new_token() -> str:
+    """A random token that cannot be taken for a command-line option."""
+    while (token := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return token
+
+
 def add(confdir: Path, name: str) -> str:
     """Create an agent; return its token. Only the bcrypt hash is stored."""
     if not NAME.match(name):
@@ -54,7 +61,7 @@ def add(confdir: Path, name: str) -> str:
     entries = _read(confdir)
     if name in entries:
         raise AgentError(f"agent {name!r} exists; remove it first to issue a new token")
-    token = secrets.token_urlsafe(24)
+    token = new_token()
     # $2b$ is what both passlib (mitmproxy 11) and mitmproxy 12's own htpasswd reader accept.
     entries[name] = bcrypt.hashpw(token.encode(), bcrypt.gensalt(rounds=10)).decode()
     _write(confdir, entries)
@@ -74,7 +81,7 @@ def rotate(confdir: Path, name: str) -> str:
     entries = _read(confdir)
     if name not in entries:
         raise AgentError(f"no agent {name!r}")
-    token = secrets.token_urlsafe(24)
+    token = new_token()
     entries[name] = bcrypt.hashpw(token.encode(), bcrypt.gensalt(rounds=10)).decode()
     _write(confdir, entries)
     return token

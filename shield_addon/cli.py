@@ -573,7 +573,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
     if args.agents_cmd in ("add", "rotate"):
         token = (agents.add if args.agents_cmd == "add" else agents.rotate)(confdir, args.name)
         print(f"agent {args.name!r} {'added' if args.agents_cmd == 'add' else 'has a new token'}; its token (shown once):\n{token}")
-        print(f"\nexport lines: shield env {args.name} --token {token}", file=sys.stderr)
+        print(f"\nexport lines: shield env {args.name} --token={token}", file=sys.stderr)
     elif args.agents_cmd == "remove":
         agents.remove(confdir, args.name)
         print(f"agent {args.name!r} removed")
