@@ -101,8 +101,14 @@ def _text(v: Any) -> str | None:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return json.dumps(list(v), separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(list(v), separators=(",", ":"), ensure_ascii=False)
+        return _UNICODE_ESCAPE.sub(lambda m: m.group(1) + "\\u" + m.group(2).upper(), text)
     return str(v)
+
+
+# DuckDB's to_json writes \u001B where Python writes \u001b; the canonical form takes
+# DuckDB's, so a chain checks in SQL alone. (An escaped backslash before "u" is left alone.)
+_UNICODE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u([0-9a-f]{4})")
 
 
 def row_hash(event: Mapping[str, Any]) -> str:
@@ -152,18 +158,21 @@ _SECRET_NAME = re.compile(
 )
 # A header whose name says so is a secret, whatever its value looks like.
 _SECRET_HEADER_NAME = re.compile(r"(?i)(token|secret|key|pass(word|wd)?|auth|credential|session|signature|cookie)")
+# A token starts where a word does, or right after a JSON escape like \n in unparsed text.
+_START = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf]))"
 _SECRET_VALUE = re.compile(
     r"(?x)("
     r"-----BEGIN[A-Z ]{0,40}PRIVATE\ KEY-----[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE\ KEY-----"  # PEM keys
-    r"|\bsk-[A-Za-z0-9_-]{16,}"  # OpenAI / Anthropic-style keys
-    r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"  # Stripe secret and restricted keys
-    r"|\bwhsec_[A-Za-z0-9]{16,}"  # Stripe webhook secrets
-    r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # AWS access key ids
-    r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bxapp-[A-Za-z0-9-]{10,}"  # Slack tokens
-    r"|\bAIza[0-9A-Za-z_-]{35}"  # Google API keys
-    r"|\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid keys
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
+    r"|" + _START + r"(?:"
+    r"sk-[A-Za-z0-9_-]{16,}"  # OpenAI / Anthropic-style keys
+    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{16,}"  # Stripe keys and webhook secrets
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # AWS access key ids
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
+    r"|xox[abprs]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API keys
+    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"  # SendGrid keys
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
+    r")"
     r"|(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
     r")"
 )
@@ -179,10 +188,9 @@ class Redactions:
 
 
 # `api_key=...` inside any text: echoed URLs, logs, error messages.
-_SECRET_PAIR = re.compile(
-    r"(?i)(\b(?:[\w-]*(?:pass(?:word|wd)?|secret|token|api[-_]?key|apikey|access[-_]?key|signature)|sig|key|auth)=)"
-    r"([^&\s\"'<>]+)"
-)
+_SECRET_PAIR = re.compile(r"\b([\w.-]{1,64})=([^&\s\"'<>]+)")
+# "password": "..." in JSON that did not parse (cut, or with stray control characters)
+_JSON_FIELD = re.compile(r'"([^"\\\n]{1,64})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 
 
 class Redactor:
@@ -224,7 +232,13 @@ class Redactor:
         text = _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
         for pattern in self.extra_patterns:
             text = pattern.sub(lambda m: self.mark(m.group(0)), text)
-        return _SECRET_PAIR.sub(lambda m: m.group(1) + (m.group(2) if m.group(2).startswith("[redacted:") else self.mark(m.group(2))), text)
+        text = _SECRET_PAIR.sub(lambda m: self._pair(m.group(0), m.group(1), m.group(2), "="), text)
+        return _JSON_FIELD.sub(lambda m: self._pair(m.group(0), f'"{m.group(1)}"', m.group(3), m.group(2) + '"', '"'), text)
+
+    def _pair(self, whole: str, name: str, value: str, sep: str, end: str = "") -> str:
+        if value.startswith("[redacted:") or not self.secret_name(name.strip('"')):
+            return whole
+        return f"{name}{sep}{self.mark(value)}{end}"
 
     def json(self, doc: Any, depth: int = 0) -> Any:
         if depth > 64:
@@ -250,9 +264,11 @@ class Redactor:
             return ""
         text = _decode(raw)
         if text is None:
+            # Not UTF-8: redact what ASCII secrets the bytes carry, then store them as base64.
             import base64
 
-            return "base64:" + base64.b64encode(raw[:limit]).decode()
+            redacted = self.text(raw[:limit].decode("latin-1")).encode("latin-1", "replace")
+            return "base64:" + base64.b64encode(redacted).decode()
         stripped = text.lstrip()
         if stripped[:1] in ("{", "[") and ("json" in content_type or not content_type):
             try:
@@ -277,14 +293,11 @@ def _scalar(v: Any) -> str:
 
 
 def _decode(raw: bytes) -> str | None:
+    """UTF-8 text, control characters and all (displays neutralise them); None otherwise."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    # NUL and most C0 controls mean binary; tabs and newlines are text.
-    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text[:4096]):
-        return None
-    return text
 
 
 def redact_url(redactor: Redactor, scheme: str, host: str, port: int, path: str, query: Iterable[tuple[str, str]]) -> str:

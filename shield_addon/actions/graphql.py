@@ -88,8 +88,8 @@ def _operations(text: str, operation_name: str | None) -> list[tuple[str, list[s
     the document does not parse or holds nothing to run (only fragments or schema)."""
     try:
         document = graphql_core.parse(text, no_location=True, max_tokens=MAX_TOKENS)
-    except (graphql_core.GraphQLError, RecursionError):
-        return None
+    except (graphql_core.GraphQLError, RecursionError, IndexError, ValueError):
+        return None  # graphql-core raises IndexError on a string cut inside an escape
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     # The server runs only the named operation; if the name matches none it refuses
