@@ -195,7 +195,7 @@ class Shield:
 
     def responseheaders(self, f: http.HTTPFlow) -> None:
         if f.response is not None:
-            f.response.headers["X-Shield-Flow-Id"] = f.id
+            f.response.headers["x-shield-flow-id"] = f.id  # lower case: HTTP/2 requires it
             if should_stream(f.response) and not f.response.stream:
                 f.response.stream = self.taps[f.id] = Tap(ctx.options.shield_body_limit)
 
@@ -266,6 +266,13 @@ class Shield:
         agent = agent_of(f)
         state = FlowState(agent, base_columns(f, agent, self.redactor))
         self.state[f.id] = state
+        if f.response is not None:
+            # Answered before the rules (proxyauth's 407): record the attempt, hold nothing.
+            state.refused = True
+            self.submit({**state.base, "stage": "request", "decision": "blocked", "verdict": "deny",
+                         "error": f"answered by the proxy before the rules: HTTP {f.response.status_code}",
+                         **request_columns(f.request, self.redactor, ctx.options.shield_body_limit)})
+            return
         mode = ctx.options.shield_mode
         try:
             view = view_of(f)
@@ -273,6 +280,10 @@ class Shield:
             verdict = rules.evaluate(self.ruleset, rules.Subject(view, action, f, agent))
             if targets_proxy(view.host, view.port, self.listen_addrs()):
                 verdict = rules.Verdict("deny", PROXY_ITSELF, (PROXY_ITSELF.id,), action, "deny", PROXY_ITSELF)
+            elif any(ch in v for _, v in f.request.headers.items(multi=True) for ch in "\r\n\x00"):
+                # RFC 9110 §5.5: a CR inside a value can end the line for the upstream,
+                # smuggling a header past the rules. Refuse it.
+                verdict = rules.Verdict("deny", MALFORMED, (MALFORMED.id,), action, "deny", MALFORMED)
         except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
             log.exception("shield: could not evaluate %s", f.request.url)
             state.refused = True
@@ -348,7 +359,7 @@ class Shield:
             return
         refuse(f, 409, "pending", "held for a reviewer: retry the same request later", rule,
                extra={"hold_id": hold.hold_id, "retry_after": policy.retry_after})
-        f.response.headers["Retry-After"] = str(policy.retry_after)
+        f.response.headers["retry-after"] = str(policy.retry_after)
         if hold.flow is None or ans.new:
             hold.flow = f
             self.retry_flows[f.id] = hold
@@ -455,7 +466,7 @@ class Shield:
         try:
             if self.journal is None:
                 raise JournalError("the audit journal is not open")
-            await asyncio.wrap_future(self.journal.submit(event))
+            await self.journal.submit_async(event)
             return True
         except JournalError as e:
             if ctx.options.shield_fail == "open":
@@ -482,6 +493,10 @@ def _log_failure(fut: Any) -> None:
 # Requests through the proxy to the proxy itself would reach its controls (and loop).
 PROXY_ITSELF = rules.Rule(id="builtin:proxy-itself", action="deny", severity="critical",
                           message="Agents may not send requests to the proxy or its web UI")
+
+
+MALFORMED = rules.Rule(id="builtin:malformed-header", action="deny", severity="high",
+                       message="A header value contains CR, LF or NUL")
 
 
 def targets_proxy(host: str, port: int, listen: list[tuple[str, int]]) -> bool:

@@ -227,5 +227,5 @@ def refuse(flow: http.HTTPFlow, status: int, decision: str, error: str, rule: Ru
     flow.response = http.Response.make(
         status,
         json.dumps(body).encode(),
-        {"Content-Type": "application/json", "X-Shield-Decision": decision, "X-Shield-Flow-Id": flow.id},
+        {"content-type": "application/json", "x-shield-decision": decision, "x-shield-flow-id": flow.id},
     )

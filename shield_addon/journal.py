@@ -8,6 +8,7 @@ with one `write` and one `fdatasync`, then acknowledges every event of the batch
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -28,6 +29,20 @@ log = logging.getLogger(__name__)
 SEGMENT_RE = re.compile(r"^seg-(\d{12})\.jsonl$")
 SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_BATCH = 1000
+
+
+def _settle(afut: asyncio.Future, fut: Future) -> None:
+    if afut.done():
+        return
+    if fut.exception() is not None:
+        afut.set_exception(fut.exception())
+    else:
+        afut.set_result(fut.result())
+
+
+def _settle_all(pairs: list[tuple[asyncio.Future, Future]]) -> None:
+    for afut, fut in pairs:
+        _settle(afut, fut)
 
 
 class JournalError(OSError):
@@ -166,6 +181,18 @@ class Journal:
             self._queue.put((event, fut))
         return fut
 
+    def submit_async(self, event: dict[str, Any]) -> asyncio.Future:
+        """Like submit, for the event loop: the acks of one batch reach the loop in one
+        wake-up, not one per event. (A thousand wake-ups at once fill the loop's self-pipe,
+        and asyncio then drops the byte that delivers SIGTERM.)"""
+        loop = asyncio.get_running_loop()
+        afut = loop.create_future()
+        fut = self.submit(event)
+        fut.loop_future = (loop, afut)  # type: ignore[attr-defined]
+        if fut.done():
+            _settle(afut, fut)
+        return afut
+
     def write(self, event: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
         """Submit and wait: for code that is not async (shutdown, CLI)."""
         return self.submit(event).result(timeout)
@@ -211,6 +238,7 @@ class Journal:
             err = JournalError(e.errno, f"audit journal write failed: {e.strerror or e}")
             for _, fut in batch:
                 fut.set_exception(err)
+            self._wake_loops(batch)
             log.error("%s", err)
             return
         self._size += len(data)
@@ -218,11 +246,24 @@ class Journal:
         self.tip = (seq, head)
         for row, (_, fut) in zip(rows, batch):
             fut.set_result(row)
+        self._wake_loops(batch)
         if self.on_commit:
             try:
                 self.on_commit(seq, head)
             except Exception:  # noqa: BLE001 - a checkpoint failure must not stop the journal
                 log.exception("journal: after-commit hook failed")
+
+    @staticmethod
+    def _wake_loops(batch: list[tuple[dict[str, Any], Future]]) -> None:
+        by_loop: dict[Any, list[tuple[asyncio.Future, Future]]] = {}
+        for _, fut in batch:
+            if pair := getattr(fut, "loop_future", None):
+                by_loop.setdefault(pair[0], []).append((pair[1], fut))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, pairs)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
