@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import getpass
 import logging
 import os
@@ -53,7 +54,9 @@ KEYS = (  # (key, command...): keys that are free in mitmproxy 11 and 12's flow 
 )
 
 
+@functools.cache
 def default_reviewer() -> str:
+    # Cached: without USER/LOGNAME (services, containers) getuser() reads /etc/passwd.
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
@@ -228,7 +231,8 @@ class Shield:
                      **message_columns(f.websocket.messages[-1], self.redactor, ctx.options.shield_body_limit)})
 
     def update(self, flows: Sequence[mflow.Flow]) -> None:
-        self.holds.update(flows, self.reviewer())
+        if self.holds.pending:  # mitmproxy calls this after every hook of every flow
+            self.holds.update(flows, self.reviewer())
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.holds.client_gone(client.id)

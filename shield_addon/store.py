@@ -212,19 +212,20 @@ def is_lock_error(e: Exception) -> bool:
 # ---------------------------------------------------------------- writing (the proxy)
 
 
-def ingest(audit_dir: Path, upto_seq: int | None = None) -> int:
+def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True) -> int:
     """Append journal rows not yet in audit.duckdb; return how many. Raises duckdb
     errors, lock conflicts included: the caller retries later."""
     jdir = audit_dir / JOURNAL_DIR
     con = duckdb.connect(str(audit_dir / DB_NAME))
     try:
-        con.execute(_CREATE_EVENTS)
-        con.execute(_CREATE_CHECKPOINTS)
+        if setup:
+            con.execute(_CREATE_EVENTS)
+            con.execute(_CREATE_CHECKPOINTS)
         log = audit_dir / CHECKPOINT_LOG
         if log.exists() and log.stat().st_size:
             con.execute(f"INSERT INTO checkpoints SELECT * FROM ({read_checkpoints_sql(log)}) "
                         "WHERE seq > (SELECT coalesce(max(seq), 0) FROM checkpoints) ORDER BY seq")
-        for name, sql in VIEWS.items():
+        for name, sql in VIEWS.items() if setup else ():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         # From the file, not from memory: a commit may have landed without us seeing it.
         have = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
@@ -253,6 +254,7 @@ class Ingester:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shield-ingest", daemon=True)
         self.last_error: str | None = None
+        self.set_up = False
 
     def start(self) -> None:
         self._thread.start()
@@ -271,11 +273,14 @@ class Ingester:
         if upto == self.done_seq:
             return True
         try:
-            ingest(self.audit_dir, upto)
+            # Tables and views once per file: recreating them every second cost a third of the ingest.
+            ingest(self.audit_dir, upto, setup=not self.set_up)
+            self.set_up = True
         except duckdb.Error as e:
             if not is_lock_error(e) and str(e) != self.last_error:
                 log.warning("shield: audit.duckdb ingest failed (the journal keeps every event): %s", e)
             self.last_error = str(e)
+            self.set_up = is_lock_error(e) and self.set_up  # after any other failure, set the file up again
             if "not a valid DuckDB database file" in str(e):
                 self.set_aside()
             return False
@@ -287,6 +292,7 @@ class Ingester:
         keep it for inspection under another name and rebuild from the journal."""
         db = self.audit_dir / DB_NAME
         aside = db.with_name(f"{DB_NAME}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.set_up = False
         try:
             db.rename(aside)
             log.warning("shield: %s was not a DuckDB file; moved to %s, rebuilding from the journal", db, aside.name)
