@@ -12,6 +12,7 @@ import getpass
 import logging
 import os
 import secrets
+import signal
 import time
 from collections.abc import Sequence
 from datetime import UTC
@@ -162,6 +163,10 @@ class Shield:
             for key, *cmd in KEYS:
                 ctx.master.commands.call("console.key.bind", ["flowlist", "flowview"], key, *cmd)
         self._watcher = asyncio.get_running_loop().create_task(self.tick())
+        # asyncio delivers SIGTERM as one byte through the loop's self-pipe, which a burst
+        # of log lines can fill: the signal is then lost and the proxy runs on. A plain
+        # handler is called by the interpreter itself.
+        signal.signal(signal.SIGTERM, lambda *_: ctx.master.shutdown())
 
     def done(self) -> None:
         if self._watcher:
