@@ -10,8 +10,9 @@
    26 namespaces (prod-1..prod-8, staging, dev, system), ~30 days; one flow is a `request` row, a
    `decision` row when it was held, and a `response` (or `error`) row; bodies of a few hundred bytes.
    NOT real: row_hash/prev_hash are placeholders (they link, but are not the SHA-256 of the canonical
-   form: `shield verify` would fail), request/response sha256 are placeholders, and the bodies are
-   templates, so they compress better than real traffic.
+   form: `shield verify` fails and `shield show` reports hash_ok false), request/response sha256 are
+   placeholders, the bodies are templates (they compress better than real traffic), and columns the
+   model does not know (today hold_id, hold_key of retry-mode holds) stay NULL.
 2. Times each query warm in-process (one store.connect_reader session, median/p90 of 5 runs after a
    warm-up) - the engine time, judged against the 300 ms target -, `cli.main()` in-process (reader
    setup + query + JSON rendering, no interpreter start), a new Python process's first query
@@ -20,7 +21,8 @@
 3. Looks at why slow queries are slow (EXPLAIN ANALYZE) and measures alternatives built on the side:
    P1 a timeline query that filters events before grouping (CLI change only), P2 a per-flow summary
    table maintained at ingest (schema change), P3 an ART index on events.flow_id for `shield show`.
-4. Times a full Parquet export (COPY ... PARTITION_BY (date), zstd), and `shield export` if it exists.
+4. Times a full Parquet export (COPY ... PARTITION_BY (date), zstd) in a child process, again with a
+   memory limit if it passes --rss-limit-gib, and `shield export` if it exists (same RSS guard).
 
 Without --keep, DIR is deleted at the end (only a directory this script created and marked).
 """
@@ -1045,9 +1047,10 @@ def alternatives(con: duckdb.DuckDBPyConnection, audit_dir: Path, exe: str, quer
 
     con.execute(f"ATTACH '{side}' AS side (READ_ONLY)")
     # The reader's timeline while the journal tail (here: the newest n_tail events) is not folded in yet.
-    # (a) naive: tail LEFT JOIN flows -> DuckDB hash-joins against all of flows (a full scan per query);
+    # (a) naive: tail LEFT JOIN flows, flows anti-joined with the tail: hash joins over all of flows;
     # (b) what connect_reader should do: fetch the tail's flows by id through the PRIMARY KEY index
-    #     (a literal IN list is an index scan in DuckDB 2.0.1; IN (subquery) and = ANY(?) are not).
+    #     (a literal IN list is an index scan in DuckDB 2.0.1; IN (subquery) and = ANY(?) are not),
+    #     merge them with the tail, and hide the fetched rows from flows by rowid (integers: cheap).
     tail = f"(SELECT * FROM events WHERE seq > {cut})"
     con.execute(f"CREATE OR REPLACE TEMP VIEW tail_flows_v AS {timeline_over(tail)}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW timeline_p2_naive AS {merged_select('tail_flows_v', 'side.flows')} "
@@ -1056,10 +1059,14 @@ def alternatives(con: duckdb.DuckDBPyConnection, audit_dir: Path, exe: str, quer
     def reader_setup(c: duckdb.DuckDBPyConnection, db: str) -> None:
         c.execute(f"CREATE OR REPLACE TEMP TABLE tail_flows AS {timeline_over(tail)}")
         ids = [r[0] for r in c.execute("SELECT flow_id FROM tail_flows").fetchall()]
-        base = f"(SELECT * FROM {db}.flows WHERE flow_id IN {sql_list(ids)})"
-        c.execute(f"CREATE OR REPLACE TEMP TABLE tail_merged AS {merged_select('tail_flows', base)}")
+        c.execute(f"CREATE OR REPLACE TEMP TABLE tail_base AS SELECT rowid AS base_rowid, * FROM {db}.flows "
+                  f"WHERE flow_id IN {sql_list(ids)}")
+        rowids = sorted(r[0] for r in c.execute("SELECT base_rowid FROM tail_base").fetchall())
+        c.execute(f"CREATE OR REPLACE TEMP TABLE tail_merged AS "
+                  f"{merged_select('tail_flows', '(SELECT * EXCLUDE (base_rowid) FROM tail_base)')}")
+        keep = f" WHERE rowid < {rowids[0]} OR rowid NOT IN ({', '.join(map(str, rowids))})" if rowids else ""
         c.execute(f"CREATE OR REPLACE TEMP VIEW timeline_p2 AS SELECT * FROM tail_merged UNION ALL BY NAME "
-                  f"SELECT * FROM {db}.flows WHERE flow_id NOT IN (SELECT flow_id FROM tail_merged)")
+                  f"SELECT * FROM {db}.flows{keep}")
 
     setup, _ = timed(lambda: reader_setup(con, "side"))
     alt["P2 reader setup for the tail"] = {"ms": setup, "tail_events": n_tail}
@@ -1184,7 +1191,8 @@ EXPORT_SQL = ("COPY (SELECT *, ts::DATE AS date FROM events) TO '{out}' "
               "(FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd)")
 
 
-EXPORT_BOUNDED = "SET partitioned_write_flush_threshold = 100000"  # default 524288 rows buffered per partition
+# default: memory_limit 80% of RAM, and up to 524,288 rows buffered per open partition
+EXPORT_BOUNDED = ("SET memory_limit = '4GB'", "SET partitioned_write_flush_threshold = 100000")
 
 
 def child_export(audit_dir: Path, out: str, settings: Sequence[str]) -> None:
@@ -1196,33 +1204,36 @@ def child_export(audit_dir: Path, out: str, settings: Sequence[str]) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t}))
 
 
-def rss_bytes(pid: int) -> int:
+def proc_status_bytes(pid: int, field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of a live process, from /proc; 0 when it is gone."""
     with contextlib.suppress(OSError, StopIteration, ValueError):
         with open(f"/proc/{pid}/status") as f:
-            return int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) * 1024
+            return int(next(line for line in f if line.startswith(field + ":")).split()[1]) * 1024
     return 0
 
 
 def run_measured(cmd: Sequence[str], cwd: Path, rss_limit: int = 0) -> dict[str, Any]:
-    """Wall time and peak RSS of one child process (os.wait4 gives that child's own rusage).
-    With rss_limit, the child is killed (SIGKILL, by its pid) once its RSS passes the limit."""
+    """Wall time and peak RSS of one child process, polled from its /proc VmHWM (ru_maxrss would
+    include this parent's own peak: Linux carries it over the fork and exec). With rss_limit, the
+    child is killed (SIGKILL, by its pid) once its RSS passes the limit."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t = time.perf_counter()
         p = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=err, text=True)
-        killed = False
+        killed, peak = False, 0
         while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            peak = max(peak, proc_status_bytes(p.pid, "VmHWM"))
+            pid, status = os.waitpid(p.pid, os.WNOHANG)
             if pid:
                 break
-            if rss_limit and not killed and rss_bytes(p.pid) > rss_limit:
+            if rss_limit and not killed and proc_status_bytes(p.pid, "VmRSS") > rss_limit:
                 os.kill(p.pid, 9)
                 killed = True
-            time.sleep(0.1)
+            time.sleep(0.05)
         secs = time.perf_counter() - t
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return {"seconds": secs, "rc": p.returncode, "max_rss_bytes": usage.ru_maxrss * 1024, "killed": killed,
+        return {"seconds": secs, "rc": p.returncode, "max_rss_bytes": peak, "killed": killed,
                 "stdout": out.read()[-2000:], "stderr": err.read()[-2000:]}
 
 
@@ -1230,7 +1241,7 @@ def export(audit_dir: Path, exe: str, results: dict[str, Any], rss_limit: int) -
     print(f"\n== full Parquet export: {EXPORT_SQL.format(out='DIR/export-parquet')}")
     out = audit_dir / "export-parquet"
     exports = results["export"] = []
-    for settings in ([], [EXPORT_BOUNDED]):
+    for settings in ([], list(EXPORT_BOUNDED)):
         shutil.rmtree(out, ignore_errors=True)
         cmd = [sys.executable, __file__, "--child-export", str(out), "--dir", str(audit_dir)]
         r = run_measured(cmd + [a for s in settings for a in ("--child-setting", s)], audit_dir, rss_limit)
