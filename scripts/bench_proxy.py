@@ -67,8 +67,6 @@ import contextlib
 import datetime
 import functools
 import gc
-import importlib.util
-import ipaddress
 import json
 import os
 import platform
@@ -89,8 +87,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("shield_addon") is None:  # a checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the checkout: shield_addon if not installed, and the tests' helpers
+    sys.path.insert(0, str(ROOT))
 
 from mitmproxy import http  # noqa: E402
 from mitmproxy import version as mitm_version  # noqa: E402
@@ -99,6 +98,7 @@ from mitmproxy.test import tflow  # noqa: E402
 from shield_addon import __version__ as shield_version  # noqa: E402
 from shield_addon import actions, checkpoints, flows, journal, paths, record, rules, store  # noqa: E402
 from shield_addon.actions import common as actions_common  # noqa: E402
+from tests.e2e.harness import make_cert  # noqa: E402  the same self-signed upstream certificate as the tests
 
 TICK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
@@ -281,32 +281,6 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 
 
 # ================================================================ upstream (nginx)
-
-
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 / localhost (the upstream's, and its own CA)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-upstream")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "upstream-cert.pem", directory / "upstream-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 @dataclass

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -49,6 +48,7 @@ from reliability_common import (  # noqa: E402
     Proxy,
     Reviewer,
     duckdb_max_seq,
+    finish,
     read_rows,
     start,
     verify,
@@ -248,13 +248,7 @@ def main() -> int:
           f"{totals['forwarded']} forwarded, {totals['denied']} denied, {totals['approved']} approved, "
           f"{totals['held_at_crash']} held at a crash (none forwarded or decided after restart: "
           f"{'yes' if not any('held at a crash' in f for f in failures) else 'NO'})")
-    for f in failures:
-        print(f"  FAILED {f}")
-    if failures or args.keep or args.dir:
-        print(f"work directory kept: {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 1 if failures else 0
+    return finish(failures, work, bool(args.keep or args.dir))
 
 
 if __name__ == "__main__":

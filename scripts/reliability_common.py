@@ -209,3 +209,16 @@ class Reviewer(threading.Thread):
     def stop(self) -> None:
         self.halt.set()
         self.join(10)
+
+
+def finish(failures: list[str], work: Path, keep: bool) -> int:
+    """Print the failures, keep the work directory when asked or needed, and the exit code."""
+    import shutil
+
+    for f in failures:
+        print(f"  FAILED {f}")
+    if failures or keep:
+        print(f"work directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failures else 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from reliability_common import (  # noqa: E402
     Reviewer,
     dir_mib,
     duckdb_max_seq,
+    finish,
     journal_max_seq,
     read_rows,
     rss_mib,
@@ -200,13 +200,7 @@ def main() -> int:
           f"peak {max((r for _, r in samples), default=0):.1f} MiB, floor trend over the last third {rise:+.1f} MiB; "
           f"verify {'OK' if ok else 'FAILED'}")
     upstream.stop()
-    for f in failures:
-        print(f"  FAILED {f}")
-    if failures or args.keep or args.dir:
-        print(f"work directory kept: {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 1 if failures else 0
+    return finish(failures, work, bool(args.keep or args.dir))
 
 
 if __name__ == "__main__":

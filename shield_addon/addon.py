@@ -9,10 +9,12 @@ import asyncio
 import dataclasses
 import functools
 import getpass
+import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC
@@ -75,6 +77,7 @@ class Shield:
         self.book = retry.RetryBook()
         self.retry_flows: dict[str, retry.RetryHold] = {}
         self._watcher: asyncio.Task | None = None
+        self._listen: list[tuple[str, int]] | None = None
 
     # ------------------------------------------------------------ options
 
@@ -96,6 +99,8 @@ class Shield:
         loader.add_option("shield_checkpoint_seconds", int, 60, "... and every N seconds while events arrive.")
 
     def configure(self, updated: set[str]) -> None:
+        if updated & {"listen_host", "listen_port", "mode", "web_host", "web_port"}:
+            self._listen = None
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             # A streamed request reaches upstream before the request hook: no gate could hold it.
             raise exceptions.OptionsError("shield: stream_large_bodies would send requests before the rules run; "
@@ -303,7 +308,7 @@ class Shield:
         enforced = verdict.enforced if mode == "enforce" else "allow"
         decision = {"allow": "allowed", "deny": "blocked", "hold": None}[enforced]
         event = {**state.base, "stage": "request", "decision": decision,
-                 **request_columns(f.request, self.redactor, ctx.options.shield_body_limit),
+                 **request_columns(f.request, self.redactor, ctx.options.shield_body_limit, view.body),
                  **action_columns(action, verdict, mode, self.ruleset.sha256)}
         if enforced == "hold" and self.policy(verdict.enforced_rule)[0].mode == "retry":
             await self.retry_gate(f, state, event)
@@ -451,7 +456,13 @@ class Shield:
         return [h for f in flows if (h := self.retry_flows.get(f.id)) and h.status == retry.PENDING]
 
     def listen_addrs(self) -> list[tuple[str, int]]:
-        """Where the proxy and its controls listen: its own ports and mitmweb's."""
+        """Where the proxy and its controls listen: its own ports and mitmweb's. Asked
+        once per request, so kept until the listen options change."""
+        if self._listen is None:
+            self._listen = self.find_listen_addrs() or None
+        return self._listen or []
+
+    def find_listen_addrs(self) -> list[tuple[str, int]]:
         addrs = []
         server = ctx.master.addons.get("proxyserver")
         try:
@@ -510,9 +521,6 @@ MALFORMED = rules.Rule(id="builtin:malformed-header", action="deny", severity="h
 
 def targets_proxy(host: str, port: int, listen: list[tuple[str, int]]) -> bool:
     """Is host:port one of the addresses the proxy listens on?"""
-    import ipaddress
-    import socket
-
     for lhost, lport in listen:
         if port != lport:
             continue
@@ -528,8 +536,6 @@ def targets_proxy(host: str, port: int, listen: list[tuple[str, int]]) -> bool:
 
 
 def _is_local(ip: object) -> bool:
-    import socket
-
     try:
         with socket.socket(socket.AF_INET6 if getattr(ip, "version", 4) == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((str(ip), 0))  # binds only to an address of this machine

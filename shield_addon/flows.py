@@ -87,9 +87,11 @@ def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor) -> 
     }
 
 
-def request_columns(req: http.Request, redactor: record.Redactor, body_limit: int) -> dict[str, Any]:
+def request_columns(req: http.Request, redactor: record.Redactor, body_limit: int,
+                    decoded: bytes | None = None) -> dict[str, Any]:
+    """`decoded`: the body view_of already decoded, so a gzip body is not inflated twice."""
     content_type = req.headers.get("content-type", "").lower()
-    body = request_body(req)
+    body = None if req.raw_content is None else decoded if decoded is not None else request_body(req)
     return {
         "request_headers": record.headers_json(redactor.headers(req.headers.items(multi=True))),
         "request_body": redactor.body(body, content_type, body_limit),
