@@ -161,7 +161,13 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         argv += ["--set", f"confdir={args.confdir}"]
     if args.reviewer:
         argv += ["--set", f"shield_reviewer={args.reviewer}"]
-    confdir = Path(args.confdir).expanduser() if args.confdir else paths.default_confdir()
+    given = paths.confdir_option(extra) or args.confdir  # `--set confdir=X` works as well as --confdir X
+    confdir = Path(given).expanduser() if given else paths.default_confdir()
+    # Before mitmproxy: it reads config.yaml from the confdir and writes its CA there, and
+    # a bad confdir would end in a traceback (issue #8).
+    if problem := paths.check_confdir(confdir):
+        print(f"shield: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     htpasswd = agents.htpasswd_path(confdir)
     if htpasswd.exists() and agents.list_agents(confdir) and not any(a.startswith("proxyauth") for a in extra):
         argv += ["--set", f"proxyauth=@{htpasswd}"]
@@ -304,13 +310,14 @@ def shorten(text: str, width: int) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with store.connect_reader(audit_dir(args)) as con:
-        ids = [r[0] for r in con.execute(
-            "SELECT DISTINCT flow_id FROM events WHERE starts_with(flow_id, ?)", [args.flow_id]).fetchall()]
-        if not ids:
+        found = store.find_flows(con, args.flow_id)
+        if not found:
             raise UsageError(f"no flow with id {args.flow_id!r}")
-        if len(ids) > 1:
-            raise UsageError(f"{args.flow_id!r} is ambiguous: {', '.join(sorted(ids)[:5])}")
-        rows = store.rows_as_dicts(con.execute("SELECT * FROM events WHERE flow_id = ? ORDER BY seq", [ids[0]]))
+        if len(found) > 1:
+            raise UsageError(f"{args.flow_id!r} is ambiguous: {', '.join(f[0] for f in found[:5])}")
+        flow_id, first_seq, last_seq = found[0]
+        rows = store.rows_as_dicts(con.execute(
+            "SELECT * FROM events WHERE seq BETWEEN ? AND ? AND flow_id = ? ORDER BY seq", [first_seq, last_seq, flow_id]))
         chain = store.chain_status(con, [r["seq"] for r in rows])
     if args.json:
         for r in rows:

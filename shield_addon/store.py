@@ -30,33 +30,56 @@ _CREATE_EVENTS = "CREATE TABLE IF NOT EXISTS events ({})".format(
     ", ".join(f"{name} {typ}" for name, typ in record.COLUMNS)
 )
 
-TIMELINE_SQL = """
-SELECT
-    min(ts) AS ts,
-    flow_id,
-    arg_min(agent, seq) AS agent,
-    arg_min(method, seq) AS method,
-    arg_min(host, seq) AS host,
-    arg_min(path, seq) AS path,
-    arg_min(service, seq) AS service,
-    arg_min(action_type, seq) AS action_type,
-    arg_min(operation, seq) AS operation,
-    arg_min(namespace, seq) AS namespace,
-    arg_min(resource_name, seq) AS resource_name,
-    arg_min(tables, seq) AS tables,
-    arg_min(rule_id, seq) AS rule_id,
-    arg_min(verdict, seq) AS verdict,
-    arg_max(decision, seq) FILTER (WHERE decision IS NOT NULL) AS decision,
-    arg_max(reviewer, seq) FILTER (WHERE reviewer IS NOT NULL) AS reviewer,
-    arg_max(decided_at, seq) FILTER (WHERE decided_at IS NOT NULL) AS decided_at,
-    arg_max(status_code, seq) FILTER (WHERE status_code IS NOT NULL) AS status_code,
-    arg_max(outcome, seq) FILTER (WHERE outcome IS NOT NULL) AS outcome,
-    max(duration_ms) AS duration_ms,
-    max(hold_id) AS hold_id
-FROM events
-WHERE flow_id IS NOT NULL
-GROUP BY flow_id
-"""
+# The timeline's columns and how each folds a flow's events: the value at its first event,
+# the last non-NULL value, or min/max. `flows` keeps these per flow (plus the seq range) and
+# is folded batch by batch at ingest, so reading the timeline never regroups every event.
+TIMELINE_FOLDS = (
+    ("ts", "min"), ("flow_id", "key"), ("agent", "first"), ("method", "first"), ("host", "first"),
+    ("path", "first"), ("service", "first"), ("action_type", "first"), ("operation", "first"),
+    ("namespace", "first"), ("resource_name", "first"), ("tables", "first"), ("rule_id", "first"),
+    ("verdict", "first"), ("decision", "last"), ("reviewer", "last"), ("decided_at", "last"),
+    ("status_code", "last"), ("outcome", "last"), ("duration_ms", "max"), ("hold_id", "max"),
+)
+TIMELINE_COLUMNS = tuple(c for c, _ in TIMELINE_FOLDS)
+FLOW_FOLDS = (*TIMELINE_FOLDS, ("first_seq", "min"), ("last_seq", "max"))
+
+_AGGREGATE = {
+    "key": "{src}",
+    "first": "arg_min({src}, seq) AS {c}",
+    "last": "arg_max({src}, seq) FILTER (WHERE {src} IS NOT NULL) AS {c}",
+    "min": "min({src}) AS {c}",
+    "max": "max({src}) AS {c}",
+}
+
+
+def fold_sql(source: str) -> str:
+    """One row per flow of the events in `source`, with the columns of `flows`."""
+    cols = [_AGGREGATE[how].format(src="seq" if c.endswith("_seq") else c, c=c) for c, how in FLOW_FOLDS]
+    return f"SELECT {', '.join(cols)} FROM {source} WHERE flow_id IS NOT NULL GROUP BY flow_id"
+
+
+_MERGE = {
+    "first": "coalesce(o.{c}, n.{c})",  # arg_min skips NULLs: the first non-NULL value
+    "last": "coalesce(n.{c}, o.{c})",
+    "min": "least(o.{c}, n.{c})",
+    "max": "greatest(o.{c}, n.{c})",
+}
+
+
+def merge_sql(newer: str, older: str) -> str:
+    """Flows folded from newer events (`newer`, every flow) merged with the same flows folded
+    from older ones (`older`, LEFT JOINed: a flow may be new)."""
+    cols = ["n.flow_id AS flow_id" if how == "key" else f"{_MERGE[how].format(c=c)} AS {c}" for c, how in FLOW_FOLDS]
+    return f"SELECT {', '.join(cols)} FROM {newer} n LEFT JOIN {older} o USING (flow_id)"
+
+
+def sql_list(values: Sequence[Any]) -> str:
+    """A literal IN list: DuckDB answers `flow_id IN ('a', 'b')` from the PRIMARY KEY index,
+    not `IN (subquery)` or `= ANY(?)` (measured by scripts/bench_queries.py)."""
+    return "(" + ", ".join(sql_str(v) if isinstance(v, str) else str(int(v)) for v in values) + ")" if values else "(NULL)"
+
+
+TIMELINE_SQL = f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM flows"
 
 HOLDS_SQL = """
 WITH r AS (
@@ -174,8 +197,10 @@ def chain_status(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, t
     """(hash_ok, link_ok) of the given events: each hash recomputed in SQL, each prev_hash
     compared with the row before it."""
     want = sorted(set(seqs) | {s - 1 for s in seqs if s > 1})
+    if not want:
+        return {}
     rows = con.execute(f"SELECT seq, row_hash, prev_hash, sha256({CANONICAL_SQL}) = row_hash FROM events "
-                       "WHERE seq IN (SELECT unnest(?::BIGINT[]))", [want]).fetchall()
+                       f"WHERE seq BETWEEN ? AND ? AND seq IN {sql_list(want)}", [want[0], want[-1]]).fetchall()
     by_seq = {r[0]: r for r in rows}
     out = {}
     for s in seqs:
@@ -212,33 +237,75 @@ def is_lock_error(e: Exception) -> bool:
 # ---------------------------------------------------------------- writing (the proxy)
 
 
+_TYPES = dict(record.COLUMNS) | {"first_seq": "BIGINT", "last_seq": "BIGINT"}
+_CREATE_FLOWS = "CREATE TABLE flows ({}, PRIMARY KEY (flow_id))".format(
+    ", ".join(f"{c} {_TYPES[c]}" for c, _ in FLOW_FOLDS))
+LITERAL_IN_MAX = 5000  # ids a statement lists literally (index lookups); beyond, a hash join is cheaper
+
+
+def id_filter(column: str, ids: Sequence[Any], subquery: str) -> str:
+    """`column IN (...)`: a literal list while short, so DuckDB uses the index; else the subquery."""
+    return f"{column} IN {sql_list(ids)}" if len(ids) <= LITERAL_IN_MAX else f"{column} IN ({subquery})"
+
+
+def set_up(con: duckdb.DuckDBPyConnection) -> None:
+    """Tables and views of audit.duckdb; `flows` is built from `events` if the file predates it."""
+    con.execute("BEGIN")
+    con.execute(_CREATE_EVENTS)
+    con.execute(_CREATE_CHECKPOINTS)
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND table_name = 'flows'").fetchone()[0]:
+        con.execute(_CREATE_FLOWS)
+        con.execute(f"INSERT INTO flows {fold_sql('events')} ORDER BY ts, flow_id")
+    for name, sql in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+    con.execute("COMMIT")
+
+
+def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int) -> None:
+    """Fold the events (after_seq, upto_seq] into `flows`: update the flows they continue,
+    insert the ones they start. `events` stays append-only; `flows` is derived from it, and
+    `shield verify` checks that it still is."""
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_flows AS "
+                + fold_sql(f"(SELECT * FROM events WHERE seq > {int(after_seq)} AND seq <= {int(upto_seq)})"))
+    ids = [r[0] for r in con.execute("SELECT flow_id FROM batch_flows").fetchall()]
+    if not ids:
+        return
+    old = [r[0] for r in con.execute(
+        "SELECT flow_id FROM flows WHERE " + id_filter("flow_id", ids, "SELECT flow_id FROM batch_flows")).fetchall()]
+    if old:
+        sets = ", ".join(f"{c} = {_MERGE[how].format(c=c)}" for c, how in FLOW_FOLDS if how != "key")
+        con.execute(f"UPDATE flows AS o SET {sets} FROM batch_flows n WHERE o.flow_id = n.flow_id AND "
+                    + id_filter("o.flow_id", old, "SELECT flow_id FROM batch_flows"))
+    new = "" if not old else " WHERE NOT " + id_filter("flow_id", old, "SELECT flow_id FROM flows")
+    con.execute(f"INSERT INTO flows SELECT * FROM batch_flows{new} ORDER BY ts, flow_id")
+
+
 def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True) -> int:
-    """Append journal rows not yet in audit.duckdb; return how many. Raises duckdb
-    errors, lock conflicts included: the caller retries later."""
+    """Append journal rows not yet in audit.duckdb, and fold them into `flows`, in one
+    transaction; return how many. Raises duckdb errors, lock conflicts included: the
+    caller retries later."""
     jdir = audit_dir / JOURNAL_DIR
     con = duckdb.connect(str(audit_dir / DB_NAME))
     try:
         if setup:
-            con.execute(_CREATE_EVENTS)
-            con.execute(_CREATE_CHECKPOINTS)
+            set_up(con)
         log = audit_dir / CHECKPOINT_LOG
         if log.exists() and log.stat().st_size:
             con.execute(f"INSERT INTO checkpoints SELECT * FROM ({read_checkpoints_sql(log)}) "
                         "WHERE seq > (SELECT coalesce(max(seq), 0) FROM checkpoints) ORDER BY seq")
-        for name, sql in VIEWS.items() if setup else ():
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         # From the file, not from memory: a commit may have landed without us seeing it.
         have = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
         files = tail_files(jdir, have)
-        if not files:
-            return 0
         limit = upto_seq if upto_seq is not None else 2**62
-        if limit <= have:
+        if not files or limit <= have:
             return 0
-        before = have
+        con.execute("BEGIN")
         con.execute("INSERT INTO events " + read_journal_sql(files) + " ORDER BY seq", [have, limit])
         after = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        return after - before
+        fold(con, have, after)
+        con.execute("COMMIT")
+        return after - have
     finally:
         con.close()
 
@@ -308,27 +375,27 @@ class Ingester:
 
 
 def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyConnection:
-    """An in-memory session with `events` (audit.duckdb + the journal's newer lines) and
-    the views. The file is attached read-only, so it never blocks another reader."""
+    """An in-memory session with `events` and `flows` (audit.duckdb + the journal's newer
+    lines) and the views. The file is attached read-only, so it never blocks another reader."""
     con = duckdb.connect(":memory:")
     db = audit_dir / DB_NAME
     have = 0
-    sources = []
+    tables: set[str] = set()
     if db.exists():
         _attach(con, db, wait)
-        if con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'audit' AND table_name = 'events'"
-        ).fetchone()[0]:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'audit'").fetchall()}
+        if "events" in tables:
             have = con.execute("SELECT coalesce(max(seq), 0) FROM audit.events").fetchone()[0]
-            sources.append("SELECT * FROM audit.events")
     files = tail_files(audit_dir / JOURNAL_DIR, have)
     if files:
         con.execute("CREATE TEMP TABLE journal_tail AS " + read_journal_sql(files), [have, 2**62])
-        sources.append("SELECT * FROM journal_tail")
-    if not sources:
+    else:
         con.execute("CREATE TEMP TABLE journal_tail (" + ", ".join(f"{n} {t}" for n, t in record.COLUMNS) + ")")
-        sources.append("SELECT * FROM journal_tail")
-    con.execute("CREATE TEMP VIEW events AS " + " UNION ALL ".join(sources))
+    older = ["SELECT * FROM audit.events"] if "events" in tables else []
+    con.execute("CREATE TEMP VIEW events AS " + " UNION ALL ".join([*older, "SELECT * FROM journal_tail"]))
+    con.execute("CREATE TEMP VIEW flows AS " + (
+        _flows_with_tail(con) if "flows" in tables else fold_sql("events")))
     log = audit_dir / CHECKPOINT_LOG
     if log.exists() and log.stat().st_size:  # the log, not the table: it is never behind
         con.execute("CREATE TEMP VIEW checkpoints AS " + read_checkpoints_sql(log))
@@ -337,6 +404,30 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
     for name, sql in VIEWS.items():
         con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
     return con
+
+
+def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> str:
+    """audit.flows with the journal tail folded in: the tail's flows are fetched by id, merged,
+    and hidden from audit.flows by rowid, so no query joins every flow."""
+    con.execute(f"CREATE TEMP TABLE tail_flows AS {fold_sql('journal_tail')}")
+    ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_flows").fetchall()]
+    if not ids:
+        return "SELECT * FROM audit.flows"
+    con.execute("CREATE TEMP TABLE tail_base AS SELECT rowid AS base_rowid, * FROM audit.flows WHERE "
+                + id_filter("flow_id", ids, "SELECT flow_id FROM tail_flows"))
+    rowids = [r[0] for r in con.execute("SELECT base_rowid FROM tail_base").fetchall()]
+    con.execute("CREATE TEMP TABLE tail_merged AS "
+                + merge_sql("tail_flows", "(SELECT * EXCLUDE (base_rowid) FROM tail_base)"))
+    keep = "" if not rowids else " WHERE NOT " + id_filter("rowid", rowids, "SELECT base_rowid FROM tail_base")
+    return f"SELECT * FROM audit.flows{keep} UNION ALL SELECT * FROM tail_merged"
+
+
+def find_flows(con: duckdb.DuckDBPyConnection, prefix: str, limit: int = 6) -> list[tuple[str, int, int]]:
+    """(flow_id, first_seq, last_seq) of the flows whose id is `prefix` or starts with it:
+    the exact id first, an index lookup."""
+    exact = con.execute("SELECT flow_id, first_seq, last_seq FROM flows WHERE flow_id = ?", [prefix]).fetchall()
+    return exact or con.execute("SELECT flow_id, first_seq, last_seq FROM flows WHERE starts_with(flow_id, ?) "
+                                "ORDER BY flow_id LIMIT ?", [prefix, limit]).fetchall()
 
 
 def _attach(con: duckdb.DuckDBPyConnection, db: Path, wait: float) -> None:

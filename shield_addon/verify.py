@@ -119,6 +119,7 @@ def compare_db(audit_dir: Path, report: Report) -> None:
                           ).fetchone()
         if bad:
             report.problems.append(Problem(bad[0], "edited in audit.duckdb", "row_hash does not match the row's content"))
+        compare_flows(con, report)
         files = journal.segments(audit_dir / store.JOURNAL_DIR)
         if not files:
             return
@@ -130,6 +131,20 @@ def compare_db(audit_dir: Path, report: Report) -> None:
         if diff:
             what = "is not in the journal" if diff[1] else "differs from the journal's row"
             report.problems.append(Problem(diff[0], "journal and audit.duckdb disagree", f"the audit.duckdb row {what}"))
+
+
+def compare_flows(con: Any, report: Report) -> None:
+    """`flows` is derived from `events` at ingest: it must still be exactly what they fold to,
+    or a timeline read from it could tell a different story than the chained rows."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'audit' "
+                       "AND table_name = 'flows'").fetchone()[0]:
+        return
+    folded = store.fold_sql("audit.events")
+    bad = con.execute(f"SELECT flow_id, first_seq FROM ((SELECT * FROM audit.flows EXCEPT ALL {folded}) UNION ALL "
+                      f"({folded} EXCEPT ALL SELECT * FROM audit.flows)) ORDER BY first_seq LIMIT 1").fetchone()
+    if bad:
+        report.problems.append(Problem(bad[1], "flows disagree with events",
+                                       f"flow {bad[0]}: its row in audit.duckdb's flows is not what its events say"))
 
 
 def verify(audit_dir: Path, public: Ed25519PublicKey, progress: Callable[[int], None] | None = None) -> Report:

@@ -170,6 +170,16 @@ def test_a_row_added_only_in_duckdb_is_caught(trail: Path) -> None:
     assert out.returncode == 1 and "journal and audit.duckdb disagree" in out.stdout
 
 
+def test_a_flow_summary_edited_in_duckdb_is_caught(trail: Path) -> None:
+    """The timeline reads `flows`: rewriting a flow there (a denial made to look approved) must
+    not pass for the record."""
+    con = duckdb.connect(str(trail / "audit.duckdb"))
+    con.execute("UPDATE flows SET decision = 'approved', reviewer = 'ann' WHERE flow_id = 'f12'")
+    con.close()
+    out = verify(trail)
+    assert out.returncode == 1 and out.stdout.startswith("BROKEN: seq 13: flows disagree with events"), out.stdout
+
+
 def test_the_chain_checks_in_sql_alone(trail: Path) -> None:
     """The README's query: the same hashes recomputed by DuckDB, no Python involved."""
     con = duckdb.connect(str(trail / "audit.duckdb"), read_only=True)
