@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: the proxy at full speed for N minutes with a realistic mix, watched every 30 s.
 
-    python scripts/soak.py [--minutes 30] [--agents 32] [--report 30] [--dir DIR] [--keep]
+    python scripts/soak.py [--minutes 30] [--agents 32] [--report 30] [--analyst-hold MIN] [--dir DIR] [--keep]
 
 AGENTS agents (proxy users agent-<n>, keep-alive connections) send, as fast as answers come:
 allowed GETs (60 %), allowed JSON POSTs of 0.1-3 KB (15 %), SQL SELECTs (5 %), requests a
@@ -16,6 +16,19 @@ and the RSS levelled off: exit 1 if it still grows over the last third of the ru
 sampled every 2 s; each ingest batch briefly adds tens of MiB (DuckDB reading the journal), so
 the judged series is the floor, the lowest sample of each 10 s; a least-squares line through
 the floors of the last third may rise at most --rss-slack MiB over that third.
+
+--analyst-hold MINUTES (default 0: off): at a quarter of the run an analyst opens audit.duckdb
+with a plain `duckdb.connect(path, read_only=True)` (retrying while an ingest batch holds the
+file), keeps that connection open for MINUTES minutes with a cheap query on it every 30 s,
+then closes it. Its shared lock keeps the proxy's ingester out, so the report lines show the
+ingest lag growing while the journal keeps every event (the soak's own lag reading opens the
+file read-only in the same process and shares the analyst's database instance, so it works
+during the hold). At the end: the largest lag seen during the hold, and how many seconds
+after the release audit.duckdb held the journal's newest seq as of the release; exit 1 if
+that took more than 60 s, besides the checks above (nothing lost). The hold must end at
+least 60 s before the run does; the catch-up ingests the whole backlog in one batch, so let
+it end before the last third (e.g. at most 12 min in a 30-min run), or the RSS verdict
+judges that batch's step along with any growth.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reliability_common import (  # noqa: E402
+from reliability_common import (  # noqa: E402  (also puts the repository on sys.path)
     HTTPUpstream,
     Load,
     Reviewer,
@@ -46,6 +59,10 @@ from reliability_common import (  # noqa: E402
     start,
     verify,
 )
+
+from shield_addon.store import is_lock_error  # noqa: E402
+
+CATCH_UP = 60.0  # seconds audit.duckdb may take to catch up once the analyst lets go
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -84,6 +101,97 @@ class Sampler(threading.Thread):
             self.halt.wait(self.every)
 
 
+class Analyst(threading.Thread):
+    """An analyst who opens audit.duckdb read-only `at` seconds in, holds it `hold` seconds
+    (a cheap query every 30 s), closes it, and then watches the ingester catch up."""
+
+    def __init__(self, audit_dir: Path, at: float, hold: float, t0: float):
+        super().__init__(name="analyst", daemon=True)
+        self.db, self.journal = audit_dir / "audit.duckdb", audit_dir / "journal"
+        self.at, self.hold, self.t0 = at, hold, t0
+        self.halt = threading.Event()
+        self.holding = False
+        self.opened = self.released = None  # seconds since t0
+        self.held_seq = 0  # max(seq) in the file while held
+        self.release_seq = 0  # the journal's newest seq at the release
+        self.max_lag = 0
+        self.queries = 0
+        self.caught_up: float | None = None  # seconds after the release
+        self.error: str | None = None
+
+    def say(self, text: str) -> None:
+        print(f"{time.monotonic() - self.t0:>5.0f}s analyst: {text}", flush=True)
+
+    def run(self) -> None:
+        import duckdb
+
+        if self.halt.wait(max(0.0, self.t0 + self.at - time.monotonic())):
+            return
+        deadline = time.monotonic() + 30
+        while True:  # an ingest batch holds the file for well under a second
+            try:
+                con = duckdb.connect(str(self.db), read_only=True)
+                break
+            except duckdb.Error as e:
+                if not is_lock_error(e) or time.monotonic() > deadline:
+                    self.error = f"the analyst could not open {self.db} read-only: {e}"
+                    return
+                time.sleep(0.05)
+        try:
+            self.holding, self.opened = True, time.monotonic() - self.t0
+            self.held_seq = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            self.say(f"opened audit.duckdb read-only (it holds seq ..{self.held_seq}), holding it {self.hold:g} s")
+            end, next_query = time.monotonic() + self.hold, time.monotonic() + 30
+            while (now := time.monotonic()) < end and not self.halt.is_set():
+                if now >= next_query:  # clearly in use
+                    _rows, top = con.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+                    self.queries, next_query = self.queries + 1, next_query + 30
+                    if top != self.held_seq:
+                        self.error = f"audit.duckdb changed under the analyst's read-only connection (seq ..{top})"
+                self.max_lag = max(self.max_lag, journal_max_seq(self.journal) - self.held_seq)
+                self.halt.wait(min(1.0, end - now))
+        except duckdb.Error as e:
+            self.error = f"the analyst's query failed: {e}"
+        finally:
+            self.release_seq = journal_max_seq(self.journal)
+            self.max_lag = max(self.max_lag, self.release_seq - self.held_seq)
+            con.close()
+            self.holding, self.released = False, time.monotonic() - self.t0
+        self.say(f"released after {self.released - self.opened:.0f} s and {self.queries} queries; journal at seq "
+                 f"..{self.release_seq}, max lag during the hold {self.max_lag} events")
+        released = time.monotonic()
+        while not self.halt.is_set():
+            in_db = duckdb_max_seq(self.db, wait=0.5)
+            if in_db is not None and in_db >= self.release_seq:
+                self.caught_up = time.monotonic() - released
+                self.say(f"audit.duckdb reached seq {self.release_seq} {self.caught_up:.1f} s after the release")
+                return
+            self.halt.wait(0.5)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)
+
+    def judge(self) -> list[str]:
+        if self.error:
+            return [self.error]
+        if self.released is None:
+            return ["the analyst never held audit.duckdb"]
+        if self.caught_up is None:
+            return [f"audit.duckdb had not caught up with seq {self.release_seq} when the run ended"]
+        if self.caught_up > CATCH_UP:
+            return [f"audit.duckdb took {self.caught_up:.0f} s (over {CATCH_UP:.0f} s) to catch up after the analyst let go"]
+        return []
+
+    def summary(self) -> str:
+        if self.released is None:
+            return "analyst: never held the file"
+        caught = f"{self.caught_up:.1f} s" if self.caught_up is not None else "not caught up"
+        return (f"analyst: held audit.duckdb {self.opened:.0f}-{self.released:.0f}s at seq {self.held_seq}; max lag "
+                f"during the hold {self.max_lag} events; caught up with the journal's seq {self.release_seq} "
+                f"{caught} after the release (limit {CATCH_UP:.0f} s)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=30)
@@ -91,9 +199,16 @@ def main() -> int:
     ap.add_argument("--report", type=float, default=30, help="seconds between report lines")
     ap.add_argument("--rss-slack", type=float, default=8.0,
                     help="MiB the RSS may still rise over the last third (least-squares line) and count as levelled off")
+    ap.add_argument("--analyst-hold", type=float, default=0, metavar="MINUTES",
+                    help="at a quarter of the run, hold audit.duckdb open read-only this long (default 0: off)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a new temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (always kept on failure)")
     args = ap.parse_args()
+    if args.analyst_hold < 0:
+        ap.error("--analyst-hold must be 0 (off) or a number of minutes")
+    if args.analyst_hold and args.minutes * 60 * 3 / 4 - args.analyst_hold * 60 < CATCH_UP:
+        ap.error(f"--analyst-hold {args.analyst_hold:g} starts at a quarter of the run and must end at least "
+                 f"{CATCH_UP:.0f} s before it: run longer or hold shorter")
     work = args.dir or Path(tempfile.mkdtemp(prefix="shield-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     seconds = args.minutes * 60
@@ -106,12 +221,17 @@ def main() -> int:
     load = Load(proxy.port, upstream, args.agents, tag, keep=False, timeout=60).start()
     reviewer = Reviewer(proxy, f"/hold/{tag}a-", every=0.2)
     reviewer.start()
-    print(f"soak: {args.minutes:g} min, {args.agents} agents, proxy pid {proxy.proc.pid}, work dir {work}", flush=True)
+    hold = f", analyst holds audit.duckdb for {args.analyst_hold:g} min from {seconds / 4:.0f}s" if args.analyst_hold else ""
+    print(f"soak: {args.minutes:g} min, {args.agents} agents{hold}, proxy pid {proxy.proc.pid}, work dir {work}", flush=True)
     print(f"{'time':>6} {'requests':>9} {'req/s':>6} {'unexpected':>10} {'proxy cpu':>9} {'rss MiB':>8} "
           f"{'journal MiB':>11} {'duckdb MiB':>10} {'ingest lag':>10} {'approved':>8}", flush=True)
 
     failures: list[str] = []
     t0 = time.monotonic()
+    analyst = None
+    if args.analyst_hold:
+        analyst = Analyst(proxy.audit_dir, seconds / 4, args.analyst_hold * 60, t0)
+        analyst.start()
     last_t, last_n, last_cpu = t0, 0, cpu_seconds(proxy.proc.pid)
     try:
         while (now := time.monotonic()) - t0 < seconds:
@@ -123,14 +243,18 @@ def main() -> int:
             jseq = journal_max_seq(proxy.audit_dir / "journal")
             dseq = duckdb_max_seq(proxy.audit_dir / "audit.duckdb", wait=5)
             lag = "busy" if dseq is None else str(jseq - dseq)
+            held = "  (analyst holds audit.duckdb)" if analyst and analyst.holding else ""
             print(f"{now - t0:>5.0f}s {n:>9} {(n - last_n) / (now - last_t):>6.0f} {load.unexpected:>10} "
                   f"{(cpu - last_cpu) / (now - last_t) * 100:>8.0f}% {rss_mib(proxy.proc.pid):>8.1f} "
                   f"{dir_mib(proxy.audit_dir / 'journal'):>11.1f} "
-                  f"{dir_mib(proxy.audit_dir / 'audit.duckdb'):>10.1f} {lag:>10} {reviewer.approved:>8}", flush=True)
+                  f"{dir_mib(proxy.audit_dir / 'audit.duckdb'):>10.1f} {lag:>10} {reviewer.approved:>8}{held}", flush=True)
             last_t, last_n, last_cpu = now, n, cpu
     except KeyboardInterrupt:
         failures.append("interrupted")
     finally:
+        if analyst:
+            analyst.stop()
+            failures += analyst.judge()
         load.stop()
         reviewer.stop()
         sampler.halt.set()
@@ -199,6 +323,8 @@ def main() -> int:
           f"audit.duckdb {dir_mib(proxy.audit_dir / 'audit.duckdb'):.1f} MiB; RSS floor by third {means} MiB, "
           f"peak {max((r for _, r in samples), default=0):.1f} MiB, floor trend over the last third {rise:+.1f} MiB; "
           f"verify {'OK' if ok else 'FAILED'}")
+    if analyst:
+        print(analyst.summary())
     upstream.stop()
     return finish(failures, work, bool(args.keep or args.dir))
 
