@@ -69,6 +69,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("hold_key", "VARCHAR"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+_CANONICAL_NAMES = tuple(name for name in COLUMN_NAMES if name != "row_hash")
 CANONICAL_VERSION = 1
 GENESIS = "0" * 64
 
@@ -86,12 +87,16 @@ def utc_text(t: float) -> str:
 def canonical(event: Mapping[str, Any]) -> bytes:
     """Version 1: every column but row_hash, in COLUMNS order, each as `<utf-8 length>:<text>`,
     NULL as `-`. Lists are compact JSON, booleans true/false, numbers as Python writes them."""
+    get = event.get
     parts = []
-    for name in COLUMN_NAMES:
-        if name == "row_hash":
-            continue
-        text = _text(event.get(name))
-        parts.append("-" if text is None else f"{len(text.encode())}:{text}")
+    add = parts.append
+    for name in _CANONICAL_NAMES:
+        v = get(name)
+        if v is None:
+            add("-")
+        else:
+            text = v if type(v) is str else _text(v)
+            add(f"{len(text) if text.isascii() else len(text.encode())}:{text}")
     return "".join(parts).encode()
 
 
@@ -102,6 +107,8 @@ def _text(v: Any) -> str | None:
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
         text = json.dumps(list(v), separators=(",", ":"), ensure_ascii=False)
+        if "\\u" not in text:
+            return text
         return _UNICODE_ESCAPE.sub(lambda m: m.group(1) + "\\u" + m.group(2).upper(), text)
     return str(v)
 
@@ -117,7 +124,9 @@ def row_hash(event: Mapping[str, Any]) -> str:
 
 def seal(event: dict[str, Any], seq: int, chain_id: str, prev_hash: str) -> dict[str, Any]:
     """Give an event its place in the chain. Returns a complete row, columns in order."""
-    row = {name: _clean(event.get(name)) for name in COLUMN_NAMES}
+    get = event.get
+    row = {name: v if v is None or type(v) is str and v.isascii() else _clean(v)
+           for name in COLUMN_NAMES for v in (get(name),)}
     row.update(seq=seq, chain_id=chain_id, prev_hash=prev_hash, row_hash=None)
     row["row_hash"] = row_hash(row)
     return row
@@ -193,6 +202,21 @@ _SECRET_PAIR = re.compile(r"\b([\w.-]{1,64})=([^&\s\"'<>]+)")
 _JSON_FIELD = re.compile(r'"([^"\\\n]{1,64})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 
 
+# Every _SECRET_VALUE match contains one of these: a long text without any skips the regex.
+_SECRET_LITERALS = ("-----BEGIN", "sk-", "sk_", "rk_", "whsec_", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_",
+                    "ghr_", "github_pat_", "xox", "xapp-", "AIza", "SG.", "eyJ")
+_PREFILTER_FROM = 64  # characters; below, the regex is cheaper than the literal checks
+_CACHE_MAX = 4096  # names and header values remembered (they repeat on every request)
+_CACHED_VALUE_MAX = 256  # longer header values are redacted each time, not remembered
+
+
+def _may_hold_token(text: str) -> bool:
+    if len(text) < _PREFILTER_FROM or any(lit in text for lit in _SECRET_LITERALS):
+        return True
+    low = text.lower()
+    return "bearer" in low or "basic" in low
+
+
 class Redactor:
     """Replaces secrets by `[redacted:<keyed fingerprint>]`.
 
@@ -206,9 +230,26 @@ class Redactor:
         self.extra_headers = {h.lower() for h in extra.headers}
         self.extra_fields = extra.fields  # a compiled regex, or None
         self.extra_patterns = extra.patterns
+        # Only verdicts on names and non-secret header values are remembered, never a secret.
+        self._secret_names: dict[str, bool] = {}
+        self._secret_headers: dict[str, bool] = {}
+        self._header_texts: dict[str, str] = {}
 
     def secret_name(self, name: str) -> bool:
-        return bool(_SECRET_NAME.search(name) or (self.extra_fields and self.extra_fields.search(name)))
+        known = self._secret_names.get(name)
+        if known is None:
+            known = bool(_SECRET_NAME.search(name) or (self.extra_fields and self.extra_fields.search(name)))
+            _remember(self._secret_names, name, known)
+        return known
+
+    def secret_header(self, name: str) -> bool:
+        known = self._secret_headers.get(name)
+        if known is None:
+            low = name.lower()
+            known = bool(low in SECRET_HEADERS or low in self.extra_headers or _SECRET_HEADER_NAME.search(low)
+                         or self.secret_name(low))
+            _remember(self._secret_headers, name, known)
+        return known
 
     def mark(self, secret: str) -> str:
         fp = hmac.new(self.key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:12]
@@ -217,11 +258,15 @@ class Redactor:
     def headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
         out = []
         for name, value in headers:
-            low = name.lower()
-            if low in SECRET_HEADERS or low in self.extra_headers or _SECRET_HEADER_NAME.search(low) or self.secret_name(low):
+            if self.secret_header(name):
                 value = self.mark(value)
+            elif (known := self._header_texts.get(value)) is not None:
+                value = known
             else:
-                value = self.text(value)
+                redacted = self.text(value)
+                if len(value) <= _CACHED_VALUE_MAX and redacted == value:  # nothing secret in it
+                    _remember(self._header_texts, value, redacted)
+                value = redacted
             out.append([name, value])
         return out
 
@@ -229,11 +274,15 @@ class Redactor:
         return [(k, self.mark(v) if self.secret_name(k) else self.text(v)) for k, v in pairs]
 
     def text(self, text: str) -> str:
-        text = _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
+        if _may_hold_token(text):
+            text = _SECRET_VALUE.sub(lambda m: self.mark(m.group(0)), text)
         for pattern in self.extra_patterns:
             text = pattern.sub(lambda m: self.mark(m.group(0)), text)
-        text = _SECRET_PAIR.sub(lambda m: self._pair(m.group(0), m.group(1), m.group(2), "="), text)
-        return _JSON_FIELD.sub(lambda m: self._pair(m.group(0), f'"{m.group(1)}"', m.group(3), m.group(2) + '"', '"'), text)
+        if "=" in text:
+            text = _SECRET_PAIR.sub(lambda m: self._pair(m.group(0), m.group(1), m.group(2), "="), text)
+        if '"' in text:
+            text = _JSON_FIELD.sub(lambda m: self._pair(m.group(0), f'"{m.group(1)}"', m.group(3), m.group(2) + '"', '"'), text)
+        return text
 
     def _pair(self, whole: str, name: str, value: str, sep: str, end: str = "") -> str:
         if value.startswith("[redacted:") or not self.secret_name(name.strip('"')):
@@ -286,6 +335,12 @@ class Redactor:
         if len(encoded) > limit:
             text = encoded[:limit].decode("utf-8", "ignore") + f"…[cut at {limit} bytes]"
         return text
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()  # agents that send ever-new names get no memory, not unbounded growth
+    cache[key] = value
 
 
 def _scalar(v: Any) -> str:

@@ -9,9 +9,11 @@ and add the journal's newest lines themselves, so they always see the live tail.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -281,11 +283,56 @@ def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int) -> None:
     con.execute(f"INSERT INTO flows SELECT * FROM batch_flows{new} ORDER BY ts, flow_id")
 
 
-def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True) -> int:
-    """Append journal rows not yet in audit.duckdb, and fold them into `flows`, in one
-    transaction; return how many. Raises duckdb errors, lock conflicts included: the
+@dataclass
+class Cursor:
+    """Where the last ingest stopped in the journal: the next one reads only newer bytes,
+    not the whole current segment again (up to 64 MiB of JSON parsed every second)."""
+    path: Path | None = None
+    offset: int = 0  # just after the line of `seq`
+    seq: int = 0
+
+
+def line_seq(line: bytes) -> int | None:
+    """The seq of a journal line, which the writer always puts first."""
+    if line.startswith(b'{"seq":'):
+        end = line.find(b",", 7)
+        if end > 7 and line[7:end].isdigit():
+            return int(line[7:end])
+    return None
+
+
+BATCH_BYTES = 32 << 20
+
+
+def new_lines(jdir: Path, have: int, upto: int, cursor: Cursor, max_bytes: int = BATCH_BYTES) -> bytes:
+    """The journal's lines with seq in (have, upto], up to about max_bytes, read from the
+    cursor when it is still where `have` ends; the cursor moves past the last line taken."""
+    out: list[bytes] = []
+    size = 0
+    for path in tail_files(jdir, have):
+        if size >= max_bytes:
+            break
+        start = cursor.offset if path == cursor.path and cursor.seq == have else 0
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+        pos = 0
+        for line in data.splitlines(keepends=True):
+            seq = line_seq(line)
+            if seq is not None and seq > upto or not line.endswith(b"\n") or size >= max_bytes:
+                break  # later lines are not committed yet, or are for the next batch
+            pos += len(line)
+            if seq is not None and seq > have:
+                out.append(line)
+                size += len(line)
+                cursor.path, cursor.offset, cursor.seq = path, start + pos, seq
+    return b"".join(out)
+
+
+def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True, cursor: Cursor | None = None) -> int:
+    """Append journal rows not yet in audit.duckdb and fold them into `flows`, each batch in
+    one transaction; return how many. Raises duckdb errors, lock conflicts included: the
     caller retries later."""
-    jdir = audit_dir / JOURNAL_DIR
     con = duckdb.connect(str(audit_dir / DB_NAME))
     try:
         if setup:
@@ -294,18 +341,29 @@ def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True) -> 
         if log.exists() and log.stat().st_size:
             con.execute(f"INSERT INTO checkpoints SELECT * FROM ({read_checkpoints_sql(log)}) "
                         "WHERE seq > (SELECT coalesce(max(seq), 0) FROM checkpoints) ORDER BY seq")
-        # From the file, not from memory: a commit may have landed without us seeing it.
-        have = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        files = tail_files(jdir, have)
         limit = upto_seq if upto_seq is not None else 2**62
-        if not files or limit <= have:
-            return 0
-        con.execute("BEGIN")
-        con.execute("INSERT INTO events " + read_journal_sql(files) + " ORDER BY seq", [have, limit])
-        after = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        fold(con, have, after)
-        con.execute("COMMIT")
-        return after - have
+        moved = Cursor(**vars(cursor)) if cursor else Cursor()
+        total = 0
+        while True:  # batches of at most BATCH_BYTES: catching up after a long lock stays bounded
+            # From the file, not from memory: a commit may have landed without us seeing it.
+            have = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            data = new_lines(audit_dir / JOURNAL_DIR, have, limit, moved) if limit > have else b""
+            if not data:
+                return total
+            with tempfile.NamedTemporaryFile(suffix=".jsonl") as batch:
+                batch.write(data)
+                batch.flush()
+                con.execute("BEGIN")
+                con.execute("INSERT INTO events " + read_journal_sql([Path(batch.name)]) + " ORDER BY seq",
+                            [have, limit])
+                after = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                fold(con, have, after)
+                con.execute("COMMIT")
+            if after == have:
+                return total  # nothing readable in the batch; read_json's ignore_errors skipped it
+            total += after - have
+            if cursor:
+                cursor.path, cursor.offset, cursor.seq = moved.path, moved.offset, moved.seq
     finally:
         con.close()
 
@@ -322,6 +380,7 @@ class Ingester:
         self._thread = threading.Thread(target=self._run, name="shield-ingest", daemon=True)
         self.last_error: str | None = None
         self.set_up = False
+        self.cursor = Cursor()
 
     def start(self) -> None:
         self._thread.start()
@@ -341,9 +400,9 @@ class Ingester:
             return True
         try:
             # Tables and views once per file: recreating them every second cost a third of the ingest.
-            ingest(self.audit_dir, upto, setup=not self.set_up)
+            ingest(self.audit_dir, upto, setup=not self.set_up, cursor=self.cursor)
             self.set_up = True
-        except duckdb.Error as e:
+        except (duckdb.Error, OSError) as e:  # OSError: no room for the batch file
             if not is_lock_error(e) and str(e) != self.last_error:
                 log.warning("shield: audit.duckdb ingest failed (the journal keeps every event): %s", e)
             self.last_error = str(e)

@@ -130,3 +130,36 @@ def test_show_finds_a_flow_by_id_or_unique_prefix(tmp_path: Path) -> None:
         fid, first, last = store.find_flows(con, "flow-0003")[0]
         seqs = [r[0] for r in con.execute("SELECT seq FROM events WHERE flow_id = ? ORDER BY seq", [fid]).fetchall()]
         assert (first, last) == (seqs[0], seqs[-1])
+
+
+def test_ingest_reads_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a cursor, a batch reads only the lines after the last one ingested; bounded
+    batches still take everything, in order."""
+    j = Journal(tmp_path / "journal")
+    j.open()
+    for i in range(50):
+        j.write({"stage": "request", "flow_id": f"f{i}"})
+    cursor = store.Cursor()
+    assert store.ingest(tmp_path, cursor=cursor) == 50
+    assert cursor.seq == 50 and cursor.offset == cursor.path.stat().st_size
+    for i in range(50, 60):
+        j.write({"stage": "request", "flow_id": f"f{i}"})
+    read: list[int] = []
+    real = store.new_lines
+
+    def spy(jdir: Path, have: int, upto: int, cur: store.Cursor, max_bytes: int = store.BATCH_BYTES) -> bytes:
+        read.append(cur.offset if cur.seq == have else 0)
+        return real(jdir, have, upto, cur, max_bytes)
+
+    monkeypatch.setattr(store, "new_lines", spy)
+    assert store.ingest(tmp_path, cursor=cursor) == 10
+    assert read[0] > 0, "the second batch started at the cursor, not at the segment's start"
+    monkeypatch.setattr(store, "BATCH_BYTES", 1500)  # a few lines per batch: many transactions
+    monkeypatch.setattr(store, "new_lines", lambda *a: real(*a[:4], 1500))
+    for i in range(60, 90):
+        j.write({"stage": "request", "flow_id": f"f{i}"})
+    j.close()
+    assert store.ingest(tmp_path, cursor=cursor) == 30
+    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
+        assert con.execute("SELECT list(seq ORDER BY seq) FROM events").fetchone()[0] == list(range(1, 91))
+        assert con.execute("SELECT count(*) FROM flows").fetchone()[0] == 90
