@@ -22,6 +22,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from shield_addon import record
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,15 @@ def read_rows(directory: Path, after_seq: int = 0,
                         yield row
         except FileNotFoundError:
             continue
+
+
+def journal_line(row: dict[str, Any]) -> bytes:
+    """One row as compact JSON. orjson writes the same bytes as json.dumps(ensure_ascii=False,
+    separators=(",", ":")) at a tenth of the cost, on the thread that holds the GIL for it."""
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # a value orjson refuses (an int past 64 bits): the standard library takes any
+        return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class Journal:
@@ -226,8 +237,8 @@ class Journal:
             row = record.seal({**event, "ts": now}, seq, self.chain_id, head)
             head = row["row_hash"]
             rows.append(row)
-            lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-        data = ("\n".join(lines) + "\n").encode("utf-8")
+            lines.append(journal_line(row))
+        data = b"\n".join(lines) + b"\n"
         try:
             if self._size and self._size + len(data) > self.segment_bytes:
                 self._open_segment(self.dir / f"seg-{self.seq + 1:012d}.jsonl")

@@ -109,3 +109,14 @@ def test_reader_sees_journal_rows_not_yet_ingested(tmp_path: Path) -> None:
 def test_reader_works_before_anything_was_written(tmp_path: Path) -> None:
     with store.connect_reader(tmp_path) as con:
         assert con.execute("SELECT count(*) FROM timeline").fetchone()[0] == 0
+
+
+def test_journal_lines_are_what_the_standard_library_would_write() -> None:
+    """orjson writes the lines; readers and the ingest expect compact JSON with seq first."""
+    from shield_addon.journal import journal_line
+
+    row = record.seal({"stage": "request", "flow_id": "f", "path": "/ü\x1b[31m\u2028", "tables": ["a"], "port": 443,
+                       "duration_ms": 1.25, "edited": False, "ts": "2026-11-28 01:00:00.000000"}, 7, "c", record.GENESIS)
+    assert journal_line(row) == json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
+    assert journal_line(row).startswith(b'{"seq":7,')
+    assert json.loads(journal_line({**row, "port": 2**70}))["port"] == 2**70  # past orjson: still written
