@@ -549,7 +549,9 @@ def rebuild_retry_holds(journal_dir: Path, ttl: float, timeout: float | None) ->
     from datetime import datetime
 
     def rows() -> Any:
-        for r in read_rows(journal_dir):
+        # Only lines with a hold_id are parsed: a start-up on a journal of millions of rows
+        # must not decode every one of them.
+        for r in read_rows(journal_dir, containing=b'"hold_id":"'):
             if r.get("hold_id"):
                 r["_t"] = datetime.fromisoformat(r["ts"]).replace(tzinfo=UTC).timestamp()
                 yield r

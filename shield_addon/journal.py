@@ -59,11 +59,12 @@ def segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def read_rows(directory: Path, after_seq: int = 0,
-              on_bad: Callable[[Path, int], None] | None = None) -> Iterator[dict[str, Any]]:
+def read_rows(directory: Path, after_seq: int = 0, on_bad: Callable[[Path, int], None] | None = None,
+              containing: bytes | None = None) -> Iterator[dict[str, Any]]:
     """Rows with seq > after_seq, in order. A torn last line (a crash mid-write, or a
     write in progress while we read) is skipped, never half-read. A complete line that
-    is not JSON raises ValueError, or goes to on_bad(segment, line number) if given."""
+    is not JSON raises ValueError, or goes to on_bad(segment, line number) if given.
+    `containing`: only lines with these bytes are parsed (a cheap scan of a big journal)."""
     segs = segments(directory)
     for i, (_first, path) in enumerate(segs):
         if i + 1 < len(segs) and segs[i + 1][0] <= after_seq + 1:
@@ -73,6 +74,8 @@ def read_rows(directory: Path, after_seq: int = 0,
                 for n, line in enumerate(f, 1):
                     if not line.endswith(b"\n"):
                         break
+                    if containing is not None and containing not in line:
+                        continue
                     try:
                         row = json.loads(line)
                         seq = row["seq"]

@@ -120,3 +120,14 @@ def test_journal_lines_are_what_the_standard_library_would_write() -> None:
     assert journal_line(row) == json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
     assert journal_line(row).startswith(b'{"seq":7,')
     assert json.loads(journal_line({**row, "port": 2**70}))["port"] == 2**70  # past orjson: still written
+
+
+def test_read_rows_can_parse_only_lines_holding_given_bytes(tmp_path: Path) -> None:
+    """How a restart finds retry-mode holds without decoding every row of a big journal."""
+    j = opened(tmp_path)
+    j.write({"stage": "request", "flow_id": "a"})
+    j.write({"stage": "request", "flow_id": "b", "hold_id": "h1"})
+    j.write({"stage": "request", "flow_id": "c", "request_body": '{"hold_id":"fake"}'})  # escaped inside a string
+    j.close()
+    rows = list(read_rows(tmp_path / "journal", containing=b'"hold_id":"'))
+    assert [r["flow_id"] for r in rows] == ["b"]
