@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -67,8 +66,7 @@ def write_parquet(con: duckdb.DuckDBPyConnection, out: Path, audit_dir: Path) ->
     chain = (con.execute("SELECT any_value(chain_id) FROM export_rows").fetchone()[0] or "chain").replace("'", "")
     # Bounded memory: by default DuckDB may take 80 % of RAM and buffers 524,288 rows per open
     # partition; no ORDER BY, which would sort every row (readers order by seq).
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    con.execute(f"SET memory_limit = '{min(4 << 30, ram // 2) >> 20}MB'")
+    con.execute(f"SET memory_limit = '{store.memory_limit(0.5, 4 << 30)}'")
     con.execute("SET partitioned_write_flush_threshold = 100000")
     con.execute(
         f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS date FROM export_rows) TO {store.sql_str(str(out))} "

@@ -73,7 +73,7 @@ class FlowState:
 def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor) -> dict[str, Any]:
     req = flow.request
     peer = flow.client_conn.peername
-    path = req.path.split("?", 1)[0]
+    path = redactor.text(req.path.split("?", 1)[0])
     return {
         "flow_id": flow.id,
         "agent": agent,
@@ -82,8 +82,8 @@ def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor) -> 
         "scheme": req.scheme,
         "host": req.host,
         "port": req.port,
-        "path": redactor.text(path),
-        "url": record.redact_url(redactor, req.scheme, req.host, req.port, redactor.text(path), req.query.items(multi=True)),
+        "path": path,
+        "url": record.redact_url(redactor, req.scheme, req.host, req.port, path, req.query.items(multi=True)),
     }
 
 

@@ -9,6 +9,7 @@ and add the journal's newest lines themselves, so they always see the live tail.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -213,6 +214,13 @@ def chain_status(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, t
     return out
 
 
+def memory_limit(share: float, cap: int) -> str:
+    """A DuckDB memory_limit of `share` of this machine's RAM, at most `cap` bytes (DuckDB's
+    default is 80 %, too much beside a proxy or for an export on a shared host)."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{min(cap, int(ram * share)) >> 20}MB"
+
+
 def sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -264,21 +272,29 @@ def set_up(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("COMMIT")
 
 
+def continuing_sql(source: str) -> str:
+    """Flows of `source` that may have older events: those without their `request` event
+    in it. A flow's request is always its first event, so the others start in `source` and
+    need no lookup (an index lookup per id is what made reading and ingest slow)."""
+    return (f"SELECT flow_id FROM {source} WHERE flow_id IS NOT NULL GROUP BY flow_id "
+            "HAVING NOT bool_or(stage = 'request')")
+
+
 def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int) -> None:
     """Fold the events (after_seq, upto_seq] into `flows`: update the flows they continue,
     insert the ones they start. `events` stays append-only; `flows` is derived from it, and
     `shield verify` checks that it still is."""
-    con.execute("CREATE OR REPLACE TEMP TABLE batch_flows AS "
-                + fold_sql(f"(SELECT * FROM events WHERE seq > {int(after_seq)} AND seq <= {int(upto_seq)})"))
-    ids = [r[0] for r in con.execute("SELECT flow_id FROM batch_flows").fetchall()]
-    if not ids:
-        return
+    batch = f"(SELECT * FROM events WHERE seq > {int(after_seq)} AND seq <= {int(upto_seq)})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE batch_flows AS {fold_sql(batch)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE batch_continuing AS {continuing_sql(batch)}")
+    ids = [r[0] for r in con.execute("SELECT flow_id FROM batch_continuing").fetchall()]
     old = [r[0] for r in con.execute(
-        "SELECT flow_id FROM flows WHERE " + id_filter("flow_id", ids, "SELECT flow_id FROM batch_flows")).fetchall()]
+        "SELECT flow_id FROM flows WHERE " + id_filter("flow_id", ids, "SELECT flow_id FROM batch_continuing")
+    ).fetchall()] if ids else []
     if old:
         sets = ", ".join(f"{c} = {_MERGE[how].format(c=c)}" for c, how in FLOW_FOLDS if how != "key")
         con.execute(f"UPDATE flows AS o SET {sets} FROM batch_flows n WHERE o.flow_id = n.flow_id AND "
-                    + id_filter("o.flow_id", old, "SELECT flow_id FROM batch_flows"))
+                    + id_filter("o.flow_id", old, "SELECT flow_id FROM batch_continuing"))
     new = "" if not old else " WHERE NOT " + id_filter("flow_id", old, "SELECT flow_id FROM flows")
     con.execute(f"INSERT INTO flows SELECT * FROM batch_flows{new} ORDER BY ts, flow_id")
 
@@ -335,6 +351,9 @@ def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True, cur
     caller retries later."""
     con = duckdb.connect(str(audit_dir / DB_NAME))
     try:
+        # Inside the proxy: one core and a bounded share of memory, whatever the batch (the
+        # first start on a big file folds every event), so the event loop keeps its core.
+        con.execute(f"SET threads = 1; SET memory_limit = '{memory_limit(0.25, 2 << 30)}'")
         if setup:
             set_up(con)
         log = audit_dir / CHECKPOINT_LOG
@@ -366,6 +385,9 @@ def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True, cur
                 cursor.path, cursor.offset, cursor.seq = moved.path, moved.offset, moved.seq
     finally:
         con.close()
+
+
+INGEST_BACKOFF = 4
 
 
 class Ingester:
@@ -426,8 +448,14 @@ class Ingester:
             log.warning("shield: could not move the broken %s aside: %s", db, e)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
+            started = time.monotonic()
             self.once()
+            # On a big file each batch costs more (DuckDB saves the flows index on close):
+            # waiting INGEST_BACKOFF times as long as the last batch took caps ingest at a
+            # fifth of a core. Readers merge the journal tail, so they stay current anyway.
+            wait = max(self.interval, INGEST_BACKOFF * (time.monotonic() - started))
 
 
 # ---------------------------------------------------------------- reading (CLI, analysts)
@@ -466,14 +494,15 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
 
 
 def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> str:
-    """audit.flows with the journal tail folded in: the tail's flows are fetched by id, merged,
-    and hidden from audit.flows by rowid, so no query joins every flow."""
+    """audit.flows with the journal tail folded in: the tail's continuing flows are fetched
+    by id, merged, and hidden from audit.flows by rowid, so no query joins every flow."""
     con.execute(f"CREATE TEMP TABLE tail_flows AS {fold_sql('journal_tail')}")
-    ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_flows").fetchall()]
-    if not ids:
+    con.execute(f"CREATE TEMP TABLE tail_continuing AS {continuing_sql('journal_tail')}")
+    ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_continuing").fetchall()]
+    if not con.execute("SELECT count(*) FROM tail_flows").fetchone()[0]:
         return "SELECT * FROM audit.flows"
     con.execute("CREATE TEMP TABLE tail_base AS SELECT rowid AS base_rowid, * FROM audit.flows WHERE "
-                + id_filter("flow_id", ids, "SELECT flow_id FROM tail_flows"))
+                + id_filter("flow_id", ids, "SELECT flow_id FROM tail_continuing"))
     rowids = [r[0] for r in con.execute("SELECT base_rowid FROM tail_base").fetchall()]
     con.execute("CREATE TEMP TABLE tail_merged AS "
                 + merge_sql("tail_flows", "(SELECT * EXCLUDE (base_rowid) FROM tail_base)"))

@@ -29,6 +29,8 @@ def random_events(rng: random.Random, n_flows: int) -> list[dict]:
         if held:
             stages.append({"stage": "decision", "flow_id": fid, "decision": rng.choice(["approved", "denied"]),
                            "reviewer": rng.choice(["ann", "bo"]), "rule_id": "late-rule"})
+        if rng.random() < 0.05:  # refused by mitmproxy before any request event (a 413): error events only
+            stages = [{"stage": "error", "flow_id": fid, "agent": "a", "error": "too big"}]
         if rng.random() < 0.8:
             stages.append({"stage": rng.choice(["response", "error"]), "flow_id": fid,
                            "status_code": rng.choice([200, 500, None]), "outcome": "forwarded",
