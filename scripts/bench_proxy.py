@@ -1098,6 +1098,11 @@ def _responseheaders(f: http.HTTPFlow) -> None:
     flows.should_stream(f.response)
 
 
+def pair_events(req_event: dict[str, Any], resp_event: dict[str, Any], n: int, tag: str = "b") -> list[dict[str, Any]]:
+    """n events: a request and its response per flow, each flow its own id (as the addon writes them)."""
+    return [{**(req_event if i % 2 == 0 else resp_event), "flow_id": f"{tag}-{i // 2}"} for i in range(n)]
+
+
 def bench_journal(work: Path, burst: int, seconds: float) -> dict[str, float]:
     """Journal throughput with the chain and signed checkpoints on, as the addon runs it."""
     audit = work / "micro-journal"
@@ -1126,7 +1131,8 @@ def bench_journal(work: Path, burst: int, seconds: float) -> dict[str, float]:
     res: dict[str, float] = {}
     # 1. burst: everything queued at once (the writer batches up to journal.MAX_BATCH)
     c0, t0 = time.process_time(), time.perf_counter()
-    futs = [j.submit(req_event if i % 2 == 0 else resp_event) for i in range(burst)]
+    load = pair_events(req_event, resp_event, burst)
+    futs = [j.submit(ev) for ev in load]
     for fut in futs:
         fut.result()
     dt = time.perf_counter() - t0
@@ -1139,9 +1145,10 @@ def bench_journal(work: Path, burst: int, seconds: float) -> dict[str, float]:
 
     async def flow_loop(stop: float) -> None:
         while time.perf_counter() < stop:
-            await asyncio.wrap_future(j.submit(req_event))
+            flow_id = f"c10-{counts['req']}-{id(stop)}"
             counts["req"] += 1
-            j.submit(resp_event)
+            await asyncio.wrap_future(j.submit({**req_event, "flow_id": flow_id}))
+            j.submit({**resp_event, "flow_id": flow_id})
 
     async def main() -> None:
         stop = time.perf_counter() + seconds
@@ -1174,7 +1181,7 @@ def bench_journal(work: Path, burst: int, seconds: float) -> dict[str, float]:
     small = work / "micro-journal-small"
     js = journal.Journal(small / store.JOURNAL_DIR)
     js.open()
-    for fut in [js.submit(req_event if i % 2 == 0 else resp_event) for i in range(1000)]:
+    for fut in [js.submit(ev) for ev in pair_events(req_event, resp_event, 1000, "small")]:
         fut.result()
     js.close()
     store.ingest(small)
@@ -1189,7 +1196,7 @@ def bench_journal(work: Path, burst: int, seconds: float) -> dict[str, float]:
         for size in (2, 1000):
             walls, cpus = [], []
             for _ in range(3):
-                for fut in [jj.submit(req_event if i % 2 == 0 else resp_event) for i in range(size)]:
+                for fut in [jj.submit(ev) for ev in pair_events(req_event, resp_event, size, f"{tag}{size}-{len(walls)}")]:
                     fut.result()
                 c0, t0 = time.process_time(), time.perf_counter()
                 store.ingest(audit_dir, cursor=cursor)

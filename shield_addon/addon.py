@@ -279,6 +279,10 @@ class Shield:
     async def gate(self, f: http.HTTPFlow) -> None:
         agent = agent_of(f)
         state = FlowState(agent, base_columns(f, agent, self.redactor))
+        if f.is_replay == "request":
+            # A reviewer's replay sends the same mitmproxy flow again: in the trail it is a new
+            # attempt with an id of its own, so every flow_id has one request event, its first.
+            state.base["flow_id"] = f"{f.id}-replay-{secrets.token_hex(4)}"
         self.state[f.id] = state
         if f.response is not None:
             # Answered before the rules (proxyauth's 407): record the attempt, hold nothing.

@@ -280,13 +280,15 @@ def continuing_sql(source: str) -> str:
             "HAVING NOT bool_or(stage = 'request')")
 
 
-def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int) -> None:
+def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int, look_up_all: bool = False) -> None:
     """Fold the events (after_seq, upto_seq] into `flows`: update the flows they continue,
     insert the ones they start. `events` stays append-only; `flows` is derived from it, and
-    `shield verify` checks that it still is."""
+    `shield verify` checks that it still is. look_up_all: for a batch where a flow had a
+    second request event (the insert then fails on the key), look every flow up."""
     batch = f"(SELECT * FROM events WHERE seq > {int(after_seq)} AND seq <= {int(upto_seq)})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE batch_flows AS {fold_sql(batch)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE batch_continuing AS {continuing_sql(batch)}")
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_continuing AS "
+                + ("SELECT flow_id FROM batch_flows" if look_up_all else continuing_sql(batch)))
     ids = [r[0] for r in con.execute("SELECT flow_id FROM batch_continuing").fetchall()]
     old = [r[0] for r in con.execute(
         "SELECT flow_id FROM flows WHERE " + id_filter("flow_id", ids, "SELECT flow_id FROM batch_continuing")
@@ -345,6 +347,16 @@ def new_lines(jdir: Path, have: int, upto: int, cursor: Cursor, max_bytes: int =
     return b"".join(out)
 
 
+def append(con: duckdb.DuckDBPyConnection, batch: Path, have: int, limit: int, look_up_all: bool) -> int:
+    """One transaction: the batch file's rows into `events`, folded into `flows`; the new max seq."""
+    con.execute("BEGIN")
+    con.execute("INSERT INTO events " + read_journal_sql([batch]) + " ORDER BY seq", [have, limit])
+    after = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    fold(con, have, after, look_up_all)
+    con.execute("COMMIT")
+    return after
+
+
 def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True, cursor: Cursor | None = None) -> int:
     """Append journal rows not yet in audit.duckdb and fold them into `flows`, each batch in
     one transaction; return how many. Raises duckdb errors, lock conflicts included: the
@@ -372,12 +384,11 @@ def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True, cur
             with tempfile.NamedTemporaryFile(suffix=".jsonl") as batch:
                 batch.write(data)
                 batch.flush()
-                con.execute("BEGIN")
-                con.execute("INSERT INTO events " + read_journal_sql([Path(batch.name)]) + " ORDER BY seq",
-                            [have, limit])
-                after = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-                fold(con, have, after)
-                con.execute("COMMIT")
+                try:
+                    after = append(con, Path(batch.name), have, limit, look_up_all=False)
+                except duckdb.ConstraintException:
+                    con.execute("ROLLBACK")  # a flow_id with two request events: not one of ours
+                    after = append(con, Path(batch.name), have, limit, look_up_all=True)
             if after == have:
                 return total  # nothing readable in the batch; read_json's ignore_errors skipped it
             total += after - have

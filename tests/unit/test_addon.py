@@ -276,3 +276,16 @@ def test_websocket_messages_are_recorded_with_direction_and_size(shield, tmp_pat
     side = "request" if last.from_client else "response"
     assert ev["operation"] == ("client->server" if last.from_client else "server->client")
     assert ev[f"{side}_body_size"] == len(last.content) and ev["flow_id"] == f.id
+
+
+async def test_a_replayed_flow_is_a_new_attempt_in_the_trail(shield, tmp_path: Path) -> None:
+    """mitmproxy replays the same flow object (same id); the trail gives the replay its own
+    flow_id, so each flow_id has exactly one request event, its first."""
+    s, _ = shield
+    f = flow()
+    await s.request(f)
+    f.is_replay = "request"
+    await s.request(f)
+    first, again = events(tmp_path, "request")
+    assert first["flow_id"] == f.id and again["flow_id"].startswith(f.id + "-replay-")
+    assert again["decision"] == "allowed"

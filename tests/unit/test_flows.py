@@ -165,3 +165,19 @@ def test_ingest_reads_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pyte
     with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
         assert con.execute("SELECT list(seq ORDER BY seq) FROM events").fetchone()[0] == list(range(1, 91))
         assert con.execute("SELECT count(*) FROM flows").fetchone()[0] == 90
+
+
+def test_a_flow_with_a_second_request_event_still_ingests(tmp_path: Path) -> None:
+    """The addon gives replays their own flow_id, but a journal from elsewhere may repeat one:
+    the batch is redone with every flow looked up, never left stuck."""
+    j = Journal(tmp_path / "journal")
+    j.open()
+    j.write({"stage": "request", "flow_id": "same", "agent": "a"})
+    store.ingest(tmp_path)
+    j.write({"stage": "request", "flow_id": "same", "agent": "b", "decision": "allowed"})
+    j.write({"stage": "request", "flow_id": "other"})
+    j.close()
+    assert store.ingest(tmp_path) == 2
+    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
+        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+        assert con.execute("SELECT count(*) FROM flows").fetchone()[0] == 2
