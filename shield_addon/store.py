@@ -399,6 +399,7 @@ def ingest(audit_dir: Path, upto_seq: int | None = None, setup: bool = True, cur
 
 
 INGEST_BACKOFF = 4
+INGEST_WAIT_MAX = 10.0  # seconds
 
 
 class Ingester:
@@ -464,9 +465,10 @@ class Ingester:
             started = time.monotonic()
             self.once()
             # On a big file each batch costs more (DuckDB saves the flows index on close):
-            # waiting INGEST_BACKOFF times as long as the last batch took caps ingest at a
+            # waiting INGEST_BACKOFF times as long as the last round took caps ingest at a
             # fifth of a core. Readers merge the journal tail, so they stay current anyway.
-            wait = max(self.interval, INGEST_BACKOFF * (time.monotonic() - started))
+            # Capped: after a 30 s catch-up the next round must not wait two minutes.
+            wait = max(self.interval, min(INGEST_WAIT_MAX, INGEST_BACKOFF * (time.monotonic() - started)))
 
 
 # ---------------------------------------------------------------- reading (CLI, analysts)
