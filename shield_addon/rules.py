@@ -147,7 +147,7 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
     rules = ruleset.rules
     if ruleset.index is not None:
         req = subject.request
-        rules = tuple(rules[i] for i in ruleset.index.candidates(req.method, req.host, subject.action))
+        rules = ruleset.index.candidates(req.method, req.host, subject.action)
     for rule in rules:
         captures = rule.matches(subject)
         if captures is not None:
@@ -555,8 +555,21 @@ class RuleIndex:
                 for value in values or ():
                     exact[value] = exact.get(value, 0) | 1 << i
             self.any[key], self.exact[key] = unconstrained, exact
+        self.rules = tuple(rules)
+        self._seen: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
 
-    def candidates(self, method: str, host: str, action: Action) -> list[int]:
+    def candidates(self, method: str, host: str, action: Action) -> tuple[Rule, ...]:
+        """The rules, in file order; remembered per (method, host, service, action type, SQL or
+        not): agents repeat them."""
+        key = (method, host, action.service, action.action_type, action.service == "sql" or "sql" in action.flags)
+        found = self._seen.get(key)
+        if found is None:
+            if len(self._seen) >= 4096:
+                self._seen.clear()  # ever-new hosts get no memory, not unbounded growth
+            found = self._seen[key] = tuple(self.rules[i] for i in self._candidates(method, host, action))
+        return found
+
+    def _candidates(self, method: str, host: str, action: Action) -> list[int]:
         found = -1  # every rule
         for key, values in request_keys(method, host, action).items():
             ids = self.any[key]
