@@ -102,18 +102,23 @@ def test_a_confdir_that_is_a_file(tmp_path: Path, upstream: Upstream, form: str)
     assert confdir.read_text() == "not a directory\n"
 
 
-def unreadable(d: Path) -> None:
+# Each makes the directory as the proxy's user would own it (uid): mode 500 then means
+# "readable, not writable" to that user, whether it is nobody or a capability-less root.
+def unreadable(d: Path, uid: int) -> None:
     d.mkdir()
+    os.chown(d, uid, uid)
     d.chmod(0o000)
 
 
-def read_only_without_ca(d: Path) -> None:
+def read_only_without_ca(d: Path, uid: int) -> None:
     d.mkdir()
+    os.chown(d, uid, uid)
     d.chmod(0o500)
 
 
-def inside_read_only(d: Path) -> None:
+def inside_read_only(d: Path, uid: int) -> None:
     d.parent.mkdir()
+    os.chown(d.parent, uid, uid)
     d.parent.chmod(0o500)
 
 
@@ -124,12 +129,12 @@ def inside_read_only(d: Path) -> None:
 ], ids=["mode-000", "mode-500-no-ca", "missing-under-mode-500"])
 @pytest.mark.parametrize("form", ["--confdir", "--set"])
 def test_a_confdir_the_proxy_user_cannot_use(unprivileged: tuple[list[str], int], work: Path, upstream: Upstream,
-                                             name: str, make: Callable[[Path], None], what: str, form: str) -> None:
+                                             name: str, make: Callable[[Path, int], None], what: str, form: str) -> None:
     prefix, uid = unprivileged
     (work / "audit").mkdir()
     os.chown(work / "audit", uid, uid)
     confdir = work / name
-    make(confdir)
+    make(confdir, uid)
     port = free_port()
     cp = run_shield(prefix, work, confdir_flags(confdir, form), port)
     assert_refused(cp, confdir, what, port, upstream, f"{name}-{what}{form}".replace(" ", "-"))
