@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -28,7 +29,7 @@ RULES = ROOT / "tests" / "e2e" / "rules"  # /hold/..., /deny/..., sql DROP held;
 REVIEWER = ROOT / "scripts" / "reviewer_addon.py"
 
 __all__ = ["Agent", "HTTPUpstream", "Load", "Proxy", "Reviewer", "read_rows", "wait_for", "start", "rss_mib", "dir_mib",
-           "journal_max_seq", "duckdb_max_seq", "verify"]
+           "journal_max_seq", "duckdb_max_seq", "open_read_only", "verify"]
 
 
 def start(workdir: Path, *extra: str) -> Proxy:
@@ -86,25 +87,34 @@ def journal_max_seq(journal_dir: Path) -> int:
     return 0
 
 
-def duckdb_max_seq(db: Path, wait: float = 5) -> int | None:
-    """max(seq) in audit.duckdb, opened read-only between ingest batches (None: busy)."""
+def open_read_only(db: Path, wait: float = 5) -> Any:
+    """audit.duckdb opened read-only as an analyst would, between ingest batches; None if
+    the ingester still held it after `wait` seconds (or the file cannot be opened)."""
     import duckdb
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            con = duckdb.connect(str(db), read_only=True)
+            return duckdb.connect(str(db), read_only=True)
         except duckdb.Error:
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)
-            continue
-        try:
-            return con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        except duckdb.Error:
-            return 0
-        finally:
-            con.close()
+
+
+def duckdb_max_seq(db: Path, wait: float = 5) -> int | None:
+    """max(seq) in audit.duckdb, opened read-only between ingest batches (None: busy)."""
+    import duckdb
+
+    con = open_read_only(db, wait)
+    if con is None:
+        return None
+    try:
+        return con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    except duckdb.Error:
+        return 0
+    finally:
+        con.close()
 
 
 # ---------------------------------------------------------------- load

@@ -26,9 +26,9 @@ file read-only in the same process and shares the analyst's database instance, s
 during the hold). At the end: the largest lag seen during the hold, and how many seconds
 after the release audit.duckdb held the journal's newest seq as of the release; exit 1 if
 that took more than 60 s, besides the checks above (nothing lost). The hold must end at
-least 60 s before the run does; the catch-up ingests the whole backlog in one batch, so let
-it end before the last third (e.g. at most 12 min in a 30-min run), or the RSS verdict
-judges that batch's step along with any growth.
+least 60 s before the run does; the catch-up ingests the backlog in 32 MiB batches and
+briefly raises the RSS, so let it end before the last third (e.g. at most 12 min in a
+30-min run), or the RSS verdict judges that step along with any growth.
 """
 
 from __future__ import annotations
@@ -54,13 +54,12 @@ from reliability_common import (  # noqa: E402  (also puts the repository on sys
     duckdb_max_seq,
     finish,
     journal_max_seq,
+    open_read_only,
     read_rows,
     rss_mib,
     start,
     verify,
 )
-
-from shield_addon.store import is_lock_error  # noqa: E402
 
 CATCH_UP = 60.0  # seconds audit.duckdb may take to catch up once the analyst lets go
 
@@ -127,16 +126,10 @@ class Analyst(threading.Thread):
 
         if self.halt.wait(max(0.0, self.t0 + self.at - time.monotonic())):
             return
-        deadline = time.monotonic() + 30
-        while True:  # an ingest batch holds the file for well under a second
-            try:
-                con = duckdb.connect(str(self.db), read_only=True)
-                break
-            except duckdb.Error as e:
-                if not is_lock_error(e) or time.monotonic() > deadline:
-                    self.error = f"the analyst could not open {self.db} read-only: {e}"
-                    return
-                time.sleep(0.05)
+        con = open_read_only(self.db, wait=30)  # an ingest batch holds the file for well under a second
+        if con is None:
+            self.error = f"the analyst could not open {self.db} read-only within 30 s"
+            return
         try:
             self.holding, self.opened = True, time.monotonic() - self.t0
             self.held_seq = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]

@@ -510,10 +510,10 @@ def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> str:
     """audit.flows with the journal tail folded in: the tail's continuing flows are fetched
     by id, merged, and hidden from audit.flows by rowid, so no query joins every flow."""
     con.execute(f"CREATE TEMP TABLE tail_flows AS {fold_sql('journal_tail')}")
-    con.execute(f"CREATE TEMP TABLE tail_continuing AS {continuing_sql('journal_tail')}")
-    ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_continuing").fetchall()]
     if not con.execute("SELECT count(*) FROM tail_flows").fetchone()[0]:
         return "SELECT * FROM audit.flows"
+    con.execute(f"CREATE TEMP TABLE tail_continuing AS {continuing_sql('journal_tail')}")
+    ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_continuing").fetchall()]
     con.execute("CREATE TEMP TABLE tail_base AS SELECT rowid AS base_rowid, * FROM audit.flows WHERE "
                 + id_filter("flow_id", ids, "SELECT flow_id FROM tail_continuing"))
     rowids = [r[0] for r in con.execute("SELECT base_rowid FROM tail_base").fetchall()]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shield_addon import checkpoints, journal, record, store
@@ -133,7 +134,7 @@ def compare_db(audit_dir: Path, report: Report) -> None:
             report.problems.append(Problem(diff[0], "journal and audit.duckdb disagree", f"the audit.duckdb row {what}"))
 
 
-def compare_flows(con: Any, report: Report) -> None:
+def compare_flows(con: duckdb.DuckDBPyConnection, report: Report) -> None:
     """`flows` is derived from `events` at ingest: it must still be exactly what they fold to,
     or a timeline read from it could tell a different story than the chained rows."""
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'audit' "

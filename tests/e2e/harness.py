@@ -216,14 +216,19 @@ class Proxy:
                         f"{n} {stage or ''} event(s) for {path_part}")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> int:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds; its exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
 
 
 def start_proxy(tmp: Path, *extra: str, upstream_ca: Path | None = None, env: dict[str, str] | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import SHIELD, wait_for
+from tests.e2e.harness import SHIELD, stop_process, wait_for
 
 SUBCOMMANDS = ["run", "timeline", "show", "sql", "verify", "rules", "agents", "env"]
 
@@ -105,11 +105,7 @@ def test_web_mode_starts_mitmweb_with_the_addon_and_agents_cannot_reach_its_api(
             assert r.status_code == 403 and r.json()["decision"] == "blocked", path
             assert r.json()["rule"] in ("builtin:proxy-itself", "proxy-mitmweb", "proxy-mitmweb-api")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
 
 
 def test_explain_shows_the_action_every_rule_and_the_verdict() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import SHIELD, Upstream, wait_for
+from tests.e2e.harness import SHIELD, Upstream, stop_process, wait_for
 
 NOBODY = 65534
 
@@ -162,10 +162,5 @@ def test_a_missing_confdir_is_created_and_the_proxy_starts(tmp_path: Path, upstr
         assert r.status_code == 200
         assert len(upstream.hits_for("/startup/created")) == 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
     assert "Traceback" not in log.read_text()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import curl
-from tests.e2e.harness import HERE, SHIELD, Upstream, wait_for
+from tests.e2e.harness import HERE, SHIELD, Upstream, stop_process, wait_for
 from tests.e2e.test_console import free_port
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -74,12 +74,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterato
     w = Web(proc, proxy_port, web_port, wait_for(ui_url, 30, "mitmweb to listen"), tmp / "conf", tmp / "audit", tmp)
     assert f":{web_port}/" in w.url, w.url
     yield w
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ exactly what grouping every event by flow gives, whatever the batch boundaries."
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,12 +54,28 @@ def regrouped(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return sorted(con.execute(f"SELECT * FROM ({store.fold_sql('events')})").fetchall(), key=repr)
 
 
+def folded(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr)
+
+
+def opened(tmp_path: Path, events: Sequence[dict] = ()) -> Journal:
+    j = Journal(tmp_path / "journal")
+    j.open()
+    for e in events:
+        j.write(e)
+    return j
+
+
+def the_file(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    """audit.duckdb as a plain DuckDB client opens it."""
+    return duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_flows_folded_in_any_batches_equal_regrouping_every_event(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     events = random_events(rng, 120)
-    j = Journal(tmp_path / "journal")
-    j.open()
+    j = opened(tmp_path)
     cuts = sorted(rng.sample(range(1, len(events)), 6))
     start, set_up = 0, False
     for cut in cuts:  # some batches ingested, the rest left in the journal for the reader
@@ -72,11 +89,11 @@ def test_flows_folded_in_any_batches_equal_regrouping_every_event(tmp_path: Path
         j.write(e)
     j.close()
     with store.connect_reader(tmp_path) as con:
-        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+        assert folded(con) == regrouped(con)
         assert con.execute("SELECT count(*) FROM timeline").fetchone()[0] == 120
     store.ingest(tmp_path)
-    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
-        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+    with the_file(tmp_path) as con:
+        assert folded(con) == regrouped(con)
         # the file's own timeline view serves plain DuckDB clients
         assert con.execute("SELECT count(*) FROM timeline").fetchone()[0] == 120
 
@@ -85,42 +102,32 @@ def test_large_batches_fold_by_join_not_literal_lists(tmp_path: Path, monkeypatc
     monkeypatch.setattr(store, "LITERAL_IN_MAX", 3)
     rng = random.Random(7)
     events = random_events(rng, 60)
-    j = Journal(tmp_path / "journal")
-    j.open()
-    for e in events[:70]:
-        j.write(e)
+    j = opened(tmp_path, events[:70])
     store.ingest(tmp_path)
     for e in events[70:]:
         j.write(e)
     j.close()
     with store.connect_reader(tmp_path) as con:
-        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+        assert folded(con) == regrouped(con)
     store.ingest(tmp_path)
-    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
-        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+    with the_file(tmp_path) as con:
+        assert folded(con) == regrouped(con)
 
 
 def test_a_file_from_before_flows_gets_them_built(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "journal")
-    j.open()
-    for e in random_events(random.Random(3), 30):
-        j.write(e)
-    j.close()
+    opened(tmp_path, random_events(random.Random(3), 30)).close()
     store.ingest(tmp_path)
     with duckdb.connect(str(tmp_path / store.DB_NAME)) as con:
         con.execute("DROP VIEW denials; DROP VIEW by_agent; DROP VIEW pending; DROP VIEW by_reviewer; "
                     "DROP VIEW holds; DROP VIEW timeline; DROP TABLE flows")
     store.ingest(tmp_path)  # nothing new to append: setup alone rebuilds flows
-    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
+    with the_file(tmp_path) as con:
         assert con.execute("SELECT count(*) FROM flows").fetchone()[0] == 30
-        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+        assert folded(con) == regrouped(con)
 
 
 def test_show_finds_a_flow_by_id_or_unique_prefix(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "journal")
-    j.open()
-    for e in random_events(random.Random(5), 20):
-        j.write(e)
+    j = opened(tmp_path, random_events(random.Random(5), 20))
     store.ingest(tmp_path)
     j.write({"stage": "request", "flow_id": "flow-9999", "ts": T0.isoformat()})  # only in the journal tail
     j.close()
@@ -137,10 +144,7 @@ def test_show_finds_a_flow_by_id_or_unique_prefix(tmp_path: Path) -> None:
 def test_ingest_reads_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a cursor, a batch reads only the lines after the last one ingested; bounded
     batches still take everything, in order."""
-    j = Journal(tmp_path / "journal")
-    j.open()
-    for i in range(50):
-        j.write({"stage": "request", "flow_id": f"f{i}"})
+    j = opened(tmp_path, [{"stage": "request", "flow_id": f"f{i}"} for i in range(50)])
     cursor = store.Cursor()
     assert store.ingest(tmp_path, cursor=cursor) == 50
     assert cursor.seq == 50 and cursor.offset == cursor.path.stat().st_size
@@ -162,7 +166,7 @@ def test_ingest_reads_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pyte
         j.write({"stage": "request", "flow_id": f"f{i}"})
     j.close()
     assert store.ingest(tmp_path, cursor=cursor) == 30
-    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
+    with the_file(tmp_path) as con:
         assert con.execute("SELECT list(seq ORDER BY seq) FROM events").fetchone()[0] == list(range(1, 91))
         assert con.execute("SELECT count(*) FROM flows").fetchone()[0] == 90
 
@@ -170,14 +174,12 @@ def test_ingest_reads_on_from_where_it_stopped(tmp_path: Path, monkeypatch: pyte
 def test_a_flow_with_a_second_request_event_still_ingests(tmp_path: Path) -> None:
     """The addon gives replays their own flow_id, but a journal from elsewhere may repeat one:
     the batch is redone with every flow looked up, never left stuck."""
-    j = Journal(tmp_path / "journal")
-    j.open()
-    j.write({"stage": "request", "flow_id": "same", "agent": "a"})
+    j = opened(tmp_path, [{"stage": "request", "flow_id": "same", "agent": "a"}])
     store.ingest(tmp_path)
     j.write({"stage": "request", "flow_id": "same", "agent": "b", "decision": "allowed"})
     j.write({"stage": "request", "flow_id": "other"})
     j.close()
     assert store.ingest(tmp_path) == 2
-    with duckdb.connect(str(tmp_path / store.DB_NAME), read_only=True) as con:
-        assert sorted(con.execute("SELECT * FROM flows").fetchall(), key=repr) == regrouped(con)
+    with the_file(tmp_path) as con:
+        assert folded(con) == regrouped(con)
         assert con.execute("SELECT count(*) FROM flows").fetchone()[0] == 2
