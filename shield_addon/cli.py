@@ -91,7 +91,10 @@ def parse_time(text: str, flag: str = "since", now: datetime | None = None) -> d
 # ---------------------------------------------------------------- output
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, title: str | None = None) -> None:
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, title: str | None = None,
+           optional: Sequence[str] = (), middle: str | None = None) -> None:
+    """`optional`: table columns that may be left out, first ones first, when all are empty
+    or the terminal is too narrow; `middle`: the column to shorten in the middle before that."""
     if fmt == "json":
         for r in rows:
             print(json.dumps(dict(zip(columns, r)), default=_json_default, ensure_ascii=False))
@@ -101,21 +104,67 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, titl
         for r in rows:  # CSV ends up in terminals and spreadsheets too: no raw control characters
             w.writerow(["" if v is None else record.safe_text(_plain(v), newlines=True) for v in r])
     else:
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
+        print_table(columns, rows, title, optional, middle)
 
-        table = Table(title=title, show_lines=False, header_style="bold")
-        for c in columns:
-            table.add_column(c, overflow="fold", no_wrap=c in ("time (UTC)", "flow", "decision", "status"))
-        dcol = columns.index("decision") if "decision" in columns else -1
-        for r in rows:
-            style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
-            # Text(), never markup: a path like "[red]" or an ESC byte is shown, not obeyed.
-            table.add_row(*(Text(record.safe_text(_plain(v)) if v is not None else "") for v in r), style=style)
-        Console().print(table)
-        if not rows:
-            print("(no rows)", file=sys.stderr)
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None,
+                optional: Sequence[str], middle: str | None) -> None:
+    from rich.console import Console
+
+    console = Console()
+    cells = [[record.safe_text(_plain(v)) if v is not None else "" for v in r] for r in rows]
+    empty = {c for i, c in enumerate(columns) if c in optional and rows and not any(r[i] for r in cells)}
+    keep = [c for c in columns if c not in empty]
+    hidden: list[str] = []
+
+    def excess(cells: Sequence[Sequence[str]]) -> int:
+        unbounded = console.options.update_width(1 << 20)  # measured with room to spare, not clamped to the screen
+        return console.measure(_table(columns, keep, rows, cells, title), options=unbounded).maximum - console.width
+
+    # Shorten the middle column as far as MIDDLE_MIN before giving up a column, then the next.
+    m = columns.index(middle) if middle in columns else -1
+    natural = max((len(r[m]) for r in cells), default=0) if m >= 0 else 0
+    while (over := excess(cells)) > 0:
+        if middle in keep:
+            width = max(MIDDLE_MIN, natural - over)
+            short = [[shorten(v, width) if j == m else v for j, v in enumerate(r)] for r in cells]
+            if excess(short) <= 0 or not any(c in keep for c in optional):
+                cells = short
+                break
+        gone = next((c for c in optional if c in keep), None)
+        if gone is None:
+            break  # rich folds what is still too wide
+        keep.remove(gone)
+        hidden.append(gone)
+    console.print(_table(columns, keep, rows, cells, title))
+    sys.stdout.flush()  # the note below goes to stderr, after the table
+    if hidden:
+        print(f"(too narrow for: {', '.join(hidden)}; widen the terminal, or use --json)", file=sys.stderr)
+    if not rows:
+        print("(no rows)", file=sys.stderr)
+
+
+MIDDLE_MIN = 24  # below this a shortened request says too little to be worth its column
+
+
+def _table(columns: Sequence[str], keep: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
+           title: str | None) -> Any:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    # No vertical rules and one space between columns: an 80-column terminal is common.
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for c in keep:
+        table.add_column(c, overflow="fold", no_wrap=c in ("time (UTC)", "flow", "decision", "status"))
+    at = [columns.index(c) for c in keep]
+    dcol = columns.index("decision") if "decision" in columns else -1
+    for r, texts in zip(rows, cells):
+        style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
+        # Text(), never markup: a path like "[red]" or an ESC byte is shown, not obeyed.
+        table.add_row(*(Text(texts[i]) for i in at), style=style)
+    return table
 
 
 DECISION_STYLE = {
@@ -202,8 +251,12 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     cols, rows = timeline_rows(args)
     if fmt_of(args) == "table":
         cols, rows = for_people(cols, rows)
-    render(cols, rows, fmt_of(args), title="agent-shield timeline")
+    render(cols, rows, fmt_of(args), title="agent-shield timeline", optional=TIMELINE_OPTIONAL, middle="request")
     return EXIT_OK
+
+
+# What a narrow terminal gives up first; `shield show` and --json have all of it.
+TIMELINE_OPTIONAL = ("ms", "action", "reviewer", "rule", "agent")
 
 
 def timeline_rows(args: argparse.Namespace) -> tuple[list[str], list[tuple]]:
@@ -240,7 +293,9 @@ def follow_timeline(args: argparse.Namespace, interval: float = 1.0) -> int:
                     render(cols, fresh, "json")
                 else:
                     people_cols, people_rows = for_people(cols, fresh)
+                    req = people_cols.index("request")
                     for row in people_rows:
+                        row[req] = shorten(row[req], FOLLOW_REQUEST_WIDTH)
                         print("  ".join(record.safe_text(_plain(v)) if v is not None else "-" for v in row))
                 sys.stdout.flush()
             first = False
@@ -249,6 +304,9 @@ def follow_timeline(args: argparse.Namespace, interval: float = 1.0) -> int:
             _time.sleep(interval)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+FOLLOW_REQUEST_WIDTH = 64  # a line per change, unaligned: long paths cut in the middle
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -289,7 +347,7 @@ def for_people(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list
             t["ts"].strftime("%m-%d %H:%M:%S") if t["ts"] else "",
             (t["flow_id"] or "")[:8],
             t["agent"],
-            shorten(f"{t['method']} {t['host']}{t['path']}", 48),
+            f"{t['method']} {t['host']}{t['path']}",  # print_table shortens it to what the terminal has room for
             shorten(f"{what} {where}".strip(), 36),
             t["rule_id"],
             t["decision"],

@@ -35,3 +35,46 @@ def test_since_takes_durations_and_iso_times() -> None:
 def test_long_requests_are_shortened_in_the_middle() -> None:
     s = cli.shorten("GET api.example.com/" + "a" * 100 + "/end", 30)
     assert len(s) == 30 and s.startswith("GET api.exa") and s.endswith("/end") and "…" in s
+
+
+def timeline_table(rows: list[dict], width: int, capsys: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], str]:
+    monkeypatch.setenv("COLUMNS", str(width))
+    base = {"ts": datetime(2026, 11, 28, 9, 30), "flow_id": "0123456789abcdef", "agent": "deploy-bot", "method": "GET",
+            "host": "k8s.prod.example.com", "path": "/api/v1/namespaces/prod/pods", "service": "kubernetes",
+            "operation": "list", "namespace": "prod", "resource_name": None, "tables": [], "rule_id": "k8s-read",
+            "decision": "allowed", "reviewer": None, "status_code": 200, "outcome": "forwarded", "duration_ms": 12.0}
+    full = [{**base, **r} for r in rows]
+    cols, people = cli.for_people(list(base), [tuple(r.values()) for r in full])
+    cli.render(cols, people, "table", title="t", optional=cli.TIMELINE_OPTIONAL, middle="request")
+    out, err = capsys.readouterr()
+    return out.splitlines(), err
+
+
+def test_the_timeline_fits_an_80_column_terminal_one_line_per_flow(capsys, monkeypatch) -> None:
+    long_path = "/apis/apps/v1/namespaces/prod/deployments/" + "w" * 60 + "/scale"
+    lines, err = timeline_table([{}, {"flow_id": "fedcba9876543210", "method": "DELETE", "path": long_path,
+                                      "decision": "approved", "reviewer": "alice"}], 80, capsys, monkeypatch)
+    assert all(len(line) <= 80 for line in lines), lines
+    rows = [line for line in lines if line.startswith("11-28 09:30:00")]
+    assert len(rows) == 2, lines  # nothing folded onto a second line
+    assert "01234567" in rows[0] and "allowed" in rows[0] and "200" in rows[0]
+    assert "DELETE k8s" in rows[1] and "…" in rows[1] and rows[1].split("approved")[0].rstrip().endswith("/scale")
+    assert "too narrow for: ms, action" in err
+
+
+def test_a_wide_terminal_shows_every_column_and_leaves_out_only_empty_ones(capsys, monkeypatch) -> None:
+    lines, err = timeline_table([{}], 200, capsys, monkeypatch)
+    header = next(line for line in lines if line.startswith("time (UTC)"))
+    assert header.split() == ["time", "(UTC)", "flow", "agent", "request", "action", "rule", "decision", "status", "ms"]
+    assert "GET k8s.prod.example.com/api/v1/namespaces/prod/pods" in lines[-1]  # not shortened: it fits
+    assert err == ""  # reviewer was empty in every row: left out without a note
+
+
+def test_sql_tables_keep_every_column_however_narrow(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    cli.render(["a_rather_long_name", "another_long_name", "third"], [("x" * 30, "y" * 30, "z")], "table")
+    out, err = capsys.readouterr()
+    for word in ("a_rather", "another", "third", "z"):
+        assert word in out
+    assert "too narrow" not in err
