@@ -92,9 +92,10 @@ def parse_time(text: str, flag: str = "since", now: datetime | None = None) -> d
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, title: str | None = None,
-           optional: Sequence[str] = (), middle: str | None = None) -> None:
+           optional: Sequence[str] = (), middle: str | None = None, fold: str | None = None) -> None:
     """`optional`: table columns that may be left out, first ones first, when all are empty
-    or the terminal is too narrow; `middle`: the column to shorten in the middle before that."""
+    or the terminal is too narrow; `middle`: the column to shorten in the middle before that;
+    `fold`: a column of prose that may wrap onto more lines."""
     if fmt == "json":
         for r in rows:
             print(json.dumps(dict(zip(columns, r)), default=_json_default, ensure_ascii=False))
@@ -104,51 +105,88 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, titl
         for r in rows:  # CSV ends up in terminals and spreadsheets too: no raw control characters
             w.writerow(["" if v is None else record.safe_text(_plain(v), newlines=True) for v in r])
     else:
-        print_table(columns, rows, title, optional, middle)
+        print_table(columns, rows, title, optional, middle, fold)
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None,
-                optional: Sequence[str], middle: str | None) -> None:
+                optional: Sequence[str] = (), middle: str | None = None, fold: str | None = None) -> None:
     from rich.console import Console
 
     console = Console()
     cells = [[record.safe_text(_plain(v)) if v is not None else "" for v in r] for r in rows]
-    empty = {c for i, c in enumerate(columns) if c in optional and rows and not any(r[i] for r in cells)}
-    keep = [c for c in columns if c not in empty]
+    layout = fit(console, columns, rows, cells, title, optional, middle, fold)
+    if layout is None:
+        # Too wide whatever is left out: one block per row, like psql's `\x auto`,
+        # instead of a table folded to a few letters per line.
+        print_records(console, columns, rows, cells, title)
+    else:
+        keep, shown, hidden = layout
+        console.print(_table(columns, keep, rows, shown, title, fold))
+        sys.stdout.flush()  # the note goes to stderr, after the table
+        if hidden:
+            print(f"(too narrow for: {', '.join(hidden)}; widen the terminal, or use --json)", file=sys.stderr)
+    if not rows:
+        print("(no rows)", file=sys.stderr)
+
+
+def fit(console: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
+        title: str | None, optional: Sequence[str], middle: str | None, fold: str | None = None,
+        ) -> tuple[list[str], Sequence[Sequence[str]], list[str]] | None:
+    """(columns shown, their cells, columns left out) for a table as wide as the terminal,
+    or None when no choice fits. Empty optional columns go first, silently; then the middle
+    column is shortened down to MIDDLE_MIN, and if that is not enough the next optional
+    column goes. The `fold` column counts as FOLD_MIN wide: it wraps."""
+    keep = [c for i, c in enumerate(columns) if c not in optional or not rows or any(r[i] for r in cells)]
     hidden: list[str] = []
+    unbounded = console.options.update_width(1 << 20)  # measured with room to spare, not clamped to the screen
+
+    f = columns.index(fold) if fold in columns else -1
 
     def excess(cells: Sequence[Sequence[str]]) -> int:
-        unbounded = console.options.update_width(1 << 20)  # measured with room to spare, not clamped to the screen
-        return console.measure(_table(columns, keep, rows, cells, title), options=unbounded).maximum - console.width
+        measured = [[v[:FOLD_MIN] if j == f else v for j, v in enumerate(r)] for r in cells] if f >= 0 else cells
+        return console.measure(_table(columns, keep, rows, measured, title, fold), options=unbounded).maximum - console.width
 
-    # Shorten the middle column as far as MIDDLE_MIN before giving up a column, then the next.
     m = columns.index(middle) if middle in columns else -1
     natural = max((len(r[m]) for r in cells), default=0) if m >= 0 else 0
     while (over := excess(cells)) > 0:
         if middle in keep:
             width = max(MIDDLE_MIN, natural - over)
             short = [[shorten(v, width) if j == m else v for j, v in enumerate(r)] for r in cells]
-            if excess(short) <= 0 or not any(c in keep for c in optional):
-                cells = short
-                break
+            if excess(short) <= 0:
+                return keep, short, hidden
         gone = next((c for c in optional if c in keep), None)
         if gone is None:
-            break  # rich folds what is still too wide
+            return None
         keep.remove(gone)
         hidden.append(gone)
-    console.print(_table(columns, keep, rows, cells, title))
-    sys.stdout.flush()  # the note below goes to stderr, after the table
-    if hidden:
-        print(f"(too narrow for: {', '.join(hidden)}; widen the terminal, or use --json)", file=sys.stderr)
-    if not rows:
-        print("(no rows)", file=sys.stderr)
+    return keep, cells, hidden
+
+
+def print_records(console: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
+                  title: str | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    if title:
+        console.print(Text(title, style="bold"))
+    dcol = columns.index("decision") if "decision" in columns else -1
+    for n, (r, texts) in enumerate(zip(rows, cells), 1):
+        style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
+        console.print(Text(f"-[ row {n} ]", style="dim"))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")  # a long value continues under itself, not under the names
+        for c, v in zip(columns, texts):
+            grid.add_row(Text(c), Text(v, style=style))
+        console.print(grid)
 
 
 MIDDLE_MIN = 24  # below this a shortened request says too little to be worth its column
+FOLD_MIN = 24  # prose narrower than this reads badly folded
 
 
 def _table(columns: Sequence[str], keep: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
-           title: str | None) -> Any:
+           title: str | None, fold: str | None = None) -> Any:
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -157,7 +195,7 @@ def _table(columns: Sequence[str], keep: Sequence[str], rows: Sequence[Sequence[
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   collapse_padding=True)
     for c in keep:
-        table.add_column(c, overflow="fold", no_wrap=c in ("time (UTC)", "flow", "decision", "status"))
+        table.add_column(c, overflow="fold", no_wrap=c != fold)  # fit() made the others fit
     at = [columns.index(c) for c in keep]
     dcol = columns.index("decision") if "decision" in columns else -1
     for r, texts in zip(rows, cells):
@@ -564,7 +602,7 @@ def rules_test(args: argparse.Namespace, ruleset: Any) -> int:
     for file, line, result in ruletest.run_tests(ruleset):
         failures += result is not None
         rows.append(["pass" if result is None else "FAIL", f"{file}:{line}", result or ""])
-    render(["result", "test", "why"], rows, fmt_of(args))
+    render(["result", "test", "why"], rows, fmt_of(args), fold="why")
     print(f"{len(rows) - failures} passed, {failures} failed")
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -626,7 +664,7 @@ def rules_replay(args: argparse.Namespace, ruleset: Any) -> int:
         changes.append([_plain(row["ts"]), row["flow_id"][:8], row["agent"], shorten(f"{row['method']} {row['url']}", 60),
                         f"{was} ({row['rule_id'] or 'default'})", f"{v.verdict} ({v.rule.id if v.rule else 'default'})"])
     render(["time (UTC)", "flow", "agent", "request", "recorded", "candidate"], changes, fmt_of(args),
-           title="what the candidate rules would change")
+           title="what the candidate rules would change", middle="request")
     stricter = sum(1 for c in changes if c[5].split()[0] != "allow" and c[4].split()[0] == "allow")
     print(f"{len(recorded)} recorded requests: {same} unchanged, {len(changes)} changed "
           f"({stricter} newly held or denied)", file=sys.stderr)

@@ -71,10 +71,36 @@ def test_a_wide_terminal_shows_every_column_and_leaves_out_only_empty_ones(capsy
     assert err == ""  # reviewer was empty in every row: left out without a note
 
 
-def test_sql_tables_keep_every_column_however_narrow(capsys, monkeypatch) -> None:
-    monkeypatch.setenv("COLUMNS", "40")
-    cli.render(["a_rather_long_name", "another_long_name", "third"], [("x" * 30, "y" * 30, "z")], "table")
+def test_a_table_too_wide_for_any_choice_becomes_one_block_per_row(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    cli.render(["a_rather_long_name", "another_long_name", "n"], [("x" * 30, "y" * 30, 1), ("p", "q", 2)], "table")
     out, err = capsys.readouterr()
-    for word in ("a_rather", "another", "third", "z"):
-        assert word in out
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith("-[ row")] == ["-[ row 1 ]", "-[ row 2 ]"]
+    assert lines[1].split() == ["a_rather_long_name", "x" * 30]  # whole names, whole values: nothing left out
+    assert lines[2].split() == ["another_long_name", "y" * 30]
+    assert all(len(line) <= 60 for line in lines) and err == ""
+
+
+def test_sql_tables_that_fit_stay_tables(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    cli.render(["n", "decision"], [(3, "allowed"), (1, "denied")], "table")
+    out, _ = capsys.readouterr()
+    assert out.splitlines()[0].split() == ["n", "decision"] and "-[ row" not in out
+
+
+def test_the_timeline_on_a_very_narrow_terminal_keeps_every_column_as_blocks(capsys, monkeypatch) -> None:
+    lines, err = timeline_table([{"reviewer": "alice", "decision": "approved"}], 40, capsys, monkeypatch)
+    names = [line.split()[0] for line in lines[2:] if line.strip()]
+    assert lines[1] == "-[ row 1 ]" and names[:3] == ["time", "flow", "agent"] and "reviewer" in names and "ms" in names
     assert "too narrow" not in err
+
+
+def test_a_prose_column_folds_and_the_table_stays_a_table(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    why = "action: expected 'allow', got 'hold' by rule k8s-delete-in-prod (and more words)"
+    cli.render(["result", "test", "why"], [("FAIL", "rules/10-kubernetes.yaml:112", why)], "table", fold="why")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["result", "test", "why"]
+    assert lines[2].split()[:2] == ["FAIL", "rules/10-kubernetes.yaml:112"]  # the others stay whole
+    assert "".join(line[lines[0].index("why"):].strip() for line in lines[2:]).replace(" ", "") == why.replace(" ", "")
