@@ -940,7 +940,7 @@ def run(args: argparse.Namespace, audit_dir: Path, results: dict[str, Any]) -> N
     if args.reuse and db.exists():
         with contextlib.suppress(duckdb.Error), duckdb.connect(str(db), read_only=True) as c:
             have = c.execute("SELECT count(*) FROM events").fetchone()[0]
-            has_flows = bool(c.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'flows'").fetchone()[0])
+            has_flows = "flows" in store.table_names(c)
             if [(r[0], r[1]) for r in c.execute("DESCRIBE events").fetchall()] != list(record.COLUMNS):
                 print("  (existing events table differs from record.COLUMNS: regenerating)")
                 have, has_flows = -1, False

@@ -114,14 +114,16 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
 
     console = Console()
     cells = [[record.safe_text(_plain(v)) if v is not None else "" for v in r] for r in rows]
-    layout = fit(console, columns, rows, cells, title, optional, middle, fold)
+    dcol = columns.index("decision") if "decision" in columns else -1
+    styles = [DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else "" for r in rows]
+    layout = fit(columns, cells, console.width, optional, middle, fold)
     if layout is None:
         # Too wide whatever is left out: one block per row, like psql's `\x auto`,
         # instead of a table folded to a few letters per line.
-        print_records(console, columns, rows, cells, title)
+        print_records(console, columns, cells, styles, title)
     else:
         keep, shown, hidden = layout
-        console.print(_table(columns, keep, rows, shown, title, fold))
+        console.print(_table(columns, keep, shown, styles, title, fold))
         sys.stdout.flush()  # the note goes to stderr, after the table
         if hidden:
             print(f"(too narrow for: {', '.join(hidden)}; widen the terminal, or use --json)", file=sys.stderr)
@@ -129,31 +131,32 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
         print("(no rows)", file=sys.stderr)
 
 
-def fit(console: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
-        title: str | None, optional: Sequence[str], middle: str | None, fold: str | None = None,
-        ) -> tuple[list[str], Sequence[Sequence[str]], list[str]] | None:
-    """(columns shown, their cells, columns left out) for a table as wide as the terminal,
-    or None when no choice fits. Empty optional columns go first, silently; then the middle
+def fit(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int, optional: Sequence[str],
+        middle: str | None, fold: str | None = None) -> tuple[list[str], Sequence[Sequence[str]], list[str]] | None:
+    """(columns shown, their cells, columns left out) for a table at most `width` wide, or
+    None when no choice fits. Empty optional columns go first, silently; then the middle
     column is shortened down to MIDDLE_MIN, and if that is not enough the next optional
-    column goes. The `fold` column counts as FOLD_MIN wide: it wraps."""
-    keep = [c for i, c in enumerate(columns) if c not in optional or not rows or any(r[i] for r in cells)]
+    column goes. The `fold` column counts as FOLD_MIN wide: it wraps. Widths are counted
+    once, not measured by rendering: a timeline can have many thousand rows."""
+    from rich.cells import cell_len
+
+    natural = {c: max([cell_len(c), *(cell_len(r[i]) for r in cells)]) for i, c in enumerate(columns)}
+    if fold in natural:
+        natural[fold] = max(cell_len(fold), min(natural[fold], FOLD_MIN))
+    keep = [c for i, c in enumerate(columns) if c not in optional or not cells or any(r[i] for r in cells)]
     hidden: list[str] = []
-    unbounded = console.options.update_width(1 << 20)  # measured with room to spare, not clamped to the screen
 
-    f = columns.index(fold) if fold in columns else -1
+    def excess(middle_width: int | None = None) -> int:
+        widths = [natural[c] if c != middle or middle_width is None else max(cell_len(c), min(natural[c], middle_width))
+                  for c in keep]
+        return sum(widths) + COLUMN_GAP * (len(widths) - 1) - width
 
-    def excess(cells: Sequence[Sequence[str]]) -> int:
-        measured = [[v[:FOLD_MIN] if j == f else v for j, v in enumerate(r)] for r in cells] if f >= 0 else cells
-        return console.measure(_table(columns, keep, rows, measured, title, fold), options=unbounded).maximum - console.width
-
-    m = columns.index(middle) if middle in columns else -1
-    natural = max((len(r[m]) for r in cells), default=0) if m >= 0 else 0
-    while (over := excess(cells)) > 0:
+    while (over := excess()) > 0:
         if middle in keep:
-            width = max(MIDDLE_MIN, natural - over)
-            short = [[shorten(v, width) if j == m else v for j, v in enumerate(r)] for r in cells]
+            short = max(MIDDLE_MIN, natural[middle] - over)
             if excess(short) <= 0:
-                return keep, short, hidden
+                m = columns.index(middle)
+                return keep, [[shorten(v, short) if j == m else v for j, v in enumerate(r)] for r in cells], hidden
         gone = next((c for c in optional if c in keep), None)
         if gone is None:
             return None
@@ -162,16 +165,14 @@ def fit(console: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], cel
     return keep, cells, hidden
 
 
-def print_records(console: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
+def print_records(console: Any, columns: Sequence[str], cells: Sequence[Sequence[str]], styles: Sequence[str],
                   title: str | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
     if title:
         console.print(Text(title, style="bold"))
-    dcol = columns.index("decision") if "decision" in columns else -1
-    for n, (r, texts) in enumerate(zip(rows, cells), 1):
-        style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
+    for n, (texts, style) in enumerate(zip(cells, styles), 1):
         console.print(Text(f"-[ row {n} ]", style="dim"))
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
@@ -183,9 +184,10 @@ def print_records(console: Any, columns: Sequence[str], rows: Sequence[Sequence[
 
 MIDDLE_MIN = 24  # below this a shortened request says too little to be worth its column
 FOLD_MIN = 24  # prose narrower than this reads badly folded
+COLUMN_GAP = 2  # what _table puts between two columns
 
 
-def _table(columns: Sequence[str], keep: Sequence[str], rows: Sequence[Sequence[Any]], cells: Sequence[Sequence[str]],
+def _table(columns: Sequence[str], keep: Sequence[str], cells: Sequence[Sequence[str]], styles: Sequence[str],
            title: str | None, fold: str | None = None) -> Any:
     from rich import box
     from rich.table import Table
@@ -197,9 +199,7 @@ def _table(columns: Sequence[str], keep: Sequence[str], rows: Sequence[Sequence[
     for c in keep:
         table.add_column(c, overflow="fold", no_wrap=c != fold)  # fit() made the others fit
     at = [columns.index(c) for c in keep]
-    dcol = columns.index("decision") if "decision" in columns else -1
-    for r, texts in zip(rows, cells):
-        style = DECISION_STYLE.get(r[dcol], "") if dcol >= 0 else ""
+    for texts, style in zip(cells, styles):
         # Text(), never markup: a path like "[red]" or an ESC byte is shown, not obeyed.
         table.add_row(*(Text(texts[i]) for i in at), style=style)
     return table

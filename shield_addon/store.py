@@ -258,13 +258,18 @@ def id_filter(column: str, ids: Sequence[Any], subquery: str) -> str:
     return f"{column} IN {sql_list(ids)}" if len(ids) <= LITERAL_IN_MAX else f"{column} IN ({subquery})"
 
 
+def table_names(con: duckdb.DuckDBPyConnection, database: str | None = None) -> set[str]:
+    """The tables of `database`, or of the connection's own file when None."""
+    return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
+                                      "WHERE database_name = coalesce(?, current_database())", [database]).fetchall()}
+
+
 def set_up(con: duckdb.DuckDBPyConnection) -> None:
     """Tables and views of audit.duckdb; `flows` is built from `events` if the file predates it."""
     con.execute("BEGIN")
     con.execute(_CREATE_EVENTS)
     con.execute(_CREATE_CHECKPOINTS)
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                       "AND table_name = 'flows'").fetchone()[0]:
+    if "flows" not in table_names(con):
         con.execute(_CREATE_FLOWS)
         con.execute(f"INSERT INTO flows {fold_sql('events')} ORDER BY ts, flow_id")
     for name, sql in VIEWS.items():
@@ -483,8 +488,7 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
     tables: set[str] = set()
     if db.exists():
         _attach(con, db, wait)
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'audit'").fetchall()}
+        tables = table_names(con, "audit")
         if "events" in tables:
             have = con.execute("SELECT coalesce(max(seq), 0) FROM audit.events").fetchone()[0]
     files = tail_files(audit_dir / JOURNAL_DIR, have)
