@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shield_addon import cli
+from shield_addon.cli import timeline
 
 
 def args(**kw) -> argparse.Namespace:
@@ -14,7 +15,8 @@ def args(**kw) -> argparse.Namespace:
 
 def test_filters_become_one_parameterised_where() -> None:
     where, params = cli.where_clause(args(agent="bot-*", table="users", decision="denied", flow="ab12"))
-    assert where == " WHERE agent GLOB ? AND list_contains(tables, ?) AND decision = ? AND starts_with(flow_id, ?)"
+    assert where == (" WHERE lower(agent) GLOB lower(?) AND list_bool_or([lower(t) GLOB lower(?) for t in tables])"
+                     " AND decision = ? AND starts_with(flow_id, ?)")
     assert params == ["bot-*", "users", "denied", "ab12"]
 
 
@@ -45,8 +47,8 @@ def timeline_table(rows: list[dict], width: int, capsys: pytest.CaptureFixture[s
             "operation": "list", "namespace": "prod", "resource_name": None, "tables": [], "rule_id": "k8s-read",
             "decision": "allowed", "reviewer": None, "status_code": 200, "outcome": "forwarded", "duration_ms": 12.0}
     full = [{**base, **r} for r in rows]
-    cols, people = cli.for_people(list(base), [tuple(r.values()) for r in full])
-    cli.render(cols, people, "table", title="t", optional=cli.TIMELINE_OPTIONAL, middle="request")
+    cols, people = timeline.for_people(list(base), [tuple(r.values()) for r in full])
+    cli.render(cols, people, "table", title="t", optional=timeline.TIMELINE_OPTIONAL, middle="request")
     out, err = capsys.readouterr()
     return out.splitlines(), err
 
