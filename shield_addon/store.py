@@ -1,6 +1,6 @@
 """audit.duckdb: ingest from the journal, and the read-only session every reader opens.
 
-DuckDB lets one process write a file and nobody read it meanwhile (notes/duckdb.md §1),
+DuckDB lets one process write a file and nobody read it meanwhile,
 so the proxy never keeps it open: the ingester opens it, appends the journal's new
 lines in one statement, and closes it. Readers attach it read-only between batches
 and add the journal's newest lines themselves, so they always see the live tail.
@@ -55,7 +55,7 @@ DB_NAME, CHECKPOINT_LOG, JOURNAL_DIR = LAYOUT.db.name, LAYOUT.checkpoints.name, 
 LOCK_WAIT = 20.0  # seconds a reader waits for the ingester to let go of the file
 
 # read_json must read JSON-typed columns as text: as JSON it would re-quote them and
-# the stored text would no longer be what was hashed (notes/duckdb.md §5.2).
+# the stored text would no longer be what was hashed.
 _READ_COLUMNS = "{" + ", ".join(
     f"'{n}': '{'VARCHAR' if t == 'JSON' else t}'" for n, t in record.COLUMNS
 ) + "}"
