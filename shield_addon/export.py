@@ -9,47 +9,36 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+from shield_addon import __version__
+from shield_addon.core.model import NOT_FORWARDED, AuditDir
 
-from shield_addon import __version__, store
+if TYPE_CHECKING:
+    from shield_addon.reader import EventSelection
 
 FORMATS = ("parquet", "jsonl", "ocsf")
 OCSF_VERSION = "1.3.0"
 
 
-def select_events(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> str:
-    """Events of the flows the timeline filter selects; every event when there is no filter
-    (rule loads included). Only the flow ids are materialised, never the events."""
-    if not where:
-        return "SELECT * FROM events"
-    con.execute(f"CREATE TEMP TABLE export_flows AS SELECT flow_id FROM timeline{where}", params)
-    return "SELECT e.* FROM events e SEMI JOIN export_flows f USING (flow_id)"
-
-
-def export(con: duckdb.DuckDBPyConnection, fmt: str, out: Path, where: str, params: list[Any],
-           audit_dir: Path, filters: dict[str, Any]) -> dict[str, Any]:
-    """Write the export and its manifest; return the manifest."""
-    # A view, not a copy: at 10 M events a temporary table passed 12 GiB (scripts/bench_queries.py).
-    con.execute(f"CREATE TEMP VIEW export_rows AS {select_events(con, where, params)}")
-    seq_min, seq_max, count, chains = con.execute(
-        "SELECT min(seq), max(seq), count(*), list(DISTINCT chain_id) FROM export_rows").fetchone()
+def export(rows: EventSelection, fmt: str, out: Path, layout: AuditDir, filters: dict[str, Any]) -> dict[str, Any]:
+    """Write the export and its manifest; return the manifest. `filters`: as the user gave them."""
+    seq_min, seq_max, count, chains = rows.range()
     if fmt == "parquet":
-        files = write_parquet(con, out, audit_dir)
+        files = write_parquet(rows, out, layout)
         manifest_path = out / "manifest.json"
     elif fmt == "jsonl":
-        write_jsonl(con, out)
+        write_lines(out, rows.events())
         files, manifest_path = [out], out.with_name(out.name + ".manifest.json")
     else:
-        write_lines(out, ocsf_events(con))
+        write_lines(out, (ocsf_event(f) for f in rows.flows()))
         files, manifest_path = [out], out.with_name(out.name + ".manifest.json")
     base = out if fmt == "parquet" else out.parent
     manifest = {
         "format": fmt if fmt != "ocsf" else f"ocsf-{OCSF_VERSION}",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "producer": f"agent-shield {__version__}",
-        "chain_ids": sorted(c for c in chains or [] if c),
+        "chain_ids": chains,
         "seq_min": seq_min, "seq_max": seq_max, "events": count,
         "filters": {k: v for k, v in filters.items() if v is not None},
         "files": [{"path": str(f.relative_to(base)), "bytes": f.stat().st_size, "sha256": file_sha256(f)}
@@ -59,39 +48,19 @@ def export(con: duckdb.DuckDBPyConnection, fmt: str, out: Path, where: str, para
     return manifest
 
 
-def write_parquet(con: duckdb.DuckDBPyConnection, out: Path, audit_dir: Path) -> list[Path]:
+def write_parquet(rows: EventSelection, out: Path, layout: AuditDir) -> list[Path]:
     """Hive-partitioned by date, file names carrying the chain id, so exports of many
     proxies can share one bucket; the signed checkpoint log travels with them."""
     out.mkdir(parents=True, exist_ok=True)
-    chain = (con.execute("SELECT any_value(chain_id) FROM export_rows").fetchone()[0] or "chain").replace("'", "")
-    # Bounded memory: by default DuckDB may take 80 % of RAM and buffers 524,288 rows per open
-    # partition; no ORDER BY, which would sort every row (readers order by seq).
-    con.execute(f"SET memory_limit = '{store.memory_limit(0.5, 4 << 30)}'")
-    con.execute("SET partitioned_write_flush_threshold = 100000")
-    con.execute(
-        f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS date FROM export_rows) TO {store.sql_str(str(out))} "
-        f"(FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd, OVERWRITE_OR_IGNORE, "
-        f"FILENAME_PATTERN 'events-{chain}-{{i}}')")
+    chain = (rows.chain_id() or "chain").replace("'", "")
+    rows.write_parquet(out, chain)
     files = sorted(out.rglob("*.parquet"))
-    log = audit_dir / store.CHECKPOINT_LOG
-    if log.exists():
+    if layout.checkpoints.exists():
         (out / "checkpoints").mkdir(exist_ok=True)
         target = out / "checkpoints" / f"{chain}.log"
-        shutil.copyfile(log, target)
+        shutil.copyfile(layout.checkpoints, target)
         files.append(target)
     return files
-
-
-def write_jsonl(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cur = con.execute("SELECT * FROM export_rows ORDER BY seq")
-    names = [d[0] for d in cur.description]
-    write_lines(out, (dict(zip(names, row)) for row in iter_rows(cur)))
-
-
-def iter_rows(cur: duckdb.DuckDBPyConnection, size: int = 10_000) -> Iterator[tuple]:
-    while rows := cur.fetchmany(size):
-        yield from rows
 
 
 def write_lines(out: Path, docs: Iterator[dict[str, Any]]) -> None:
@@ -120,32 +89,9 @@ def file_sha256(path: Path) -> str:
 SEVERITY_ID = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 HTTP_ACTIVITY = {"CONNECT": 1, "DELETE": 2, "GET": 3, "HEAD": 4, "OPTIONS": 5, "POST": 6, "PUT": 7, "TRACE": 8}
 API_ACTIVITY = {"create": 1, "read": 2, "update": 3, "delete": 4}
-REFUSED = ("denied", "blocked", "timed_out", "killed", "abandoned")
-
-FLOW_SQL = """
-SELECT t.*, r.seq AS request_seq, r.row_hash AS request_row_hash, r.chain_id, r.client_ip, r.port, r.url, r.scheme,
-       r.resource_type, r.matched_rules, r.mode, r.ruleset_sha256, r.severity, r.request_sha256,
-       d.reviewer_comment, d.edited, last.seq AS last_seq
-FROM timeline t
-JOIN (SELECT * FROM export_rows WHERE stage = 'request') r USING (flow_id)
-LEFT JOIN (SELECT * FROM export_rows WHERE stage = 'decision') d USING (flow_id)
-LEFT JOIN (SELECT flow_id, max(seq) AS seq FROM export_rows GROUP BY flow_id) last USING (flow_id)
-ORDER BY r.seq
-"""
-
-
-def ocsf_events(con: duckdb.DuckDBPyConnection) -> Iterator[dict[str, Any]]:
-    """One OCSF event per flow: API Activity (6003) when a parser understood the request,
-    HTTP Activity (4002) for plain REST; the human decision and the chain in `unmapped`."""
-    cur = con.execute(FLOW_SQL)
-    names = [d[0] for d in cur.description]
-    for row in iter_rows(cur):
-        yield ocsf_event(dict(zip(names, row)))
-
-
 def ocsf_event(f: dict[str, Any]) -> dict[str, Any]:
     api = f["service"] != f["host"]  # the rest parser names the host as service
-    refused = f["decision"] in REFUSED or f["outcome"] == "refused"
+    refused = f["decision"] in NOT_FORWARDED or f["outcome"] == "refused"
     if api:
         class_uid, class_name, category_uid, category_name = 6003, "API Activity", 6, "Application Activity"
         activity_id = API_ACTIVITY.get(f["action_type"] or "", 99)

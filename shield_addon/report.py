@@ -14,11 +14,13 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from shield_addon import __version__, record
+from shield_addon.core.model import Decision
+
+if TYPE_CHECKING:
+    from shield_addon.reader import FlowSet
 
 MAX_ROWS = 5000  # timeline rows on the page; the counts and the chart always cover every flow
 MAX_GROUPS = 25  # rows of each "by agent" / "by rule" table
@@ -31,15 +33,8 @@ BUCKETS: tuple[tuple[int, str], ...] = (
     (86400, "day"), (7 * 86400, "week"),
 )
 
-HELD = "verdict = 'hold' AND decision IS DISTINCT FROM 'allowed'"  # as in store.BY_AGENT_SQL
-REFUSED = "decision IN ('denied', 'blocked')"
-LAPSED = "decision IN ('killed', 'timed_out', 'abandoned')"
-_DECISION_SQL = "coalesce(decision, CASE WHEN verdict = 'hold' THEN 'pending' ELSE '(none)' END)"
 # Class names come from this table only, never from the data.
-DECISION_CLASS = {
-    "allowed": "d-allowed", "approved": "d-approved", "denied": "d-denied", "blocked": "d-blocked",
-    "killed": "d-killed", "timed_out": "d-timed_out", "abandoned": "d-abandoned", "pending": "d-pending",
-}
+DECISION_CLASS = {str(d): f"d-{d}" for d in Decision} | {"pending": "d-pending"}
 FLOW_COLOUR, HOLD_COLOUR = "#4e79a7", "#f28e2b"
 
 CSS = """
@@ -87,52 +82,24 @@ def esc(value: Any) -> str:
 
 
 def render_report(
-    con: duckdb.DuckDBPyConnection,
-    where: str = "",
-    params: Sequence[Any] | None = None,
+    flows: FlowSet,
     title: str = "agent-shield incident report",
     generated_at: datetime | None = None,
     filter_text: str | None = None,
     max_rows: int = MAX_ROWS,
 ) -> str:
-    """The flows of `SELECT * FROM timeline{where}` as one self-contained HTML page.
-
-    `where` is "" or " WHERE ..." with `?` placeholders bound from `params` (as built by
-    cli.where_clause); `filter_text` says the same filter in words for the header."""
-    params = list(params or [])
-    flows = f"(SELECT * FROM timeline{where})"
-
-    def query(sql: str, before: Sequence[Any] = (), after: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        # `sql` holds `{flows}` once; its placeholders sit between `before` and `after`.
-        return con.execute(sql.format(flows=flows), [*before, *params, *after]).fetchall()
-
-    (total, held, approved, refused, lapsed, pending, first, last), = query(
-        f"SELECT count(*), count(*) FILTER (WHERE {HELD}), count(*) FILTER (WHERE decision = 'approved'), "
-        f"count(*) FILTER (WHERE {REFUSED}), count(*) FILTER (WHERE {LAPSED}), "
-        "count(*) FILTER (WHERE verdict = 'hold' AND decision IS NULL), min(ts), max(ts) FROM {flows}")
-
-    per_group = (f"count(*) AS n, count(*) FILTER (WHERE {HELD}), count(*) FILTER (WHERE decision = 'approved'), "
-                 f"count(*) FILTER (WHERE {REFUSED}), count(*) FILTER (WHERE {LAPSED})")
-    by_decision = query(f"SELECT {_DECISION_SQL} AS k, count(*) AS n FROM {{flows}} GROUP BY k ORDER BY n DESC, k")
-    by_agent = query(f"SELECT agent AS k, {per_group}, count(*) OVER () FROM {{flows}} GROUP BY k ORDER BY n DESC, k LIMIT ?",
-                     after=[MAX_GROUPS])
-    by_rule = query(f"SELECT rule_id AS k, {per_group}, count(*) OVER () FROM {{flows}} GROUP BY k ORDER BY n DESC, k LIMIT ?",
-                    after=[MAX_GROUPS])
-
+    """The flows of a filtered timeline (`Reader.flows(filters)`) as one self-contained HTML
+    page; `filter_text` says the same filter in words for the header."""
+    total, held, approved, refused, lapsed, pending, first, last = flows.summary()
+    by_decision = flows.by_decision()
+    by_agent = flows.by("agent", MAX_GROUPS)
+    by_rule = flows.by("rule", MAX_GROUPS)
     chart = '<p class="muted">No flows match.</p>'
     if first is not None:
         step, unit = choose_bucket(first, last)
-        bars = query(f"SELECT CAST(floor(epoch(ts) / ?) AS BIGINT) AS b, count(*), count(*) FILTER (WHERE {HELD}) "
-                     "FROM {flows} GROUP BY b ORDER BY b", before=[step])
-        chart = render_chart(bars, step, unit)
-
-    rows = query("SELECT ts, flow_id, agent, method, host, path, service, operation, namespace, resource_name, tables, "
-                 "rule_id, verdict, decision, reviewer, status_code, outcome, duration_ms FROM {flows} "
-                 "ORDER BY ts, flow_id LIMIT ?", after=[max_rows])
-    holds = con.execute(
-        "SELECT held_at, flow_id, agent, rule_id, severity, decision, reviewer, wait_s, edited, reviewer_comment "
-        f"FROM holds WHERE flow_id IN (SELECT flow_id FROM timeline{where}) ORDER BY held_at, flow_id LIMIT ?",
-        [*params, max_rows]).fetchall()
+        chart = render_chart(flows.per_bucket(step), step, unit)
+    rows = flows.page(max_rows)
+    holds = flows.holds(max_rows)
 
     generated = generated_at or datetime.now(UTC)
     if generated.tzinfo is not None:

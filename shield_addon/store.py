@@ -1,9 +1,10 @@
-"""audit.duckdb: schema, ingest from the journal, views, and the reader the CLI shares.
+"""audit.duckdb: ingest from the journal, and the read-only session every reader opens.
 
-DuckDB lets one process write a file and nobody read it meanwhile (notes/duckdb.md §1),
+DuckDB lets one process write a file and nobody read it meanwhile,
 so the proxy never keeps it open: the ingester opens it, appends the journal's new
 lines in one statement, and closes it. Readers attach it read-only between batches
 and add the journal's newest lines themselves, so they always see the live tail.
+The tables' and views' SQL is in schema.py; the questions readers ask, in queries.py.
 """
 
 from __future__ import annotations
@@ -20,180 +21,45 @@ from typing import Any
 
 import duckdb
 
-from shield_addon import journal, record
+from shield_addon import journal, queries, record
+from shield_addon.core.model import AuditDir
+
+# The schema's names, here too: the ingest below and older callers use them from this module.
+from shield_addon.schema import (  # noqa: F401 - re-exported
+    CANONICAL_SQL,
+    CHECKPOINT_COLUMNS,
+    FLOW_FOLDS,
+    LITERAL_IN_MAX,
+    TIMELINE_COLUMNS,
+    TIMELINE_FOLDS,
+    VIEWS,
+    chain_check_sql,
+    chain_rows_sql,
+    continuing_sql,
+    fold_sql,
+    id_filter,
+    merge_sql,
+    read_checkpoints_sql,
+    sql_list,
+    sql_str,
+)
+from shield_addon.schema import CREATE_CHECKPOINTS as _CREATE_CHECKPOINTS
+from shield_addon.schema import CREATE_EVENTS as _CREATE_EVENTS
+from shield_addon.schema import CREATE_FLOWS as _CREATE_FLOWS
+from shield_addon.schema import MERGE as _MERGE
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "audit.duckdb"
-CHECKPOINT_LOG = "checkpoints.log"
-JOURNAL_DIR = "journal"
+LAYOUT = AuditDir(Path())  # file names only; AuditDir(root) gives the paths
+DB_NAME, CHECKPOINT_LOG, JOURNAL_DIR = LAYOUT.db.name, LAYOUT.checkpoints.name, LAYOUT.journal.name
 LOCK_WAIT = 20.0  # seconds a reader waits for the ingester to let go of the file
 
-_CREATE_EVENTS = "CREATE TABLE IF NOT EXISTS events ({})".format(
-    ", ".join(f"{name} {typ}" for name, typ in record.COLUMNS)
-)
-
-# The timeline's columns and how each folds a flow's events: the value at its first event,
-# the last non-NULL value, or min/max. `flows` keeps these per flow (plus the seq range) and
-# is folded batch by batch at ingest, so reading the timeline never regroups every event.
-TIMELINE_FOLDS = (
-    ("ts", "min"), ("flow_id", "key"), ("agent", "first"), ("method", "first"), ("host", "first"),
-    ("path", "first"), ("service", "first"), ("action_type", "first"), ("operation", "first"),
-    ("namespace", "first"), ("resource_name", "first"), ("tables", "first"), ("rule_id", "first"),
-    ("verdict", "first"), ("decision", "last"), ("reviewer", "last"), ("decided_at", "last"),
-    ("status_code", "last"), ("outcome", "last"), ("duration_ms", "max"), ("hold_id", "max"),
-)
-TIMELINE_COLUMNS = tuple(c for c, _ in TIMELINE_FOLDS)
-FLOW_FOLDS = (*TIMELINE_FOLDS, ("first_seq", "min"), ("last_seq", "max"))
-
-_AGGREGATE = {
-    "key": "{src}",
-    "first": "arg_min({src}, seq) AS {c}",
-    "last": "arg_max({src}, seq) FILTER (WHERE {src} IS NOT NULL) AS {c}",
-    "min": "min({src}) AS {c}",
-    "max": "max({src}) AS {c}",
-}
-
-
-def fold_sql(source: str) -> str:
-    """One row per flow of the events in `source`, with the columns of `flows`."""
-    cols = [_AGGREGATE[how].format(src="seq" if c.endswith("_seq") else c, c=c) for c, how in FLOW_FOLDS]
-    return f"SELECT {', '.join(cols)} FROM {source} WHERE flow_id IS NOT NULL GROUP BY flow_id"
-
-
-_MERGE = {
-    "first": "coalesce(o.{c}, n.{c})",  # arg_min skips NULLs: the first non-NULL value
-    "last": "coalesce(n.{c}, o.{c})",
-    "min": "least(o.{c}, n.{c})",
-    "max": "greatest(o.{c}, n.{c})",
-}
-
-
-def merge_sql(newer: str, older: str) -> str:
-    """Flows folded from newer events (`newer`, every flow) merged with the same flows folded
-    from older ones (`older`, LEFT JOINed: a flow may be new)."""
-    cols = ["n.flow_id AS flow_id" if how == "key" else f"{_MERGE[how].format(c=c)} AS {c}" for c, how in FLOW_FOLDS]
-    return f"SELECT {', '.join(cols)} FROM {newer} n LEFT JOIN {older} o USING (flow_id)"
-
-
-def sql_list(values: Sequence[Any]) -> str:
-    """A literal IN list: DuckDB answers `flow_id IN ('a', 'b')` from the PRIMARY KEY index,
-    not `IN (subquery)` or `= ANY(?)` (measured by scripts/bench_queries.py)."""
-    return "(" + ", ".join(sql_str(v) if isinstance(v, str) else str(int(v)) for v in values) + ")" if values else "(NULL)"
-
-
-TIMELINE_SQL = f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM flows"
-
-HOLDS_SQL = """
-WITH r AS (
-    SELECT coalesce(hold_id, flow_id) AS hid, * FROM events
-    WHERE stage = 'request' AND verdict = 'hold' AND mode = 'enforce' AND (decision IS NULL OR hold_id IS NOT NULL)
-), a AS (
-    SELECT hid, min(ts) AS held_at, arg_min(flow_id, seq) AS flow_id, arg_min(agent, seq) AS agent,
-        arg_min(method, seq) AS method, arg_min(host, seq) AS host, arg_min(path, seq) AS path,
-        arg_min(service, seq) AS service, arg_min(operation, seq) AS operation, arg_min(namespace, seq) AS namespace,
-        arg_min(resource_name, seq) AS resource_name, arg_min(tables, seq) AS tables, arg_min(rule_id, seq) AS rule_id,
-        arg_min(severity, seq) AS severity, count(*) AS attempts, bool_or(decision = 'approved') AS used,
-        bool_or(hold_id IS NOT NULL) AS retry_mode
-    FROM r GROUP BY hid
-), d AS (
-    SELECT coalesce(hold_id, flow_id) AS hid, arg_max(decision, seq) AS decision, arg_max(reviewer, seq) AS reviewer,
-        arg_max(decided_at, seq) AS decided_at, arg_max(reviewer_comment, seq) AS reviewer_comment,
-        arg_max(edited, seq) AS edited, arg_max(ts, seq) AS decision_ts
-    FROM events WHERE stage = 'decision' AND decision <> 'expired' GROUP BY 1
-), x AS (
-    SELECT DISTINCT hold_id AS hid FROM events WHERE stage = 'decision' AND decision = 'expired'
-), o AS (
-    SELECT coalesce(hold_id, flow_id) AS hid, arg_max(status_code, seq) AS status_code, arg_max(outcome, seq) AS outcome
-    FROM events WHERE stage IN ('response', 'error') GROUP BY 1
-)
-SELECT a.held_at, a.flow_id, CASE WHEN a.retry_mode THEN a.hid END AS hold_id, a.agent, a.method, a.host, a.path,
-    a.service, a.operation, a.namespace, a.resource_name, a.tables, a.rule_id, a.severity,
-    d.decision, d.reviewer, d.decided_at, d.reviewer_comment, d.edited,
-    round(date_diff('millisecond', a.held_at, coalesce(d.decided_at, d.decision_ts)) / 1000, 3) AS wait_s,
-    a.attempts,
-    CASE WHEN NOT a.retry_mode OR d.decision IS DISTINCT FROM 'approved' THEN NULL
-         WHEN a.used THEN 'used' WHEN x.hid IS NOT NULL THEN 'expired' ELSE 'unused' END AS approval,
-    o.status_code, o.outcome
-FROM a LEFT JOIN d USING (hid) LEFT JOIN x USING (hid) LEFT JOIN o USING (hid)
-"""
-
-# Held now: no decision and no outcome yet. After a crash such flows stay here: they were
-# held when the proxy died, never forwarded, and have no decision to record.
-PENDING_SQL = "SELECT held_at, flow_id, hold_id, agent, method, host, path, operation, namespace, rule_id, severity, " \
-              "attempts FROM holds WHERE decision IS NULL AND (outcome IS NULL OR hold_id IS NOT NULL)"
-
-BY_AGENT_SQL = """
-SELECT agent, count(*) AS flows,
-    count(*) FILTER (WHERE decision = 'allowed') AS allowed,
-    count(*) FILTER (WHERE verdict = 'hold' AND decision IS DISTINCT FROM 'allowed') AS held,
-    count(*) FILTER (WHERE decision = 'approved') AS approved,
-    count(*) FILTER (WHERE decision = 'denied') AS denied,
-    count(*) FILTER (WHERE decision = 'blocked') AS blocked,
-    count(*) FILTER (WHERE decision IN ('killed', 'timed_out', 'abandoned')) AS killed_or_lapsed,
-    min(ts) AS first_seen, max(ts) AS last_seen
-FROM timeline GROUP BY agent
-"""
-
-BY_REVIEWER_SQL = """
-SELECT reviewer, count(*) AS decisions,
-    count(*) FILTER (WHERE decision = 'approved') AS approved,
-    count(*) FILTER (WHERE decision = 'denied') AS denied,
-    count(*) FILTER (WHERE decision = 'killed') AS killed,
-    median(wait_s) AS median_wait_s, max(wait_s) AS max_wait_s,
-    min(decided_at) AS first_decision, max(decided_at) AS last_decision
-FROM holds WHERE reviewer IS NOT NULL GROUP BY reviewer
-"""
-
-DENIALS_SQL = "SELECT * FROM timeline WHERE decision IN ('denied', 'blocked', 'timed_out', 'killed')"
-
-VIEWS = {  # in dependency order
-    "timeline": TIMELINE_SQL, "holds": HOLDS_SQL, "pending": PENDING_SQL,
-    "by_agent": BY_AGENT_SQL, "by_reviewer": BY_REVIEWER_SQL, "denials": DENIALS_SQL,
-}
-
-CHECKPOINT_COLUMNS = (("chain_id", "VARCHAR"), ("seq", "BIGINT"), ("row_hash", "VARCHAR"), ("time", "TIMESTAMP"),
-                      ("key_id", "VARCHAR"), ("sig", "VARCHAR"))
-_CREATE_CHECKPOINTS = "CREATE TABLE IF NOT EXISTS checkpoints ({})".format(
-    ", ".join(f"{n} {t}" for n, t in CHECKPOINT_COLUMNS))
-
-
-def read_checkpoints_sql(log: Path) -> str:
-    cols = "{" + ", ".join(f"'{n}': '{t}'" for n, t in CHECKPOINT_COLUMNS) + "}"
-    names = ", ".join(n for n, _ in CHECKPOINT_COLUMNS)
-    return (f"SELECT {names} FROM read_json({sql_str(str(log))}, format='newline_delimited', columns={cols}, "
-            f"ignore_errors=true) WHERE seq IS NOT NULL")
-
 # read_json must read JSON-typed columns as text: as JSON it would re-quote them and
-# the stored text would no longer be what was hashed (notes/duckdb.md §5.2).
+# the stored text would no longer be what was hashed.
 _READ_COLUMNS = "{" + ", ".join(
     f"'{n}': '{'VARCHAR' if t == 'JSON' else t}'" for n, t in record.COLUMNS
 ) + "}"
 _SELECT_COLUMNS = ", ".join(f"{n}::JSON AS {n}" if t == "JSON" else n for n, t in record.COLUMNS)
-
-
-def _canonical_text(name: str, typ: str) -> str:
-    """SQL for a column's text in the canonical form (record.canonical, version 1)."""
-    if typ == "TIMESTAMP":
-        return f"strftime({name}, '%Y-%m-%d %H:%M:%S.%f')"
-    if typ == "VARCHAR[]":
-        return f"to_json({name})::VARCHAR"
-    return f"{name}::VARCHAR"
-
-
-CANONICAL_SQL = "concat(" + ", ".join(
-    f"coalesce(strlen({_canonical_text(n, t)})::VARCHAR || ':' || {_canonical_text(n, t)}, '-')"
-    for n, t in record.COLUMNS if n != "row_hash"
-) + ")"
-
-
-def chain_check_sql(table: str = "events") -> str:
-    """Every row's hash and link recomputed in SQL alone: (seq, hash_ok, link_ok)."""
-    return (
-        f"SELECT seq, sha256({CANONICAL_SQL}) = row_hash AS hash_ok, "
-        f"prev_hash = coalesce(lag(row_hash) OVER (PARTITION BY chain_id ORDER BY seq), '{record.GENESIS}') AS link_ok "
-        f"FROM {table}"
-    )
 
 
 def chain_status(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, tuple[bool, bool]]:
@@ -202,8 +68,7 @@ def chain_status(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, t
     want = sorted(set(seqs) | {s - 1 for s in seqs if s > 1})
     if not want:
         return {}
-    rows = con.execute(f"SELECT seq, row_hash, prev_hash, sha256({CANONICAL_SQL}) = row_hash FROM events "
-                       f"WHERE seq BETWEEN ? AND ? AND seq IN {sql_list(want)}", [want[0], want[-1]]).fetchall()
+    rows = con.execute(chain_rows_sql(want), [want[0], want[-1]]).fetchall()
     by_seq = {r[0]: r for r in rows}
     out = {}
     for s in seqs:
@@ -219,10 +84,6 @@ def memory_limit(share: float, cap: int) -> str:
     default is 80 %, too much beside a proxy or for an export on a shared host)."""
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return f"{min(cap, int(ram * share)) >> 20}MB"
-
-
-def sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def read_journal_sql(files: Sequence[Path]) -> str:
@@ -247,17 +108,6 @@ def is_lock_error(e: Exception) -> bool:
 # ---------------------------------------------------------------- writing (the proxy)
 
 
-_TYPES = dict(record.COLUMNS) | {"first_seq": "BIGINT", "last_seq": "BIGINT"}
-_CREATE_FLOWS = "CREATE TABLE flows ({}, PRIMARY KEY (flow_id))".format(
-    ", ".join(f"{c} {_TYPES[c]}" for c, _ in FLOW_FOLDS))
-LITERAL_IN_MAX = 5000  # ids a statement lists literally (index lookups); beyond, a hash join is cheaper
-
-
-def id_filter(column: str, ids: Sequence[Any], subquery: str) -> str:
-    """`column IN (...)`: a literal list while short, so DuckDB uses the index; else the subquery."""
-    return f"{column} IN {sql_list(ids)}" if len(ids) <= LITERAL_IN_MAX else f"{column} IN ({subquery})"
-
-
 def table_names(con: duckdb.DuckDBPyConnection, database: str | None = None) -> set[str]:
     """The tables of `database`, or of the connection's own file when None."""
     return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
@@ -275,14 +125,6 @@ def set_up(con: duckdb.DuckDBPyConnection) -> None:
     for name, sql in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
     con.execute("COMMIT")
-
-
-def continuing_sql(source: str) -> str:
-    """Flows of `source` that may have older events: those without their `request` event
-    in it. A flow's request is always its first event, so the others start in `source` and
-    need no lookup (an index lookup per id is what made reading and ingest slow)."""
-    return (f"SELECT flow_id FROM {source} WHERE flow_id IS NOT NULL GROUP BY flow_id "
-            "HAVING NOT bool_or(stage = 'request')")
 
 
 def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int, look_up_all: bool = False) -> None:
@@ -482,8 +324,9 @@ class Ingester:
 def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyConnection:
     """An in-memory session with `events` and `flows` (audit.duckdb + the journal's newer
     lines) and the views. The file is attached read-only, so it never blocks another reader."""
+    layout = AuditDir(audit_dir)
     con = duckdb.connect(":memory:")
-    db = audit_dir / DB_NAME
+    db = layout.db
     have = 0
     tables: set[str] = set()
     if db.exists():
@@ -491,7 +334,7 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
         tables = table_names(con, "audit")
         if "events" in tables:
             have = con.execute("SELECT coalesce(max(seq), 0) FROM audit.events").fetchone()[0]
-    files = tail_files(audit_dir / JOURNAL_DIR, have)
+    files = tail_files(layout.journal, have)
     if files:
         con.execute("CREATE TEMP TABLE journal_tail AS " + read_journal_sql(files), [have, 2**62])
     else:
@@ -500,7 +343,7 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
     con.execute("CREATE TEMP VIEW events AS " + " UNION ALL ".join([*older, "SELECT * FROM journal_tail"]))
     con.execute("CREATE TEMP VIEW flows AS " + (
         _flows_with_tail(con) if "flows" in tables else fold_sql("events")))
-    log = audit_dir / CHECKPOINT_LOG
+    log = layout.checkpoints
     if log.exists() and log.stat().st_size:  # the log, not the table: it is never behind
         con.execute("CREATE TEMP VIEW checkpoints AS " + read_checkpoints_sql(log))
     else:
@@ -530,9 +373,8 @@ def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> str:
 def find_flows(con: duckdb.DuckDBPyConnection, prefix: str, limit: int = 6) -> list[tuple[str, int, int]]:
     """(flow_id, first_seq, last_seq) of the flows whose id is `prefix` or starts with it:
     the exact id first, an index lookup."""
-    exact = con.execute("SELECT flow_id, first_seq, last_seq FROM flows WHERE flow_id = ?", [prefix]).fetchall()
-    return exact or con.execute("SELECT flow_id, first_seq, last_seq FROM flows WHERE starts_with(flow_id, ?) "
-                                "ORDER BY flow_id LIMIT ?", [prefix, limit]).fetchall()
+    exact = con.execute(queries.FLOW_EXACT, [prefix]).fetchall()
+    return exact or con.execute(queries.FLOW_PREFIX, [prefix, limit]).fetchall()
 
 
 def _attach(con: duckdb.DuckDBPyConnection, db: Path, wait: float) -> None:

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from shield_addon import checkpoints, journal, record, store
+from shield_addon import checkpoints, journal, queries, record, store
+from shield_addon.core.model import AuditDir
+from shield_addon.reader import Reader
 
 
 @dataclass(frozen=True)
@@ -106,58 +107,49 @@ def compare_signed(signed: Mapping[int, str], found: Mapping[int, str], report: 
             break
 
 
-def compare_db(audit_dir: Path, report: Report) -> None:
+def compare_db(reader: Reader, report: Report) -> None:
     """audit.duckdb must hold journal rows only, unchanged: recompute its hashes in SQL
     and match them against the journal."""
-    if not (audit_dir / store.DB_NAME).exists():
+    tables = reader.store_tables()
+    if "events" not in tables:
         return
-    with store.connect_reader(audit_dir) as con:
-        tables = store.table_names(con, "audit")
-        if "events" not in tables:
-            return
-        bad = con.execute(f"SELECT seq FROM ({store.chain_check_sql('audit.events')}) WHERE NOT hash_ok ORDER BY seq LIMIT 1"
-                          ).fetchone()
-        if bad:
-            report.problems.append(Problem(bad[0], "edited in audit.duckdb", "row_hash does not match the row's content"))
-        if "flows" in tables:
-            compare_flows(con, report)
-        files = journal.segments(audit_dir / store.JOURNAL_DIR)
-        if not files:
-            return
-        con.execute("CREATE TEMP TABLE j AS SELECT seq, row_hash FROM (" + store.read_journal_sql([p for _, p in files]) + ")",
-                    [0, 2**62])
-        diff = con.execute(
-            "SELECT e.seq, j.seq IS NULL FROM audit.events e LEFT JOIN j USING (seq) "
-            "WHERE j.row_hash IS DISTINCT FROM e.row_hash ORDER BY e.seq LIMIT 1").fetchone()
-        if diff:
-            what = "is not in the journal" if diff[1] else "differs from the journal's row"
-            report.problems.append(Problem(diff[0], "journal and audit.duckdb disagree", f"the audit.duckdb row {what}"))
-
-
-def compare_flows(con: duckdb.DuckDBPyConnection, report: Report) -> None:
-    """`flows` is derived from `events` at ingest: it must still be exactly what they fold to,
-    or a timeline read from it could tell a different story than the chained rows."""
-    # MATERIALIZED: the fold reads every event; it is compared both ways, but computed once.
-    bad = con.execute(f"WITH folded AS MATERIALIZED ({store.fold_sql('audit.events')}) "
-                      "SELECT flow_id, first_seq FROM ((SELECT * FROM audit.flows EXCEPT ALL SELECT * FROM folded) "
-                      "UNION ALL (SELECT * FROM folded EXCEPT ALL SELECT * FROM audit.flows)) "
-                      "ORDER BY first_seq LIMIT 1").fetchone()
-    if bad:
+    con = reader.con
+    if bad := con.execute(queries.FIRST_EDITED_IN_STORE).fetchone():
+        report.problems.append(Problem(bad[0], "edited in audit.duckdb", "row_hash does not match the row's content"))
+    if "flows" in tables and (bad := con.execute(queries.FLOWS_DISAGREE).fetchone()):
+        # `flows` is derived from `events` at ingest: it must still be exactly what they fold
+        # to, or a timeline read from it could tell a different story than the chained rows.
         report.problems.append(Problem(bad[1], "flows disagree with events",
                                        f"flow {bad[0]}: its row in audit.duckdb's flows is not what its events say"))
+    files = journal.segments(reader.dir.journal)
+    if not files:
+        return
+    con.execute(queries.journal_hashes_sql(store.read_journal_sql([p for _, p in files])), [0, 2**62])
+    diff = con.execute(queries.JOURNAL_DISAGREES).fetchone()
+    if diff:
+        what = "is not in the journal" if diff[1] else "differs from the journal's row"
+        report.problems.append(Problem(diff[0], "journal and audit.duckdb disagree", f"the audit.duckdb row {what}"))
 
 
-def verify(audit_dir: Path, public: Ed25519PublicKey, progress: Callable[[int], None] | None = None) -> Report:
+def verify(audit_dir: Path, public: Ed25519PublicKey, progress: Callable[[int], None] | None = None,
+           reader: Reader | None = None) -> Report:
+    """The whole check; `reader`: a session on `audit_dir` to compare audit.duckdb through."""
+    layout = AuditDir(audit_dir)
     report = Report()
-    signed = load_checkpoints(audit_dir / checkpoints.LOG_FILE, public, report)
+    signed = load_checkpoints(layout.checkpoints, public, report)
     def unreadable(path: Path, line: int) -> None:
         report.problems.append(Problem(None, "unreadable journal", f"{path.name} line {line} is not a journal row"))
 
-    rows = journal.read_rows(audit_dir / store.JOURNAL_DIR, on_bad=unreadable)
+    rows = journal.read_rows(layout.journal, on_bad=unreadable)
     found = check_rows(rows, report, signed, progress)
     compare_signed(signed, found, report, report.chain_id)
     if report.events and not signed:
         report.problems.append(Problem(None, "unsigned", "no valid signed checkpoint: the chain cannot be proven whole"))
-    compare_db(audit_dir, report)
+    if layout.db.exists():
+        if reader is not None:
+            compare_db(reader, report)
+        else:
+            with Reader(audit_dir) as own:
+                compare_db(own, report)
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report

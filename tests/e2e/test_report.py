@@ -7,7 +7,6 @@ them as text, run nothing and fetch nothing."""
 
 from __future__ import annotations
 
-import argparse
 import http.server
 import re
 import shutil
@@ -22,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from shield_addon import cli, record, report, store
+from shield_addon import record, report, store
 from shield_addon.journal import Journal
+from shield_addon.reader import Filters, Reader
 
 HOSTILE_AGENT = 'evil"onmouseover=alert(2) x="'
 SCRIPT_PATH = "/<script>alert(1)</script>"
@@ -187,9 +187,9 @@ def assert_fetches_nothing(dom: Dom, markup: str) -> None:
     assert "url(" not in style and "@import" not in style
 
 
-def render_page(trail: Path, tmp: Path, **kw: Any) -> Path:
-    with store.connect_reader(trail) as con:
-        page = report.render_report(con, generated_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), **kw)
+def render_page(trail: Path, tmp: Path, filters: Filters = Filters(), **kw: Any) -> Path:  # noqa: B008 - frozen
+    with Reader(trail) as reader:
+        page = reader.report(filters, generated_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), **kw)
     out = tmp / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
@@ -256,15 +256,16 @@ def test_report_renders_in_chromium_and_hostile_values_stay_text(trail: Path, tr
 
 
 def test_filter_is_bound_not_pasted_and_said_in_words(trail: Path, tmp_path: Path) -> None:
-    where, params = cli.where_clause(argparse.Namespace(agent="data-*", decision=None))
-    assert "data-" not in where
-    page = render_page(trail, tmp_path, where=where, params=params, filter_text="--agent data-*").read_text()
+    where, params = Filters(agent="data-*").where()
+    assert "data-" not in where and params == ["data-*"]
+    page = render_page(trail, tmp_path, Filters(agent="data-*"), filter_text="--agent data-*").read_text()
     assert "<dd>--agent data-*</dd>" in page
     assert "<li><b>4</b>flows</li>" in page and "<li><b>3</b>held</li>" in page
     assert "ops-bot" not in page and "onmouseover" not in page
 
-    where, params = cli.where_clause(argparse.Namespace(agent="x' OR 1=1 --"))
-    page = render_page(trail, tmp_path, where=where, params=params, filter_text="--agent \"x' OR 1=1 --\"").read_text()
+    hostile = Filters(agent="x' OR 1=1 --")
+    assert "OR 1=1" not in hostile.where()[0]
+    page = render_page(trail, tmp_path, hostile, filter_text="--agent \"x' OR 1=1 --\"").read_text()
     assert "<li><b>0</b>flows</li>" in page and "No flows match." in page and "no flows match" in page
     assert "--agent &quot;x&#x27; OR 1=1 --&quot;" in page
 
@@ -297,9 +298,10 @@ def test_ten_thousand_flows_render_quickly(tmp_path: Path) -> None:
         else:
             t.flow(f"bot-{i % 7}", "GET", "api.internal", f"/v1/items/{i}", rule="reads" if i % 3 else None)
     audit = t.close()
-    with store.connect_reader(audit) as con:
+    with Reader(audit) as reader:
+        flows = reader.flows()  # the session opens here, before the clock starts
         started = time.perf_counter()
-        page = report.render_report(con, filter_text="all flows")
+        page = report.render_report(flows, filter_text="all flows")
         took = time.perf_counter() - started
     assert "<li><b>10,000</b>flows</li>" in page and "<li><b>1,000</b>held</li>" in page
     assert "Showing the first 5,000 of 10,000 rows" in page and "Showing the first 1,000" not in page

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shield_addon import cli
+from shield_addon.cli import timeline
 
 
 def args(**kw) -> argparse.Namespace:
@@ -14,7 +15,8 @@ def args(**kw) -> argparse.Namespace:
 
 def test_filters_become_one_parameterised_where() -> None:
     where, params = cli.where_clause(args(agent="bot-*", table="users", decision="denied", flow="ab12"))
-    assert where == " WHERE agent GLOB ? AND list_contains(tables, ?) AND decision = ? AND starts_with(flow_id, ?)"
+    assert where == (" WHERE lower(agent) GLOB lower(?) AND list_bool_or([lower(t) GLOB lower(?) for t in tables])"
+                     " AND decision = ? AND starts_with(flow_id, ?)")
     assert params == ["bot-*", "users", "denied", "ab12"]
 
 
@@ -45,8 +47,8 @@ def timeline_table(rows: list[dict], width: int, capsys: pytest.CaptureFixture[s
             "operation": "list", "namespace": "prod", "resource_name": None, "tables": [], "rule_id": "k8s-read",
             "decision": "allowed", "reviewer": None, "status_code": 200, "outcome": "forwarded", "duration_ms": 12.0}
     full = [{**base, **r} for r in rows]
-    cols, people = cli.for_people(list(base), [tuple(r.values()) for r in full])
-    cli.render(cols, people, "table", title="t", optional=cli.TIMELINE_OPTIONAL, middle="request")
+    cols, people = timeline.for_people(list(base), [tuple(r.values()) for r in full])
+    cli.render(cols, people, "table", title="t", optional=timeline.TIMELINE_OPTIONAL, middle="request")
     out, err = capsys.readouterr()
     return out.splitlines(), err
 
@@ -104,3 +106,81 @@ def test_a_prose_column_folds_and_the_table_stays_a_table(capsys, monkeypatch) -
     assert lines[0].split() == ["result", "test", "why"]
     assert lines[2].split()[:2] == ["FAIL", "rules/10-kubernetes.yaml:112"]  # the others stay whole
     assert "".join(line[lines[0].index("why"):].strip() for line in lines[2:]).replace(" ", "") == why.replace(" ", "")
+
+
+# ---------------------------------------------------------------- in process: main([...]) as a user types it
+
+
+def shield(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`shield ARGV` in this process: (exit code, stdout, stderr)."""
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse: --help, bad arguments
+        rc = e.code if isinstance(e.code, int) else 2
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("cmd", ["run", "timeline", "show", "sql", "verify", "rules", "agents", "env", "rules check", "agents add"])
+def test_each_subcommand_has_help(cmd: str, capsys) -> None:
+    rc, out, _ = shield([*cmd.split(), "--help"], capsys)
+    assert rc == 0 and "usage: shield" in out
+
+
+def test_filter_help_says_globs_are_case_insensitive(capsys) -> None:
+    rc, out, _ = shield(["timeline", "--help"], capsys)
+    text = " ".join(out.split())
+    assert rc == 0 and "case-insensitive" in text and "as in rule files" in text and "1h30m" in text
+
+
+def test_bundled_rules_check_and_their_tests_pass(capsys) -> None:
+    assert shield(["rules", "check"], capsys)[0] == 0
+    rc, out, _ = shield(["rules", "test"], capsys)
+    assert rc == 0 and " 0 failed" in out
+
+
+def test_since_must_be_a_duration_or_a_time(tmp_path, capsys) -> None:
+    rc, _, err = shield(["timeline", "--since", "yesterday-ish", "--dir", str(tmp_path)], capsys)
+    assert rc == 2 and "--since" in err and "Traceback" not in err
+
+
+def test_explain_shows_the_action_every_rule_and_the_verdict(capsys) -> None:
+    rc, out, err = shield(["rules", "explain", "POST", "https://db.internal/query", "--header", "content-type: application/json",
+                           "--body", '{"query": "select 1; drop table users"}'], capsys)
+    assert rc == 0, err
+    assert "service=sql" in out and "tables=users" in out
+    assert "MATCH" in out and "sql ✓" in out
+    assert out.strip().splitlines()[-1].startswith("verdict  hold by ")
+
+
+def test_explain_refuses_a_header_without_a_colon(capsys) -> None:
+    rc, _, err = shield(["rules", "explain", "GET", "https://x/", "--header", "nocolon"], capsys)
+    assert rc == 2 and "NAME:VALUE" in err
+
+
+def test_since_takes_the_rules_duration_grammar() -> None:
+    now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    assert cli.parse_time("1h30m", now=now) == datetime(2026, 1, 2, 10, 30)
+    assert cli.parse_time("1w", now=now) == datetime(2025, 12, 26, 12, 0)
+    assert cli.parse_time("90", now=now) == datetime(2026, 1, 2, 11, 58, 30)  # plain seconds, as in rule files
+    assert cli.parse_time("2026-01-02") == datetime(2026, 1, 2)
+
+
+def test_every_filter_the_reader_knows_has_a_flag() -> None:
+    from shield_addon.cli.parser import FILTERS
+    from shield_addon.queries import FILTER_COLUMNS
+
+    assert [flag for flag, _ in FILTERS] == list(FILTER_COLUMNS)
+
+
+def test_commands_without_data_do_not_load_duckdb(tmp_path) -> None:
+    """A new interpreter each: whether DuckDB is loaded depends on what was imported before."""
+    import subprocess
+    import sys
+
+    for argv in (["--help"], ["env", "x", "--confdir", str(tmp_path)], ["agents", "list", "--confdir", str(tmp_path)],
+                 ["rules", "check"]):
+        probe = ("import sys\nfrom shield_addon.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+                 "print('LOADED' if 'duckdb' in sys.modules else 'NOT LOADED', file=sys.stderr)")
+        cp = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
+        assert cp.stderr.strip().endswith("NOT LOADED"), (argv, cp.stderr[-500:])

@@ -1,0 +1,103 @@
+"""`shield rules check|test|explain|replay`: rule files checked, tested, explained, replayed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from shield_addon import paths, record
+from shield_addon.cli.parser import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, audit_dir, filters_of
+from shield_addon.cli.render import fmt_of, plain, render, shorten
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from shield_addon import rules
+
+    source = args.path or str(paths.bundled_rules())
+    try:
+        ruleset = rules.load_path(source)
+    except rules.RuleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.rules_cmd == "check":
+        print(f"OK: {len(ruleset.rules)} rules in {len(ruleset.files)} file(s), default {ruleset.default}, "
+              f"sha256 {ruleset.sha256}")
+        return EXIT_OK
+    return {"test": rules_test, "explain": rules_explain, "replay": rules_replay}[args.rules_cmd](args, ruleset)
+
+
+def rules_test(args: argparse.Namespace, ruleset: Any) -> int:
+    from shield_addon import ruletest
+
+    rows, failures = [], 0
+    for file, line, result in ruletest.run_tests(ruleset):
+        failures += result is not None
+        rows.append(["pass" if result is None else "FAIL", f"{file}:{line}", result or ""])
+    render(["result", "test", "why"], rows, fmt_of(args), fold="why")
+    print(f"{len(rows) - failures} passed, {failures} failed")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
+    from shield_addon import rules, ruletest
+
+    headers = []
+    for h in args.header or []:
+        if ":" not in h:
+            raise UsageError(f"--header {h!r}: use NAME:VALUE")
+        k, v = h.split(":", 1)
+        headers.append((k.strip(), v.strip()))
+    body: bytes | str = Path(args.body_file).read_bytes() if args.body_file else (args.body or "")
+    request = {"method": args.method, "url": args.url, "headers": headers, "body": body, "agent": args.agent or ""}
+    try:
+        subject = ruletest.subject_for(ruleset, request)
+    except ValueError as e:
+        raise UsageError(f"bad request: {e}") from None
+    v = rules.evaluate(ruleset, subject)
+    a = v.action
+    print(record.safe_text(f"request  {subject.request.method} {args.url}"))
+    print("action   " + record.safe_text(" ".join(
+        f"{k}={val}" for k, val in (("service", a.service), ("action_type", a.action_type), ("operation", a.operation),
+                                    ("resource_type", a.resource_type), ("namespace", a.namespace),
+                                    ("resource_name", a.resource_name), ("tables", ",".join(a.tables)),
+                                    ("statements", ",".join(a.statements)), ("flags", ",".join(sorted(a.flags))))
+        if val)))
+    print("rules")
+    for rule in ruleset.rules:
+        checks = rule.predicate.explain(subject)
+        hit = all(ok for _, ok in checks)
+        why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
+        tag = "MATCH" if hit else "  -  "
+        extra = f" -> {rule.action}" + (" (shadow)" if rule.mode == "shadow" else "") if hit else ""
+        print(f"  {tag} {rule.id:28} {why}{extra}   [{Path(rule.file).name}:{rule.line}]")
+    decided = f" by {v.rule.id}" if v.rule else " (default)"
+    print(f"verdict  {v.verdict}{decided}" + (f"; enforced: {v.enforced}" if v.shadowed else ""))
+    return EXIT_OK
+
+
+def rules_replay(args: argparse.Namespace, ruleset: Any) -> int:
+    """Recorded requests against a candidate rule set: what would change."""
+    from shield_addon import rules, ruletest
+    from shield_addon.reader import Reader
+
+    with Reader(audit_dir(args)) as reader:
+        recorded = reader.recorded_requests(filters_of(args))
+    changes, same = [], 0
+    for row in recorded:
+        v = rules.evaluate(ruleset, ruletest.subject_for(ruleset, ruletest.recorded_request(row)))
+        was = row["verdict"]
+        if (v.verdict, v.rule.id if v.rule else None) == (was, row["rule_id"]):
+            same += 1
+            continue
+        changes.append([plain(row["ts"]), row["flow_id"][:8], row["agent"], shorten(f"{row['method']} {row['url']}", 60),
+                        f"{was} ({row['rule_id'] or 'default'})", f"{v.verdict} ({v.rule.id if v.rule else 'default'})"])
+    render(["time (UTC)", "flow", "agent", "request", "recorded", "candidate"], changes, fmt_of(args),
+           title="what the candidate rules would change", middle="request")
+    stricter = sum(1 for c in changes if c[5].split()[0] != "allow" and c[4].split()[0] == "allow")
+    print(f"{len(recorded)} recorded requests: {same} unchanged, {len(changes)} changed "
+          f"({stricter} newly held or denied)", file=sys.stderr)
+    return EXIT_OK
+
+
