@@ -1,18 +1,22 @@
 """Local servers for the complete-mediation tests: each counts what really reached it at
 the TCP level (accepted connections, bytes), so a test can prove that the proxy did not
-contact a server, not merely that no HTTP request arrived. Loopback only."""
+contact a server, not merely that no HTTP request arrived. Loopback only. Also the raw
+clients those tests need: a bare CONNECT, and an HTTP/1.1 request in absolute form."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.protocols.clients import proxy_auth
 from tests.e2e.protocols.servers import WsEcho
 
 BANNER = b"SSH-2.0-OpenSSH_9.6 shield-test-banner\r\n"
@@ -136,3 +140,53 @@ def refused_port() -> tuple[socket.socket, int]:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     return s, s.getsockname()[1]
+
+
+def connect_tunnel(proxy_port: int, target: str, agent: str, timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """A raw CONNECT through the proxy; the socket and the proxy's answer head."""
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, head
+
+
+def read_until_closed(s: socket.socket, timeout: float) -> bytes:
+    """Everything the peer sends until it closes, or until `timeout` passes (a bound on a
+    negative: what must never arrive)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except (TimeoutError, OSError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def raw_http(proxy_port: int, request: bytes, timeout: float = 15) -> tuple[int, bytes]:
+    """One raw HTTP/1.1 request to the proxy (absolute-form, as a plain-HTTP client sends it)."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed without an answer: {data!r}")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        while m and len(body) < int(m.group(1)):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return int(head.split()[1]), body

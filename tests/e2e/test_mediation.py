@@ -35,7 +35,16 @@ import httpx
 import pytest
 
 from tests.e2e.harness import SHIELD, Proxy, Upstream, start_proxy, stop_process, wait_for
-from tests.e2e.mediation_servers import BANNER, BannerServer, WsEchoWithEnds, refused_port, start_counting_https
+from tests.e2e.mediation_servers import (
+    BANNER,
+    BannerServer,
+    WsEchoWithEnds,
+    connect_tunnel,
+    raw_http,
+    read_until_closed,
+    refused_port,
+    start_counting_https,
+)
 from tests.e2e.protocols.clients import WsClient, proxy_auth
 
 RULES = """\
@@ -88,68 +97,8 @@ def client(proxy: Proxy, agent: str, token: str = "x") -> httpx.Client:
                         trust_env=False, timeout=30)
 
 
-def sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def events_of(proxy: Proxy, agent: str) -> list[dict[str, Any]]:
-    return proxy.events(f"agent = {sql_text(agent)}")
-
-
 def wait_events(proxy: Proxy, where: str, what: str, timeout: float = 15) -> list[dict[str, Any]]:
     return wait_for(lambda: proxy.events(where), timeout, what)
-
-
-def connect_tunnel(proxy: Proxy, target: str, agent: str, timeout: float = 10) -> tuple[socket.socket, bytes]:
-    """A raw CONNECT through the proxy; the socket and the proxy's answer head."""
-    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
-    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return s, head
-
-
-def read_until_closed(s: socket.socket, timeout: float) -> bytes:
-    """Everything the peer sends until it closes, or until `timeout` passes (a bound on a
-    negative: what must never arrive)."""
-    import time
-
-    out = b""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        s.settimeout(left)
-        try:
-            chunk = s.recv(65536)
-        except (TimeoutError, OSError):
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
-
-
-def raw_http(proxy: Proxy, request: bytes, timeout: float = 15) -> tuple[int, bytes]:
-    """One raw HTTP/1.1 request to the proxy (absolute-form, as a plain-HTTP client sends it)."""
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed without an answer: {data!r}")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        while m and len(body) < int(m.group(1)):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-        return int(head.split()[1]), body
 
 
 # ---------------------------------------------------------------- connections are attempts
@@ -159,7 +108,7 @@ def raw_http(proxy: Proxy, request: bytes, timeout: float = 15) -> tuple[int, by
 def test_raw_tcp_to_a_banner_server_is_refused_and_recorded(proxy: Proxy) -> None:
     banner = BannerServer().start()
     try:
-        s, head = connect_tunnel(proxy, f"127.0.0.1:{banner.port}", "raw-tcp")
+        s, head = connect_tunnel(proxy.port, f"127.0.0.1:{banner.port}", "raw-tcp")
         with s:
             if head.startswith(b"HTTP/1.1 200"):
                 s.sendall(b"SSH-2.0-OpenSSH_9.6 agent\r\n")  # a client that also speaks first
@@ -218,7 +167,7 @@ def test_held_and_denied_https_requests_never_connect_to_their_server(proxy: Pro
 
 def _sni_mismatch(proxy: Proxy, upstream: Upstream) -> None:
     """CONNECT to the IP, TLS with SNI api.github.com and Host api.github.com."""
-    s, head = connect_tunnel(proxy, f"127.0.0.1:{upstream.https_port}", "mismatch-sni")
+    s, head = connect_tunnel(proxy.port, f"127.0.0.1:{upstream.https_port}", "mismatch-sni")
     with s:
         assert head.startswith(b"HTTP/1.1 200"), head
         ctx = ssl.create_default_context(cafile=str(proxy.ca))
@@ -233,7 +182,7 @@ def _sni_mismatch(proxy: Proxy, upstream: Upstream) -> None:
 
 def _host_mismatch_in_tunnel(proxy: Proxy, upstream: Upstream) -> None:
     """CONNECT localhost:port with SNI localhost, then Host: api.github.com inside."""
-    s, head = connect_tunnel(proxy, f"localhost:{upstream.https_port}", "mismatch-host")
+    s, head = connect_tunnel(proxy.port, f"localhost:{upstream.https_port}", "mismatch-host")
     with s:
         assert head.startswith(b"HTTP/1.1 200"), head
         ctx = ssl.create_default_context(cafile=str(proxy.ca))
@@ -245,7 +194,7 @@ def _host_mismatch_in_tunnel(proxy: Proxy, upstream: Upstream) -> None:
 
 def _absolute_form_to_ip(proxy: Proxy, upstream: Upstream) -> None:
     """Plain HTTP, absolute-form to the IP, with another Host."""
-    status, _ = raw_http(proxy, (f"GET http://127.0.0.1:{upstream.http_port}/mismatch/absolute HTTP/1.1\r\n"
+    status, _ = raw_http(proxy.port, (f"GET http://127.0.0.1:{upstream.http_port}/mismatch/absolute HTTP/1.1\r\n"
                                  f"Host: api.github.com\r\nProxy-Authorization: {proxy_auth('mismatch-absolute')}\r\n"
                                  "Connection: close\r\n\r\n").encode())
     assert status == 403
@@ -297,7 +246,7 @@ def test_loopback_spellings_of_the_proxy_are_refused_once(proxy: Proxy, spelling
     tag = re.sub(r"[^a-z0-9]", "-", spelling.lower())
     path = f"/loop/{tag}"
     try:
-        status, _ = raw_http(proxy, (f"GET http://{spelling}:{proxy.port}{path} HTTP/1.1\r\nHost: {spelling}:{proxy.port}\r\n"
+        status, _ = raw_http(proxy.port, (f"GET http://{spelling}:{proxy.port}{path} HTTP/1.1\r\nHost: {spelling}:{proxy.port}\r\n"
                                      f"Proxy-Authorization: {proxy_auth('loop')}\r\nConnection: close\r\n\r\n").encode(), 30)
     except (ConnectionError, OSError) as e:
         pytest.fail(f"no answer for {spelling}: {e}")
@@ -359,7 +308,7 @@ def test_websocket_messages_are_judged_and_denied_ones_not_delivered(proxy: Prox
 
 def post(proxy: Proxy, upstream: Upstream, path: str, body: bytes, agent: str, encoding: str | None = None) -> int:
     headers = f"Content-Encoding: {encoding}\r\n" if encoding else ""
-    status, _ = raw_http(proxy, (f"POST http://127.0.0.1:{upstream.http_port}{path} HTTP/1.1\r\n"
+    status, _ = raw_http(proxy.port, (f"POST http://127.0.0.1:{upstream.http_port}{path} HTTP/1.1\r\n"
                                  f"Host: 127.0.0.1:{upstream.http_port}\r\nProxy-Authorization: {proxy_auth(agent)}\r\n"
                                  f"Content-Type: application/json\r\n{headers}Content-Length: {len(body)}\r\n"
                                  "Connection: close\r\n\r\n").encode() + body)
@@ -407,7 +356,7 @@ def test_lookalike_header_names_stay_in_clear(proxy: Proxy, upstream: Upstream) 
 
 @pytest.mark.xfail(strict=True, reason="issue 14: mitm.it is answered by mitmproxy's onboarding app before the rules")
 def test_mitm_it_is_refused_and_the_record_says_what_the_agent_got(proxy: Proxy) -> None:
-    status, body = raw_http(proxy, (f"GET http://mitm.it/ HTTP/1.1\r\nHost: mitm.it\r\n"
+    status, body = raw_http(proxy.port, (f"GET http://mitm.it/ HTTP/1.1\r\nHost: mitm.it\r\n"
                                     f"Proxy-Authorization: {proxy_auth('onboarding')}\r\nConnection: close\r\n\r\n").encode())
     assert status == 403, body[:200]
     evs = wait_events(proxy, "agent = 'onboarding' AND host = 'mitm.it' AND stage IN ('response', 'error')",
