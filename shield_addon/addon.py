@@ -25,6 +25,7 @@ from mitmproxy import command, connection, ctx, exceptions, hooks, http
 from mitmproxy import flow as mflow
 
 from shield_addon import actions, checkpoints, paths, record, retry, rules, store
+from shield_addon.addons.identity import Identity
 from shield_addon.flows import (
     FlowState,
     Tap,
@@ -617,4 +618,4 @@ def redaction_key(confdir: Path) -> bytes:
     return key
 
 
-addons = [Shield()]
+addons = [Shield(), Identity()]

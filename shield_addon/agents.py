@@ -1,4 +1,7 @@
-"""Per-agent proxy credentials: an htpasswd file (bcrypt) that mitmproxy's proxyauth reads."""
+"""Per-agent proxy credentials: an htpasswd file (bcrypt) that mitmproxy's proxyauth reads.
+
+A running proxy follows every change within a second (shield_addon.addons.identity): an
+added agent gets in, a removed or rotated token is refused, in tunnels already open too."""
 
 from __future__ import annotations
 
