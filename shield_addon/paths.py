@@ -30,8 +30,8 @@ def default_confdir() -> Path:
     return Path("~/.mitmproxy").expanduser()
 
 
-def confdir_option(mitmproxy_args: Sequence[str]) -> str | None:
-    """The value of the last `--set confdir=X` (or `--set=confdir=X`) among mitmproxy arguments."""
+def set_option(mitmproxy_args: Sequence[str], name: str) -> str | None:
+    """The value of the last `--set NAME=X` (or `--set=NAME=X`) among mitmproxy arguments."""
     found = None
     for i, arg in enumerate(mitmproxy_args):
         if arg == "--set" and i + 1 < len(mitmproxy_args):
@@ -40,8 +40,23 @@ def confdir_option(mitmproxy_args: Sequence[str]) -> str | None:
             spec = arg.removeprefix("--set=")
         else:
             continue
-        if spec.startswith("confdir="):
-            found = spec.removeprefix("confdir=")
+        if spec.startswith(name + "="):
+            found = spec.removeprefix(name + "=")
+    return found
+
+
+def confdir_option(mitmproxy_args: Sequence[str]) -> str | None:
+    return set_option(mitmproxy_args, "confdir")
+
+
+def listen_host_option(mitmproxy_args: Sequence[str]) -> str | None:
+    """The listen host among mitmproxy arguments, however it was given."""
+    found = set_option(mitmproxy_args, "listen_host")
+    for i, arg in enumerate(mitmproxy_args):
+        if arg == "--listen-host" and i + 1 < len(mitmproxy_args):
+            found = mitmproxy_args[i + 1]
+        elif arg.startswith("--listen-host="):
+            found = arg.removeprefix("--listen-host=")
     return found
 
 

@@ -26,7 +26,7 @@ COMMANDS = {  # command -> (module in this package, function)
     "timeline": ("timeline", "cmd_timeline"), "show": ("show", "cmd_show"), "sql": ("data", "cmd_sql"),
     "verify": ("data", "cmd_verify"), "key": ("data", "cmd_key"), "export": ("data", "cmd_export"),
     "report": ("data", "cmd_report"), "rules": ("rules", "cmd_rules"), "agents": ("credentials", "cmd_agents"),
-    "env": ("credentials", "cmd_env"), "run": ("proxy", "cmd_run"), "demo": ("proxy", "cmd_demo"),
+    "env": ("credentials", "cmd_env"), "ca": ("credentials", "cmd_ca"), "run": ("proxy", "cmd_run"), "demo": ("proxy", "cmd_demo"),
 }
 
 

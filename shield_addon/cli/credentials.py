@@ -1,4 +1,4 @@
-"""`shield agents` and `shield env`: per-agent proxy credentials and the exports an agent needs."""
+"""`shield agents`, `shield env` and `shield ca`: per-agent proxy credentials and what an agent needs to trust."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+
+
+def cmd_ca(args: argparse.Namespace) -> int:
+    from mitmproxy import certs
+
+    confdir = confdir_of(args)
+    # The same files mitmproxy would create at its first start, so the agent can be set up first.
+    certs.CertStore.from_store(confdir, "mitmproxy", 2048)
+    cert = confdir / "mitmproxy-ca-cert.pem"
+    print(cert.read_text().strip() if args.pem else cert)
+    return EXIT_OK

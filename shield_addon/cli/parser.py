@@ -244,4 +244,9 @@ def _credential_commands(sub: Subparsers, conf: argparse.ArgumentParser) -> None
     e.add_argument("--shell", choices=SHELLS, default="bash", help="syntax of the lines (default bash)")
     e.add_argument("--no-proxy", help="hosts the agent may reach directly (NO_PROXY); default: none")
 
+    c = sub.add_parser("ca", parents=[conf], help="the proxy's CA certificate that agents must trust",
+                       description="Print the path of the CA certificate (created in the confdir if missing); "
+                                   "--pem prints the certificate itself. The proxy does not serve it (no mitm.it).")
+    c.add_argument("--pem", action="store_true", help="print the certificate (PEM) instead of its path")
+
 

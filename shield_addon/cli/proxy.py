@@ -13,7 +13,9 @@ from shield_addon.cli.parser import EXIT_USAGE
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from mitmproxy.tools import main as mitm
 
-    argv = ["-s", str(paths.ADDON)]
+    # mitm.it is answered by mitmproxy's onboarding app before any rule runs: the agent would get
+    # a page the trail says it never got. The CA comes from `shield ca` / `shield env` instead.
+    argv = ["-s", str(paths.ADDON), "--set", "onboarding=false"]
     if args.listen_port is not None:
         argv += ["--listen-port", str(args.listen_port)]
     if args.confdir:
@@ -24,15 +26,44 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     confdir = Path(given).expanduser() if given else paths.default_confdir()
     # Before mitmproxy: it reads config.yaml from the confdir and writes its CA there, and
     # a bad confdir would end in a traceback (issue #8).
-    if problem := paths.check_confdir(confdir):
+    if problem := paths.check_confdir(confdir) or rules_problem(extra):
         print(f"shield: {problem}", file=sys.stderr)
         return EXIT_USAGE
     htpasswd = agents.htpasswd_path(confdir)
-    if htpasswd.exists() and agents.list_agents(confdir) and not any(a.startswith("proxyauth") for a in extra):
+    authenticated = paths.set_option(extra, "proxyauth") is not None
+    if not authenticated and htpasswd.exists() and agents.list_agents(confdir):
         argv += ["--set", f"proxyauth=@{htpasswd}"]
+        authenticated = True
+    argv += listen_defaults(paths.listen_host_option(extra), authenticated)
     argv += extra
     tool = mitm.mitmdump if args.headless else mitm.mitmweb if args.web else mitm.mitmproxy
     return tool(argv) or 0
+
+
+def rules_problem(extra: list[str]) -> str | None:
+    """A rule set that cannot load, as one line naming file:line:column: checked before
+    mitmproxy starts, so nothing listens and no traceback is printed."""
+    from shield_addon import rules
+
+    try:
+        rules.load_path(paths.set_option(extra, "shield_rules") or str(paths.bundled_rules()))
+    except rules.RuleError as e:
+        return " ".join(str(e).split())
+    return None
+
+
+def listen_defaults(listen_host: str | None, authenticated: bool) -> list[str]:
+    """Without agent credentials anyone who reaches the port could use the proxy as a relay into
+    production: listen on loopback unless told otherwise, and warn when told otherwise."""
+    if authenticated:
+        return []
+    if listen_host is None:
+        return ["--listen-host", "127.0.0.1"]
+    if listen_host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"shield: warning: listening on {listen_host or 'every interface'} without agent credentials: "
+              "anyone who reaches this port can use the proxy (add agents with `shield agents add NAME`)",
+              file=sys.stderr)
+    return []
 
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:

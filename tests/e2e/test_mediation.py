@@ -354,7 +354,6 @@ def test_lookalike_header_names_stay_in_clear(proxy: Proxy, upstream: Upstream) 
 # ---------------------------------------------------------------- safe defaults
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: mitm.it is answered by mitmproxy's onboarding app before the rules")
 def test_mitm_it_is_refused_and_the_record_says_what_the_agent_got(proxy: Proxy) -> None:
     status, body = raw_http(proxy.port, (f"GET http://mitm.it/ HTTP/1.1\r\nHost: mitm.it\r\n"
                                     f"Proxy-Authorization: {proxy_auth('onboarding')}\r\nConnection: close\r\n\r\n").encode())
@@ -376,7 +375,6 @@ def non_loopback_address() -> str | None:
     return None if addr.startswith("127.") else addr
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: without proxyauth the proxy listens on every interface")
 def test_without_agents_the_proxy_listens_on_loopback_only(tmp_path: Path) -> None:
     log = tmp_path / "proxy.log"
     with open(log, "wb") as out:
@@ -403,7 +401,6 @@ def _env() -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a bad rule file at start prints tracebacks and logs 'listening'")
 def test_a_bad_rule_file_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nrules:\n  - id: a\n    match: {methd: DELETE}\n    action: hold\n")
