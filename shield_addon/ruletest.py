@@ -6,8 +6,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mitmproxy import http
-from mitmproxy.test import tflow
+from mitmproxy import connection, http
 
 from shield_addon import actions, rules
 from shield_addon.flows import view_of
@@ -34,7 +33,8 @@ def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
             headers.append(("content-type", "application/json"))
     fields = [(k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in headers]
     req = http.Request.make(str(request.get("method", "GET")).upper(), str(request["url"]), content, fields)
-    f = tflow.tflow()
+    client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0), timestamp_start=0.0)
+    f = http.HTTPFlow(client, connection.Server(address=(req.host, req.port)))
     f.request = req
     return f
 

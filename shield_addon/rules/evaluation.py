@@ -1,0 +1,49 @@
+"""Judging one request: every rule that matches is recorded, the strictest verdict wins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from shield_addon.actions import Action
+from shield_addon.rules.model import CAPTURE_FIELDS, Rule, RuleSet, Subject, Verdict, strictness
+
+
+def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
+    """Strictest verdict wins; the first rule (file order) with it is *the* rule.
+    Shadow rules take part in `verdict` but never in `enforced`."""
+    matched: list[tuple[Rule, dict[str, str]]] = []
+    rules = ruleset.rules
+    if ruleset.index is not None:
+        req = subject.request
+        rules = ruleset.index.candidates(req.method, req.host, subject.action)
+    for rule in rules:
+        captures = rule.matches(subject)
+        if captures is not None:
+            matched.append((rule, captures))
+    verdict, best, captures = _strictest(ruleset.default, matched)
+    enforced, enforced_rule, _ = _strictest(ruleset.default, [m for m in matched if m[0].mode == "enforce"])
+    return Verdict(verdict, best, tuple(r.id for r, _ in matched), fill_action(subject.action, captures),
+                   enforced, enforced_rule)
+
+
+def _strictest(default: str, matched: list[tuple[Rule, dict[str, str]]]) -> tuple[str, Rule | None, dict[str, str]]:
+    best: tuple[Rule, dict[str, str]] | None = None
+    for rule, captures in matched:
+        if best is None or strictness(rule.action) > strictness(best[0].action):
+            best = (rule, captures)
+    if best is None or strictness(default) > strictness(best[0].action):
+        # The file-level default can only make things stricter, never weaker.
+        return default, None, best[1] if best else {}
+    return best[0].action, best[0], best[1]
+
+
+def fill_action(action: Action, captures: Mapping[str, str]) -> Action:
+    """The action with its empty fields filled from the deciding rule's named groups."""
+    changes: dict[str, Any] = {}
+    for group, attr in CAPTURE_FIELDS.items():
+        value = captures.get(group)
+        if value and not getattr(action, attr):
+            changes[attr] = (value,) if attr == "tables" else value
+    return replace(action, **changes) if changes else action

@@ -1,0 +1,166 @@
+"""Compiling `match:` blocks: each field becomes a named predicate over (subject, captured groups)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap
+
+from shield_addon.actions import RequestView
+from shield_addon.rules import jsonpath
+from shield_addon.rules.index import requires
+from shield_addon.rules.model import Matcher, Predicate, Subject
+from shield_addon.rules.nodes import Context, as_list, check_keys, globs, regex
+
+MATCH_KEYS = {
+    "method", "host", "port", "path", "query", "header", "json", "body", "filter", "not", "agent",
+    "service", "action_type", "operation", "resource", "resource_type", "namespace",
+    "resource_name", "table", "sql",
+}
+
+
+def compile_match(c: Context, node: Any, where: str) -> Matcher:
+    """Compile a `match:` mapping: every given field must hold."""
+    if node is None:
+        node = CommentedMap()
+    check_keys(c, node, MATCH_KEYS, where)
+    preds: list[tuple[str, Predicate]] = []
+    # `path` first: its named groups fill the action for the fields checked after it.
+    for key in sorted(node, key=lambda k: (k != "path", k == "not")):
+        preds.append((key, _field(c, key, node[key], node, f"{where}.{key}")))
+    return Matcher(tuple(preds), requires(node))
+
+
+def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
+    """One match field as a predicate over (subject, captured groups)."""
+    if key == "method":
+        methods = {str(m).upper() for m in as_list(value)}
+        return lambda s, cap: s.request.method in methods
+    if key == "port":
+        return _port_matcher(c, value, node, w)
+    if key in ("host", "agent"):
+        pats = globs(c, value, node, key, w)
+        return lambda s, cap: _any_glob(pats, s.request.host if key == "host" else s.agent)
+    if key == "path":
+        rx = regex(c, value, node, key, w)
+        return lambda s, cap: _path_match(rx, s, cap)
+    if key in ("header", "query"):
+        return _pairs_matcher(c, key, value, node, w)
+    if key == "json":
+        return _json_matcher(c, value, node, w)
+    if key == "body":
+        rx = regex(c, value, node, key, w)
+        return lambda s, cap: bool(rx.search(_body_text(s.request)))
+    if key == "filter":
+        return _filter_matcher(c, value, node, w)
+    if key == "not":
+        inner = compile_match(c, value, w)
+        return lambda s, cap: not inner(s, dict(cap))
+    if key == "sql":
+        return _sql_matcher(c, value, node, w)
+    pats = globs(c, value, node, key, w)
+    if key == "table":
+        return lambda s, cap: any(_any_glob(pats, t) for t in _tables(s, cap))
+    attr = "resource_type" if key == "resource" else key  # `resource` is the short name
+    return lambda s, cap: _any_glob(pats, _action_field(s, cap, attr))
+
+
+def _any_glob(patterns: Sequence[re.Pattern[str]], value: str | None) -> bool:
+    return value is not None and any(p.match(value) for p in patterns)
+
+
+def _port_matcher(c: Context, value: Any, node: Any, where: str) -> Predicate:
+    ports = set()
+    for p in as_list(value):
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536:
+            raise c.err(value, where, f"{p!r} is not a port number", node, "port")
+        ports.add(p)
+    return lambda s, cap: s.request.port in ports
+
+
+def _filter_matcher(c: Context, value: Any, node: Any, where: str) -> Predicate:
+    """`filter:` a mitmproxy filter expression, compiled by the compiler the reader of the file
+    supplied; it needs the flow, so a subject without one never matches."""
+    if not isinstance(value, str):
+        raise c.err(value, where, "must be a mitmproxy filter expression (text)", node, "filter")
+    if c.compile_filter is None:
+        raise c.err(value, where, "cannot be compiled here: these rules were loaded without a filter compiler "
+                    "(load rule files with rules.load_path, or pass compile_filter)", node, "filter")
+    try:
+        flt = c.compile_filter(value)
+    except ValueError as e:
+        raise c.err(value, where, f"bad filter expression: {e}", node, "filter") from e
+    return lambda s, cap: s.flow is not None and bool(flt(s.flow))
+
+
+def _path_match(rx: re.Pattern[str], s: Subject, cap: dict[str, str]) -> bool:
+    m = rx.search(s.request.path)
+    if not m:
+        return False
+    cap.update({k: v for k, v in m.groupdict().items() if v is not None})
+    return True
+
+
+def _action_field(s: Subject, cap: Mapping[str, str], attr: str) -> str | None:
+    value = getattr(s.action, attr)
+    if value:
+        return value
+    group = {"namespace": "namespace", "resource_type": "resource", "resource_name": "name"}.get(attr)
+    return cap.get(group) if group else None
+
+
+def _tables(s: Subject, cap: Mapping[str, str]) -> tuple[str, ...]:
+    return s.action.tables or ((cap["table"],) if cap.get("table") else ())
+
+
+def _pairs_matcher(c: Context, key: str, value: Any, parent: Any, where: str) -> Predicate:
+    """`header:` / `query:` {name: regex}: every name present with a matching value."""
+    if not isinstance(value, CommentedMap) or not value:
+        raise c.err(value, where, f"must map {key} names to regexes", parent, key)
+    fold = key == "header"  # header names are case-insensitive, query names are not
+    checks = [(str(k).lower() if fold else str(k), regex(c, v, value, k, f"{where}.{k}")) for k, v in value.items()]
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        pairs = s.request.headers if fold else s.request.query
+        return all(any(n == name and rx.search(v) for n, v in pairs) for name, rx in checks)
+
+    return pred
+
+
+def _json_matcher(c: Context, value: Any, parent: Any, where: str) -> Predicate:
+    """`json:` {path: regex}: some value at every path matches its regex."""
+    if not isinstance(value, CommentedMap) or not value:
+        raise c.err(value, where, "must map JSON paths like $.query to regexes", parent, "json")
+    checks = []
+    for path, rx in value.items():
+        steps = jsonpath.parse(path)
+        if steps is None:
+            raise c.err(value, f"{where}.{path}", "bad JSON path (use $.a.b, $.a[0], $.a[*])", value, path)
+        checks.append((steps, regex(c, rx, value, path, f"{where}.{path}")))
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        doc = jsonpath.body_json(s.request)
+        if doc is jsonpath.NO_JSON:
+            return False
+        return all(any(rx.search(jsonpath.scalar(v)) for v in jsonpath.walk(doc, steps)) for steps, rx in checks)
+
+    return pred
+
+
+def _sql_matcher(c: Context, value: Any, parent: Any, where: str) -> Predicate:
+    if not isinstance(value, CommentedMap) or set(value) - {"statement"} or "statement" not in value:
+        raise c.err(value, where, "must be {statement: [drop, truncate, delete_without_where, ...]}", parent, "sql")
+    wanted = {str(v).lower() for v in as_list(value["statement"])}
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        # "sql" in flags: SQL carried by another service, e.g. an MCP tool's arguments.
+        is_sql = s.action.service == "sql" or "sql" in s.action.flags
+        return is_sql and bool(wanted & (set(s.action.statements) | s.action.flags))
+
+    return pred
+
+
+def _body_text(req: RequestView) -> str:
+    return req.body.decode("utf-8", "replace")

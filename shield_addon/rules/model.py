@@ -1,0 +1,130 @@
+"""What a rule set is: rules, their hold policies, the subject they judge and the verdict.
+
+Pure data: the loader builds these from text, the index and the evaluation read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shield_addon.actions import Action, RequestView
+from shield_addon.record import Redactions
+
+if TYPE_CHECKING:
+    from shield_addon.rules.index import RuleIndex
+
+VERDICTS = ("allow", "hold", "deny")  # in order of strictness
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+MODES = ("enforce", "shadow")
+# Named regex groups of a rule's `path:` that fill empty fields of the action.
+CAPTURE_FIELDS = {"namespace": "namespace", "table": "tables", "resource": "resource_type", "name": "resource_name"}
+
+# A compiled `filter:` expression: a flow in, does it match out.
+FlowFilter = Callable[[Any], bool]
+# Turns a `filter:` expression into a FlowFilter; ValueError when the expression is bad.
+# Supplied by whoever reads rule files (see rules.files), so the loader needs no mitmproxy.
+CompileFilter = Callable[[str], FlowFilter]
+
+
+class RuleError(ValueError):
+    """A rule file is wrong; says where (file:line:column), which key, and why."""
+
+    def __init__(self, file: str, line: int | None, key: str, reason: str, column: int | None = None):
+        self.file, self.line, self.column, self.key, self.reason = file, line, column, key, reason
+        where = file + (f":{line}" if line else "") + (f":{column}" if line and column else "")
+        super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a rule is evaluated against."""
+
+    request: RequestView
+    action: Action
+    flow: Any = None  # a mitmproxy flow, needed only by `filter:` matchers
+    agent: str = ""
+
+
+Predicate = Callable[[Subject, dict[str, str]], bool]
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """A compiled `match:`: named checks that must all hold, kept apart for `explain`."""
+
+    checks: tuple[tuple[str, Predicate], ...] = ()
+    # For the index: the exact values a request must have in these fields, when the rule
+    # names them without wildcards ("method", "host", "service").
+    requires: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def __call__(self, s: Subject, captures: dict[str, str]) -> bool:
+        for _, p in self.checks:
+            if not p(s, captures):
+                return False
+        return True
+
+    def explain(self, s: Subject) -> list[tuple[str, bool]]:
+        captures: dict[str, str] = {}
+        return [(name, p(s, captures)) for name, p in self.checks]
+
+
+@dataclass(frozen=True)
+class HoldPolicy:
+    timeout: float | None = None  # seconds; None: the proxy's shield_hold_timeout
+    on_timeout: str = "deny"
+    mode: str | None = None  # wait | retry; None: the proxy's shield_hold_mode
+    approval_ttl: float | None = None  # retry mode: seconds an approval waits for the retry
+    retry_after: int = 30  # retry mode: the Retry-After the agent is given
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    action: str
+    severity: str = "medium"
+    message: str = ""
+    description: str = ""
+    hold: HoldPolicy = HoldPolicy()
+    mode: str = "enforce"  # shadow: the verdict is recorded, never enforced
+    file: str = ""
+    line: int = 0
+    predicate: Matcher = field(default_factory=Matcher, repr=False, compare=False)
+
+    def matches(self, subject: Subject) -> dict[str, str] | None:
+        """The named regex groups captured, or None when the rule does not match."""
+        captures: dict[str, str] = {}
+        return captures if self.predicate(subject, captures) else None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...] = ()
+    default: str = "allow"
+    sha256: str = hashlib.sha256(b"").hexdigest()
+    files: tuple[str, ...] = ()
+    services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tests: tuple[tuple[str, int, Mapping[str, Any]], ...] = ()
+    redactions: Redactions = Redactions()
+    index: RuleIndex | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # what every matching rule, shadow ones included, says
+    rule: Rule | None
+    matched: tuple[str, ...]
+    action: Action  # with fields filled from the deciding rule's named groups
+    enforced: str = "allow"  # what the enforce-mode rules alone say: what happens
+    enforced_rule: Rule | None = None
+
+    @property
+    def shadowed(self) -> bool:
+        """A shadow rule would have decided otherwise."""
+        return self.verdict != self.enforced
+
+
+def strictness(verdict: str) -> int:
+    return VERDICTS.index(verdict)
