@@ -1,0 +1,177 @@
+"""Bodies as the server will read them: content codings undone, text decoded.
+
+A guard that judges compressed bytes judges nothing: `Content-Encoding: gzip, gzip` around a
+`DROP TABLE` is a DROP TABLE to a server that undoes both. So every coding a server accepts is
+undone here, stacked ones in reverse order, with a bound on what decompression may produce (a
+small body must not become gigabytes). What cannot be undone is reported, never guessed: the
+gate refuses it unless a rule allows it (built-in rule `unreadable`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MIB = 1 << 20
+ALIASES = {"x-gzip": "gzip", "x-deflate": "deflate", "zstandard": "zstd"}
+STEP = 64 * 1024  # input fed to a decompressor at a time, so output is checked as it grows
+
+
+class Unreadable(ValueError):
+    """Why a body cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    body: bytes | None  # None when unreadable
+    problem: str | None = None
+    codings: tuple[str, ...] = ()
+
+    @property
+    def readable(self) -> bool:
+        return self.body is not None
+
+
+def codings(content_encoding: str | None) -> tuple[str, ...]:
+    """The codings in the order they were applied. `identity` is no coding; parameters
+    (`gzip;q=1`, which Content-Encoding does not have) are read as the coding they name, so
+    the body is judged decoded whatever the server makes of it."""
+    if not content_encoding:
+        return ()
+    names = (c.split(";", 1)[0].strip().lower() for c in content_encoding.split(","))
+    return tuple(ALIASES.get(n, n) for n in names if n and n != "identity")
+
+
+def decode_body(raw: bytes, content_encoding: str | None, max_ratio: int = 100, max_size: int = 64 * MIB) -> Decoded:
+    applied = codings(content_encoding)
+    limit = min(max_size, max(len(raw) * max_ratio, MIB))
+    body = raw
+    try:
+        for coding in reversed(applied):
+            undo = DECODERS.get(coding)
+            if undo is None:
+                raise Unreadable(f"unknown content coding {coding!r}")
+            body = undo(body, limit)
+    except Unreadable as e:
+        return Decoded(None, str(e), applied)
+    return Decoded(body, None, applied)
+
+
+def _zlib(data: bytes, limit: int, wbits: int) -> bytes:
+    out = bytearray()
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            out += d.decompress(data, limit - len(out) + 1)
+        except zlib.error as e:
+            raise Unreadable(f"corrupt compressed body: {e}") from None
+        if len(out) > limit:
+            raise Unreadable(f"decompresses to more than {limit} bytes")
+        if not d.eof:
+            raise Unreadable("truncated compressed body")
+        data = d.unused_data
+        if not data or wbits != 31:  # gzip may have several members, one after another
+            return bytes(out)
+
+
+def _gzip(data: bytes, limit: int) -> bytes:
+    return _zlib(data, limit, 31)
+
+
+def _deflate(data: bytes, limit: int) -> bytes:
+    # "deflate" means zlib-wrapped, but servers accept raw deflate too, as browsers send it.
+    try:
+        return _zlib(data, limit, 15)
+    except Unreadable as first:
+        if "more than" in str(first):
+            raise
+        return _zlib(data, limit, -15)
+
+
+def _brotli(data: bytes, limit: int) -> bytes:
+    try:
+        import brotli
+    except ImportError:
+        raise Unreadable("br is not supported here (no brotli module)") from None
+    d = brotli.Decompressor()
+    out = bytearray()
+    try:
+        # Brotli >= 1.2 bounds each call's output; older ones are checked after each small step.
+        for i in range(0, len(data), 1024):
+            out += d.process(data[i:i + 1024])
+            if len(out) > limit:
+                raise Unreadable(f"decompresses to more than {limit} bytes")
+        done = d.is_finished()
+    except brotli.error as e:
+        raise Unreadable(f"corrupt compressed body: {e}") from None
+    if not done:
+        raise Unreadable("truncated compressed body")
+    return bytes(out)
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
+    decompressor = _zstd_decompressor()
+    out = bytearray()
+    try:
+        for i in range(0, len(data), STEP):
+            out += decompressor(data[i:i + STEP], limit - len(out) + 1)
+            if len(out) > limit:
+                raise Unreadable(f"decompresses to more than {limit} bytes")
+    except Unreadable:
+        raise
+    except Exception as e:  # noqa: BLE001 - each zstd module has its own error type
+        raise Unreadable(f"corrupt compressed body: {e}") from None
+    return bytes(out)
+
+
+def _zstd_decompressor() -> Callable[[bytes, int], bytes]:
+    """Python 3.14's compression.zstd, its backport (mitmproxy 12), or zstandard (mitmproxy 11)."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from backports import zstd  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            zstd = None
+    if zstd is not None:
+        d = zstd.ZstdDecompressor()
+        return lambda chunk, room: d.decompress(chunk, max_length=room)
+    try:
+        import zstandard
+    except ImportError:
+        raise Unreadable("zstd is not supported here (no zstd module)") from None
+    z = zstandard.ZstdDecompressor().decompressobj()
+    return lambda chunk, room: z.decompress(chunk)
+
+
+DECODERS: dict[str, Callable[[bytes, int], bytes]] = {"gzip": _gzip, "deflate": _deflate, "br": _brotli, "zstd": _zstd}
+
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def text_encoding(body: bytes, content_type: str | None) -> str:
+    """How a server would decode `body`: a byte-order mark first (UTF-32 before UTF-16: its BOM
+    starts with UTF-16's), then the charset parameter, then JSON's own detection (UTF-16/32
+    without a BOM shows itself by its zero bytes), else UTF-8."""
+    for bom, name in BOMS:
+        if body.startswith(bom):
+            return name
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"'):
+            return value.strip().strip('"').lower()
+    if b"\x00" in body[:4]:
+        return json.detect_encoding(body)
+    return "utf-8"
+
+
+def decode_text(body: bytes, content_type: str | None = None) -> str | None:
+    """The text a server reads from `body`, or None if it is not text in that encoding."""
+    try:
+        return body.decode(text_encoding(body, content_type))
+    except (UnicodeDecodeError, LookupError):
+        return None

@@ -1,0 +1,97 @@
+"""Bodies decoded the way a server decodes them, or reported unreadable: never guessed."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import zlib
+
+import brotli
+import pytest
+
+from shield_addon.core.decoding import codings, decode_body, decode_text
+
+SQL = b'{"query": "DROP TABLE users"}'
+
+
+def raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-15)
+    return c.compress(data) + c.flush()
+
+
+@pytest.mark.parametrize("encoding, encode", [
+    ("gzip", gzip.compress),
+    ("x-gzip", gzip.compress),
+    ("GZIP ", gzip.compress),
+    ("gzip;q=1", gzip.compress),
+    ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+    ("identity, gzip", gzip.compress),
+    ("gzip, identity", gzip.compress),
+    ("deflate", zlib.compress),
+    ("deflate", raw_deflate),
+    ("br", brotli.compress),
+    ("deflate, br, gzip", lambda b: gzip.compress(brotli.compress(zlib.compress(b)))),
+    ("", lambda b: b),
+    ("identity", lambda b: b),
+])
+def test_every_coding_a_server_accepts_is_undone(encoding: str, encode) -> None:  # noqa: ANN001
+    decoded = decode_body(encode(SQL), encoding)
+    assert decoded.readable and decoded.body == SQL
+
+
+def test_zstd_is_undone() -> None:
+    try:
+        from backports import zstd
+        data = zstd.compress(SQL)
+    except ImportError:
+        zstandard = pytest.importorskip("zstandard")
+        data = zstandard.ZstdCompressor().compress(SQL)
+    assert decode_body(data, "zstd").body == SQL
+
+
+def test_gzip_members_one_after_another_are_all_read() -> None:
+    assert decode_body(gzip.compress(b"SELECT 1;") + gzip.compress(b" DROP TABLE users"), "gzip").body == \
+        b"SELECT 1; DROP TABLE users"
+
+
+@pytest.mark.parametrize("encoding, data, why", [
+    ("compress", b"\x1f\x9d\x90", "unknown content coding 'compress'"),
+    ("gzip", b"not gzip at all", "corrupt"),
+    ("gzip", gzip.compress(SQL)[:-12], "truncated"),
+    ("br", b"\xff\xff\xff", "corrupt"),
+    ("gzip, rot13", gzip.compress(SQL), "unknown content coding 'rot13'"),
+])
+def test_what_cannot_be_undone_is_unreadable_and_says_why(encoding: str, data: bytes, why: str) -> None:
+    decoded = decode_body(data, encoding)
+    assert not decoded.readable and decoded.body is None
+    assert why in (decoded.problem or "")
+
+
+@pytest.mark.parametrize("encoding, encode", [("gzip", gzip.compress), ("br", brotli.compress), ("deflate", zlib.compress)])
+def test_a_decompression_bomb_stops_at_the_bound(encoding: str, encode) -> None:  # noqa: ANN001
+    bomb = encode(b"\0" * (64 << 20))
+    decoded = decode_body(bomb, encoding, max_size=8 << 20)
+    assert not decoded.readable and "more than" in (decoded.problem or "")
+
+
+def test_the_codings_are_listed_in_the_order_applied() -> None:
+    assert codings("identity, X-GZIP , br;q=0.5") == ("gzip", "br")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (codecs.BOM_UTF8 + SQL, None),
+    (codecs.BOM_UTF16_LE + SQL.decode().encode("utf-16-le"), "application/json"),
+    (codecs.BOM_UTF16_BE + SQL.decode().encode("utf-16-be"), None),
+    (codecs.BOM_UTF32_LE + SQL.decode().encode("utf-32-le"), None),
+    (SQL.decode().encode("utf-16-le"), "application/json"),
+    (SQL.decode().encode("utf-32-be"), None),
+    (SQL.decode().encode("latin-1"), "application/json; charset=ISO-8859-1"),
+    (SQL.decode().encode("utf-16-le"), 'text/plain; charset="utf-16-le"'),
+])
+def test_text_in_any_encoding_a_server_accepts_is_read(body: bytes, content_type: str | None) -> None:
+    assert decode_text(body, content_type) == SQL.decode()
+
+
+def test_bytes_that_are_not_text_in_their_encoding_are_none() -> None:
+    assert decode_text(b"\xff\xfe\xfd", "text/plain; charset=utf-8") is None
+    assert decode_text(b"abc", "text/plain; charset=no-such-charset") is None
