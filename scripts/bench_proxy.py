@@ -1058,8 +1058,8 @@ def gate_steps(f: http.HTTPFlow, rs: rules.RuleSet, redactor: record.Redactor, b
         ("  of which sha256 of the body", lambda: record.sha256(req.raw_content), None),
         *([("    body: json.loads + json.dumps only", lambda: json.dumps(json.loads(body), ensure_ascii=False,
                                                                           separators=(",", ":")), None),
-           ("    body: _SECRET_VALUE regex over the whole text", lambda: record._SECRET_VALUE.sub("", text), None),
-           ("    body: _SECRET_PAIR regex over the whole text", lambda: record._SECRET_PAIR.sub("", text), None)]
+           ("    body: _SECRET_VALUE regex over the whole text", lambda: record.redaction._SECRET_VALUE.sub("", text), None),
+           ("    body: _SECRET_PAIR regex over the whole text", lambda: record.redaction._SECRET_PAIR.sub("", text), None)]
           if (text := (body or b"").decode("utf-8", "replace")) and len(text) > 65536 else []),
         ("request: action_columns + event dict", lambda: {**base, "stage": "request", "decision": "allowed", **req_cols,
                                                           **flows.action_columns(action, verdict, "enforce", rs.sha256)}, None),

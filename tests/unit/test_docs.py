@@ -27,7 +27,6 @@ PLANNED = frozenset({
     "shield_addon/addons/review.py",
     "shield_addon/core/decide.py",
     "shield_addon/review.py",
-    "shield_addon/record/",
     "scripts/bench/",
 })
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from shield_addon import record
 
 R = record.Redactor(b"k" * 32)
@@ -87,3 +89,9 @@ def test_secret_query_pairs_inside_any_text_are_redacted() -> None:
     text = R.text('{"next": "https://x/y?page=2&access_token=abc123&sig=zz"} password=hunter2 max_tokens=5')
     assert "abc123" not in text and "hunter2" not in text and "=zz" not in text
     assert "page=2" in text and "max_tokens=5" in text
+
+
+def test_an_event_with_a_misspelt_column_is_refused_not_stored_as_null() -> None:
+    with pytest.raises(record.UnknownColumn, match="reviwer"):
+        record.seal({"stage": "decision", "reviwer": "ada"}, 1, "c", record.GENESIS)
+    assert record.seal({"stage": "decision", "reviewer": "ada"}, 1, "c", record.GENESIS)["reviewer"] == "ada"

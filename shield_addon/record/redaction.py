@@ -1,6 +1,7 @@
-"""Audit events: the frozen column list, redaction, the canonical form and the row hash.
+"""Secrets out before anything is written: headers, fields, query parameters and token shapes
+become `[redacted:<keyed fingerprint>]`.
 
-Pure: no mitmproxy, no I/O. Everything that is written anywhere passes `redact_*` first.
+Pure: no mitmproxy, no I/O.
 """
 
 from __future__ import annotations
@@ -9,152 +10,10 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
-
-# The `events` table, in order. Changing this list changes every row hash: don't.
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("seq", "BIGINT"),
-    ("chain_id", "VARCHAR"),
-    ("prev_hash", "VARCHAR"),
-    ("row_hash", "VARCHAR"),
-    ("ts", "TIMESTAMP"),
-    ("stage", "VARCHAR"),
-    ("flow_id", "VARCHAR"),
-    ("agent", "VARCHAR"),
-    ("client_ip", "VARCHAR"),
-    ("method", "VARCHAR"),
-    ("scheme", "VARCHAR"),
-    ("host", "VARCHAR"),
-    ("port", "INTEGER"),
-    ("path", "VARCHAR"),
-    ("url", "VARCHAR"),
-    ("request_headers", "JSON"),
-    ("request_body", "VARCHAR"),
-    ("request_body_size", "BIGINT"),
-    ("request_sha256", "VARCHAR"),
-    ("service", "VARCHAR"),
-    ("action_type", "VARCHAR"),
-    ("operation", "VARCHAR"),
-    ("resource_type", "VARCHAR"),
-    ("namespace", "VARCHAR"),
-    ("resource_name", "VARCHAR"),
-    ("tables", "VARCHAR[]"),
-    ("rule_id", "VARCHAR"),
-    ("verdict", "VARCHAR"),
-    ("matched_rules", "VARCHAR[]"),
-    ("mode", "VARCHAR"),
-    ("ruleset_sha256", "VARCHAR"),
-    ("severity", "VARCHAR"),
-    ("decision", "VARCHAR"),
-    ("reviewer", "VARCHAR"),
-    ("decided_at", "TIMESTAMP"),
-    ("reviewer_comment", "VARCHAR"),
-    ("edited", "BOOLEAN"),
-    ("forwarded_request", "JSON"),
-    ("status_code", "INTEGER"),
-    ("response_headers", "JSON"),
-    ("response_body", "VARCHAR"),
-    ("response_body_size", "BIGINT"),
-    ("response_sha256", "VARCHAR"),
-    ("outcome", "VARCHAR"),
-    ("error", "VARCHAR"),
-    ("duration_ms", "DOUBLE"),
-    # retry-mode holds: one hold_id for the held attempt, its retries and its decision;
-    # hold_key is the keyed digest of what an approval is bound to (agent, method, URL, body)
-    ("hold_id", "VARCHAR"),
-    ("hold_key", "VARCHAR"),
-)
-COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
-_CANONICAL_NAMES = tuple(name for name in COLUMN_NAMES if name != "row_hash")
-CANONICAL_VERSION = 1
-GENESIS = "0" * 64
-
-# ---------------------------------------------------------------- time
-
-
-def utc_text(t: float) -> str:
-    """Fixed-width UTC text: what the journal stores and the canonical form hashes."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-# ---------------------------------------------------------------- canonical form and chain
-
-
-def canonical(event: Mapping[str, Any]) -> bytes:
-    """Version 1: every column but row_hash, in COLUMNS order, each as `<utf-8 length>:<text>`,
-    NULL as `-`. Lists are compact JSON, booleans true/false, numbers as Python writes them."""
-    get = event.get
-    parts = []
-    add = parts.append
-    for name in _CANONICAL_NAMES:
-        v = get(name)
-        if v is None:
-            add("-")
-        else:
-            text = v if type(v) is str else _text(v)
-            add(f"{len(text) if text.isascii() else len(text.encode())}:{text}")
-    return "".join(parts).encode()
-
-
-def _text(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        text = json.dumps(list(v), separators=(",", ":"), ensure_ascii=False)
-        if "\\u" not in text:
-            return text
-        return _UNICODE_ESCAPE.sub(lambda m: m.group(1) + "\\u" + m.group(2).upper(), text)
-    return str(v)
-
-
-# DuckDB's to_json writes \u001B where Python writes \u001b; the canonical form takes
-# DuckDB's, so a chain checks in SQL alone. (An escaped backslash before "u" is left alone.)
-_UNICODE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u([0-9a-f]{4})")
-
-
-def row_hash(event: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical(event)).hexdigest()
-
-
-def seal(event: dict[str, Any], seq: int, chain_id: str, prev_hash: str) -> dict[str, Any]:
-    """Give an event its place in the chain. Returns a complete row, columns in order."""
-    get = event.get
-    row = {name: v if v is None or type(v) is str and v.isascii() else _clean(v)
-           for name in COLUMN_NAMES for v in (get(name),)}
-    row.update(seq=seq, chain_id=chain_id, prev_hash=prev_hash, row_hash=None)
-    row["row_hash"] = row_hash(row)
-    return row
-
-
-def _clean(v: Any) -> Any:
-    """Lone surrogates (undecodable header bytes) cannot be stored as UTF-8: make them U+FFFD."""
-    if isinstance(v, str) and not v.isascii():
-        return v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
-
-
-def check_chain(rows: Iterable[Mapping[str, Any]], prev_hash: str = GENESIS, first_seq: int = 1):
-    """Yield (seq, problem) for each broken row: gap, bad link or bad hash."""
-    expect_seq = first_seq
-    for row in rows:
-        if row["seq"] != expect_seq:
-            yield row["seq"], f"seq gap: expected {expect_seq}"
-        if row["prev_hash"] != prev_hash:
-            yield row["seq"], "prev_hash does not link to the previous row"
-        if row_hash(row) != row["row_hash"]:
-            yield row["seq"], "row_hash does not match the row's content"
-        prev_hash, expect_seq = row["row_hash"], row["seq"] + 1
-
-
-# ---------------------------------------------------------------- redaction
 
 SECRET_HEADERS = {
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
@@ -372,15 +231,3 @@ def sha256(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-# ---------------------------------------------------------------- display safety
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def safe_text(text: Any, newlines: bool = False) -> str:
-    """Text that cannot move a terminal's cursor or change its colours: control characters
-    (ESC included) and bidi overrides become visible `\\xNN` escapes."""
-    s = "" if text is None else str(text)
-    if not newlines:
-        s = s.replace("\n", "\\n").replace("\t", " ")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", s)
