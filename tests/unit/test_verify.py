@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shield_addon import checkpoints, record, store
-from shield_addon.journal import Journal, segments
+from shield_addon.journal import Journal, journal_line, segments
 
 N = 40
 
@@ -202,3 +203,45 @@ def test_the_signing_key_is_private_and_outside_the_audit_dir(trail: Path) -> No
     key = trail.parent / "conf" / checkpoints.KEY_FILE
     assert key.stat().st_mode & 0o777 == 0o600
     assert not list(trail.rglob("*.key"))
+
+
+# ---------------------------------------------------------------- a trail from the previous release
+
+RELEASE_TRAIL = Path(__file__).resolve().parents[1] / "fixtures" / "release-trail"
+CHAIN_FIELDS = ("seq", "chain_id", "prev_hash", "row_hash")
+
+
+def release_lines() -> list[bytes]:
+    [(_, seg)] = segments(RELEASE_TRAIL / "audit" / "journal")
+    return seg.read_bytes().splitlines(keepends=True)
+
+
+def test_a_trail_written_by_the_previous_release_verifies(tmp_path: Path) -> None:
+    """tests/fixtures/release-trail was written by a real mitmdump running the release before
+    the record package: it must verify as it is, and once ingested into audit.duckdb too."""
+    audit = tmp_path / "audit"
+    shutil.copytree(RELEASE_TRAIL / "audit", audit)
+    key = str(RELEASE_TRAIL / "public-key.pem")
+    cp = verify(audit, "--key", key)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert f"OK: {len(release_lines())} events" in cp.stdout and "2 signed checkpoint(s)" in cp.stdout
+    store.ingest(audit)
+    cp = verify(audit, "--key", key)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+def test_the_previous_release_rows_are_sealed_again_byte_for_byte() -> None:
+    """Every stage the proxy writes, sealed by today's code from the row's own columns, gives
+    the same row_hash and the same journal line, byte for byte."""
+    prev, seen = record.GENESIS, set()
+    for line in release_lines():
+        row = json.loads(line)
+        event = {k: v for k, v in row.items() if k not in CHAIN_FIELDS}
+        sealed = record.seal(event, row["seq"], row["chain_id"], prev)
+        assert sealed["row_hash"] == row["row_hash"] == record.row_hash(row), row["seq"]
+        assert journal_line(sealed) + b"\n" == line, row["seq"]
+        prev = row["row_hash"]
+        seen.add((row["stage"], row["decision"]))
+    assert {s for s, _ in seen} == {"ruleset", "request", "decision", "response", "error", "message"}
+    assert {d for s, d in seen if s == "request"} >= {"allowed", "blocked", "approved", None}  # None: held
+    assert {d for s, d in seen if s == "decision"} == {"approved", "denied"}
