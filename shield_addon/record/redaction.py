@@ -19,13 +19,51 @@ SECRET_HEADERS = {
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
     "x-auth-token", "x-amz-security-token", "x-goog-api-key", "x-csrf-token", "x-xsrf-token",
 }
-_SECRET_NAME = re.compile(
-    # "token" but not "max_tokens"; "auth" alone but not "author".
-    r"(?i)(pass(word|wd)?|secret|token(?!s|izer)|api[-_]?key|apikey|access[-_]?key|private[-_]?key|"
-    r"credential|session[-_]?id|^auth(orization)?$|signature|^sig$|^key$)"
-)
-# A header whose name says so is a secret, whatever its value looks like.
-_SECRET_HEADER_NAME = re.compile(r"(?i)(token|secret|key|pass(word|wd)?|auth|credential|session|signature|cookie)")
+# Names are read as words (split on - _ . and camelCase), never searched for substrings:
+# "X-Author" and "X-Monkey" are not secrets, "X-Auth-Token", "apiKey" and "client_secret" are.
+SECRET_WORDS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "secret", "token", "credential", "credentials", "signature",
+    "cookie", "auth", "authorization", "apikey", "accesskey", "privatekey", "secretkey", "clientsecret",
+    "accesstoken", "refreshtoken", "authtoken", "bearer",
+})
+SECRET_PAIRS = frozenset({
+    ("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("client", "secret"),
+    ("signing", "key"), ("encryption", "key"), ("master", "key"), ("account", "key"), ("session", "token"),
+    ("session", "key"), ("x", "key"),
+})
+SECRET_NAMES = frozenset({"key", "sig", "pass"})  # secret only as the whole name
+# "token" beside one of these names a number or a setting, not a credential (token_count, token_url).
+NOT_A_CREDENTIAL = frozenset({"count", "limit", "type", "usage", "length", "max", "min", "budget", "url", "uri",
+                              "endpoint"})
+# A session id is a credential when it looks like one; "session_id": 42 in a log line is not.
+SESSION_WORDS = frozenset({"session", "sessionid", "sid"})
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9._~+/=%-]{16,}")  # long and token-like: 42 or "web-3" is not
+SECRET, SESSION = "secret", "session"
+
+
+def name_kind(name: str) -> str | None:
+    """SECRET for a credential's name, SESSION for a session id's (secret if its value looks
+    like a credential), None otherwise."""
+    words = [w.lower() for w in _WORD.findall(name)]
+    if not words:
+        return None
+    if "".join(words) in SECRET_NAMES and len(words) == 1:
+        return SECRET
+    found = set(words)
+    if found & SECRET_WORDS and not ("token" in found and found & NOT_A_CREDENTIAL and not found & (SECRET_WORDS - {"token"})):
+        return SECRET
+    if any(pair in SECRET_PAIRS for pair in zip(words, words[1:])):
+        return SECRET
+    if found & SESSION_WORDS:
+        return SESSION
+    return None
+
+
+def credential_shaped(value: str) -> bool:
+    return bool(_CREDENTIAL_SHAPE.fullmatch(value.strip()))
+
+
 # A token starts where a word does, or right after a JSON escape like \n in unparsed text.
 _START = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf]))"
 _SECRET_VALUE = re.compile(
@@ -90,25 +128,26 @@ class Redactor:
         self.extra_fields = extra.fields  # a compiled regex, or None
         self.extra_patterns = extra.patterns
         # Only verdicts on names and non-secret header values are remembered, never a secret.
-        self._secret_names: dict[str, bool] = {}
-        self._secret_headers: dict[str, bool] = {}
+        self._secret_names: dict[str, str | None] = {}
         self._header_texts: dict[str, str] = {}
 
-    def secret_name(self, name: str) -> bool:
-        known = self._secret_names.get(name)
-        if known is None:
-            known = bool(_SECRET_NAME.search(name) or (self.extra_fields and self.extra_fields.search(name)))
+    def name_kind(self, name: str) -> str | None:
+        known = self._secret_names.get(name, "?")
+        if known == "?":
+            known = SECRET if self.extra_fields and self.extra_fields.search(name) else name_kind(name)
             _remember(self._secret_names, name, known)
         return known
 
-    def secret_header(self, name: str) -> bool:
-        known = self._secret_headers.get(name)
-        if known is None:
-            low = name.lower()
-            known = bool(low in SECRET_HEADERS or low in self.extra_headers or _SECRET_HEADER_NAME.search(low)
-                         or self.secret_name(low))
-            _remember(self._secret_headers, name, known)
-        return known
+    def secret_name(self, name: str, value: str | None = None) -> bool:
+        """Is the value of a field, parameter or header of this name a secret?"""
+        kind = self.name_kind(name)
+        return kind == SECRET or kind == SESSION and value is not None and credential_shaped(value)
+
+    def secret_header(self, name: str, value: str | None = None) -> bool:
+        low = name.lower()
+        if low in SECRET_HEADERS or low in self.extra_headers:
+            return True
+        return self.secret_name(low, value)
 
     def mark(self, secret: str) -> str:
         fp = hmac.new(self.key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:12]
@@ -117,7 +156,7 @@ class Redactor:
     def headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
         out = []
         for name, value in headers:
-            if self.secret_header(name):
+            if self.secret_header(name, value):
                 value = self.mark(value)
             elif (known := self._header_texts.get(value)) is not None:
                 value = known
@@ -130,7 +169,7 @@ class Redactor:
         return out
 
     def query(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [(k, self.mark(v) if self.secret_name(k) else self.text(v)) for k, v in pairs]
+        return [(k, self.mark(v) if self.secret_name(k, v) else self.text(v)) for k, v in pairs]
 
     def text(self, text: str) -> str:
         if _may_hold_token(text):
@@ -144,7 +183,7 @@ class Redactor:
         return text
 
     def _pair(self, whole: str, name: str, value: str, sep: str, end: str = "") -> str:
-        if value.startswith("[redacted:") or not self.secret_name(name.strip('"')):
+        if value.startswith("[redacted:") or not self.secret_name(name.strip('"'), value):
             return whole
         return f"{name}{sep}{self.mark(value)}{end}"
 
@@ -153,7 +192,7 @@ class Redactor:
             return "[truncated: nested too deep]"
         if isinstance(doc, dict):
             return {
-                k: self.mark(_scalar(v)) if self.secret_name(str(k)) and not isinstance(v, (dict, list))
+                k: self.mark(_scalar(v)) if not isinstance(v, (dict, list)) and self.secret_name(str(k), _scalar(v))
                 else self.json(v, depth + 1)
                 for k, v in doc.items()
             }

@@ -95,3 +95,39 @@ def test_an_event_with_a_misspelt_column_is_refused_not_stored_as_null() -> None
     with pytest.raises(record.UnknownColumn, match="reviwer"):
         record.seal({"stage": "decision", "reviwer": "ada"}, 1, "c", record.GENESIS)
     assert record.seal({"stage": "decision", "reviewer": "ada"}, 1, "c", record.GENESIS)["reviewer"] == "ada"
+
+
+LOOKALIKES = {"X-Author": "ada-lovelace", "X-Monkey": "banana-42", "Keyboard-Layout": "de-neo", "X-Passenger": "3",
+              "Max-Tokens": "4096", "X-Bypass-Cache": "1"}
+
+
+def test_lookalike_header_names_are_kept_in_clear() -> None:
+    r = record.Redactor(b"k")
+    out = dict(r.headers([*LOOKALIKES.items(), ("Authorization", "Bearer abcdefgh12345678"), ("X-Api-Key", "v"),
+                          ("X-Auth-Token", "t")]))
+    assert {k: out[k] for k in LOOKALIKES} == LOOKALIKES
+    assert all(out[k].startswith("[redacted:") for k in ("Authorization", "X-Api-Key", "X-Auth-Token"))
+
+
+@pytest.mark.parametrize("name", ["apiKey", "APIKey", "client_secret", "access_token", "refreshToken", "private_key",
+                                  "password", "X-CSRF-Token", "id_token", "signature", "key"])
+def test_credential_names_are_read_as_words(name: str) -> None:
+    assert record.Redactor(b"k").secret_name(name, "x")
+
+
+@pytest.mark.parametrize("name", ["author", "monkey", "passenger", "max_tokens", "token_count", "token_type", "keyboard"])
+def test_words_that_merely_contain_a_credential_word_are_not_secret(name: str) -> None:
+    assert not record.Redactor(b"k").secret_name(name, "x")
+
+
+def test_a_session_id_is_secret_when_it_looks_like_a_credential() -> None:
+    r = record.Redactor(b"k")
+    kept = json.loads(r.body(b'{"session_id": "web-3", "n": 1}', "application/json", 1000))
+    assert kept["session_id"] == "web-3"
+    hidden = json.loads(r.body(b'{"session_id": "c2Vzc2lvbi0xMjM0NTY3ODkw"}', "application/json", 1000))
+    assert hidden["session_id"].startswith("[redacted:")
+
+
+def test_a_real_secret_under_a_lookalike_name_is_still_caught_by_its_shape() -> None:
+    out = dict(record.Redactor(b"k").headers([("X-Author", "sk-live-0123456789abcdefghij")]))
+    assert out["X-Author"].startswith("[redacted:")
