@@ -1081,15 +1081,15 @@ def gate_steps(f: http.HTTPFlow, rs: rules.RuleSet, redactor: record.Redactor, b
 
 
 def _targets_proxy(host: str, port: int, listen: list[tuple[str, int]]) -> bool:
-    from shield_addon import addon
+    from shield_addon.core import hosts
 
-    return addon.targets_proxy(host, port, listen)
+    return hosts.is_own_address(host, port, listen)
 
 
 def _default_reviewer() -> str:
-    from shield_addon import addon
+    from shield_addon.addons import review
 
-    return addon.default_reviewer()
+    return review.default_reviewer()
 
 
 def _responseheaders(f: http.HTTPFlow) -> None:
@@ -1271,14 +1271,14 @@ def parse_profile(raw: Path) -> dict[str, list[tuple[list[Frame], int]]]:
         thread = re.sub(r"_\d+$", "_*", re.sub(r"^thread \(\d+\):?\s*", "", frames[0]).strip() or "?")
         parsed = [(m.group("fn"), m.group("file"), int(m.group("line"))) if (m := _FRAME.match(fr)) else (fr, "", 0)
                   for fr in frames[1:]]
-        res[thread].append(([f for f in parsed if not f[1].endswith("/shield_addon/cli.py")], int(count)))
+        res[thread].append(([f for f in parsed if "/shield_addon/cli/" not in f[1]], int(count)))
     return res
 
 
 def _main_category(frames: list[Frame]) -> str:
     for fn, f, _ in frames:
-        if f.endswith("/shield_addon/addon.py") and fn.startswith("Shield."):
-            return f"shield hook {fn.split('.', 1)[1]}()"
+        if "/shield_addon/addons/" in f and "." in fn:
+            return f"shield hook {fn}()"
     f = frames[-1][1] if frames else ""
     if "/mitmproxy/" in f:
         if f.endswith(("addonmanager.py", "hooks.py")):
@@ -1352,7 +1352,7 @@ def report_profile(prof: dict[str, tuple[Run, dict[str, list[tuple[list[Frame], 
     funcs: collections.Counter[str] = collections.Counter()
     leaf: collections.Counter[str] = collections.Counter()
     for frames, c in main:
-        if not any(f.endswith("/shield_addon/addon.py") for _, f, _ in frames):
+        if not any("/shield_addon/addons/" in f for _, f, _ in frames):
             continue
         for key in {f"{Path(f).name}:{fn}" for fn, f, _ in frames if "/shield_addon/" in f}:
             funcs[key] += c

@@ -12,6 +12,7 @@ from mitmproxy import http
 
 from shield_addon import record
 from shield_addon.actions import Action, RequestView
+from shield_addon.core.decoding import Decoded, decode_body, decode_text, text_encoding
 from shield_addon.rules import Rule, Verdict
 
 ANONYMOUS = "anonymous@{ip}"
@@ -34,18 +35,33 @@ def forget_password(flow: http.HTTPFlow) -> None:
         flow.metadata["proxyauth"] = (auth[0], "<redacted>")
 
 
+def decoded_body(req: http.Request) -> Decoded:
+    """The body as the server will read it: content codings undone (every stacked one),
+    text in another encoding (a BOM, a charset, UTF-16 JSON) as UTF-8 for the parsers."""
+    if not req.raw_content:
+        return Decoded(req.raw_content)
+    decoded = decode_body(req.raw_content, req.headers.get("content-encoding"))
+    if decoded.body is None or not decoded.body:
+        return decoded
+    encoding = text_encoding(decoded.body, req.headers.get("content-type"))
+    if encoding in ("utf-8", "ascii", "us-ascii"):
+        return decoded
+    text = decode_text(decoded.body, req.headers.get("content-type"))
+    return decoded if text is None else Decoded(text.encode("utf-8", "surrogatepass"), None, decoded.codings)
+
+
 def request_body(req: http.Request) -> bytes | None:
     """The decoded body (what rules and parsers read); raw bytes if decoding fails."""
     if req.raw_content is None:
         return None
-    try:
-        return req.get_content(strict=False)
-    except ValueError:
-        return req.raw_content
+    decoded = decoded_body(req)
+    return decoded.body if decoded.body is not None else req.raw_content
 
 
-def view_of(flow: http.HTTPFlow) -> RequestView:
+def view_of(flow: http.HTTPFlow, body: bytes | None = None) -> RequestView:
     req = flow.request
+    if body is None:
+        body = request_body(req)
     return RequestView(
         method=req.method.upper(),
         scheme=req.scheme,
@@ -54,7 +70,7 @@ def view_of(flow: http.HTTPFlow) -> RequestView:
         path=req.path.split("?", 1)[0],
         query=tuple(req.query.items(multi=True)),
         headers=tuple((k.lower(), v) for k, v in req.headers.items(multi=True)),
-        body=request_body(req) or b"",
+        body=body or b"",
     )
 
 

@@ -228,15 +228,12 @@ def hosts_file_name() -> str | None:
     return (others or names or [None])[0]
 
 
-# The first two are recognised today; the others reach the proxy again (a loop that only
-# proxyauth's 407 stops).
-NOT_YET = ["127.1", "0177.0.0.1", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]", "localhost.", "hosts-file"]
-LOOPBACK_SPELLINGS = ["127.0.0.1", "localhost", *NOT_YET]
+# Every spelling a resolver accepts, and a name /etc/hosts maps to loopback.
+LOOPBACK_SPELLINGS = ["127.0.0.1", "localhost", "127.1", "0177.0.0.1", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]",
+                      "localhost.", "hosts-file"]
 
 
-@pytest.mark.parametrize("spelling", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=f"issue 14: {s} is not recognised as the proxy"))
-    if s in NOT_YET else s for s in LOOPBACK_SPELLINGS])
+@pytest.mark.parametrize("spelling", LOOPBACK_SPELLINGS)
 def test_loopback_spellings_of_the_proxy_are_refused_once(proxy: Proxy, spelling: str) -> None:
     if spelling == "hosts-file":
         name = hosts_file_name()
@@ -315,7 +312,6 @@ def post(proxy: Proxy, upstream: Upstream, path: str, body: bytes, agent: str, e
     return status
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: `gzip, gzip` is judged as unreadable bytes and allowed")
 def test_stacked_gzip_is_undone_and_judged_like_the_plain_body(proxy: Proxy, upstream: Upstream) -> None:
     assert post(proxy, upstream, "/enc/plain", DROP, "enc") == 403
     [plain] = proxy.flow_events("/enc/plain", "request")
@@ -326,7 +322,6 @@ def test_stacked_gzip_is_undone_and_judged_like_the_plain_body(proxy: Proxy, ups
     assert upstream.hits_for("/enc/") == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a body the proxy cannot decode is forwarded")
 def test_an_encoding_the_proxy_cannot_undo_is_refused(proxy: Proxy, upstream: Upstream) -> None:
     status = post(proxy, upstream, "/enc/compress", b"\x1f\x9d\x90" + DROP, "enc", "compress")
     assert status == 403

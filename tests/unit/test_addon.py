@@ -14,17 +14,46 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
-from shield_addon.addon import Shield
+from shield_addon.addons.gate import Gate
+from shield_addon.addons.review import Review
+from shield_addon.addons.rulebook import Rulebook
+from shield_addon.addons.trail import Trail
 from shield_addon.journal import read_rows
 
 RULES = Path(__file__).resolve().parent.parent / "e2e" / "rules"
 
 
+class Shield:
+    """The addons composed as shield_addon/addon.py composes them, with their hooks at hand."""
+
+    def __init__(self) -> None:
+        self.trail = Trail()
+        self.rulebook = Rulebook(self.trail)
+        self.review = Review(self.trail, self.rulebook)
+        self.gate = Gate(self.trail, self.rulebook, self.review)
+        self.addons = [self.rulebook, self.review, self.trail, self.gate]
+        self.request, self.requestheaders, self.websocket_message = self.gate.request, self.gate.requestheaders, \
+            self.gate.websocket_message
+        self.client_disconnected, self.load_rules = self.review.client_disconnected, self.rulebook.reload
+
+    @property
+    def journal(self):  # noqa: ANN201
+        return self.trail.journal
+
+    @property
+    def ruleset(self):  # noqa: ANN201
+        return self.rulebook.ruleset
+
+    def done(self) -> None:
+        for addon in self.addons:  # in mitmproxy's order
+            getattr(addon, "done", lambda: None)()
+
+
 @pytest.fixture
 def shield(tmp_path: Path) -> Iterator[tuple[Shield, taddons.context]]:
     s = Shield()
-    with taddons.context(s) as tctx:
-        tctx.configure(s, confdir=str(tmp_path / "conf"), shield_rules=str(RULES), shield_reviewer="bob",
+    with taddons.context(*s.addons) as tctx:
+        tctx.configure(s.trail, confdir=str(tmp_path / "conf"), shield_rules=str(RULES), shield_reviewer="bob",
                        shield_dir=str(tmp_path / "audit"))
         yield s, tctx
         s.done()
@@ -181,7 +210,7 @@ async def test_agent_without_proxyauth_is_anonymous_at_client_ip(shield, tmp_pat
 
 async def test_shadow_mode_forwards_but_records_the_verdict(shield, tmp_path: Path) -> None:
     s, tctx = shield
-    tctx.configure(s, shield_mode="shadow")
+    tctx.configure(s.trail, shield_mode="shadow")
     f = flow("POST", "/deny/2")
     await s.request(f)
     assert f.response is None
@@ -207,26 +236,26 @@ def test_bad_rules_stop_the_proxy_from_starting(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nrules:\n  - id: a\n    match: {path: '('}\n    action: deny\n")
     s = Shield()
-    with taddons.context(s) as tctx:
+    with taddons.context(*s.addons) as tctx:
         with pytest.raises(exceptions.OptionsError, match="bad.yaml:4"):
-            tctx.configure(s, shield_rules=str(bad))
+            tctx.configure(s.trail, shield_rules=str(bad))
 
 
 def test_streaming_request_bodies_are_refused(tmp_path: Path) -> None:
     from mitmproxy.addons.proxyserver import Proxyserver
 
     s = Shield()
-    with taddons.context(s, Proxyserver()) as tctx:
+    with taddons.context(*s.addons, Proxyserver()) as tctx:
         with pytest.raises(exceptions.OptionsError, match="stream_large_bodies"):
-            tctx.configure(s, stream_large_bodies="1m")
+            tctx.configure(s.trail, stream_large_bodies="1m")
 
 
 def test_a_bad_edit_while_running_keeps_the_old_rules(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rules_file = tmp_path / "r.yaml"
     rules_file.write_text("version: 1\nrules:\n  - {id: d, match: {method: DELETE}, action: deny}\n")
     s = Shield()
-    with taddons.context(s) as tctx:
-        tctx.configure(s, confdir=str(tmp_path / "conf"), shield_rules=str(rules_file), shield_dir=str(tmp_path / "audit"))
+    with taddons.context(*s.addons) as tctx:
+        tctx.configure(s.trail, confdir=str(tmp_path / "conf"), shield_rules=str(rules_file), shield_dir=str(tmp_path / "audit"))
         good = s.ruleset.sha256
         rules_file.write_text("version: 1\nrules:\n  - {id: d, match: {method: DELETE}, action: nope}\n")
         s.load_rules()
@@ -245,8 +274,8 @@ async def test_a_shadow_rule_is_recorded_but_the_enforced_rule_acts(tmp_path: Pa
     rules_file = tmp_path / "r.yaml"
     rules_file.write_text("version: 1\nrules:\n  - {id: new-deny, match: {method: POST}, action: deny, mode: shadow}\n")
     s = Shield()
-    with taddons.context(s) as tctx:
-        tctx.configure(s, confdir=str(tmp_path / "conf"), shield_rules=str(rules_file), shield_dir=str(tmp_path / "audit"))
+    with taddons.context(*s.addons) as tctx:
+        tctx.configure(s.trail, confdir=str(tmp_path / "conf"), shield_rules=str(rules_file), shield_dir=str(tmp_path / "audit"))
         f = flow("POST", "/x")
         await s.request(f)
         s.done()

@@ -1,0 +1,216 @@
+"""The gate's addon: every request (and WebSocket message) is judged before it goes anywhere.
+
+Hooks only gather what the pure core needs (the view, the context) and act on its verdict:
+forward, refuse with a 403, or hand the flow to the review addon.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import secrets
+import socket
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from shield_addon import actions, record
+from shield_addon.addons.review import MARKERS, Review
+from shield_addon.addons.rulebook import Rulebook
+from shield_addon.addons.trail import Trail
+from shield_addon.core import hosts
+from shield_addon.core.context import Context
+from shield_addon.core.decide import decide
+from shield_addon.flows import (
+    FlowState,
+    Tap,
+    action_columns,
+    agent_of,
+    base_columns,
+    decoded_body,
+    forget_password,
+    message_columns,
+    refuse,
+    request_columns,
+    response_columns,
+    should_stream,
+    view_of,
+)
+
+log = logging.getLogger("shield")
+LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
+
+
+class Gate:
+    def __init__(self, trail: Trail, rulebook: Rulebook, review: Review) -> None:
+        self.trail, self.rulebook, self.review = trail, rulebook, review
+        self.state: dict[str, FlowState] = {}
+        self.taps: dict[str, Tap] = {}
+        self._own: frozenset[tuple[str, int]] | None = None
+
+    def configure(self, updated: set[str]) -> None:
+        if updated & LISTEN_OPTIONS:
+            self._own = None
+        if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
+            # A streamed request reaches upstream before the request hook: no gate could hold it.
+            raise exceptions.OptionsError("shield: stream_large_bodies would send requests before the rules run; "
+                                          "use body_size_limit instead")
+
+    def http_connect(self, f: http.HTTPFlow) -> None:
+        forget_password(f)
+
+    def requestheaders(self, f: http.HTTPFlow) -> None:
+        forget_password(f)
+
+    async def request(self, f: http.HTTPFlow) -> None:
+        await self.gate(f)
+
+    def responseheaders(self, f: http.HTTPFlow) -> None:
+        if f.response is not None:
+            f.response.headers["x-shield-flow-id"] = f.id  # lower case: HTTP/2 requires it
+            if should_stream(f.response) and not f.response.stream:
+                f.response.stream = self.taps[f.id] = Tap(ctx.options.shield_body_limit)
+
+    def response(self, f: http.HTTPFlow) -> None:
+        state = self.state.pop(f.id, None) or self.untracked(f)
+        outcome = "refused" if state.refused else "forwarded"
+        self.trail.submit({**state.base, "stage": "response", "outcome": outcome, **response_columns(
+            f, self.trail.redactor, ctx.options.shield_body_limit, self.taps.pop(f.id, None))})
+
+    def error(self, f: http.HTTPFlow) -> None:
+        tap = self.taps.pop(f.id, None)
+        state = self.state.pop(f.id, None) or self.untracked(f)
+        if tap is not None and f.response is not None:
+            # A streamed response the agent stopped reading (an SDK hangs up at `[DONE]`):
+            # it got what the tap saw; record that, with why the stream ended early.
+            self.trail.submit({**state.base, "stage": "response", "outcome": "forwarded",
+                               "error": f.error.msg if f.error else None,
+                               **response_columns(f, self.trail.redactor, ctx.options.shield_body_limit, tap)})
+            return
+        refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
+        self.trail.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
+                           "error": f.error.msg if f.error else None,
+                           "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error
+                           else None})
+
+    def websocket_message(self, f: http.HTTPFlow) -> None:
+        """Each WebSocket message after the (rule-checked) handshake: direction, size, digest."""
+        if f.websocket is None or not f.websocket.messages:
+            return
+        agent = agent_of(f)
+        self.trail.submit({**base_columns(f, agent, self.trail.redactor), "stage": "message",
+                           **message_columns(f.websocket.messages[-1], self.trail.redactor, ctx.options.shield_body_limit)})
+
+    # ------------------------------------------------------------ the gate
+
+    async def gate(self, f: http.HTTPFlow) -> None:
+        state = self.start(f)
+        if f.response is not None:
+            # Answered before the rules (proxyauth's 407): record the attempt, hold nothing.
+            state.refused = True
+            self.trail.submit({**state.base, "stage": "request", "decision": "blocked", "verdict": "deny",
+                               "error": f"answered by the proxy before the rules: HTTP {f.response.status_code}",
+                               **request_columns(f.request, self.trail.redactor, ctx.options.shield_body_limit)})
+            return
+        try:
+            event = self.judge(f, state)
+        except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
+            log.exception("shield: could not evaluate %s", f.request.url)
+            state.refused = True
+            self.trail.submit({**state.base, "stage": "error", "outcome": "refused", "error": f"shield: {e!r}"})
+            refuse(f, 403, "blocked", "request refused: the guard could not evaluate it")
+            return
+        enforced = state.verdict.enforced if ctx.options.shield_mode == "enforce" and state.verdict else "allow"
+        if enforced == "hold" and self.review.policy(state.verdict.enforced_rule)[0].mode == "retry":
+            await self.review.retry_hold(f, state, event)
+            return
+        if not await self.trail.write(event, f):
+            state.refused = True
+            refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
+            return
+        if enforced == "deny":
+            state.refused, state.decided = True, {"decision": "blocked"}
+            refuse(f, 403, "blocked", "request blocked by rule", state.verdict.enforced_rule)
+            f.marked = MARKERS["blocked"]
+        elif enforced == "hold":
+            await self.review.hold(f, state)
+
+    def start(self, f: http.HTTPFlow) -> FlowState:
+        agent = agent_of(f)
+        state = FlowState(agent, base_columns(f, agent, self.trail.redactor))
+        if f.is_replay == "request":
+            # A reviewer's replay sends the same mitmproxy flow again: in the trail it is a new
+            # attempt with an id of its own, so every flow_id has one request event, its first.
+            state.base["flow_id"] = f"{f.id}-replay-{secrets.token_hex(4)}"
+        self.state[f.id] = state
+        return state
+
+    def judge(self, f: http.HTTPFlow, state: FlowState) -> dict[str, Any]:
+        """View, actions, verdict, and the request event built once from them."""
+        decoded = decoded_body(f.request)
+        view = view_of(f, decoded.body if decoded.body is not None else f.request.raw_content)
+        ruleset = self.rulebook.ruleset
+        action = actions.parse(view, ruleset.services)
+        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, decoded.problem
+                                                             if f.request.raw_content else None))
+        state.action, state.verdict = action, verdict
+        return request_event(state, f.request, view.body, verdict, self.trail.redactor, ruleset.sha256)
+
+    def context(self, f: http.HTTPFlow, agent: str, view: actions.RequestView, unreadable: str | None) -> Context:
+        own = self.own_addresses()
+        resolved = resolve(view.host) if any(port == view.port for _, port in own) else ()
+        return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable)
+
+    def own_addresses(self) -> frozenset[tuple[str, int]]:
+        """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per
+        request, so kept until the listen options change."""
+        if self._own is None:
+            addrs: list[tuple[str, int]] = []
+            server = ctx.master.addons.get("proxyserver")
+            try:
+                addrs = [(a[0], a[1]) for a in server.listen_addrs()] if server else []
+            except Exception:  # noqa: BLE001 - not listening (tests, shutdown): nothing to protect
+                pass
+            if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
+                addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
+            self._own = frozenset(addrs) if addrs else None
+        return self._own or frozenset()
+
+    def untracked(self, f: http.HTTPFlow) -> FlowState:
+        """A flow that never reached the request hook (too large, malformed, TLS failure)."""
+        agent = agent_of(f)
+        return FlowState(agent, base_columns(f, agent, self.trail.redactor))
+
+
+def request_event(state: FlowState, req: http.Request, body: bytes | None, verdict: Any, redactor: record.Redactor,
+                  ruleset_sha256: str) -> dict[str, Any]:
+    """The flow's request event, from the view's body and the verdict."""
+    mode = ctx.options.shield_mode
+    enforced = verdict.enforced if mode == "enforce" else "allow"
+    return {**state.base, "stage": "request", "decision": {"allow": "allowed", "deny": "blocked", "hold": None}[enforced],
+            **request_columns(req, redactor, ctx.options.shield_body_limit, body),
+            **action_columns(verdict.action, verdict, mode, ruleset_sha256)}
+
+
+@functools.cache
+def local_ips() -> frozenset[hosts.IP]:
+    """This machine's addresses, as far as its own name tells (loopback is always local)."""
+    found: set[hosts.IP] = set()
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+    except (OSError, ValueError):
+        pass
+    return frozenset(found)
+
+
+def resolve(host: str) -> tuple[str, ...]:
+    """The addresses a name resolves to, asked only when the request's port is one the proxy
+    listens on: a name from /etc/hosts must not walk it back into itself."""
+    if hosts.ip_of(host) is not None:
+        return ()
+    try:
+        return tuple({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
+    except (OSError, UnicodeError):
+        return ()
