@@ -36,18 +36,19 @@ def forget_password(flow: http.HTTPFlow) -> None:
 
 
 def decoded_body(req: http.Request) -> Decoded:
-    """The body as the server will read it: content codings undone (every stacked one),
-    text in another encoding (a BOM, a charset, UTF-16 JSON) as UTF-8 for the parsers."""
+    """The body with its content codings undone, every stacked one, as the server will."""
     if not req.raw_content:
         return Decoded(req.raw_content)
-    decoded = decode_body(req.raw_content, req.headers.get("content-encoding"))
-    if decoded.body is None or not decoded.body:
-        return decoded
-    encoding = text_encoding(decoded.body, req.headers.get("content-type"))
-    if encoding in ("utf-8", "ascii", "us-ascii"):
-        return decoded
-    text = decode_text(decoded.body, req.headers.get("content-type"))
-    return decoded if text is None else Decoded(text.encode("utf-8", "surrogatepass"), None, decoded.codings)
+    return decode_body(req.raw_content, req.headers.get("content-encoding"))
+
+
+def as_utf8(body: bytes, content_type: str | None) -> bytes:
+    """Text in another encoding (a BOM, a charset, UTF-16 JSON) as UTF-8, for the parsers:
+    the server decodes it before it reads it."""
+    if not body or text_encoding(body, content_type) in ("utf-8", "ascii", "us-ascii"):
+        return body
+    text = decode_text(body, content_type)
+    return body if text is None else text.encode("utf-8", "surrogatepass")
 
 
 def request_body(req: http.Request) -> bytes | None:
@@ -62,6 +63,7 @@ def view_of(flow: http.HTTPFlow, body: bytes | None = None) -> RequestView:
     req = flow.request
     if body is None:
         body = request_body(req)
+    body = as_utf8(body or b"", req.headers.get("content-type"))
     return RequestView(
         method=req.method.upper(),
         scheme=req.scheme,

@@ -6,8 +6,10 @@ forward, refuse with a 403, or hand the flow to the review addon.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
+import json
 import logging
 import secrets
 import socket
@@ -16,6 +18,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from shield_addon import actions, record
+from shield_addon.actions.messages import message_view
 from shield_addon.addons.review import MARKERS, Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
@@ -94,13 +97,34 @@ class Gate:
                            "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error
                            else None})
 
-    def websocket_message(self, f: http.HTTPFlow) -> None:
-        """Each WebSocket message after the (rule-checked) handshake: direction, size, digest."""
+    async def websocket_message(self, f: http.HTTPFlow) -> None:
+        """Each WebSocket message after the (rule-checked) handshake. What the agent sends is
+        judged like a request and written before it is delivered; a message the rules deny or
+        hold is not delivered (a WebSocket cannot wait for a reviewer: held is refused), and the
+        agent is told why in a text message."""
         if f.websocket is None or not f.websocket.messages:
             return
+        msg = f.websocket.messages[-1]
         agent = agent_of(f)
-        self.trail.submit({**base_columns(f, agent, self.trail.redactor), "stage": "message",
-                           **message_columns(f.websocket.messages[-1], self.trail.redactor, ctx.options.shield_body_limit)})
+        event = {**base_columns(f, agent, self.trail.redactor), "stage": "message"}
+        if not msg.from_client or msg.injected:
+            self.trail.submit({**event, **message_columns(msg, self.trail.redactor, ctx.options.shield_body_limit)})
+            return
+        ruleset = self.rulebook.ruleset
+        handshake = view_of(f, b"")
+        view = message_view(handshake, msg.text) if msg.is_text else dataclasses.replace(
+            handshake, method="POST", body=msg.content, headers=(*handshake.headers, ("content-type", "application/octet-stream")))
+        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.context(f, agent, view, None))
+        enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
+        event.update(action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
+                     decision="allowed" if enforced == "allow" else "blocked",
+                     **message_columns(msg, self.trail.redactor, ctx.options.shield_body_limit))
+        if not await self.trail.write(event) or enforced != "allow":
+            msg.drop()
+            rule = verdict.enforced_rule if enforced != "allow" else None
+            notice = {"error": "message not delivered", "decision": "blocked" if rule else "refused", "flow_id": f.id,
+                      "rule": rule.id if rule else None, "message": rule.message if rule else "audit journal unavailable"}
+            ctx.master.commands.call("inject.websocket", f, True, json.dumps(notice).encode(), True)
 
     # ------------------------------------------------------------ the gate
 
@@ -149,18 +173,20 @@ class Gate:
     def judge(self, f: http.HTTPFlow, state: FlowState) -> dict[str, Any]:
         """View, actions, verdict, and the request event built once from them."""
         decoded = decoded_body(f.request)
-        view = view_of(f, decoded.body if decoded.body is not None else f.request.raw_content)
+        body = decoded.body if decoded.body is not None else f.request.raw_content
+        view = view_of(f, body)
         ruleset = self.rulebook.ruleset
         action = actions.parse(view, ruleset.services)
-        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, decoded.problem
-                                                             if f.request.raw_content else None))
+        unreadable = decoded.problem if f.request.raw_content else None
+        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, unreadable))
         state.action, state.verdict = action, verdict
-        return request_event(state, f.request, view.body, verdict, self.trail.redactor, ruleset.sha256)
+        return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
 
     def context(self, f: http.HTTPFlow, agent: str, view: actions.RequestView, unreadable: str | None) -> Context:
         own = self.own_addresses()
         resolved = resolve(view.host) if any(port == view.port for _, port in own) else ()
-        return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable)
+        return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
+                       destinations=destinations(f, view.port))
 
     def own_addresses(self) -> frozenset[tuple[str, int]]:
         """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per
@@ -191,6 +217,20 @@ def request_event(state: FlowState, req: http.Request, body: bytes | None, verdi
     return {**state.base, "stage": "request", "decision": {"allow": "allowed", "deny": "blocked", "hold": None}[enforced],
             **request_columns(req, redactor, ctx.options.shield_body_limit, body),
             **action_columns(verdict.action, verdict, mode, ruleset_sha256)}
+
+
+def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:
+    """The other names of the server this request goes to: the Host header (or HTTP/2's
+    :authority) and the TLS SNI. Each must name the connection's target, or a request sent to
+    one server would be judged, and recorded, as another's."""
+    if any(str(m).startswith("reverse") for m in ctx.options.mode):
+        return ()  # a reverse proxy's Host names the proxy, not its upstream
+    found = []
+    if f.request.host_header:
+        found.append(hosts.split_authority(f.request.host_header, f.request.scheme))
+    if f.client_conn.sni:
+        found.append((f.client_conn.sni, port))
+    return tuple(found)
 
 
 @functools.cache

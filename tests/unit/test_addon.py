@@ -295,10 +295,10 @@ async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path, caplog
     await asyncio.wait_for(task, 5)
 
 
-def test_websocket_messages_are_recorded_with_direction_and_size(shield, tmp_path: Path) -> None:
+async def test_websocket_messages_are_recorded_with_direction_and_size(shield, tmp_path: Path) -> None:
     s, _ = shield
     f = tflow.twebsocketflow()
-    s.websocket_message(f)
+    await s.websocket_message(f)
     s.done()
     [ev] = events(tmp_path, "message")
     last = f.websocket.messages[-1]
