@@ -9,10 +9,12 @@ from shield_addon.addons.identity import Identity
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
+from shield_addon.addons.tunnel import Tunnel
 
 # Order matters: the rules load before the trail opens (its first event names the rule set),
 # and at shutdown the review records its abandoned holds before the trail closes.
 trail = Trail()
 rulebook = Rulebook(trail)
 review = Review(trail, rulebook)
-addons = [rulebook, review, trail, Gate(trail, rulebook, review), Identity()]
+gate = Gate(trail, rulebook, review)
+addons = [rulebook, review, trail, gate, Tunnel(gate), Identity()]

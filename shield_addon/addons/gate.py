@@ -182,11 +182,11 @@ class Gate:
         state.action, state.verdict = action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
 
-    def context(self, f: http.HTTPFlow, agent: str, view: actions.RequestView, unreadable: str | None) -> Context:
+    def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None) -> Context:
         own = self.own_addresses()
         resolved = resolve(view.host) if any(port == view.port for _, port in own) else ()
         return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
-                       destinations=destinations(f, view.port))
+                       destinations=destinations(f, view.port) if f is not None else ())
 
     def own_addresses(self) -> frozenset[tuple[str, int]]:
         """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per
@@ -227,7 +227,8 @@ def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:
         return ()  # a reverse proxy's Host names the proxy, not its upstream
     found = []
     if f.request.host_header:
-        found.append(hosts.split_authority(f.request.host_header, f.request.scheme))
+        # A Host without a port names the server, not the port: clients leave the port out.
+        found.append(hosts.split_authority(f.request.host_header, f.request.scheme, default=port))
     if f.client_conn.sni:
         found.append((f.client_conn.sni, port))
     return tuple(found)

@@ -15,7 +15,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
     # mitm.it is answered by mitmproxy's onboarding app before any rule runs: the agent would get
     # a page the trail says it never got. The CA comes from `shield ca` / `shield env` instead.
-    argv = ["-s", str(paths.ADDON), "--set", "onboarding=false"]
+    # Lazy: a CONNECT contacts nothing; a server is reached only once a request to it was allowed.
+    argv = ["-s", str(paths.ADDON), "--set", "onboarding=false", "--set", "connection_strategy=lazy"]
     if args.listen_port is not None:
         argv += ["--listen-port", str(args.listen_port)]
     if args.confdir:

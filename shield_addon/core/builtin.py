@@ -14,12 +14,17 @@ from shield_addon.core import hosts
 from shield_addon.core.context import Context
 from shield_addon.rules import Rule
 
+TCP = "TCP"  # the method of a raw TCP stream's view: rules allow one with `method: TCP`, host and port
+CONNECT = "CONNECT"
+
 PROXY_ITSELF = Rule(id="builtin:proxy-itself", action="deny", severity="critical",
                     message="Agents may not send requests to the proxy or its web UI")
 MALFORMED = Rule(id="builtin:malformed-header", action="deny", severity="high",
                  message="A header value contains CR, LF or NUL")
 DESTINATION_MISMATCH = Rule(id="builtin:destination-mismatch", action="deny", severity="high",
                             message="The connection target, TLS SNI and Host must name the same server")
+RAW_TCP = Rule(id="builtin:raw-tcp", action="deny", severity="high",
+               message="A tunnel that speaks neither HTTP nor TLS is refused unless a rule allows it (method: TCP)")
 UNREADABLE = Rule(id="builtin:unreadable", action="deny", severity="high",
                   message="The body cannot be decoded, so it cannot be judged")
 
@@ -45,6 +50,10 @@ def mismatched(view: RequestView, ctx: Context) -> bool:
     return any(not hosts.same_server(target, other) for other in ctx.destinations)
 
 
+def raw_tcp(view: RequestView, ctx: Context) -> bool:
+    return view.method == TCP
+
+
 def unreadable(view: RequestView, ctx: Context) -> bool:
     return ctx.unreadable is not None
 
@@ -63,4 +72,5 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(MALFORMED, malformed),
     Builtin(DESTINATION_MISMATCH, mismatched),
     Builtin(UNREADABLE, unreadable, overridable=True),
+    Builtin(RAW_TCP, raw_tcp, overridable=True),
 )

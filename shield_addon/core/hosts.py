@@ -83,8 +83,9 @@ def authority(host: str, port: int | None, scheme: str) -> tuple[str, int]:
     return canonical_host(host), port if port is not None else DEFAULT_PORTS.get(scheme.lower(), 0)
 
 
-def split_authority(text: str, scheme: str) -> tuple[str, int]:
-    """'Example.com:8443', '[::1]:80' or 'example.com' (a Host header) as (canonical host, port)."""
+def split_authority(text: str, scheme: str, default: int | None = None) -> tuple[str, int]:
+    """'Example.com:8443', '[::1]:80' or 'example.com' (a Host header) as (canonical host, port);
+    without a port, `default` (else the scheme's)."""
     text = text.strip()
     host, port = text, None
     if text.startswith("["):
@@ -96,7 +97,7 @@ def split_authority(text: str, scheme: str) -> tuple[str, int]:
         name, _, digits = text.partition(":")
         if digits.isdigit():
             host, port = name, int(digits)
-    return authority(host, port, scheme)
+    return authority(host, port if port is not None else default, scheme)
 
 
 def same_server(a: tuple[str, int], b: tuple[str, int]) -> bool:

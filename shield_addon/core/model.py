@@ -17,6 +17,8 @@ class Stage(StrEnum):
     RESPONSE = "response"
     ERROR = "error"
     MESSAGE = "message"
+    CONNECT = "connect"  # a tunnel's target, judged before anything is contacted
+    TCP = "tcp"  # a raw TCP stream: refused, or its bytes per direction
     RULESET = "ruleset"
 
 

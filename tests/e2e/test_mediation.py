@@ -104,7 +104,6 @@ def wait_events(proxy: Proxy, where: str, what: str, timeout: float = 15) -> lis
 # ---------------------------------------------------------------- connections are attempts
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a non-HTTP, non-TLS tunnel is relayed byte for byte and not recorded")
 def test_raw_tcp_to_a_banner_server_is_refused_and_recorded(proxy: Proxy) -> None:
     banner = BannerServer().start()
     try:
@@ -122,7 +121,6 @@ def test_raw_tcp_to_a_banner_server_is_refused_and_recorded(proxy: Proxy) -> Non
         banner.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a CONNECT whose upstream is unreachable leaves no event")
 def test_connect_to_a_closed_port_is_recorded(proxy: Proxy) -> None:
     holder, port = refused_port()
     with holder, client(proxy, "closed-port") as c:
@@ -136,7 +134,6 @@ def test_connect_to_a_closed_port_is_recorded(proxy: Proxy) -> None:
     assert any(e["error"] for e in evs), evs
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: connection_strategy=eager connects upstream at CONNECT, before any rule")
 def test_held_and_denied_https_requests_never_connect_to_their_server(proxy: Proxy, upstream: Upstream) -> None:
     server = start_counting_https(upstream.ca_file, upstream.ca_file.with_name("upstream-key.pem"))
     try:

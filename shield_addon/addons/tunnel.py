@@ -1,0 +1,95 @@
+"""Tunnels are attempts too: every CONNECT is judged and recorded, and a tunnel that speaks
+neither HTTP nor TLS (raw TCP to a database, ssh) is closed unless a rule allows it.
+
+With mitmproxy's lazy connection strategy (set by `shield run`) a CONNECT contacts nothing:
+the server is reached only when the first request inside was allowed, or, for raw TCP, when a
+rule allowed the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator
+from typing import Any
+
+from mitmproxy import ctx, http, tcp
+from mitmproxy.proxy import commands, events, layer, layers
+
+from shield_addon import actions
+from shield_addon.actions import RequestView
+from shield_addon.addons.gate import Gate
+from shield_addon.addons.review import MARKERS
+from shield_addon.core.builtin import CONNECT, TCP
+from shield_addon.core.decide import decide
+from shield_addon.flows import agent_of, refuse
+
+
+class Closed(layer.Layer):
+    """A connection the rules refused: closed before anything is relayed."""
+
+    def _handle_event(self, event: events.Event) -> Generator[commands.Command, Any, None]:
+        if isinstance(event, events.Start):
+            yield commands.CloseConnection(self.context.client)
+
+
+class Tunnel:
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.agents: dict[str, str] = {}  # client connection id -> the agent its CONNECT named
+
+    def http_connect(self, f: http.HTTPFlow) -> None:
+        agent = agent_of(f)
+        self.agents[f.client_conn.id] = agent
+        view = RequestView(CONNECT, "https", f.request.host.lower(), f.request.port, "")
+        verdict, event = self.judge(view, agent, f.client_conn.peername, f.client_conn.id)
+        if f.response is not None:  # proxyauth's 407: answered before the rules
+            event.update(decision="blocked", error=f"answered by the proxy before the rules: HTTP {f.response.status_code}")
+        elif verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":
+            refuse(f, 403, "blocked", "tunnel blocked by rule", verdict.enforced_rule)
+            f.marked = MARKERS["blocked"]
+        self.gate.trail.submit(event)
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        # Script addons are asked before mitmproxy's own NextLayer: let it choose first (it
+        # leaves a layer another addon set alone), then judge what it chose.
+        chooser = ctx.master.addons.get("nextlayer")
+        if nextlayer.layer is None and chooser is not None:
+            chooser.next_layer(nextlayer)
+        if not isinstance(nextlayer.layer, layers.TCPLayer) or nextlayer.layer.flow is None:
+            return
+        context = nextlayer.context
+        host, port = context.server.address or ("", 0)
+        agent = self.agents.get(context.client.id, f"anonymous@{context.client.peername[0]}")
+        verdict, event = self.judge(RequestView(TCP, "tcp", str(host).lower(), port, ""), agent, context.client.peername,
+                                    nextlayer.layer.flow.id)
+        if verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":
+            nextlayer.layer = Closed(context)
+            event["outcome"] = "refused"
+        self.gate.trail.submit(event)
+
+    def tcp_end(self, f: tcp.TCPFlow) -> None:
+        """An allowed raw stream, recorded per direction: size, digest."""
+        for from_client, side in ((True, "request"), (False, "response")):
+            data = b"".join(m.content for m in f.messages if m.from_client == from_client)
+            self.gate.trail.submit({"flow_id": f.id, "agent": self.agents.get(f.client_conn.id), "stage": "tcp",
+                                    "host": f.server_conn.address[0] if f.server_conn.address else None,
+                                    "port": f.server_conn.address[1] if f.server_conn.address else None,
+                                    "operation": "client->server" if from_client else "server->client",
+                                    f"{side}_body_size": len(data), f"{side}_sha256": hashlib.sha256(data).hexdigest()})
+
+    def client_disconnected(self, client: Any) -> None:
+        self.agents.pop(client.id, None)
+
+    def judge(self, view: RequestView, agent: str, peer: Any, flow_id: str) -> tuple[Any, dict[str, Any]]:
+        ruleset = self.gate.rulebook.ruleset
+        action = actions.parse(view, ruleset.services)
+        verdict = decide(view, action, ruleset, self.gate.context(None, agent, view, None))
+        enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
+        rule = verdict.rule
+        event = {"flow_id": flow_id, "agent": agent, "client_ip": peer[0] if peer else None, "stage":
+                 "connect" if view.method == CONNECT else "tcp", "method": view.method, "scheme": view.scheme,
+                 "host": view.host, "port": view.port, "path": "", "url": f"{view.scheme}://{view.host}:{view.port}",
+                 "rule_id": rule.id if rule else None, "verdict": verdict.verdict, "matched_rules": list(verdict.matched),
+                 "severity": rule.severity if rule else None, "ruleset_sha256": ruleset.sha256,
+                 "decision": "allowed" if enforced == "allow" else "blocked", "mode": ctx.options.shield_mode}
+        return verdict, event
