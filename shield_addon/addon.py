@@ -11,10 +11,9 @@ from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
 from shield_addon.addons.tunnel import Tunnel
 
-# Order matters: the rules load before the trail opens (its first event names the rule set),
-# and at shutdown the review records its abandoned holds before the trail closes.
+# The rules load before the trail opens, so its first event names the rule set in force.
 trail = Trail()
 rulebook = Rulebook(trail)
 review = Review(trail, rulebook)
 gate = Gate(trail, rulebook, review)
-addons = [rulebook, review, trail, gate, Tunnel(gate), Identity()]
+addons = [rulebook, trail, review, gate, Tunnel(gate), Identity()]

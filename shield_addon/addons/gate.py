@@ -19,7 +19,9 @@ from mitmproxy import ctx, exceptions, http
 
 from shield_addon import actions, record
 from shield_addon.actions.messages import message_view
-from shield_addon.addons.review import MARKERS, Review
+from shield_addon.addons.answer import policy
+from shield_addon.addons.console import MARKERS
+from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
 from shield_addon.core import hosts
@@ -146,8 +148,8 @@ class Gate:
             refuse(f, 403, "blocked", "request refused: the guard could not evaluate it")
             return
         enforced = state.verdict.enforced if ctx.options.shield_mode == "enforce" and state.verdict else "allow"
-        if enforced == "hold" and self.review.policy(state.verdict.enforced_rule)[0].mode == "retry":
-            await self.review.retry_hold(f, state, event)
+        if enforced == "hold" and policy(state.verdict.enforced_rule)[0].mode == "retry":
+            await self.review.retry.answer(f, state, event)
             return
         if not await self.trail.write(event, f):
             state.refused = True
@@ -158,7 +160,7 @@ class Gate:
             refuse(f, 403, "blocked", "request blocked by rule", state.verdict.enforced_rule)
             f.marked = MARKERS["blocked"]
         elif enforced == "hold":
-            await self.review.hold(f, state)
+            await self.review.wait.hold(f, state)
 
     def start(self, f: http.HTTPFlow) -> FlowState:
         agent = agent_of(f)

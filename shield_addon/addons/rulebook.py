@@ -21,7 +21,7 @@ class Rulebook:
         self.ruleset = rules.RuleSet()
         self.mtimes: dict[str, float] = {}
         self._watcher: asyncio.Task | None = None
-        trail.on_open.append(lambda journal: self.journal_load(ctx.options.shield_rules or "bundled"))
+        trail.opened.append(lambda: self.journal_load(ctx.options.shield_rules or "bundled"))
 
     def load(self, loader: Any) -> None:
         loader.add_option("shield_rules", str, "", "Rule file or folder (default: the bundled rules).")

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ class Trail:
         self.checkpointer: checkpoints.Checkpointer | None = None
         self.redactor = record.Redactor(b"")
         self.redactions = record.Redactions()
-        self.on_open: list[Any] = []  # called with the journal once it is open (other addons rebuild state)
+        self.opened: list[Callable[[], None]] = []  # called once the journal is open
+        self.closing: list[Callable[[], None]] = []  # called at shutdown, before it closes
         self._ticker: asyncio.Task | None = None
 
     def load(self, loader: Any) -> None:
@@ -70,8 +72,8 @@ class Trail:
         self.journal = journal
         self.ingester = store.Ingester(audit.root, lambda: journal.seq, ctx.options.shield_ingest_interval)
         self.ingester.start()
-        for callback in self.on_open:
-            callback(journal)
+        for fn in self.opened:
+            fn()
 
     def close(self) -> None:
         if self.ingester:
@@ -94,6 +96,8 @@ class Trail:
     def done(self) -> None:
         if self._ticker:
             self._ticker.cancel()
+        for fn in self.closing:
+            fn()
         self.close()
 
     async def tick(self) -> None:

@@ -17,8 +17,8 @@ from mitmproxy.proxy import commands, events, layer, layers
 
 from shield_addon import actions
 from shield_addon.actions import RequestView
+from shield_addon.addons.console import MARKERS
 from shield_addon.addons.gate import Gate
-from shield_addon.addons.review import MARKERS
 from shield_addon.core.builtin import CONNECT, TCP
 from shield_addon.core.decide import decide
 from shield_addon.flows import agent_of, refuse
@@ -76,6 +76,20 @@ class Tunnel:
                                     "port": f.server_conn.address[1] if f.server_conn.address else None,
                                     "operation": "client->server" if from_client else "server->client",
                                     f"{side}_body_size": len(data), f"{side}_sha256": hashlib.sha256(data).hexdigest()})
+
+    def tls_start_client(self, tls_start: Any) -> None:
+        """Lazy connections leave mitmproxy no server ALPN to mirror, so it takes the client's
+        first choice, and clients such as httpx list http/1.1 before h2. Offer h2 when the
+        client can speak it, as the eager strategy would for an h2 server: mitmproxy relays
+        HTTP/2 to an HTTP/1 server itself."""
+        tlsconfig = ctx.master.addons.get("tlsconfig")
+        if tls_start.ssl_conn is None and tlsconfig is not None:
+            tlsconfig.tls_start_client(tls_start)  # script addons are asked first; it skips a prepared one
+        conn = tls_start.ssl_conn
+        data = conn.get_app_data() if conn is not None else None
+        if (isinstance(data, dict) and data.get("client_alpn") is None and data.get("server_alpn") is None
+                and data.get("http2") and b"h2" in (tls_start.context.client.alpn_offers or ())):
+            data["client_alpn"] = b"h2"
 
     def client_disconnected(self, client: Any) -> None:
         self.agents.pop(client.id, None)

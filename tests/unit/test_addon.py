@@ -31,7 +31,7 @@ class Shield:
         self.rulebook = Rulebook(self.trail)
         self.review = Review(self.trail, self.rulebook)
         self.gate = Gate(self.trail, self.rulebook, self.review)
-        self.addons = [self.rulebook, self.review, self.trail, self.gate]
+        self.addons = [self.rulebook, self.trail, self.review, self.gate]
         self.request, self.requestheaders, self.websocket_message = self.gate.request, self.gate.requestheaders, \
             self.gate.websocket_message
         self.client_disconnected, self.load_rules = self.review.client_disconnected, self.rulebook.reload

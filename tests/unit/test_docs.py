@@ -19,13 +19,6 @@ PAGES = [README, ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
 ROOTS = ("shield_addon/", "scripts/", "rules/", "tests/", "docs/", ".ci/")
 MAX_README_LINES = 300
 
-# Paths docs/architecture.md names ahead of the restructure that creates them. Empty this when
-# they exist: test_planned_paths_are_not_there_yet fails as soon as one of them does.
-PLANNED = frozenset({
-    "shield_addon/review.py",
-    "scripts/bench/",
-})
-
 FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 SPAN = re.compile(r"`([^`]+)`")
@@ -96,7 +89,7 @@ def _anchors(page: Path) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_repository_path_a_page_names_exists(page: Path) -> None:
-    missing = sorted(p for p in _named_paths(page.read_text()) if p not in PLANNED and not _exists(p))
+    missing = sorted(p for p in _named_paths(page.read_text()) if not _exists(p))
     assert missing == []
 
 
@@ -125,10 +118,6 @@ def test_the_readme_links_every_page_of_docs() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_page_cites_design_notes_outside_the_repository(page: Path) -> None:
     assert re.findall(r"DESIGN(?:\.md|'s)|notes/\w+\.md", page.read_text()) == []
-
-
-def test_planned_paths_are_not_there_yet() -> None:
-    assert sorted(p for p in PLANNED if _exists(p)) == []
 
 
 def test_the_checks_see_paths_in_spans_blocks_and_trees() -> None:
