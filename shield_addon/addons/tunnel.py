@@ -68,14 +68,17 @@ class Tunnel:
         self.gate.trail.submit(event)
 
     def tcp_end(self, f: tcp.TCPFlow) -> None:
-        """An allowed raw stream, recorded per direction: size, digest."""
+        """An allowed raw stream, recorded per direction: size, digest and its redacted start."""
         for from_client, side in ((True, "request"), (False, "response")):
             data = b"".join(m.content for m in f.messages if m.from_client == from_client)
             self.gate.trail.submit({"flow_id": f.id, "agent": self.agents.get(f.client_conn.id), "stage": "tcp",
+                                    "method": TCP, "scheme": "tcp", "path": "", "outcome": "forwarded",
                                     "host": f.server_conn.address[0] if f.server_conn.address else None,
                                     "port": f.server_conn.address[1] if f.server_conn.address else None,
                                     "operation": "client->server" if from_client else "server->client",
-                                    f"{side}_body_size": len(data), f"{side}_sha256": hashlib.sha256(data).hexdigest()})
+                                    f"{side}_body_size": len(data), f"{side}_sha256": hashlib.sha256(data).hexdigest(),
+                                    f"{side}_body": self.gate.trail.redactor.body(data, "application/octet-stream",
+                                                                                  ctx.options.shield_body_limit)})
 
     def tls_start_client(self, tls_start: Any) -> None:
         """Lazy connections leave mitmproxy no server ALPN to mirror, so it takes the client's
@@ -100,7 +103,9 @@ class Tunnel:
         verdict = decide(view, action, ruleset, self.gate.context(None, agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         rule = verdict.rule
-        event = {"flow_id": flow_id, "agent": agent, "client_ip": peer[0] if peer else None, "stage":
+        # A refused tunnel is an attempt of its own in the timeline; an allowed one is an event
+        # without a flow (its requests are the flows), so rollups count requests, not tunnels.
+        event = {"flow_id": None if enforced == "allow" and view.method == CONNECT else flow_id, "agent": agent, "client_ip": peer[0] if peer else None, "stage":
                  "connect" if view.method == CONNECT else "tcp", "method": view.method, "scheme": view.scheme,
                  "host": view.host, "port": view.port, "path": "", "url": f"{view.scheme}://{view.host}:{view.port}",
                  "rule_id": rule.id if rule else None, "verdict": verdict.verdict, "matched_rules": list(verdict.matched),

@@ -73,6 +73,10 @@ rules:
     match: {service: mcp, operation: "tools/call*"}
     action: deny
     message: MCP tool calls are never made over this link
+  - id: allow-raw-tcp-by-name
+    match: {method: TCP, host: localhost}
+    action: allow
+    message: The tests' banner server, by this name only
   - id: deny-mitm-it
     match: {host: mitm.it}
     action: deny
@@ -117,6 +121,24 @@ def test_raw_tcp_to_a_banner_server_is_refused_and_recorded(proxy: Proxy) -> Non
         [ev, *_] = wait_events(proxy, f"agent = 'raw-tcp' AND port = {banner.port} AND stage IN ('connect', 'tcp') "
                                       "AND rule_id = 'builtin:raw-tcp'", "the raw TCP attempt")
         assert ev["host"] == "127.0.0.1" and ev["verdict"] == "deny"
+    finally:
+        banner.stop()
+
+
+def test_raw_tcp_a_rule_allows_is_relayed_and_recorded_per_direction(proxy: Proxy) -> None:
+    banner = BannerServer().start()
+    try:
+        s, head = connect_tunnel(proxy.port, f"localhost:{banner.port}", "raw-tcp-allowed")
+        with s:
+            assert head.startswith(b"HTTP/1.1 200"), head
+            s.sendall(b"SSH-2.0-OpenSSH_9.6 agent\r\n")
+            relayed = read_until_closed(s, 10)
+        assert BANNER in relayed
+        evs = wait_events(proxy, "agent = 'raw-tcp-allowed' AND stage = 'tcp' AND request_body_size IS NOT NULL",
+                          "the allowed stream's record")
+        assert evs[0]["request_body_size"] == len(b"SSH-2.0-OpenSSH_9.6 agent\r\n")
+        [judged] = proxy.events("agent = 'raw-tcp-allowed' AND stage = 'tcp' AND rule_id IS NOT NULL")
+        assert (judged["rule_id"], judged["verdict"]) == ("allow-raw-tcp-by-name", "allow")
     finally:
         banner.stop()
 
