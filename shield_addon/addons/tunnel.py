@@ -105,7 +105,8 @@ class Tunnel:
         rule = verdict.rule
         # A refused tunnel is an attempt of its own in the timeline; an allowed one is an event
         # without a flow (its requests are the flows), so rollups count requests, not tunnels.
-        event = {"flow_id": None if enforced == "allow" and view.method == CONNECT else flow_id, "agent": agent, "client_ip": peer[0] if peer else None, "stage":
+        event = {"flow_id": None if enforced == "allow" and view.method == CONNECT else flow_id,
+                 "agent": agent, "client_ip": peer[0] if peer else None, "stage":
                  "connect" if view.method == CONNECT else "tcp", "method": view.method, "scheme": view.scheme,
                  "host": view.host, "port": view.port, "path": "", "url": f"{view.scheme}://{view.host}:{view.port}",
                  "rule_id": rule.id if rule else None, "verdict": verdict.verdict, "matched_rules": list(verdict.matched),
