@@ -13,6 +13,7 @@ from mitmproxy import http
 from shield_addon import record
 from shield_addon.actions import Action, RequestView
 from shield_addon.core.decoding import Decoded, decode_body, decode_text, text_encoding
+from shield_addon.core.hosts import canonical_host
 from shield_addon.rules import Rule, Verdict
 
 ANONYMOUS = "anonymous@{ip}"
@@ -67,7 +68,7 @@ def view_of(flow: http.HTTPFlow, body: bytes | None = None) -> RequestView:
     return RequestView(
         method=req.method.upper(),
         scheme=req.scheme,
-        host=req.host.lower(),
+        host=canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
         port=req.port,
         path=req.path.split("?", 1)[0],
         query=tuple(req.query.items(multi=True)),

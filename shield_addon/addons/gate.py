@@ -44,6 +44,7 @@ from shield_addon.flows import (
 )
 
 log = logging.getLogger("shield")
+VIA_HEADER = "x-shield-via"
 LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
 
 
@@ -53,6 +54,9 @@ class Gate:
         self.state: dict[str, FlowState] = {}
         self.taps: dict[str, Tap] = {}
         self._own: frozenset[tuple[str, int]] | None = None
+        # Stamped on every request this proxy lets through: one that arrives carrying it came
+        # back through the proxy (a route to itself no address check saw) and is refused.
+        self.via = secrets.token_hex(8)
 
     def configure(self, updated: set[str]) -> None:
         if updated & LISTEN_OPTIONS:
@@ -180,15 +184,20 @@ class Gate:
         ruleset = self.rulebook.ruleset
         action = actions.parse(view, ruleset.services)
         unreadable = decoded.problem if f.request.raw_content else None
-        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, unreadable))
+        if f.is_replay == "request":  # a reviewer's replay carries the mark of its first pass
+            f.request.headers.pop(VIA_HEADER, None)
+        came_back = self.via in f.request.headers.get_all(VIA_HEADER)
+        f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
+        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, unreadable, came_back))
         state.action, state.verdict = action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
 
-    def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None) -> Context:
+    def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
+                came_back: bool = False) -> Context:
         own = self.own_addresses()
         resolved = resolve(view.host) if any(port == view.port for _, port in own) else ()
         return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
-                       destinations=destinations(f, view.port) if f is not None else ())
+                       destinations=destinations(f, view.port) if f is not None else (), came_back=came_back)
 
     def own_addresses(self) -> frozenset[tuple[str, int]]:
         """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per

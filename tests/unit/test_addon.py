@@ -318,3 +318,27 @@ async def test_a_replayed_flow_is_a_new_attempt_in_the_trail(shield, tmp_path: P
     first, again = events(tmp_path, "request")
     assert first["flow_id"] == f.id and again["flow_id"].startswith(f.id + "-replay-")
     assert again["decision"] == "allowed"
+
+
+async def test_a_request_that_comes_back_through_the_proxy_is_refused(shield, tmp_path: Path) -> None:
+    s, _ = shield
+    first = flow("GET", "/loop")
+    await s.request(first)
+    assert first.response is None  # allowed: it leaves stamped with this proxy's mark
+    back = flow("GET", "/loop")
+    back.request.headers["x-shield-via"] = first.request.headers["x-shield-via"]
+    await s.request(back)
+    assert back.response.status_code == 403
+    [ev] = [e for e in events(tmp_path, "request") if e["flow_id"] == back.id]
+    assert ev["rule_id"] == "builtin:proxy-itself"
+    # the mark is recorded with the request: upstream receives no header the trail lacks
+    assert "x-shield-via" in json.dumps([e["request_headers"] for e in events(tmp_path, "request")
+                                         if e["flow_id"] == first.id])
+
+
+async def test_an_ip_in_any_spelling_is_one_host_to_the_rules(shield, tmp_path: Path) -> None:
+    from shield_addon.flows import view_of
+
+    f = flow()
+    f.request.host = "0x7f000001"
+    assert view_of(f).host == "127.0.0.1"
