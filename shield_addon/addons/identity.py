@@ -22,6 +22,8 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions
 
+from shield_addon import agents
+
 log = logging.getLogger("shield")
 
 Stamp = tuple[int, int, int, int] | None  # None: no file there
@@ -102,13 +104,25 @@ class Identity:
     def check(self) -> bool:
         """Reload if the file changed since the last look; True if it did."""
         if self.path is None:
-            return False
+            return self.adopt()
         now = stamp(self.path)
         if now == self.seen:
             return False
         first = self.seen == UNSEEN
         self.seen = now
         self.reload(announce=not first)
+        return True
+
+    def adopt(self) -> bool:
+        """A proxy started without agents (loopback, no credentials) turns credentials on when
+        the first agent is added to its confdir: from then on every agent must name itself."""
+        if ctx.options.proxyauth or "confdir" not in ctx.options:
+            return False
+        path = agents.htpasswd_path(Path(ctx.options.confdir).expanduser())
+        if stamp(path) is None or not agents.list_agents(path.parent):
+            return False
+        log.warning("shield: agents defined in %s: the proxy now requires their credentials", path)
+        ctx.options.update(proxyauth=f"@{path}")
         return True
 
     def reload(self, announce: bool = True) -> None:

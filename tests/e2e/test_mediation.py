@@ -476,3 +476,25 @@ def test_agents_added_rotated_and_removed_count_on_a_running_proxy(tmp_path: Pat
         assert status_with(p, url, "alice", new_alice) == 200
     finally:
         p.stop()
+
+
+def test_the_first_agent_added_to_a_proxy_started_without_any_turns_credentials_on(tmp_path: Path,
+                                                                                    upstream: Upstream) -> None:
+    confdir = tmp_path / "conf"
+    p = start_proxy(tmp_path)  # no agents yet in tmp_path/conf: loopback, no credentials
+    try:
+        with httpx.Client(proxy=f"http://127.0.0.1:{p.port}", trust_env=False, timeout=30) as c:
+            assert c.get(upstream.url("/first-agent/before")).status_code == 200
+        token = shield_agents(confdir, "add", "carol")
+
+        def anonymous_refused() -> bool:
+            with httpx.Client(proxy=f"http://127.0.0.1:{p.port}", trust_env=False, timeout=30) as c:
+                return c.get(upstream.url("/first-agent/anonymous")).status_code == 407
+
+        wait_for(anonymous_refused, 10, "the proxy to require credentials")
+        with httpx.Client(proxy=f"http://carol:{token}@127.0.0.1:{p.port}", trust_env=False, timeout=30) as c:
+            assert c.get(upstream.url("/first-agent/carol")).status_code == 200
+        [ev] = p.flow_events("/first-agent/carol", "request")
+        assert ev["agent"] == "carol"
+    finally:
+        p.stop()
