@@ -6,6 +6,7 @@ forward, refuse with a 403, or hand the flow to the review addon.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import ipaddress
@@ -45,6 +46,7 @@ from shield_addon.flows import (
 
 log = logging.getLogger("shield")
 VIA_HEADER = "x-shield-via"
+RESOLVE_SECONDS = 2.0
 LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
 
 
@@ -143,8 +145,9 @@ class Gate:
                                "error": f"answered by the proxy before the rules: HTTP {f.response.status_code}",
                                **request_columns(f.request, self.trail.redactor, ctx.options.shield_body_limit)})
             return
+        resolved = await self.resolved(f.request.host, f.request.port)
         try:
-            event = self.judge(f, state)
+            event = self.judge(f, state, resolved)
         except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
             log.exception("shield: could not evaluate %s", f.request.url)
             state.refused = True
@@ -176,7 +179,7 @@ class Gate:
         self.state[f.id] = state
         return state
 
-    def judge(self, f: http.HTTPFlow, state: FlowState) -> dict[str, Any]:
+    def judge(self, f: http.HTTPFlow, state: FlowState, resolved: tuple[str, ...] = ()) -> dict[str, Any]:
         """View, actions, verdict, and the request event built once from them."""
         decoded = decoded_body(f.request)
         body = decoded.body if decoded.body is not None else f.request.raw_content
@@ -188,16 +191,27 @@ class Gate:
             f.request.headers.pop(VIA_HEADER, None)
         came_back = self.via in f.request.headers.get_all(VIA_HEADER)
         f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
-        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, unreadable, came_back))
+        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, unreadable, came_back, resolved))
         state.action, state.verdict = action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
 
     def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
-                came_back: bool = False) -> Context:
+                came_back: bool = False, resolved: tuple[str, ...] = ()) -> Context:
         own = self.own_addresses()
-        resolved = resolve(view.host) if any(port == view.port for _, port in own) else ()
         return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
                        destinations=destinations(f, view.port) if f is not None else (), came_back=came_back)
+
+    async def resolved(self, host: str, port: int) -> tuple[str, ...]:
+        """What a name resolves to, asked only when the port is one the proxy listens on (a name
+        from /etc/hosts must not walk a request back into the proxy), off the event loop and
+        bounded: a slow resolver delays that request, never the proxy."""
+        if hosts.ip_of(host) is not None or not any(p == port for _, p in self.own_addresses()):
+            return ()
+        try:
+            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), RESOLVE_SECONDS)
+        except (TimeoutError, OSError, UnicodeError):
+            return ()
+        return tuple({str(info[4][0]) for info in infos})
 
     def own_addresses(self) -> frozenset[tuple[str, int]]:
         """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per
@@ -257,12 +271,3 @@ def local_ips() -> frozenset[hosts.IP]:
     return frozenset(found)
 
 
-def resolve(host: str) -> tuple[str, ...]:
-    """The addresses a name resolves to, asked only when the request's port is one the proxy
-    listens on: a name from /etc/hosts must not walk it back into itself."""
-    if hosts.ip_of(host) is not None:
-        return ()
-    try:
-        return tuple({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
-    except (OSError, UnicodeError):
-        return ()
