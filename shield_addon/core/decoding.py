@@ -45,7 +45,9 @@ def codings(content_encoding: str | None) -> tuple[str, ...]:
     return tuple(ALIASES.get(n, n) for n in names if n and n != "identity")
 
 
-def decode_body(raw: bytes, content_encoding: str | None, max_ratio: int = 100, max_size: int = 64 * MIB) -> Decoded:
+def decode_body(raw: bytes, content_encoding: str | None, max_ratio: int = 1000, max_size: int = 64 * MIB) -> Decoded:
+    """`max_ratio`: repetitive JSON compresses a few hundred times, a bomb millions of times;
+    a small body may always decode to 1 MiB, and no body past `max_size`."""
     applied = codings(content_encoding)
     limit = min(max_size, max(len(raw) * max_ratio, MIB))
     body = raw

@@ -95,3 +95,10 @@ def test_text_in_any_encoding_a_server_accepts_is_read(body: bytes, content_type
 def test_bytes_that_are_not_text_in_their_encoding_are_none() -> None:
     assert decode_text(b"\xff\xfe\xfd", "text/plain; charset=utf-8") is None
     assert decode_text(b"abc", "text/plain; charset=no-such-charset") is None
+
+
+def test_repetitive_json_that_compresses_hundreds_of_times_is_still_read() -> None:
+    doc = b'{"rows": [' + b",".join(b'{"id": 1, "state": "ok", "note": "same as before"}' for _ in range(200_000)) + b"]}"
+    packed = gzip.compress(doc)
+    assert len(doc) / len(packed) > 100  # beyond a ratio bound of 100, within one of 1000
+    assert decode_body(packed, "gzip").body == doc
