@@ -14,10 +14,15 @@ import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 MIB = 1 << 20
 ALIASES = {"x-gzip": "gzip", "x-deflate": "deflate", "zstandard": "zstd"}
-STEP = 64 * 1024  # input fed to a decompressor at a time, so output is checked as it grows
+# Input fed to a decompressor at a time; small steps for those that cannot bound their output,
+# so a bomb stops near the bound.
+STEP = 64 * 1024
+BROTLI_STEP = 16
+ZSTD_STEP = 64
 
 
 class Unreadable(ValueError):
@@ -70,13 +75,19 @@ def _zlib(data: bytes, limit: int, wbits: int) -> bytes:
             out += d.decompress(data, limit - len(out) + 1)
         except zlib.error as e:
             raise Unreadable(f"corrupt compressed body: {e}") from None
-        if len(out) > limit:
-            raise Unreadable(f"decompresses to more than {limit} bytes")
-        if not d.eof:
-            raise Unreadable("truncated compressed body")
+        _check(out, limit, d.eof)
         data = d.unused_data
-        if not data or wbits != 31:  # gzip may have several members, one after another
+        if not data:
             return bytes(out)
+        if wbits != 31:  # gzip may have several members; bytes after a deflate stream are unknown to us
+            raise Unreadable("data after the end of the compressed body")
+
+
+def _check(out: bytearray, limit: int, finished: bool) -> None:
+    if len(out) > limit:
+        raise Unreadable(f"decompresses to more than {limit} bytes")
+    if not finished:
+        raise Unreadable("truncated compressed body")
 
 
 def _gzip(data: bytes, limit: int) -> bytes:
@@ -88,7 +99,7 @@ def _deflate(data: bytes, limit: int) -> bytes:
     try:
         return _zlib(data, limit, 15)
     except Unreadable as first:
-        if "more than" in str(first):
+        if not str(first).startswith("corrupt"):  # a zlib stream, but too large, cut short or followed by more
             raise
         return _zlib(data, limit, -15)
 
@@ -101,27 +112,40 @@ def _brotli(data: bytes, limit: int) -> bytes:
     d = brotli.Decompressor()
     out = bytearray()
     try:
-        # Brotli >= 1.2 bounds each call's output; older ones are checked after each small step.
-        for i in range(0, len(data), 1024):
-            out += d.process(data[i:i + 1024])
+        if hasattr(d, "can_accept_more_data"):  # Brotli >= 1.2 (mitmproxy 12): output bounded per call
+            out += d.process(data, output_buffer_limit=limit + 1)
+            while len(out) <= limit and not d.can_accept_more_data():
+                out += d.process(b"", output_buffer_limit=limit - len(out) + 1)
             if len(out) > limit:
                 raise Unreadable(f"decompresses to more than {limit} bytes")
+        else:  # Brotli 1.1 (mitmproxy 11) cannot bound a call: a 16-byte step makes at most a few MiB
+            for i in range(0, len(data), BROTLI_STEP):
+                out += d.process(data[i:i + BROTLI_STEP])
+                if len(out) > limit:
+                    raise Unreadable(f"decompresses to more than {limit} bytes")
         done = d.is_finished()
     except brotli.error as e:
         raise Unreadable(f"corrupt compressed body: {e}") from None
-    if not done:
-        raise Unreadable("truncated compressed body")
+    _check(out, limit, done)
     return bytes(out)
 
 
 def _zstd(data: bytes, limit: int) -> bytes:
-    decompressor = _zstd_decompressor()
+    """Every frame, one after another (a second frame is read by `zstd -d` and by servers;
+    skippable frames are empty), each to its end."""
+    new, step = _zstd_decompressor()
     out = bytearray()
     try:
-        for i in range(0, len(data), STEP):
-            out += decompressor(data[i:i + STEP], limit - len(out) + 1)
-            if len(out) > limit:
-                raise Unreadable(f"decompresses to more than {limit} bytes")
+        while data:
+            d = new()
+            fed = 0
+            while fed < len(data) and not d.eof:
+                out += d.decompress(data[fed:fed + step], limit - len(out) + 1)
+                fed += step
+                if len(out) > limit:
+                    raise Unreadable(f"decompresses to more than {limit} bytes")
+            _check(out, limit, d.eof)
+            data = d.unused_data + data[fed:]
     except Unreadable:
         raise
     except Exception as e:  # noqa: BLE001 - each zstd module has its own error type
@@ -129,7 +153,14 @@ def _zstd(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _zstd_decompressor() -> Callable[[bytes, int], bytes]:
+class _ZstdFrame(Protocol):
+    eof: bool
+    unused_data: bytes
+
+    def decompress(self, chunk: bytes, room: int) -> bytes: ...
+
+
+def _zstd_decompressor() -> tuple[Callable[[], _ZstdFrame], int]:
     """Python 3.14's compression.zstd, its backport (mitmproxy 12), or zstandard (mitmproxy 11)."""
     try:
         from compression import zstd  # type: ignore[import-not-found]
@@ -139,14 +170,31 @@ def _zstd_decompressor() -> Callable[[bytes, int], bytes]:
         except ImportError:
             zstd = None
     if zstd is not None:
-        d = zstd.ZstdDecompressor()
-        return lambda chunk, room: d.decompress(chunk, max_length=room)
+        return zstd.ZstdDecompressor, STEP  # bounds its output itself
     try:
         import zstandard
     except ImportError:
         raise Unreadable("zstd is not supported here (no zstd module)") from None
-    z = zstandard.ZstdDecompressor().decompressobj()
-    return lambda chunk, room: z.decompress(chunk)
+    return lambda: _Zstandard(zstandard), ZSTD_STEP
+
+
+class _Zstandard:
+    """zstandard's decompressobj cannot bound its output; ZSTD_STEP bounds the input instead (a
+    block of at least 4 bytes makes at most 128 KiB)."""
+
+    def __init__(self, zstandard: Any) -> None:
+        self._d = zstandard.ZstdDecompressor().decompressobj()
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+    def decompress(self, chunk: bytes, room: int) -> bytes:
+        return self._d.decompress(chunk)
 
 
 DECODERS: dict[str, Callable[[bytes, int], bytes]] = {"gzip": _gzip, "deflate": _deflate, "br": _brotli, "zstd": _zstd}

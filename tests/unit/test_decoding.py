@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import tracemalloc
 import zlib
 
 import brotli
@@ -102,3 +103,59 @@ def test_repetitive_json_that_compresses_hundreds_of_times_is_still_read() -> No
     packed = gzip.compress(doc)
     assert len(doc) / len(packed) > 100  # beyond a ratio bound of 100, within one of 1000
     assert decode_body(packed, "gzip").body == doc
+
+
+def zstd_compress(data: bytes) -> bytes:
+    try:
+        from backports import zstd
+        return zstd.compress(data)
+    except ImportError:
+        zstandard = pytest.importorskip("zstandard")
+        return zstandard.ZstdCompressor().compress(data)
+
+
+SKIPPABLE_FRAME = (0x184D2A50).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+
+
+@pytest.mark.parametrize("frames", [
+    [b"SELECT 1;", b" DROP TABLE users"],
+    [b"", b"DROP TABLE users"],
+    [b"x" * 300_000, b"DROP TABLE users"],
+])
+def test_every_zstd_frame_is_read_as_zstd_d_reads_them(frames: list[bytes]) -> None:
+    decoded = decode_body(b"".join(zstd_compress(f) for f in frames), "zstd")
+    assert decoded.body == b"".join(frames)
+
+
+def test_a_skippable_zstd_frame_hides_nothing() -> None:
+    assert decode_body(SKIPPABLE_FRAME + zstd_compress(SQL), "zstd").body == SQL
+
+
+@pytest.mark.parametrize("encoding, data, why", [
+    ("zstd", zstd_compress(b"x" * 100_000 + SQL)[:-8], "truncated"),
+    ("zstd", zstd_compress(SQL) + b"junk", "corrupt"),
+    ("deflate", zlib.compress(b"SELECT 1") + zlib.compress(b"DROP TABLE users"), "data after the end"),
+    ("deflate", zlib.compress(SQL) + b"\0", "data after the end"),
+    ("deflate", zlib.compress(b"x" * 100_000 + SQL)[:-8], "truncated"),
+    ("deflate", raw_deflate(b"x" * 100_000 + SQL)[:-8], "truncated"),
+    ("gzip", gzip.compress(SQL) + b"trailing", "corrupt"),
+    ("br", brotli.compress(b"x" * 100_000 + SQL)[:-4], "truncated"),
+    ("br", brotli.compress(b"SELECT 1") + brotli.compress(b"DROP TABLE users"), "corrupt"),
+])
+def test_a_stream_cut_short_or_followed_by_more_is_unreadable(encoding: str, data: bytes, why: str) -> None:
+    decoded = decode_body(data, encoding)
+    assert not decoded.readable
+    assert why in (decoded.problem or "")
+
+
+@pytest.mark.parametrize("encoding, encode", [("br", lambda b: brotli.compress(b, quality=5)), ("zstd", zstd_compress)])
+def test_a_bomb_of_a_gibibyte_allocates_about_the_bound_not_the_gibibyte(encoding: str, encode) -> None:  # noqa: ANN001
+    bomb = encode(b"\0" * (1 << 30))
+    tracemalloc.start()
+    try:
+        decoded = decode_body(bomb, encoding, max_size=8 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not decoded.readable and "more than" in (decoded.problem or "")
+    assert peak < 64 << 20
