@@ -16,6 +16,7 @@ from collections.abc import Iterable
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # a NAT64 gateway forwards these to the IPv4 inside
 _PART = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
 
@@ -55,9 +56,17 @@ def _ipv6(text: str) -> IP | None:
     return plain
 
 
+def _bare(host: str) -> str:
+    """Without surrounding space, IPv6 brackets or the root's trailing dot, in any nesting."""
+    text = host
+    while (bare := text.strip().strip("[]").rstrip(".")) != text:
+        text = bare
+    return text
+
+
 def ip_of(host: str) -> IP | None:
     """The address an IP literal in any spelling means; None for a name."""
-    text = host.strip().strip("[]").rstrip(".")
+    text = _bare(host)
     if ":" in text:
         return _ipv6(text)
     return inet_aton(text)
@@ -65,16 +74,19 @@ def ip_of(host: str) -> IP | None:
 
 def canonical_host(host: str) -> str:
     """Lower case, no trailing dot, IDNA-folded; an IP literal as its canonical address."""
-    text = host.strip().strip("[]")
+    text = _bare(host)
     ip = ip_of(text)
     if ip is not None:
         return str(ip)
-    text = text.rstrip(".").lower()
+    text = text.lower()
     if not text.isascii():
         try:
-            text = text.encode("idna").decode("ascii")
+            text = _bare(text.encode("idna").decode("ascii"))
         except UnicodeError:
-            pass  # not a name IDNA accepts: compared as given
+            return text  # not a name IDNA accepts: compared as given
+        ip = ip_of(text)  # fullwidth digits fold to an address: '１２７.１' is 127.0.0.1 to a client
+        if ip is not None:
+            return str(ip)
     return text
 
 
@@ -88,21 +100,22 @@ def split_authority(text: str, scheme: str, default: int | None = None) -> tuple
     without a port, `default` (else the scheme's)."""
     text = text.strip()
     host, port = text, None
-    if text.startswith("["):
-        end = text.find("]")
-        host, rest = text[1:end], text[end + 1:]
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
+    if text.startswith("[") and "]" in text:
+        end = text.index("]")
+        if text[end + 1:] in ("", ":") or text[end + 1] == ":" and text[end + 2:].isdigit():
+            host, digits = text[1:end], text[end + 2:]
+            port = int(digits) if digits else None
     elif text.count(":") == 1:
         name, _, digits = text.partition(":")
-        if digits.isdigit():
-            host, port = name, int(digits)
+        if digits.isdigit() or not digits:  # 'example.com:' has an empty port: the default (RFC 3986)
+            host, port = name, int(digits) if digits else None
     return authority(host, port if port is not None else default, scheme)
 
 
 def same_server(a: tuple[str, int], b: tuple[str, int]) -> bool:
-    """Do two (host, port) pairs name the same server? Ports must be given: a Host header
-    without one means the scheme's default (use authority / split_authority)."""
+    """Do two (host, port) pairs name the same server? Ports must be given. A Host header
+    without one is read with the connection's port (split_authority(..., default=port)): the
+    port in Host routes nothing, clients leave it out, and the server acts on the name."""
     return a[1] == b[1] and canonical_host(a[0]) == canonical_host(b[0])
 
 
@@ -118,7 +131,7 @@ def is_own_address(host: str, port: int, own: Iterable[tuple[str, int]], local_i
     addresses. Loopback and the unspecified address always reach this machine. A name is
     compared as a name; the caller resolves names and asks again for each address."""
     name = canonical_host(host)
-    ip = ipaddress.ip_address("127.0.0.1") if is_loopback_name(name) else ip_of(name)
+    ip = LOOPBACK if is_loopback_name(name) else ip_of(name)
     local = set(local_ips)
     for listen_host, listen_port in own:
         if port != listen_port:
@@ -128,7 +141,8 @@ def is_own_address(host: str, port: int, own: Iterable[tuple[str, int]], local_i
             return True
         if ip is None:
             continue
-        listen_ip = ip_of(listen) if listen else None
+        # A proxy (or mitmweb) told to listen on 'localhost' listens on loopback.
+        listen_ip = LOOPBACK if is_loopback_name(listen) else ip_of(listen) if listen else None
         every = listen_ip is None and not listen or listen_ip is not None and listen_ip.is_unspecified
         reaches_this_machine = ip.is_loopback or ip.is_unspecified or ip in local
         if every and reaches_this_machine:

@@ -102,3 +102,71 @@ def test_a_proxy_on_every_interface_is_reached_through_any_local_address() -> No
     assert is_own_address("0x0a000005", 8080, [("0.0.0.0", 8080)], local)
     assert not is_own_address("10.0.0.6", 8080, [("0.0.0.0", 8080)], local)
     assert is_own_address("proxy.internal", 8080, [("proxy.internal", 8080)])
+
+
+@pytest.mark.parametrize("spelling", ["0X7F000001", "0X7f.0X1", "00000177.0.0.01", "0x00007f.1", "127.000.000.001",
+                                      "[0:0:0:0:0:ffff:7f00:1]", "::FFFF:127.0.0.1", "[::ffff:7f00:1%25eth0]",
+                                      "１２７.１", "１２７。０。０。１", "０ｘ７ｆ０００００１", "127.0.0.１."])
+def test_more_spellings_of_loopback(spelling: str) -> None:
+    assert canonical_host(spelling) == "127.0.0.1"
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["::ffff:{v4}", "::ffff:{hi:x}:{lo:x}", "[::ffff:{v4}]",
+                                                   "0:0:0:0:0:FFFF:{hi:X}:{lo:X}", "64:ff9b::{v4}"]))
+def test_any_ipv4_inside_ipv6_is_that_ipv4(number: int, form: str) -> None:
+    v4 = ipaddress.IPv4Address(number)
+    assert canonical_host(form.format(v4=v4, hi=number >> 16, lo=number & 0xFFFF)) == str(v4)
+
+
+@given(st.integers(2**32, 2**128 - 1))
+def test_an_ipv6_address_in_any_spelling_is_its_compressed_form(number: int) -> None:
+    ip = ipaddress.IPv6Address(number)
+    if ip.ipv4_mapped is not None or ip in ipaddress.ip_network("64:ff9b::/96"):
+        return
+    assert canonical_host(ip.exploded.upper()) == canonical_host(f"[{ip.exploded}]") == ip.compressed
+
+
+@given(st.text(max_size=30))
+def test_the_canonical_form_is_a_fixed_point(text: str) -> None:
+    once = canonical_host(text)
+    assert canonical_host(once) == once
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("example.com:", ("example.com", 443)),  # an empty port is the default one (RFC 3986)
+    ("[::1]:", ("::1", 443)),
+    ("[::1]", ("::1", 443)),
+    ("EXAMPLE.com.:8443", ("example.com", 8443)),
+    ("0x7f000001:8080", ("127.0.0.1", 8080)),
+    ("[::ffff:127.0.0.1]:8080", ("127.0.0.1", 8080)),
+])
+def test_host_headers_split_into_host_and_port(text: str, expected: tuple[str, int]) -> None:
+    assert split_authority(text, "https") == expected
+
+
+@pytest.mark.parametrize("text", ["example.com:x", "example.com:80:80", "[::1]x", "[::1]:x"])
+def test_a_malformed_host_header_names_no_server_the_target_could_be(text: str) -> None:
+    host, _ = split_authority(text, "https")
+    assert host not in ("example.com", "::1")
+
+
+def test_a_host_header_without_a_port_means_the_connection_port_when_given() -> None:
+    # The gate passes the connection's port: clients leave the port out of Host.
+    assert split_authority("example.com", "https", default=8443) == ("example.com", 8443)
+    assert same_server(split_authority("example.com", "https", default=8443), ("example.com", 8443))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0x7f000001", "[::1]", "localhost", "0.0.0.0"])
+def test_a_proxy_listening_on_localhost_is_reached_through_any_loopback_spelling(host: str) -> None:
+    assert is_own_address(host, 8081, [("localhost", 8081)])
+
+
+def test_a_proxy_listening_on_localhost_is_not_reached_through_another_address() -> None:
+    assert not is_own_address("10.0.0.5", 8081, [("localhost", 8081)], [ipaddress.ip_address("10.0.0.5")])
+
+
+def test_every_interface_spelled_as_ipv6_includes_ipv4() -> None:
+    local = [ipaddress.ip_address("10.0.0.5")]
+    assert is_own_address("10.0.0.5", 8080, [("::", 8080)], local)
+    assert is_own_address("::ffff:10.0.0.5", 8080, [("[::]", 8080)], local)
+    assert is_own_address("2130706433", 8080, [("::", 8080)], local)
