@@ -51,3 +51,44 @@ def test_the_message_is_a_post_to_the_handshake_url_with_the_message_as_body() -
     v = message_view(SOCKET, '{"sql": "SELECT 1"}')
     assert (v.method, v.host, v.path, v.content_type) == ("POST", "agent-tools.example.com", "/ws", "application/json")
     assert v.body == b'{"sql": "SELECT 1"}'
+
+
+DELETE_REPO = 'mutation Drop { deleteRepository(input: {repositoryId: "R_1"}) { clientMutationId } }'
+
+
+@pytest.mark.parametrize("view, message, service, action_type", [
+    (HANDSHAKE, {"query": DELETE_REPO}, "graphql", "delete"),  # no envelope at all
+    (HANDSHAKE, {"id": "1", "type": "subscribe", "payload": {"query": "query Q { viewer { login } } " + DELETE_REPO,
+                                                             "operationName": "Drop"}}, "graphql", "delete"),
+    (HANDSHAKE, "  " + json.dumps({"type": "start", "id": "3", "payload": {"query": DELETE_REPO}}), "graphql", "delete"),
+    (SOCKET, [{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop_db", "arguments": {}}}],
+     "mcp", "execute"),  # a JSON-RPC batch
+    (SOCKET, {"query": "DROP TABLE users"}, "sql", "delete"),
+    (SOCKET, {"statement": "drop table users; -- bye"}, "sql", "delete"),
+    (SOCKET, "DROP TABLE users", "sql", "delete"),  # a text message that is SQL itself
+])
+def test_destructive_messages_in_other_shapes_are_recognised(view: RequestView, message: object, service: str,
+                                                             action_type: str) -> None:
+    a = parsed(view, message)
+    assert (a.service, a.action_type) == (service, action_type)
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "pong"},
+    {"id": "2", "type": "complete"},
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    "",
+    "not json {",
+])
+def test_protocol_chatter_is_not_destructive(message: object) -> None:
+    assert parsed(SOCKET, message).action_type not in ("delete", "execute")
+
+
+def test_a_message_replaces_the_handshake_body_headers_and_method() -> None:
+    handshake = RequestView("GET", "https", "api.example.com", 443, "/graphql", headers=(
+        ("content-type", "text/html"), ("content-encoding", "gzip"), ("authorization", "Bearer x")))
+    v = message_view(handshake, '{"type": "ping"}')
+    assert v.method == "POST" and v.content_type == "application/json"
+    assert ("content-encoding", "gzip") not in v.headers and ("authorization", "Bearer x") in v.headers
+    assert message_view(handshake, "hello").content_type == "text/plain"
