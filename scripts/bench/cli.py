@@ -86,7 +86,7 @@ from typing import Any
 from mitmproxy import version as mitm_version
 
 import shield_addon
-from scripts.bench import pipeline, procstat
+from scripts.bench import micro, pipeline, procstat
 from scripts.bench.launch import Launcher
 from scripts.bench.load import BODY_SIZE, PATHS, SCENARIOS, UPSTREAM_BODY, Upstream, request_bytes, start_nginx
 from scripts.bench.micro_report import micro_figures
@@ -149,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.scenarios = "http"
         args.soak, args.soak_slice = args.soak and 1.0, 0.5
         args.budget, args.check_budget, args.check_rules = 0.005, 0.0002, 20
+        micro.MIN_BATCHES = 1
         args.journal_burst, args.journal_seconds, args.journal_small = 200, 0.1, 50
     return args
 
