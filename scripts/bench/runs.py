@@ -215,7 +215,7 @@ def measure(name: str, scenario: str, rnd: int, spec: LoadSpec, up: Upstream, pr
     (args.concurrency connections), through `proxy` or straight to the upstream."""
     pid = proxy.pid if proxy else None
     snaps: list[dict[str, Any]] = []
-    peak = procstat.PeakRss(pid).start() if pid else None
+    peak = procstat.PeakRss(pid, every=0.25).start() if pid else None
     probe = FsyncProbe()
 
     def start() -> None:
