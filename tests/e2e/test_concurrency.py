@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from shield_addon.journal import read_rows
-from tests.e2e.harness import HERE, Proxy, start_proxy, wait_for
+from tests.e2e.harness import HERE, Proxy, rss_mib, start_proxy, wait_for
 from tests.e2e.protocols.load import Agent, ProxyError, raise_nofile
 from tests.e2e.protocols.servers import HTTPUpstream
 
@@ -113,9 +113,8 @@ async def hold_all_then_decide(proxy: Proxy, upstream: HTTPUpstream, prefix: str
                             30, "the agents' disconnections to be under way")
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+def rss_kib(pid: int) -> float:
+    return rss_mib(pid) * 1024
 
 
 @pytest.mark.timeout(240)

@@ -14,15 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import curl
-from tests.e2e.harness import HERE, Upstream, wait_for
+from tests.e2e.harness import HERE, Upstream, free_port, wait_for
 
 pytestmark = pytest.mark.console
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Console:

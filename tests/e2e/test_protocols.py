@@ -24,7 +24,7 @@ import pytest
 from mitmproxy.net import encoding
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from tests.e2e.harness import HERE, Proxy, make_cert, start_proxy, wait_for
+from tests.e2e.harness import HERE, Proxy, make_cert, rss_mib, start_proxy, wait_for
 from tests.e2e.protocols.clients import HTTP1Conn, WsClient, proxy_auth, raw_exchange, responses
 from tests.e2e.protocols.servers import BINARY, MIB, H2Upstream, HTTPUpstream, WsEcho, pattern_sha256, tls_context
 
@@ -106,14 +106,6 @@ def sha(data: bytes) -> str:
 
 def header_names(recorded: str) -> set[str]:
     return {k.lower() for k, _ in json.loads(recorded)}
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 # ---------------------------------------------------------------- HTTP/1.1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import SHIELD, Upstream, stop_process, wait_for
+from tests.e2e.harness import SHIELD, Upstream, free_port, stop_process, wait_for
 
 NOBODY = 65534
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def runs_this_python(prefix: list[str]) -> bool:

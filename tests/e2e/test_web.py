@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import curl
-from tests.e2e.harness import HERE, SHIELD, Upstream, stop_process, wait_for
-from tests.e2e.test_console import free_port
+from tests.e2e.harness import HERE, SHIELD, Upstream, free_port, stop_process, wait_for
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

@@ -1,6 +1,6 @@
-"""Shared parts of scripts/crash_loop.py and scripts/soak.py: a real `shield run --headless`
-with the e2e rules and a reviewer, a local upstream, a load of agents, and readers of the
-audit files (journal tail, audit.duckdb, sizes, the proxy's RSS). Loopback only."""
+"""Shared parts of the crash loop and the soak: a real `shield run --headless` with the e2e
+rules and a reviewer, a local upstream, a load of agents, and readers of the audit files
+(journal tail, audit.duckdb, sizes). Loopback only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import random
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,15 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from scripts.harness import Proxy, rss_mib, start_proxy, wait_for
+from shield_addon.journal import read_rows, segments
 
-from shield_addon.journal import read_rows, segments  # noqa: E402
-from tests.e2e.harness import Proxy, start_proxy, wait_for  # noqa: E402
-from tests.e2e.protocols.load import Agent, ProxyError, raise_nofile  # noqa: E402
-from tests.e2e.protocols.servers import HTTPUpstream  # noqa: E402
+# The e2e tests' upstream server and lean agent client: fixtures of the tests, not their harness.
+from tests.e2e.protocols.load import Agent, ProxyError, raise_nofile
+from tests.e2e.protocols.servers import HTTPUpstream
 
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "tests" / "e2e" / "rules"  # /hold/..., /deny/..., sql DROP held; everything else allowed
 REVIEWER = ROOT / "scripts" / "reviewer_addon.py"
 
@@ -38,8 +36,7 @@ def start(workdir: Path, *extra: str) -> Proxy:
     raise_nofile(16384)
     control = workdir / "control-port"
     control.unlink(missing_ok=True)  # a restart must not find the dead proxy's port
-    proxy = start_proxy(workdir, "--set", f"shield_rules={RULES}", "--set", "proxyauth=any", "-s", str(REVIEWER), *extra,
-                        control=False)
+    proxy = start_proxy(workdir, "--set", f"shield_rules={RULES}", "--set", "proxyauth=any", "-s", str(REVIEWER), *extra)
     wait_for(lambda: control.exists() or proxy.proc.poll() is not None, 30, "the reviewer addon")
     if proxy.proc.poll() is not None:
         raise RuntimeError(f"the proxy exited {proxy.proc.returncode}: {proxy.log.read_text()[-2000:]}")
@@ -49,17 +46,6 @@ def start(workdir: Path, *extra: str) -> Proxy:
 def verify(proxy: Proxy) -> tuple[bool, str]:
     out = proxy.shield("verify", "--confdir", str(proxy.confdir), check=False)
     return out.returncode == 0, (out.stdout + out.stderr).strip()
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def dir_mib(path: Path) -> float:
