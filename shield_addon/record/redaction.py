@@ -22,14 +22,16 @@ SECRET_HEADERS = {
 # Names are read as words (split on - _ . and camelCase), never searched for substrings:
 # "X-Author" and "X-Monkey" are not secrets, "X-Auth-Token", "apiKey" and "client_secret" are.
 SECRET_WORDS = frozenset({
-    "password", "passwd", "pwd", "passphrase", "secret", "token", "credential", "credentials", "signature",
-    "cookie", "auth", "authorization", "apikey", "accesskey", "privatekey", "secretkey", "clientsecret",
-    "accesstoken", "refreshtoken", "authtoken", "bearer",
+    "password", "passwd", "pwd", "passphrase", "passcode", "passkey", "secret", "token", "credential", "credentials",
+    "signature", "cookie", "auth", "authorization", "apikey", "apikeys", "accesskey", "privatekey", "secretkey",
+    "clientsecret", "accesstoken", "refreshtoken", "authtoken", "bearer",
 })
-SECRET_PAIRS = frozenset({
-    ("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("client", "secret"),
-    ("signing", "key"), ("encryption", "key"), ("master", "key"), ("account", "key"), ("session", "token"),
-    ("session", "key"), ("x", "key"),
+# "<qualifier> key" is a credential (x-functions-key, x-rapidapi-key, consumer_key, Ocp-Apim-Subscription-Key);
+# any other word before "key" names a value that is not (primary_key, idempotency-key, sort_key, cache-key).
+KEY_QUALIFIERS = frozenset({
+    "api", "access", "private", "secret", "signing", "encryption", "master", "account", "client", "shared",
+    "subscription", "session", "auth", "app", "ssh", "license", "admin", "service", "functions", "consumer",
+    "user", "webhook", "hmac", "x",
 })
 SECRET_NAMES = frozenset({"key", "sig", "pass"})  # secret only as the whole name
 # "token" beside one of these names a number or a setting, not a credential (token_count, token_url).
@@ -53,7 +55,7 @@ def name_kind(name: str) -> str | None:
     found = set(words)
     if found & SECRET_WORDS and not ("token" in found and found & NOT_A_CREDENTIAL and not found & (SECRET_WORDS - {"token"})):
         return SECRET
-    if any(pair in SECRET_PAIRS for pair in zip(words, words[1:])):
+    if any(b in ("key", "keys") and (a in KEY_QUALIFIERS or a.endswith("api")) for a, b in zip(words, words[1:])):
         return SECRET
     if found & SESSION_WORDS:
         return SESSION

@@ -110,12 +110,15 @@ def test_lookalike_header_names_are_kept_in_clear() -> None:
 
 
 @pytest.mark.parametrize("name", ["apiKey", "APIKey", "client_secret", "access_token", "refreshToken", "private_key",
-                                  "password", "X-CSRF-Token", "id_token", "signature", "key"])
+                                  "password", "X-CSRF-Token", "id_token", "signature", "key", "x-functions-key",
+                                  "x-rapidapi-key", "user_key", "consumer_key", "x-admin-key", "passcode", "passkey",
+                                  "Ocp-Apim-Subscription-Key"])
 def test_credential_names_are_read_as_words(name: str) -> None:
     assert record.Redactor(b"k").secret_name(name, "x")
 
 
-@pytest.mark.parametrize("name", ["author", "monkey", "passenger", "max_tokens", "token_count", "token_type", "keyboard"])
+@pytest.mark.parametrize("name", ["author", "monkey", "passenger", "max_tokens", "token_count", "token_type", "keyboard",
+                                  "primary_key", "Idempotency-Key", "sort_key", "cache-key"])
 def test_words_that_merely_contain_a_credential_word_are_not_secret(name: str) -> None:
     assert not record.Redactor(b"k").secret_name(name, "x")
 
