@@ -46,8 +46,8 @@ def malformed(view: RequestView, ctx: Context) -> bool:
 
 
 def mismatched(view: RequestView, ctx: Context) -> bool:
-    target = (view.host, view.port)
-    return any(not hosts.same_server(target, other) for other in ctx.destinations)
+    target = (view.host, view.port)  # the view's host is already canonical
+    return any(other != target and not hosts.same_server(target, other) for other in ctx.destinations)
 
 
 def raw_tcp(view: RequestView, ctx: Context) -> bool:

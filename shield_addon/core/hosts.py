@@ -130,12 +130,13 @@ def is_own_address(host: str, port: int, own: Iterable[tuple[str, int]], local_i
     (an empty or unspecified host listens on every local address); `local_ips` this machine's
     addresses. Loopback and the unspecified address always reach this machine. A name is
     compared as a name; the caller resolves names and asks again for each address."""
+    own = [(h, p) for h, p in own if p == port]
+    if not own:  # the common case, on every request: another port is never the proxy
+        return False
     name = canonical_host(host)
     ip = LOOPBACK if is_loopback_name(name) else ip_of(name)
-    local = set(local_ips)
-    for listen_host, listen_port in own:
-        if port != listen_port:
-            continue
+    local = local_ips if isinstance(local_ips, (set, frozenset)) else set(local_ips)
+    for listen_host, _ in own:
         listen = canonical_host(listen_host) if listen_host else ""
         if listen and name == listen:
             return True
