@@ -32,6 +32,12 @@ def message_view(handshake: RequestView, text: str) -> RequestView:
     return dataclasses.replace(handshake, method="POST", headers=tuple(headers), body=body)
 
 
+def binary_message_view(handshake: RequestView, data: bytes) -> RequestView:
+    """A binary message: judged by rules on its bytes (body:) and destination, as a POST."""
+    headers = (*(h for h in handshake.headers if h[0] != "content-type"), ("content-type", "application/octet-stream"))
+    return dataclasses.replace(handshake, method="POST", headers=headers, body=data)
+
+
 def graphql_payload(doc: Any) -> dict[str, Any] | None:
     """The GraphQL request inside a subscription protocol's envelope, if this is one."""
     if isinstance(doc, dict) and doc.get("type") in GRAPHQL_TYPES and isinstance(doc.get("payload"), dict):

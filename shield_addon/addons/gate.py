@@ -7,7 +7,6 @@ forward, refuse with a 403, or hand the flow to the review addon.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import ipaddress
 import json
@@ -19,7 +18,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from shield_addon import actions, record
-from shield_addon.actions.messages import message_view
+from shield_addon.actions.messages import binary_message_view, message_view
 from shield_addon.addons.answer import policy
 from shield_addon.addons.console import MARKERS
 from shield_addon.addons.review import Review
@@ -120,8 +119,7 @@ class Gate:
             return
         ruleset = self.rulebook.ruleset
         handshake = view_of(f, b"")
-        view = message_view(handshake, msg.text) if msg.is_text else dataclasses.replace(
-            handshake, method="POST", body=msg.content, headers=(*handshake.headers, ("content-type", "application/octet-stream")))
+        view = message_view(handshake, msg.text) if msg.is_text else binary_message_view(handshake, msg.content)
         verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.context(f, agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         event.update(action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions
@@ -69,8 +68,11 @@ class Rulebook:
 
 
 def rule_mtimes(source: str) -> dict[str, float]:
-    p = Path(source)
-    files = [*p.glob("*.yaml"), *p.glob("*.yml")] if p.is_dir() else [p]
+    """When each rule file last changed: the same files load_path reads."""
+    try:
+        files = rules.rule_files(source)
+    except rules.RuleError:
+        return {source: -1}  # gone or empty: a change, which the reload reports
     out = {}
     for f in files:
         try:

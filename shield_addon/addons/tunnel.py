@@ -21,7 +21,7 @@ from shield_addon.addons.console import MARKERS
 from shield_addon.addons.gate import Gate
 from shield_addon.core.builtin import CONNECT, TCP
 from shield_addon.core.decide import decide
-from shield_addon.flows import agent_of, refuse
+from shield_addon.flows import ANONYMOUS, agent_of, refuse
 
 
 class Closed(layer.Layer):
@@ -59,7 +59,7 @@ class Tunnel:
             return
         context = nextlayer.context
         host, port = context.server.address or ("", 0)
-        agent = self.agents.get(context.client.id, f"anonymous@{context.client.peername[0]}")
+        agent = self.agents.get(context.client.id, ANONYMOUS.format(ip=context.client.peername[0]))
         verdict, event = self.judge(RequestView(TCP, "tcp", str(host).lower(), port, ""), agent, context.client.peername,
                                     nextlayer.layer.flow.id)
         if verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":

@@ -92,3 +92,10 @@ def test_a_message_replaces_the_handshake_body_headers_and_method() -> None:
     assert v.method == "POST" and v.content_type == "application/json"
     assert ("content-encoding", "gzip") not in v.headers and ("authorization", "Bearer x") in v.headers
     assert message_view(handshake, "hello").content_type == "text/plain"
+
+
+def test_a_binary_message_is_a_post_of_its_bytes() -> None:
+    from shield_addon.actions.messages import binary_message_view
+
+    v = binary_message_view(SOCKET, b"\x00\x01DROP")
+    assert (v.method, v.content_type, v.body) == ("POST", "application/octet-stream", b"\x00\x01DROP")
