@@ -25,8 +25,10 @@ from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
 from shield_addon.core import hosts
+from shield_addon.core.builtin import TCP
 from shield_addon.core.context import Context
 from shield_addon.core.decide import decide
+from shield_addon.core.hosts import canonical_host
 from shield_addon.flows import (
     FlowState,
     Tap,
@@ -84,6 +86,8 @@ class Gate:
 
     def response(self, f: http.HTTPFlow) -> None:
         state = self.state.pop(f.id, None) or self.untracked(f)
+        if f.response is not None and f.response.status_code == 101 and f.websocket is None:
+            self.judge_upgrade(f, state)
         outcome = "refused" if state.refused else "forwarded"
         self.trail.submit({**state.base, "stage": "response", "outcome": outcome, **response_columns(
             f, self.trail.redactor, ctx.options.shield_body_limit, self.taps.pop(f.id, None))})
@@ -131,6 +135,21 @@ class Gate:
             notice = {"error": "message not delivered", "decision": "blocked" if rule else "refused", "flow_id": f.id,
                       "rule": rule.id if rule else None, "message": rule.message if rule else "audit journal unavailable"}
             ctx.master.commands.call("inject.websocket", f, True, json.dumps(notice).encode(), True)
+
+    def judge_upgrade(self, f: http.HTTPFlow, state: FlowState) -> None:
+        """A 101 to anything but a WebSocket turns the connection into a raw stream that
+        mitmproxy relays byte for byte: judged like raw TCP through a tunnel (builtin:raw-tcp
+        unless a rule allows `method: TCP` there), and refused before the 101 reaches the agent."""
+        ruleset = self.rulebook.ruleset
+        view = actions.RequestView(TCP, "tcp", canonical_host(f.request.host), f.request.port, f.request.path)
+        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.context(f, state.agent, view, None))
+        enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
+        self.trail.submit({**state.base, **action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
+                           "stage": "tcp", "method": TCP, "operation": "upgrade",
+                           "decision": "allowed" if enforced == "allow" else "blocked"})
+        if enforced != "allow":
+            state.refused = True
+            refuse(f, 403, "blocked", "upgrade to a raw stream refused by rule", verdict.enforced_rule)
 
     # ------------------------------------------------------------ the gate
 

@@ -190,3 +190,40 @@ def raw_http(proxy_port: int, request: bytes, timeout: float = 15) -> tuple[int,
                 break
             body += chunk
         return int(head.split()[1]), body
+
+
+@dataclass
+class UpgradeServer:
+    """An HTTP server that answers any request with `101 Switching Protocols` to a protocol
+    that is not WebSocket, then greets with BANNER: after the 101, mitmproxy would relay the
+    connection as a raw stream."""
+
+    port: int = 0
+    requests: int = 0
+
+    def start(self) -> UpgradeServer:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.sock.close()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                    head += chunk
+                self.requests += 1
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw-db\r\nConnection: Upgrade\r\n\r\n" + BANNER)
+                conn.settimeout(2)
+                try:
+                    conn.recv(4096)
+                except OSError:
+                    pass

@@ -38,6 +38,7 @@ from tests.e2e.harness import SHIELD, Proxy, Upstream, start_proxy, stop_process
 from tests.e2e.mediation_servers import (
     BANNER,
     BannerServer,
+    UpgradeServer,
     WsEchoWithEnds,
     connect_tunnel,
     raw_http,
@@ -141,6 +142,21 @@ def test_raw_tcp_a_rule_allows_is_relayed_and_recorded_per_direction(proxy: Prox
         assert (judged["rule_id"], judged["verdict"]) == ("allow-raw-tcp-by-name", "allow")
     finally:
         banner.stop()
+
+
+def test_an_upgrade_to_a_raw_stream_is_refused_like_raw_tcp(proxy: Proxy) -> None:
+    """The twin of raw TCP through CONNECT: a 101 to anything but a WebSocket makes mitmproxy
+    relay the connection byte for byte, past the rules."""
+    server = UpgradeServer().start()
+    try:
+        status, body = raw_http(proxy.port, (f"GET http://127.0.0.1:{server.port}/upgrade HTTP/1.1\r\n"
+                                             f"Host: 127.0.0.1:{server.port}\r\nUpgrade: raw-db\r\nConnection: Upgrade\r\n"
+                                             f"Proxy-Authorization: {proxy_auth('upgrader')}\r\n\r\n").encode())
+        assert status == 403 and BANNER not in body, body[:300]
+        [ev] = wait_events(proxy, "agent = 'upgrader' AND stage = 'tcp'", "the judged upgrade")
+        assert (ev["rule_id"], ev["verdict"], ev["decision"]) == ("builtin:raw-tcp", "deny", "blocked")
+    finally:
+        server.stop()
 
 
 def test_connect_to_a_closed_port_is_recorded(proxy: Proxy) -> None:
