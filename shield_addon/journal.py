@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,57 @@ class Journal:
             os.ftruncate(self._fd, self._size)
         except OSError:
             log.exception("journal: could not cut a failed write; the next open will repair it")
+
+
+# ---------------------------------------------------------------- reading for ingest
+
+
+def tail_files(journal_dir: Path, after_seq: int) -> list[Path]:
+    segs = segments(journal_dir)
+    return [p for i, (first, p) in enumerate(segs) if i + 1 == len(segs) or segs[i + 1][0] > after_seq + 1]
+
+
+@dataclass
+class Cursor:
+    """Where the last ingest stopped in the journal: the next one reads only newer bytes,
+    not the whole current segment again (up to 64 MiB of JSON parsed every second)."""
+    path: Path | None = None
+    offset: int = 0  # just after the line of `seq`
+    seq: int = 0
+
+
+def line_seq(line: bytes) -> int | None:
+    """The seq of a journal line, which the writer always puts first."""
+    if line.startswith(b'{"seq":'):
+        end = line.find(b",", 7)
+        if end > 7 and line[7:end].isdigit():
+            return int(line[7:end])
+    return None
+
+
+BATCH_BYTES = 32 << 20
+
+
+def new_lines(jdir: Path, have: int, upto: int, cursor: Cursor, max_bytes: int = BATCH_BYTES) -> bytes:
+    """The journal's lines with seq in (have, upto], up to about max_bytes, read from the
+    cursor when it is still where `have` ends; the cursor moves past the last line taken."""
+    out: list[bytes] = []
+    size = 0
+    for path in tail_files(jdir, have):
+        if size >= max_bytes:
+            break
+        start = cursor.offset if path == cursor.path and cursor.seq == have else 0
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+        pos = 0
+        for line in data.splitlines(keepends=True):
+            seq = line_seq(line)
+            if seq is not None and seq > upto or not line.endswith(b"\n") or size >= max_bytes:
+                break  # later lines are not committed yet, or are for the next batch
+            pos += len(line)
+            if seq is not None and seq > have:
+                out.append(line)
+                size += len(line)
+                cursor.path, cursor.offset, cursor.seq = path, start + pos, seq
+    return b"".join(out)

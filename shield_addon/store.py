@@ -15,14 +15,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from shield_addon import journal, queries, record
+from shield_addon import queries, record
 from shield_addon.core.model import AuditDir
+from shield_addon.journal import BATCH_BYTES, Cursor, line_seq, new_lines, tail_files  # noqa: F401 - re-exported
 
 # The schema's names, here too: the ingest below and older callers use them from this module.
 from shield_addon.schema import (  # noqa: F401 - re-exported
@@ -95,11 +95,6 @@ def read_journal_sql(files: Sequence[Path]) -> str:
     )
 
 
-def tail_files(journal_dir: Path, after_seq: int) -> list[Path]:
-    segs = journal.segments(journal_dir)
-    return [p for i, (first, p) in enumerate(segs) if i + 1 == len(segs) or segs[i + 1][0] > after_seq + 1]
-
-
 def is_lock_error(e: Exception) -> bool:
     text = str(e)
     return "lock" in text.lower() or "different configuration" in text
@@ -146,52 +141,6 @@ def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int, look_up_
                     + id_filter("o.flow_id", old, "SELECT flow_id FROM batch_continuing"))
     new = "" if not old else " WHERE NOT " + id_filter("flow_id", old, "SELECT flow_id FROM flows")
     con.execute(f"INSERT INTO flows SELECT * FROM batch_flows{new} ORDER BY ts, flow_id")
-
-
-@dataclass
-class Cursor:
-    """Where the last ingest stopped in the journal: the next one reads only newer bytes,
-    not the whole current segment again (up to 64 MiB of JSON parsed every second)."""
-    path: Path | None = None
-    offset: int = 0  # just after the line of `seq`
-    seq: int = 0
-
-
-def line_seq(line: bytes) -> int | None:
-    """The seq of a journal line, which the writer always puts first."""
-    if line.startswith(b'{"seq":'):
-        end = line.find(b",", 7)
-        if end > 7 and line[7:end].isdigit():
-            return int(line[7:end])
-    return None
-
-
-BATCH_BYTES = 32 << 20
-
-
-def new_lines(jdir: Path, have: int, upto: int, cursor: Cursor, max_bytes: int = BATCH_BYTES) -> bytes:
-    """The journal's lines with seq in (have, upto], up to about max_bytes, read from the
-    cursor when it is still where `have` ends; the cursor moves past the last line taken."""
-    out: list[bytes] = []
-    size = 0
-    for path in tail_files(jdir, have):
-        if size >= max_bytes:
-            break
-        start = cursor.offset if path == cursor.path and cursor.seq == have else 0
-        with open(path, "rb") as f:
-            f.seek(start)
-            data = f.read()
-        pos = 0
-        for line in data.splitlines(keepends=True):
-            seq = line_seq(line)
-            if seq is not None and seq > upto or not line.endswith(b"\n") or size >= max_bytes:
-                break  # later lines are not committed yet, or are for the next batch
-            pos += len(line)
-            if seq is not None and seq > have:
-                out.append(line)
-                size += len(line)
-                cursor.path, cursor.offset, cursor.seq = path, start + pos, seq
-    return b"".join(out)
 
 
 def append(con: duckdb.DuckDBPyConnection, batch: Path, have: int, limit: int, look_up_all: bool) -> int:
