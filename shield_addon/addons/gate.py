@@ -6,13 +6,9 @@ forward, refuse with a 403, or hand the flow to the review addon.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -24,9 +20,8 @@ from shield_addon.addons.console import MARKERS
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
-from shield_addon.core import hosts
+from shield_addon.addons.whereabouts import Whereabouts
 from shield_addon.core.builtin import TCP
-from shield_addon.core.context import Context
 from shield_addon.core.decide import decide
 from shield_addon.core.hosts import canonical_host
 from shield_addon.flows import (
@@ -47,8 +42,6 @@ from shield_addon.flows import (
 
 log = logging.getLogger("shield")
 VIA_HEADER = "x-shield-via"
-RESOLVE_SECONDS = 2.0
-LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
 
 
 class Gate:
@@ -56,14 +49,13 @@ class Gate:
         self.trail, self.rulebook, self.review = trail, rulebook, review
         self.state: dict[str, FlowState] = {}
         self.taps: dict[str, Tap] = {}
-        self._own: frozenset[tuple[str, int]] | None = None
+        self.where = Whereabouts()
         # Stamped on every request this proxy lets through: one that arrives carrying it came
         # back through the proxy (a route to itself no address check saw) and is refused.
         self.via = secrets.token_hex(8)
 
     def configure(self, updated: set[str]) -> None:
-        if updated & LISTEN_OPTIONS:
-            self._own = None
+        self.where.configure(updated)
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             # A streamed request reaches upstream before the request hook: no gate could hold it.
             raise exceptions.OptionsError("shield: stream_large_bodies would send requests before the rules run; "
@@ -124,7 +116,7 @@ class Gate:
         ruleset = self.rulebook.ruleset
         handshake = view_of(f, b"")
         view = message_view(handshake, msg.text) if msg.is_text else binary_message_view(handshake, msg.content)
-        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.context(f, agent, view, None))
+        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.where.context(f, agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         event.update(action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
                      decision="allowed" if enforced == "allow" else "blocked",
@@ -142,7 +134,7 @@ class Gate:
         unless a rule allows `method: TCP` there), and refused before the 101 reaches the agent."""
         ruleset = self.rulebook.ruleset
         view = actions.RequestView(TCP, "tcp", canonical_host(f.request.host), f.request.port, f.request.path)
-        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.context(f, state.agent, view, None))
+        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.where.context(f, state.agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         self.trail.submit({**state.base, **action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
                            "stage": "tcp", "method": TCP, "operation": "upgrade",
@@ -162,7 +154,7 @@ class Gate:
                                "error": f"answered by the proxy before the rules: HTTP {f.response.status_code}",
                                **request_columns(f.request, self.trail.redactor, ctx.options.shield_body_limit)})
             return
-        resolved = await self.resolved(f.request.host, f.request.port)
+        resolved = await self.where.resolved(f.request.host, f.request.port)
         try:
             event = self.judge(f, state, resolved)
         except Exception as e:  # noqa: BLE001 - a bug of ours must refuse the flow, not crash the proxy
@@ -208,42 +200,9 @@ class Gate:
             f.request.headers.pop(VIA_HEADER, None)
         came_back = self.via in f.request.headers.get_all(VIA_HEADER)
         f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
-        verdict = decide(view, action, ruleset, self.context(f, state.agent, view, unreadable, came_back, resolved))
+        verdict = decide(view, action, ruleset, self.where.context(f, state.agent, view, unreadable, came_back, resolved))
         state.action, state.verdict = action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
-
-    def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
-                came_back: bool = False, resolved: tuple[str, ...] = ()) -> Context:
-        own = self.own_addresses()
-        return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
-                       destinations=destinations(f, view.port) if f is not None else (), came_back=came_back)
-
-    async def resolved(self, host: str, port: int) -> tuple[str, ...]:
-        """What a name resolves to, asked only when the port is one the proxy listens on (a name
-        from /etc/hosts must not walk a request back into the proxy), off the event loop and
-        bounded: a slow resolver delays that request, never the proxy."""
-        if hosts.ip_of(host) is not None or not any(p == port for _, p in self.own_addresses()):
-            return ()
-        try:
-            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), RESOLVE_SECONDS)
-        except (TimeoutError, OSError, UnicodeError):
-            return ()
-        return tuple({str(info[4][0]) for info in infos})
-
-    def own_addresses(self) -> frozenset[tuple[str, int]]:
-        """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per
-        request, so kept until the listen options change."""
-        if self._own is None:
-            addrs: list[tuple[str, int]] = []
-            server = ctx.master.addons.get("proxyserver")
-            try:
-                addrs = [(a[0], a[1]) for a in server.listen_addrs()] if server else []
-            except Exception:  # noqa: BLE001 - not listening (tests, shutdown): nothing to protect
-                pass
-            if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
-                addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
-            self._own = frozenset(addrs) if addrs else None
-        return self._own or frozenset()
 
     def untracked(self, f: http.HTTPFlow) -> FlowState:
         """A flow that never reached the request hook (too large, malformed, TLS failure)."""
@@ -259,32 +218,3 @@ def request_event(state: FlowState, req: http.Request, body: bytes | None, verdi
     return {**state.base, "stage": "request", "decision": {"allow": "allowed", "deny": "blocked", "hold": None}[enforced],
             **request_columns(req, redactor, ctx.options.shield_body_limit, body),
             **action_columns(verdict.action, verdict, mode, ruleset_sha256)}
-
-
-def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:
-    """The other names of the server this request goes to: the Host header (or HTTP/2's
-    :authority) and the TLS SNI. Each must name the connection's target, or a request sent to
-    one server would be judged, and recorded, as another's."""
-    if any(str(m).startswith("reverse") for m in ctx.options.mode):
-        return ()  # a reverse proxy's Host names the proxy, not its upstream
-    found = []
-    if f.request.host_header:
-        # A Host without a port names the server, not the port: clients leave the port out.
-        found.append(hosts.split_authority(f.request.host_header, f.request.scheme, default=port))
-    if f.client_conn.sni:
-        found.append((f.client_conn.sni, port))
-    return tuple(found)
-
-
-@functools.cache
-def local_ips() -> frozenset[hosts.IP]:
-    """This machine's addresses, as far as its own name tells (loopback is always local)."""
-    found: set[hosts.IP] = set()
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            found.add(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
-    except (OSError, ValueError):
-        pass
-    return frozenset(found)
-
-

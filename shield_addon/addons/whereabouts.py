@@ -1,0 +1,90 @@
+"""Where the proxy is, as the decision core needs to know it: its own listen addresses,
+this machine's addresses, what a name on its ports resolves to, and the other names a request
+gives its server (Host, SNI). Gathered here, at the edge, so decide() stays pure."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import socket
+
+from mitmproxy import ctx, http
+
+from shield_addon import actions
+from shield_addon.core import hosts
+from shield_addon.core.context import Context
+
+RESOLVE_SECONDS = 2.0
+LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
+
+
+class Whereabouts:
+    def __init__(self) -> None:
+        self._own: frozenset[tuple[str, int]] | None = None
+
+    def configure(self, updated: set[str]) -> None:
+        if updated & LISTEN_OPTIONS:
+            self._own = None
+
+    def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
+                came_back: bool = False, resolved: tuple[str, ...] = ()) -> Context:
+        own = self.own_addresses()
+        return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
+                       destinations=destinations(f, view.port) if f is not None else (), came_back=came_back)
+
+    async def resolved(self, host: str, port: int) -> tuple[str, ...]:
+        """What a name resolves to, asked only when the port is one the proxy listens on (a name
+        from /etc/hosts must not walk a request back into the proxy), off the event loop and
+        bounded: a slow resolver delays that request, never the proxy."""
+        if hosts.ip_of(host) is not None or not any(p == port for _, p in self.own_addresses()):
+            return ()
+        try:
+            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), RESOLVE_SECONDS)
+        except (TimeoutError, OSError, UnicodeError):
+            return ()
+        return tuple({str(info[4][0]) for info in infos})
+
+    def own_addresses(self) -> frozenset[tuple[str, int]]:
+        """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per
+        request, so kept until the listen options change."""
+        if self._own is None:
+            addrs: list[tuple[str, int]] = []
+            server = ctx.master.addons.get("proxyserver")
+            try:
+                addrs = [(a[0], a[1]) for a in server.listen_addrs()] if server else []
+            except Exception:  # noqa: BLE001 - not listening (tests, shutdown): nothing to protect
+                pass
+            if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
+                addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
+            self._own = frozenset(addrs) if addrs else None
+        return self._own or frozenset()
+
+
+def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:
+    """The other names of the server this request goes to: the Host header (or HTTP/2's
+    :authority) and the TLS SNI. Each must name the connection's target, or a request sent to
+    one server would be judged, and recorded, as another's."""
+    if any(str(m).startswith("reverse") for m in ctx.options.mode):
+        return ()  # a reverse proxy's Host names the proxy, not its upstream
+    found = []
+    if f.request.host_header:
+        # A Host without a port names the server, not the port: clients leave the port out.
+        found.append(hosts.split_authority(f.request.host_header, f.request.scheme, default=port))
+    if f.client_conn.sni:
+        found.append((f.client_conn.sni, port))
+    return tuple(found)
+
+
+@functools.cache
+def local_ips() -> frozenset[hosts.IP]:
+    """This machine's addresses, as far as its own name tells (loopback is always local)."""
+    found: set[hosts.IP] = set()
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+    except (OSError, ValueError):
+        pass
+    return frozenset(found)
+
+
