@@ -137,7 +137,31 @@ def action_columns(action: Action, verdict: Verdict, mode: str, ruleset_sha256: 
         "mode": "shadow" if mode == "shadow" or verdict.shadowed else "enforce",
         "ruleset_sha256": ruleset_sha256,
         "severity": rule.severity if rule else None,
+        "actions": actions_json(verdict),
     }
+
+
+def actions_json(verdict: Verdict) -> str | None:
+    """Every reading the rules judged, as a JSON list; the method only where an override
+    made it differ from the request's. None when the verdict came from no reading."""
+    if not verdict.actions:
+        return None
+    sent = verdict.actions[0][0]
+    out = []
+    for method, a in verdict.actions:
+        item: dict[str, Any] = {"service": a.service, "action_type": a.action_type, "operation": a.operation}
+        if method != sent:
+            item["method"] = method
+        for key in ("resource_type", "namespace", "resource_name"):
+            if getattr(a, key):
+                item[key] = getattr(a, key)
+        for key in ("tables", "statements"):
+            if getattr(a, key):
+                item[key] = list(getattr(a, key))
+        if a.flags:
+            item["flags"] = sorted(a.flags)
+        out.append(item)
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/stream+json")

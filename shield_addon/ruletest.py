@@ -39,14 +39,18 @@ def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
     return f
 
 
-def subject_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Subject:
+def subjects_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> list[rules.Subject]:
+    """One subject per reading of the request: each action it carries, as sent and as any
+    method override names it."""
     f = flow_for(request)
-    view = view_of(f)
-    return rules.Subject(view, actions.parse(view, ruleset.services), f, str(request.get("agent") or ""))
+    agent = str(request.get("agent") or "")
+    return [rules.Subject(r.request, r.action, f, agent) for r in actions.readings(view_of(f), ruleset.services)]
 
 
 def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:
-    return rules.evaluate(ruleset, subject_for(ruleset, request))
+    subjects = subjects_for(ruleset, request)
+    readings = [actions.Reading(s.request, s.action) for s in subjects]
+    return rules.judge(ruleset, readings, subjects[0].flow, subjects[0].agent)
 
 
 def check(verdict: rules.Verdict, expect: Mapping[str, Any]) -> str | None:

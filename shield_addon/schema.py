@@ -197,7 +197,8 @@ def _canonical_text(name: str, typ: str) -> str:
 
 
 CANONICAL_SQL = "concat(" + ", ".join(
-    f"coalesce(strlen({_canonical_text(n, t)})::VARCHAR || ':' || {_canonical_text(n, t)}, '-')"
+    f"coalesce(strlen({_canonical_text(n, t)})::VARCHAR || ':' || {_canonical_text(n, t)}, "
+    f"'{'' if n in record.LATER_COLUMNS else '-'}')"
     for n, t in record.COLUMNS if n != "row_hash"
 ) + ")"
 

@@ -113,6 +113,9 @@ def set_up(con: duckdb.DuckDBPyConnection) -> None:
     """Tables and views of audit.duckdb; `flows` is built from `events` if the file predates it."""
     con.execute("BEGIN")
     con.execute(_CREATE_EVENTS)
+    for name, typ in record.COLUMNS:  # a file written before these columns existed
+        if name in record.LATER_COLUMNS:
+            con.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {typ}")
     con.execute(_CREATE_CHECKPOINTS)
     if "flows" not in table_names(con):
         con.execute(_CREATE_FLOWS)
@@ -289,7 +292,8 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
     else:
         con.execute("CREATE TEMP TABLE journal_tail (" + ", ".join(f"{n} {t}" for n, t in record.COLUMNS) + ")")
     older = ["SELECT * FROM audit.events"] if "events" in tables else []
-    con.execute("CREATE TEMP VIEW events AS " + " UNION ALL ".join([*older, "SELECT * FROM journal_tail"]))
+    # BY NAME: a file written before the LATER_COLUMNS existed reads them as NULL.
+    con.execute("CREATE TEMP VIEW events AS " + " UNION ALL BY NAME ".join([*older, "SELECT * FROM journal_tail"]))
     con.execute("CREATE TEMP VIEW flows AS " + (
         _flows_with_tail(con) if "flows" in tables else fold_sql("events")))
     log = layout.checkpoints

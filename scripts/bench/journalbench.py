@@ -28,7 +28,7 @@ def sample_events() -> tuple[Event, Event]:
     base = pipeline.base_columns(f, agent, redactor)
     body = pipeline.body_of(f)
     view = pipeline.view_of(f, body)
-    verdict = pipeline.decide(view, pipeline.parse(view, rs), rs, pipeline.Context(agent=agent, flow=f))
+    verdict = pipeline.decide(pipeline.parse(view, rs), rs, pipeline.Context(agent=agent, flow=f))
     req_event = pipeline.request_event(base, f.request, body, verdict, redactor, rs.sha256, LIMIT)
     resp_event = {**base, "stage": "response", "outcome": "forwarded", **pipeline.response_columns(f, redactor, LIMIT)}
     return req_event, resp_event

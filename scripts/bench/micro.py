@@ -127,11 +127,11 @@ class Request:
         self.body = pipeline.body_of(f)
         self.view = pipeline.view_of(f, self.body)
         pipeline.clear_caches()
-        self.action = pipeline.parse(self.view, rs)
-        self.subject = pipeline.Subject(self.view, self.action, f, self.agent)
+        self.readings = pipeline.parse(self.view, rs)
+        self.subject = pipeline.Subject(self.view, self.readings[0].action, f, self.agent)
         self.own = frozenset({("127.0.0.1", listen_port)})
         self.context = pipeline.Context(agent=self.agent, flow=f, own=self.own)
-        self.verdict = pipeline.decide(self.view, self.action, rs, self.context)
+        self.verdict = pipeline.decide(self.readings, rs, self.context)
         self.event = self.request_event()
         self.row = pipeline.seal({**self.event, "ts": NOW}, 1, CHAIN, pipeline.GENESIS)
         self.resp_event = {**self.base, "stage": "response", "outcome": "forwarded", **pipeline.response_columns(f, redactor, LIMIT)}
@@ -146,8 +146,7 @@ class Request:
         base = pipeline.base_columns(self.f, agent, self.redactor)
         body = pipeline.body_of(self.f)
         view = pipeline.view_of(self.f, body)
-        action = pipeline.parse(view, self.rs)
-        verdict = pipeline.decide(view, action, self.rs, pipeline.Context(agent=agent, flow=self.f, own=self.own))
+        verdict = pipeline.decide(pipeline.parse(view, self.rs), self.rs, pipeline.Context(agent=agent, flow=self.f, own=self.own))
         event = pipeline.request_event(base, self.f.request, body, verdict, self.redactor, self.rs.sha256, LIMIT)
         return pipeline.journal_line(pipeline.seal({**event, "ts": NOW}, 1, CHAIN, pipeline.GENESIS))
 
@@ -176,7 +175,7 @@ def request_steps(r: Request) -> list[Step]:
         ("request: body_of (decoding)", lambda: pipeline.body_of(r.f), None),
         ("request: view_of", lambda: pipeline.view_of(r.f, r.body), None),
         ("request: actions.parse (all parsers)", lambda: pipeline.parse(r.view, r.rs), clear),
-        ("request: decide (rules + built-in rules)", lambda: pipeline.decide(r.view, r.action, r.rs, r.context), None),
+        ("request: decide (rules + built-in rules)", lambda: pipeline.decide(r.readings, r.rs, r.context), None),
         ("  of which rules.evaluate", lambda: pipeline.evaluate(r.rs, r.subject), None),
         ("  of which the proxy-itself check", lambda: pipeline.own_address(r.view.host, r.view.port, r.own), None),
         ("request: request_event (request + action columns)", r.request_event, None),

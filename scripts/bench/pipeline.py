@@ -53,8 +53,9 @@ def view_of(f: http.HTTPFlow, body: bytes | None = None) -> actions.RequestView:
     return flows.view_of(f, body_of(f) if body is None else body)
 
 
-def parse(view: actions.RequestView, ruleset: rules.RuleSet) -> actions.Action:
-    return actions.parse(view, ruleset.services)
+def parse(view: actions.RequestView, ruleset: rules.RuleSet) -> tuple[actions.Reading, ...]:
+    """Every reading of the request: each parser's action, as sent and as overridden."""
+    return actions.readings(view, ruleset.services)
 
 
 def evaluate(ruleset: rules.RuleSet, subject: rules.Subject) -> rules.Verdict:
@@ -62,9 +63,9 @@ def evaluate(ruleset: rules.RuleSet, subject: rules.Subject) -> rules.Verdict:
     return rules.evaluate(ruleset, subject)
 
 
-def decide(view: actions.RequestView, action: actions.Action, ruleset: rules.RuleSet, context: Context) -> rules.Verdict:
-    """The gate's judgement: the rule files, then the built-in rules."""
-    return _decide(view, action, ruleset, context)
+def decide(readings: tuple[actions.Reading, ...], ruleset: rules.RuleSet, context: Context) -> rules.Verdict:
+    """The gate's judgement: the rule files over every reading, then the built-in rules."""
+    return _decide(readings, ruleset, context)
 
 
 def own_address(host: str, port: int, own: Iterable[tuple[str, int]]) -> bool:

@@ -1,20 +1,25 @@
-"""Request -> Action: which service a request talks to and what it does there.
+"""Request -> Actions: which services a request talks to and what it does there.
 
 Like mitmproxy's proxyauth implementations, each service is one small module behind
-one interface, `parse(req, pinned) -> Action | None`. Without a pin they are tried in
-a fixed order and the first answer wins; `rest` answers when none does. Everything
-here is pure: no mitmproxy, no I/O.
+one interface, `parse(req, pinned) -> Action | None`. Every parser reads every request
+(`parse_all`): a request can carry several actions (an AWS operation beside a decoy
+`"query": "SELECT 1"`, SQL inside an MCP call), and rules judge each, so no parser can
+hide another by answering first. `rest` answers when none does. A method override
+(`X-HTTP-Method-Override: DELETE`, `_method=delete`) that frameworks honour is a second
+reading of the request with that method (`readings`). Everything here is pure: no
+mitmproxy, no I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from . import aws, graphql, kubernetes, mcp, postgrest, rest, sql
 from .base import ACTION_TYPES, Action, RequestView
-from .common import request_view
+from .common import form_body, request_view, strictest
 
 __all__ = [
     "ACTION_TYPES",
@@ -22,20 +27,18 @@ __all__ = [
     "SERVICES",
     "Action",
     "RequestView",
+    "Reading",
     "parse",
+    "parse_all",
     "pinned_service",
+    "readings",
     "request_view",
 ]
 
 Parser = Callable[[RequestView, bool], Action | None]
 
-# The order settles requests that more than one parser could claim:
-# - kubernetes looks at the path alone, the cheapest test, and its paths are distinctive;
-# - mcp: a JSON-RPC 2.0 envelope is unambiguous (and its tool calls may carry SQL);
-# - graphql before sql: both read a JSON "query" field, but a GraphQL document never
-#   parses as SQL statements while sqlglot does read `{ a }` as an expression;
-# - sql before aws: SQL sent to AWS data APIs (RDS Data, Redshift Data) is what matters;
-# - postgrest last: /rest/v1/ paths are specific, and SQL in an RPC body is worth more.
+# The order is the order actions are listed in (the first is the one shown when several
+# decide alike): the most specific readings first.
 PARSERS: dict[str, Parser] = {
     "kubernetes": kubernetes.parse,
     "mcp": mcp.parse,
@@ -49,20 +52,63 @@ SERVICES = (*PARSERS, "rest")
 
 
 def parse(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -> Action:
-    """What `req` does. `pinned` maps a service name to host globs (case-insensitive)
-    whose requests that service's parser must read, e.g. {"kubernetes": ["*.k8s.internal"]}.
+    """The most dangerous of the actions `req` carries (see parse_all)."""
+    found = parse_all(req, pinned)
+    worst = strictest(a.action_type for a in found)
+    return next(a for a in found if a.action_type == worst)
+
+
+def parse_all(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -> tuple[Action, ...]:
+    """Every action `req` carries, one per parser that reads it; the REST reading when
+    none does. `pinned` maps a service name to host globs (case-insensitive) whose
+    requests that service's parser must read, e.g. {"kubernetes": ["*.k8s.internal"]};
+    a host pinned to "rest" is read by method alone.
 
     Never raises on anything in the request; raises ValueError for an unknown service
     name in `pinned`, which is configuration, not traffic.
     """
     service = pinned_service(req.host, pinned) if pinned else None
-    if service is not None:
-        return _forced(service, req)
+    if service == "rest":
+        return (rest.parse(req),)
+    found = []
     for name, parser in PARSERS.items():
-        action = _run(name, parser, req, False)
+        action = _forced(name, req) if name == service else _run(name, parser, req, False)
         if action is not None:
-            return action
-    return rest.parse(req)
+            found.append(action)
+    return tuple(found) or (rest.parse(req),)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One way the server may read a request: the request as judged and what it does."""
+
+    request: RequestView
+    action: Action
+
+
+# Headers and parameters that frameworks (Rails, Laravel, Express' method-override,
+# Spring's HiddenHttpMethodFilter, Google APIs, ...) take as the real method.
+OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+OVERRIDE_PARAMS = ("_method",)
+
+
+def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -> tuple[Reading, ...]:
+    """Every action of `req` as sent, then of `req` with each method an override names:
+    the server may honour the override or not, so both are judged and the strictest wins."""
+    out = [Reading(req, a) for a in parse_all(req, pinned)]
+    for method in overrides(req):
+        as_overridden = dataclasses.replace(req, method=method)
+        out.extend(Reading(as_overridden, a) for a in parse_all(as_overridden, pinned))
+    return tuple(out)
+
+
+def overrides(req: RequestView) -> tuple[str, ...]:
+    """The methods other than req.method that an override header or parameter names."""
+    named = [v for k, v in req.headers if k in OVERRIDE_HEADERS]
+    for pairs in (req.query, form_body(req)):
+        named.extend(v for k, v in pairs if k in OVERRIDE_PARAMS)
+    methods = (m.strip().upper() for m in named)
+    return tuple(dict.fromkeys(m for m in methods if m.isalpha() and len(m) <= 16 and m != req.method))
 
 
 def pinned_service(host: str, pinned: Mapping[str, Sequence[str]]) -> str | None:

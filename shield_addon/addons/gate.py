@@ -116,7 +116,7 @@ class Gate:
         ruleset = self.rulebook.ruleset
         handshake = view_of(f, b"")
         view = message_view(handshake, msg.text) if msg.is_text else binary_message_view(handshake, msg.content)
-        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.where.context(f, agent, view, None))
+        verdict = decide(actions.readings(view, ruleset.services), ruleset, self.where.context(f, agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         event.update(action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
                      decision="allowed" if enforced == "allow" else "blocked",
@@ -134,7 +134,7 @@ class Gate:
         unless a rule allows `method: TCP` there), and refused before the 101 reaches the agent."""
         ruleset = self.rulebook.ruleset
         view = actions.RequestView(TCP, "tcp", canonical_host(f.request.host), f.request.port, f.request.path)
-        verdict = decide(view, actions.parse(view, ruleset.services), ruleset, self.where.context(f, state.agent, view, None))
+        verdict = decide(actions.readings(view, ruleset.services), ruleset, self.where.context(f, state.agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         self.trail.submit({**state.base, **action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
                            "stage": "tcp", "method": TCP, "operation": "upgrade",
@@ -194,14 +194,14 @@ class Gate:
         body = decoded.body if decoded.body is not None else f.request.raw_content
         view = view_of(f, body)
         ruleset = self.rulebook.ruleset
-        action = actions.parse(view, ruleset.services)
+        readings = actions.readings(view, ruleset.services)
         unreadable = decoded.problem if f.request.raw_content else None
         if f.is_replay == "request":  # a reviewer's replay carries the mark of its first pass
             f.request.headers.pop(VIA_HEADER, None)
         came_back = self.via in f.request.headers.get_all(VIA_HEADER)
         f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
-        verdict = decide(view, action, ruleset, self.where.context(f, state.agent, view, unreadable, came_back, resolved))
-        state.action, state.verdict = action, verdict
+        verdict = decide(readings, ruleset, self.where.context(f, state.agent, view, unreadable, came_back, resolved))
+        state.action, state.verdict = verdict.action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
 
     def untracked(self, f: http.HTTPFlow) -> FlowState:

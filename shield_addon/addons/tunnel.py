@@ -99,8 +99,7 @@ class Tunnel:
 
     def judge(self, view: RequestView, agent: str, peer: Any, flow_id: str) -> tuple[Any, dict[str, Any]]:
         ruleset = self.gate.rulebook.ruleset
-        action = actions.parse(view, ruleset.services)
-        verdict = decide(view, action, ruleset, self.gate.where.context(None, agent, view, None))
+        verdict = decide(actions.readings(view, ruleset.services), ruleset, self.gate.where.context(None, agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         rule = verdict.rule
         # A refused tunnel is an attempt of its own in the timeline; an allowed one is an event

@@ -41,7 +41,7 @@ def rules_test(args: argparse.Namespace, ruleset: Any) -> int:
 
 
 def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
-    from shield_addon import rules, ruletest
+    from shield_addon import ruletest
 
     headers = []
     for h in args.header or []:
@@ -52,41 +52,46 @@ def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
     body: bytes | str = Path(args.body_file).read_bytes() if args.body_file else (args.body or "")
     request = {"method": args.method, "url": args.url, "headers": headers, "body": body, "agent": args.agent or ""}
     try:
-        subject = ruletest.subject_for(ruleset, request)
+        subjects = ruletest.subjects_for(ruleset, request)
     except ValueError as e:
         raise UsageError(f"bad request: {e}") from None
-    v = rules.evaluate(ruleset, subject)
-    a = v.action
-    print(record.safe_text(f"request  {subject.request.method} {args.url}"))
-    print("action   " + record.safe_text(" ".join(
-        f"{k}={val}" for k, val in (("service", a.service), ("action_type", a.action_type), ("operation", a.operation),
-                                    ("resource_type", a.resource_type), ("namespace", a.namespace),
-                                    ("resource_name", a.resource_name), ("tables", ",".join(a.tables)),
-                                    ("statements", ",".join(a.statements)), ("flags", ",".join(sorted(a.flags))))
-        if val)))
-    print("rules")
-    for rule in ruleset.rules:
-        checks = rule.predicate.explain(subject)
-        hit = all(ok for _, ok in checks)
-        why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
-        tag = "MATCH" if hit else "  -  "
-        extra = f" -> {rule.action}" + (" (shadow)" if rule.mode == "shadow" else "") if hit else ""
-        print(f"  {tag} {rule.id:28} {why}{extra}   [{Path(rule.file).name}:{rule.line}]")
+    v = ruletest.explain(ruleset, request)
+    print(record.safe_text(f"request  {subjects[0].request.method} {args.url}"))
+    for i, subject in enumerate(subjects, 1):
+        label = f"action {i}/{len(subjects)}" if len(subjects) > 1 else "action"
+        print(f"{label}  " + record.safe_text(_action_text(subject.action, subject.request.method, subjects[0])))
+        print("rules")
+        for rule in ruleset.rules:
+            checks = rule.predicate.explain(subject)
+            hit = all(ok for _, ok in checks)
+            why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
+            tag = "MATCH" if hit else "  -  "
+            extra = f" -> {rule.action}" + (" (shadow)" if rule.mode == "shadow" else "") if hit else ""
+            print(f"  {tag} {rule.id:28} {why}{extra}   [{Path(rule.file).name}:{rule.line}]")
     decided = f" by {v.rule.id}" if v.rule else " (default)"
-    print(f"verdict  {v.verdict}{decided}" + (f"; enforced: {v.enforced}" if v.shadowed else ""))
+    print(f"verdict  {v.verdict}{decided}" + (f"; enforced: {v.enforced}" if v.shadowed else "")
+          + record.safe_text(f"; deciding action: {v.action.service} {v.action.operation} ({v.action.action_type})"))
     return EXIT_OK
+
+
+def _action_text(a: Any, method: str, first: Any) -> str:
+    fields = (("method", method if method != first.request.method else None), ("service", a.service),
+              ("action_type", a.action_type), ("operation", a.operation), ("resource_type", a.resource_type),
+              ("namespace", a.namespace), ("resource_name", a.resource_name), ("tables", ",".join(a.tables)),
+              ("statements", ",".join(a.statements)), ("flags", ",".join(sorted(a.flags))))
+    return " ".join(f"{k}={val}" for k, val in fields if val)
 
 
 def rules_replay(args: argparse.Namespace, ruleset: Any) -> int:
     """Recorded requests against a candidate rule set: what would change."""
-    from shield_addon import rules, ruletest
+    from shield_addon import ruletest
     from shield_addon.reader import Reader
 
     with Reader(audit_dir(args)) as reader:
         recorded = reader.recorded_requests(filters_of(args))
     changes, same = [], 0
     for row in recorded:
-        v = rules.evaluate(ruleset, ruletest.subject_for(ruleset, ruletest.recorded_request(row)))
+        v = ruletest.explain(ruleset, ruletest.recorded_request(row))
         was = row["verdict"]
         if (v.verdict, v.rule.id if v.rule else None) == (was, row["rule_id"]):
             same += 1

@@ -17,6 +17,7 @@ from shield_addon.record.schema import (
     COLUMN_NAMES,
     COLUMN_SET,
     COLUMNS,
+    LATER_COLUMNS,
     UnknownColumn,
     canonical,
     check_columns,
@@ -24,7 +25,7 @@ from shield_addon.record.schema import (
 from shield_addon.record.text import safe_text, utc_text
 
 __all__ = [
-    "CANONICAL_VERSION", "COLUMNS", "COLUMN_NAMES", "COLUMN_SET", "GENESIS", "SECRET_HEADERS", "Redactions", "Redactor",
+    "CANONICAL_VERSION", "COLUMNS", "COLUMN_NAMES", "COLUMN_SET", "GENESIS", "LATER_COLUMNS", "SECRET_HEADERS", "Redactions", "Redactor",
     "UnknownColumn", "canonical", "check_chain", "check_columns", "headers_json", "redact_url", "row_hash", "safe_text",
     "seal", "sha256", "utc_text",
 ]

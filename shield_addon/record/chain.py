@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shield_addon.record.schema import COLUMN_NAMES, canonical, check_columns
+from shield_addon.record.schema import COLUMN_NAMES, LATER_COLUMNS, canonical, check_columns
 
 GENESIS = "0" * 64
 
@@ -19,12 +19,16 @@ def row_hash(event: Mapping[str, Any]) -> str:
 
 
 def seal(event: dict[str, Any], seq: int, chain_id: str, prev_hash: str) -> dict[str, Any]:
-    """Give an event its place in the chain. Returns a complete row, columns in order.
+    """Give an event its place in the chain. Returns the row, columns in order (a NULL of the
+    LATER_COLUMNS left out).
     An event that names a column the table does not have is refused (UnknownColumn)."""
     check_columns(event)
     get = event.get
     row = {name: v if v is None or type(v) is str and v.isascii() else _clean(v)
            for name in COLUMN_NAMES for v in (get(name),)}
+    for name in LATER_COLUMNS:  # absent, not null: rows of before these columns keep their bytes
+        if row[name] is None:
+            del row[name]
     row.update(seq=seq, chain_id=chain_id, prev_hash=prev_hash, row_hash=None)
     row["row_hash"] = row_hash(row)
     return row

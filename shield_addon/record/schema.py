@@ -62,9 +62,15 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # hold_key is the keyed digest of what an approval is bound to (agent, method, URL, body)
     ("hold_id", "VARCHAR"),
     ("hold_key", "VARCHAR"),
+    # --- added after the first release: in the canonical form only when set (see canonical)
+    # every action the request carries, as judged: [{service, action_type, operation, ...}]
+    ("actions", "JSON"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 _CANONICAL_NAMES = tuple(name for name in COLUMN_NAMES if name != "row_hash")
+# Columns from here on were added to a released table. A NULL one adds nothing to the
+# canonical form, so rows written before it existed keep their hashes and old trails verify.
+LATER_COLUMNS = frozenset(COLUMN_NAMES[COLUMN_NAMES.index("actions"):])
 CANONICAL_VERSION = 1
 COLUMN_SET = frozenset(COLUMN_NAMES)
 
@@ -80,14 +86,16 @@ def check_columns(event: Mapping[str, Any]) -> None:
 
 def canonical(event: Mapping[str, Any]) -> bytes:
     """Version 1: every column but row_hash, in COLUMNS order, each as `<utf-8 length>:<text>`,
-    NULL as `-`. Lists are compact JSON, booleans true/false, numbers as Python writes them."""
+    NULL as `-` (nothing for LATER_COLUMNS). Lists are compact JSON, booleans true/false,
+    numbers as Python writes them."""
     get = event.get
     parts = []
     add = parts.append
     for name in _CANONICAL_NAMES:
         v = get(name)
         if v is None:
-            add("-")
+            if name not in LATER_COLUMNS:
+                add("-")
         else:
             text = v if type(v) is str else _text(v)
             add(f"{len(text) if text.isascii() else len(text.encode())}:{text}")

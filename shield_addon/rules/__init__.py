@@ -6,7 +6,7 @@ One job per module: `model` (the data: rules, rule sets, subjects, verdicts), `l
 pure. Reading files is `files`; compiling mitmproxy filter expressions is `flowfilter`.
 """
 
-from shield_addon.rules.evaluation import evaluate, fill_action
+from shield_addon.rules.evaluation import evaluate, fill_action, judge
 from shield_addon.rules.files import load_path, parse_text, rule_files
 from shield_addon.rules.loader import HOLD_KEYS, RULE_KEYS, TOP_KEYS, parse_duration, parse_texts
 from shield_addon.rules.matchers import MATCH_KEYS
@@ -28,5 +28,5 @@ from shield_addon.rules.model import (
 __all__ = [
     "CAPTURE_FIELDS", "HOLD_KEYS", "MATCH_KEYS", "MODES", "RULE_KEYS", "SEVERITIES", "TOP_KEYS", "VERDICTS",
     "HoldPolicy", "Matcher", "Rule", "RuleError", "RuleSet", "Subject", "Verdict", "evaluate", "fill_action",
-    "load_path", "parse_duration", "parse_text", "parse_texts", "rule_files", "strictness",
+    "judge", "load_path", "parse_duration", "parse_text", "parse_texts", "rule_files", "strictness",
 ]

@@ -1,12 +1,16 @@
-"""Judging one request: every rule that matches is recorded, the strictest verdict wins."""
+"""Judging one request: every rule that matches is recorded, the strictest verdict wins.
+
+A request may carry several actions (an AWS operation and a SQL string; the method sent
+and the one an override names): `judge` evaluates the rules against each, and the
+strictest verdict over all of them wins, so no reading can hide another."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from shield_addon.actions import Action
+from shield_addon.actions import Action, Reading
 from shield_addon.rules.model import CAPTURE_FIELDS, Rule, RuleSet, Subject, Verdict, strictness
 
 
@@ -26,6 +30,20 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
     enforced, enforced_rule, _ = _strictest(ruleset.default, [m for m in matched if m[0].mode == "enforce"])
     return Verdict(verdict, best, tuple(r.id for r, _ in matched), fill_action(subject.action, captures),
                    enforced, enforced_rule)
+
+
+def judge(ruleset: RuleSet, readings: Sequence[Reading], flow: Any = None, agent: str = "") -> Verdict:
+    """The verdict over every reading of one request. The action columns show the action
+    that decided what happens (the strictest enforced verdict; on a tie, the first read);
+    every rule that matched any reading is recorded."""
+    verdicts = [evaluate(ruleset, Subject(r.request, r.action, flow, agent)) for r in readings]
+    seen = tuple((r.request.method, v.action) for r, v in zip(readings, verdicts))
+    if len(verdicts) == 1:
+        return replace(verdicts[0], actions=seen)
+    shown = max(verdicts, key=lambda v: (strictness(v.verdict), strictness(v.enforced)))
+    decider = max(verdicts, key=lambda v: (strictness(v.enforced), strictness(v.verdict)))
+    matched = tuple(dict.fromkeys(rule_id for v in verdicts for rule_id in v.matched))
+    return Verdict(shown.verdict, shown.rule, matched, decider.action, decider.enforced, decider.enforced_rule, seen)
 
 
 def _strictest(default: str, matched: list[tuple[Rule, dict[str, str]]]) -> tuple[str, Rule | None, dict[str, str]]:

@@ -119,6 +119,8 @@ class Verdict:
     action: Action  # with fields filled from the deciding rule's named groups
     enforced: str = "allow"  # what the enforce-mode rules alone say: what happens
     enforced_rule: Rule | None = None
+    # Every reading judged, as (method, action), in the order read.
+    actions: tuple[tuple[str, Action], ...] = ()
 
     @property
     def shadowed(self) -> bool:

@@ -175,6 +175,21 @@ def test_kubernetes_delete_and_sql_drop_are_held_as_parsed_actions(proxy: Proxy,
     assert [t["path"] for t in proxy.timeline("--table", "users", "--decision", "denied")] == ["/v1/query"]
 
 
+def test_a_decoy_field_does_not_hide_the_operation_and_every_action_is_recorded(proxy: Proxy, upstream: Upstream) -> None:
+    # DESIGN: every parser runs; `actions` on the request event lists them; the action columns hold the decider
+    headers = {"X-Amz-Target": "DynamoDB_20120810.DeleteTable", "Content-Type": "application/x-amz-json-1.0"}
+    held = send(proxy, "POST", upstream.url("/decoy"), headers=headers, content=b'{"TableName":"orders","query":"SELECT 1"}')
+    proxy.wait_held("~u /decoy")
+    proxy.command("shield.deny", "~u /decoy", "no")
+    assert held.result(15).status_code == 403
+    [req] = proxy.flow_events("/decoy", "request")
+    assert (req["service"], req["operation"], req["rule_id"]) == ("aws:dynamodb", "DeleteTable", "aws-delete")
+    assert [(a["service"], a["operation"]) for a in json.loads(req["actions"])] == [("sql", "SELECT"), ("aws:dynamodb", "DeleteTable")]
+    rows = json.loads(proxy.shield("sql", "SELECT actions->>'$[1].operation' AS op FROM events WHERE path = '/decoy' "
+                                   "AND stage = 'request'", "--json").stdout)
+    assert rows["op"] == "DeleteTable"
+
+
 def test_timeline_and_sql_see_events_at_once_while_running(proxy: Proxy, upstream: Upstream) -> None:
     with client(proxy, "agent-fresh") as c:
         assert c.get(upstream.url("/allowed/fresh")).status_code == 200
@@ -231,7 +246,7 @@ def test_a_plain_duckdb_client_reads_the_audit_file_while_the_proxy_runs(proxy: 
     rows, events, timeline = wait_for(read, 15, "the flow in audit.duckdb")
     assert rows == [("/allowed/duck",)]
     # DESIGN's columns, in order, then ours for retry-mode holds (README: "Table events")
-    assert events == [*DESIGN_EVENT_COLUMNS, "hold_id", "hold_key"] and timeline == [*DESIGN_TIMELINE_COLUMNS, "hold_id"]
+    assert events == [*DESIGN_EVENT_COLUMNS, "hold_id", "hold_key", "actions"] and timeline == [*DESIGN_TIMELINE_COLUMNS, "hold_id"]
 
 
 def test_replay_shows_what_candidate_rules_would_change(proxy: Proxy, upstream: Upstream, tmp_path) -> None:

@@ -20,7 +20,7 @@ OWN = frozenset({("127.0.0.1", 8080)})
 
 
 def judge(view: RequestView, **ctx: object) -> rules.Verdict:
-    return decide(view, actions.parse(view), RULES, Context(own=OWN, **ctx))  # type: ignore[arg-type]
+    return decide(actions.readings(view), RULES, Context(own=OWN, **ctx))  # type: ignore[arg-type]
 
 
 def view(host: str = "api.example.com", port: int = 443, method: str = "GET", headers: tuple = ()) -> RequestView:

@@ -144,10 +144,11 @@ def test_parse_answers_any_request_in_bounded_time_and_deterministically(view: R
 @FUZZ
 @given(views(), st.sampled_from(SERVICES))
 def test_parse_with_the_host_pinned_to_any_service_answers_as_that_service(view: RequestView, service: str) -> None:
-    action = timed(actions.parse, view, {service: [view.host or "*"]})
-    check_action(action)
-    if service != "rest":
-        assert action.service == service or action.service.startswith(service + ":"), action
+    found = timed(actions.parse_all, view, {service: [view.host or "*"]})
+    for action in found:
+        check_action(action)
+    if service != "rest":  # the pinned reading is there, whatever else the other parsers read
+        assert any(a.service == service or a.service.startswith(service + ":") for a in found), found
 
 
 # Found by scripts/fuzz_atheris.py: graphql-core's lexer raises IndexError (not a GraphQLError)
@@ -381,14 +382,16 @@ def sealed(event: dict[str, Any], seq: int = 1, prev: str = record.GENESIS) -> d
 def test_seal_and_row_hash_never_raise_are_deterministic_and_survive_the_journal(event: dict[str, Any]) -> None:
     row = timed(sealed, event)
     assert row["row_hash"] == record.row_hash(row) == sealed(event)["row_hash"]
-    assert list(row) == list(record.COLUMN_NAMES)
+    # every column in order; a NULL column added after the first release is left out
+    assert list(row) == [c for c in record.COLUMN_NAMES if c in row]
+    assert set(record.COLUMN_NAMES) - set(row) <= {c for c in record.LATER_COLUMNS if event.get(c) is None}
     line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")  # what the journal writes
     assert record.row_hash(json.loads(line)) == row["row_hash"], "a journal round trip changed the hash"
 
 
 def normal(row: dict[str, Any]) -> tuple:
     """What the canonical form promises to keep apart: each column's value and type."""
-    return tuple((type(row[c]).__name__, json.dumps(row[c], ensure_ascii=False, sort_keys=True)) for c in record.COLUMN_NAMES
+    return tuple((type(row.get(c)).__name__, json.dumps(row.get(c), ensure_ascii=False, sort_keys=True)) for c in record.COLUMN_NAMES
                  if c != "row_hash")
 
 
@@ -409,7 +412,7 @@ def test_changing_any_one_column_changes_the_row_hash(event: dict[str, Any], col
     row = sealed(event)
     other = data.draw(st.none() | BY_TYPE[TYPES[column]])
     changed = sealed({**event, column: other})
-    assume(changed[column] != row[column])
+    assume(changed.get(column) != row.get(column))
     assert changed["row_hash"] != row["row_hash"]
 
 

@@ -1,0 +1,104 @@
+"""Every parser reads every request, and a method override is a second reading: no parser
+hides another, no override hides the method a framework will act on. The rules judge
+every reading and the strictest verdict wins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shield_addon import actions, rules, ruletest
+from shield_addon.actions import request_view
+from shield_addon.flows import actions_json
+
+RULES = rules.parse_text("""\
+version: 1
+default: allow
+rules:
+  - {id: aws-delete, match: {service: "aws:*", action_type: delete}, action: hold}
+  - {id: sql-drop, match: {sql: {statement: [drop]}}, action: deny}
+  - {id: http-delete, match: {method: DELETE}, action: hold}
+  - {id: shadow-reads, match: {action_type: read}, action: deny, mode: shadow}
+""")
+DYNAMO = [("X-Amz-Target", "DynamoDB_20120810.DeleteTable"), ("Content-Type", "application/x-amz-json-1.0")]
+
+
+def test_a_decoy_sql_field_no_longer_hides_the_aws_operation() -> None:
+    view = request_view("POST", "https://dynamodb.us-east-1.amazonaws.com/", DYNAMO,
+                        json.dumps({"TableName": "orders", "query": "SELECT 1"}))
+    found = actions.parse_all(view)
+    assert [a.service for a in found] == ["sql", "aws:dynamodb"]
+    assert actions.parse(view).operation == "DeleteTable"  # the strictest, for callers wanting one
+    verdict = rules.judge(RULES, actions.readings(view))
+    assert (verdict.enforced, verdict.enforced_rule.id, verdict.action.operation) == ("hold", "aws-delete", "DeleteTable")
+
+
+def test_the_strictest_verdict_wins_and_every_matching_rule_is_recorded() -> None:
+    view = request_view("POST", "https://dynamodb.us-east-1.amazonaws.com/", DYNAMO,
+                        json.dumps({"TableName": "orders", "query": "DROP TABLE users"}))
+    verdict = rules.judge(RULES, actions.readings(view))
+    assert (verdict.verdict, verdict.rule.id, verdict.action.service) == ("deny", "sql-drop", "sql")
+    assert set(verdict.matched) == {"aws-delete", "sql-drop"}
+    assert [(m, a.service) for m, a in verdict.actions] == [("POST", "sql"), ("POST", "aws:dynamodb")]
+
+
+def test_a_shadow_rule_shows_in_the_verdict_but_the_enforced_reading_decides_the_columns() -> None:
+    view = request_view("POST", "https://dynamodb.us-east-1.amazonaws.com/", DYNAMO,
+                        json.dumps({"TableName": "orders", "query": "SELECT * FROM t"}))
+    verdict = rules.judge(RULES, actions.readings(view))
+    assert (verdict.verdict, verdict.rule.id) == ("deny", "shadow-reads")
+    assert (verdict.enforced, verdict.enforced_rule.id, verdict.action.operation) == ("hold", "aws-delete", "DeleteTable")
+
+
+@pytest.mark.parametrize(("where", "headers", "url", "body"), [
+    ("header", [("X-HTTP-Method-Override", "DELETE")], "https://api.example.com/v1/users/7", ""),
+    ("x-http-method", [("X-HTTP-Method", "delete")], "https://api.example.com/v1/users/7", ""),
+    ("x-method-override", [("X-Method-Override", " Delete ")], "https://api.example.com/v1/users/7", ""),
+    ("query", [], "https://api.example.com/v1/users/7?_method=DELETE", ""),
+    ("form", [("Content-Type", "application/x-www-form-urlencoded")], "https://api.example.com/v1/users/7",
+     "name=x&_method=delete"),
+])
+def test_a_method_override_is_judged_as_the_method_it_names(where: str, headers: list, url: str, body: str) -> None:
+    view = request_view("POST", url, headers, body)
+    assert actions.overrides(view) == ("DELETE",)
+    verdict = rules.judge(RULES, actions.readings(view))
+    assert (verdict.enforced, verdict.enforced_rule.id) == ("hold", "http-delete")
+    assert [m for m, _ in verdict.actions] == ["POST", "DELETE"]
+
+
+@pytest.mark.parametrize("value", ["POST", "", "DELETE; rm -rf", "x" * 40, "\x1b[31mDELETE"])
+def test_an_override_naming_the_same_method_or_no_method_adds_no_reading(value: str) -> None:
+    view = request_view("POST", "https://api.example.com/v1/users", [("X-HTTP-Method-Override", value)])
+    assert actions.overrides(view) == ()
+    assert len(actions.readings(view)) == 1
+
+
+def test_without_override_or_second_parser_there_is_one_reading() -> None:
+    view = request_view("GET", "https://api.example.com/v1/users")
+    [reading] = actions.readings(view)
+    assert reading.request is view and reading.action.action_type == "read"
+
+
+def test_a_host_pinned_to_rest_is_read_by_method_alone() -> None:
+    view = request_view("POST", "https://dynamodb.internal/", DYNAMO, json.dumps({"TableName": "t", "query": "DROP TABLE x"}))
+    assert [a.service for a in actions.parse_all(view, {"rest": ["dynamodb.internal"]})] == ["dynamodb.internal"]
+
+
+def test_the_recorded_actions_list_every_reading_with_the_overridden_method() -> None:
+    view = request_view("POST", "https://dynamodb.us-east-1.amazonaws.com/", [*DYNAMO, ("X-HTTP-Method-Override", "PUT")],
+                        json.dumps({"TableName": "orders", "query": "DROP TABLE users"}))
+    recorded = json.loads(actions_json(rules.judge(RULES, actions.readings(view))))
+    assert recorded[0] == {"service": "sql", "action_type": "delete", "operation": "DROP", "tables": ["users"],
+                           "statements": ["drop"]}
+    assert recorded[1]["operation"] == "DeleteTable" and "method" not in recorded[1]
+    assert {r.get("method") for r in recorded[2:]} == {"PUT"}
+
+
+def test_rules_explain_and_rule_tests_judge_every_reading() -> None:
+    request = {"method": "POST", "url": "https://dynamodb.us-east-1.amazonaws.com/", "headers": dict(DYNAMO),
+               "body": {"TableName": "orders", "query": "SELECT 1"}}
+    enforced_only = rules.parse_text("version: 1\nrules:\n  - {id: aws-delete, match: {action_type: delete}, action: hold}\n")
+    assert len(ruletest.subjects_for(enforced_only, request)) == 2
+    verdict = ruletest.explain(enforced_only, request)
+    assert ruletest.check(verdict, {"action": "hold", "rule": "aws-delete", "operation": "DeleteTable"}) is None
