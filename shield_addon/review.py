@@ -5,8 +5,9 @@ killed), the clock's (timed_out), or the agent's or proxy's going away (abandone
 Wait and retry are two ways of answering the agent, not two machines:
 
 - wait: the agent's request stays open; the decision releases or refuses it.
-- retry: the agent is answered `409` at once; the approval is bound to the exact request
-  (`hold_key`: agent, method, URL, body digest) and the same request retried within the
+- retry: the agent is answered `409` at once; the approval is bound to what the request
+  means (`hold_key`: agent, method, URL, body digest, every parsed action and the headers
+  that can change what the server does) and the same request retried within the
   approval's lifetime is forwarded exactly once. These holds are rebuilt from the journal
   after a restart.
 
@@ -37,10 +38,38 @@ KILLED, ABANDONED = Decision.KILLED.value, Decision.ABANDONED.value
 WAIT, RETRY = "wait", "retry"
 
 
-def hold_key(secret: bytes, agent: str, method: str, url: str, body_sha256: str | None) -> str:
+def hold_key(secret: bytes, agent: str, method: str, url: str, body_sha256: str | None, meaning: str = "") -> str:
     """What a retry-mode approval is bound to. Keyed, so the trail cannot be used to guess URLs."""
-    msg = f"{agent}\n{method.upper()}\n{url}\n{body_sha256 or '-'}".encode("utf-8", "surrogateescape")
+    msg = f"{agent}\n{method.upper()}\n{url}\n{body_sha256 or '-'}\n{meaning}".encode("utf-8", "surrogateescape")
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+# Headers that differ between two sends of the same request without changing what it
+# does: clocks, signatures over them, tracing, SDK attempt counters, transport. Every
+# other header is part of what an approval is bound to (X-Amz-Target, Content-Type,
+# method overrides, x-amz-acl, If-Match, Destination...): an unknown header on a retry
+# costs a new hold, never a wrong approval.
+VOLATILE_HEADERS = frozenset({
+    "date", "authorization", "proxy-authorization", "user-agent", "content-length", "host", "connection",
+    "keep-alive", "te", "accept-encoding", "expect", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256",
+    "x-amz-user-agent", "x-amz-sdk-checksum-algorithm", "x-amz-checksum-crc32", "traceparent", "tracestate", "baggage",
+    "x-request-id", "x-correlation-id", "x-amzn-trace-id", "b3", "sentry-trace", "idempotency-key",
+    "x-goog-api-client", "x-goog-request-params",
+})
+VOLATILE_PREFIXES = ("amz-sdk-", "x-stainless-", "x-datadog-", "x-b3-", "x-shield-", "x-ms-client-request-id")
+
+
+def meaning(headers: Iterable[tuple[str, str]], readings: Iterable[tuple[str, Any]]) -> str:
+    """The parts of a request that a retry must repeat for an approval to cover it, beyond
+    method, URL and body: the non-volatile headers (sorted: their order changes nothing) and
+    every action the parsers read, with the method each was read under."""
+    kept = sorted((k.lower(), v) for k, v in headers
+                  if k.lower() not in VOLATILE_HEADERS and not k.lower().startswith(VOLATILE_PREFIXES))
+    parts = [f"{k}: {v}" for k, v in kept]
+    for method, a in readings:
+        parts.append(f"{method} {a.service} {a.action_type} {a.operation} {a.resource_type} {a.namespace} "
+                     f"{a.resource_name} {','.join(a.tables)} {','.join(a.statements)} {','.join(sorted(a.flags))}")
+    return "\n".join(parts)
 
 
 @dataclass

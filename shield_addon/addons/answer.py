@@ -106,8 +106,9 @@ class RetryAnswer:
         o = self.owner
         rule = state.verdict.enforced_rule if state.verdict else None
         p, timeout = policy(rule)
+        meaning = review.meaning(f.request.headers.items(multi=True), state.verdict.actions if state.verdict else ())
         key = review.hold_key(o.trail.redactor.key, state.agent, f.request.method, f.request.url,
-                              event["request_sha256"])
+                              event["request_sha256"], meaning)
         ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
                             p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None)
         if ans.expired is not None:

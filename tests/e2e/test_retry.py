@@ -23,9 +23,10 @@ def rproxy(tmp_path: Path, upstream: Upstream) -> Iterator[Proxy]:
     p.stop()
 
 
-def send(proxy: Proxy, path_url: str, body: bytes = b'{"replicas": 0}', agent: str = "agent-retry") -> httpx.Response:
+def send(proxy: Proxy, path_url: str, body: bytes = b'{"replicas": 0}', agent: str = "agent-retry",
+         headers: dict[str, str] | None = None) -> httpx.Response:
     with client(proxy, agent, timeout=5) as c:  # an impatient agent: 5 s, like httpx's default
-        return c.post(path_url, content=body, headers={"content-type": "application/json"})
+        return c.post(path_url, content=body, headers={"content-type": "application/json", **(headers or {})})
 
 
 def approve(proxy: Proxy, path: str) -> None:
@@ -67,6 +68,26 @@ def test_a_different_body_or_agent_is_a_new_hold(rproxy: Proxy, upstream: Upstre
     assert len({hold, other_body.json()["hold_id"], other_agent.json()["hold_id"]}) == 3
     assert upstream.hits_for("/retry/bind-1") == []
     assert send(rproxy, url).status_code == 200  # the reviewed request itself is still approved
+
+
+def test_an_approval_is_bound_to_the_headers_that_change_meaning_not_to_volatile_ones(rproxy: Proxy, upstream: Upstream) -> None:
+    # An approved CloudTrail StopLogging must not be usable by a retry whose X-Amz-Target says DeleteTrail.
+    url = upstream.url("/retry/trail-1")
+    target = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
+    stop = {"x-amz-target": target + "StopLogging", "content-type": "application/x-amz-json-1.1",
+            "x-amz-date": "20261205T180000Z", "amz-sdk-invocation-id": "a1"}
+    body = b'{"Name": "org-trail"}'
+    hold = send(rproxy, url, body, headers=stop).json()["hold_id"]
+    approve(rproxy, "/retry/trail-1")
+    wait_for(lambda: rproxy.events(f"stage = 'decision' AND hold_id = '{hold}'"), 10, "the approval")
+    for twin in ({**stop, "x-amz-target": target + "DeleteTrail"}, {**stop, "x-http-method-override": "DELETE"},
+                 {**stop, "content-type": "application/x-www-form-urlencoded"}):
+        r = send(rproxy, url, body, headers=twin)
+        assert r.status_code == 409 and r.json()["hold_id"] != hold, twin
+    assert upstream.hits_for("/retry/trail-1") == []
+    # the same request, re-signed at another time by another SDK attempt: the approval covers it
+    again = send(rproxy, url, body, headers={**stop, "x-amz-date": "20261205T180107Z", "amz-sdk-invocation-id": "b2"})
+    assert again.status_code == 200 and len(upstream.hits_for("/retry/trail-1")) == 1
 
 
 def test_a_denial_is_answered_on_the_retry_then_the_agent_may_ask_again(rproxy: Proxy, upstream: Upstream) -> None:

@@ -52,6 +52,7 @@ def test_a_pending_hold_times_out_to_a_denial() -> None:
 
 def test_keys_bind_agent_method_url_and_body() -> None:
     k = review.hold_key(b"s", "a", "POST", "https://x/y", "d1")
+    assert k != review.hold_key(b"s", "a", "POST", "https://x/y", "d1", "x-amz-target: DeleteTrail")
     assert k == review.hold_key(b"s", "a", "post", "https://x/y", "d1")
     assert len({k, review.hold_key(b"s", "b", "POST", "https://x/y", "d1"), review.hold_key(b"s", "a", "POST", "https://x/z", "d1"),
                 review.hold_key(b"s", "a", "POST", "https://x/y", "d2"), review.hold_key(b"t", "a", "POST", "https://x/y", "d1")}) == 5
@@ -127,3 +128,21 @@ def test_the_approval_lifetime_has_one_default() -> None:
     hold = book.arrive("k", "f1", "a", 0, None, "deny").hold
     book.decide(hold, "approved", "alice", 1)
     assert hold.expires == 1 + review.APPROVAL_TTL == 901
+
+
+def test_the_meaning_of_a_request_keeps_what_changes_it_and_drops_what_varies_per_send() -> None:
+    from shield_addon.actions import Action
+
+    stop = [("X-Amz-Target", "CloudTrail.StopLogging"), ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Date", "20261205T180000Z"), ("Authorization", "AWS4-HMAC-SHA256 sig=1"), ("traceparent", "00-a"),
+            ("amz-sdk-request", "attempt=1"), ("X-Stainless-Retry-Count", "0")]
+    resent = [(k, v + "2") if k.lower() in ("x-amz-date", "authorization", "traceparent", "amz-sdk-request",
+                                            "x-stainless-retry-count") else (k, v) for k, v in stop]
+    assert review.meaning(stop, ()) == review.meaning(list(reversed(resent)), ())
+    delete = [(k, "CloudTrail.DeleteTrail" if k == "X-Amz-Target" else v) for k, v in stop]
+    assert review.meaning(stop, ()) != review.meaning(delete, ())
+    assert review.meaning(stop, ()) != review.meaning([*stop, ("X-HTTP-Method-Override", "DELETE")], ())
+    read = Action("sql", "read", "SELECT", tables=("t",))
+    drop = Action("sql", "delete", "DROP", tables=("t",))
+    assert review.meaning((), [("POST", read)]) != review.meaning((), [("POST", drop)])
+    assert review.meaning((), [("POST", read)]) != review.meaning((), [("DELETE", read)])
