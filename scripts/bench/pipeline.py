@@ -9,6 +9,7 @@ Today's path (shield_addon.addons.gate.Gate.judge, then Trail.write):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from typing import Any
 from mitmproxy import http
 
 from shield_addon import actions, flows, paths, record, rules
-from shield_addon.actions import common as _actions_common
 from shield_addon.addons import review as _review
 from shield_addon.core import hosts as _hosts
 from shield_addon.core.context import Context
@@ -58,6 +58,11 @@ def parse(view: actions.RequestView, ruleset: rules.RuleSet) -> tuple[actions.Re
     return actions.readings(view, ruleset.services)
 
 
+def action(view: actions.RequestView, ruleset: rules.RuleSet) -> actions.Action:
+    """The strictest action of the request: one subject, for the figures of the rules alone."""
+    return actions.parse(view, ruleset.services)
+
+
 def evaluate(ruleset: rules.RuleSet, subject: rules.Subject) -> rules.Verdict:
     """The rule files alone (no built-in rules)."""
     return rules.evaluate(ruleset, subject)
@@ -91,9 +96,13 @@ def responseheaders(f: http.HTTPFlow) -> None:
 
 
 def clear_caches() -> None:
-    """The parsers decode a JSON body once per request (a one-entry cache): cleared before each
+    """The parsers' memories (the decoded body, the last SQL readings): cleared before each
     timed call, so every call pays as a new request would."""
-    _actions_common._decode_json.cache_clear()
+    modules = [m for name, m in list(sys.modules.items()) if name.startswith("shield_addon.actions.")]
+    for module in modules:
+        for value in list(vars(module).values()):
+            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", "") == module.__name__:
+                value.cache_clear()
 
 
 def redactor(ruleset: rules.RuleSet | None = None) -> record.Redactor:

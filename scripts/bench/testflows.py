@@ -67,7 +67,7 @@ def realistic_flows() -> list[tuple[str, http.HTTPFlow]]:
 def subject_of(f: http.HTTPFlow, rs: pipeline.RuleSet) -> pipeline.Subject:
     view = pipeline.view_of(f)
     pipeline.clear_caches()
-    return pipeline.Subject(view, pipeline.parse(view, rs), f, pipeline.agent_of(f))
+    return pipeline.Subject(view, pipeline.action(view, rs), f, pipeline.agent_of(f))
 
 
 def check_allowed(rule_sets: dict[str, pipeline.RuleSet], port: int) -> None:
