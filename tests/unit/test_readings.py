@@ -21,6 +21,7 @@ rules:
   - {id: http-delete, match: {method: DELETE}, action: hold}
   - {id: shadow-reads, match: {action_type: read}, action: deny, mode: shadow}
 """)
+JSON_CT = [("Content-Type", "application/json")]
 DYNAMO = [("X-Amz-Target", "DynamoDB_20120810.DeleteTable"), ("Content-Type", "application/x-amz-json-1.0")]
 
 
@@ -102,3 +103,11 @@ def test_rules_explain_and_rule_tests_judge_every_reading() -> None:
     assert len(ruletest.subjects_for(enforced_only, request)) == 2
     verdict = ruletest.explain(enforced_only, request)
     assert ruletest.check(verdict, {"action": "hold", "rule": "aws-delete", "operation": "DeleteTable"}) is None
+
+
+def test_a_flag_rule_matches_any_flag_a_parser_set() -> None:
+    rs = rules.parse_text("version: 1\nrules:\n  - {id: dry, match: {flag: [dry_*]}, action: deny}\n")
+    dry = request_view("POST", "https://k8s.example.com/api/v1/namespaces/a/pods?dryRun=All", JSON_CT, "{}")
+    real = request_view("POST", "https://k8s.example.com/api/v1/namespaces/a/pods", JSON_CT, "{}")
+    assert rules.judge(rs, actions.readings(dry)).verdict == "deny"
+    assert rules.judge(rs, actions.readings(real)).verdict == "allow"
