@@ -6,10 +6,14 @@ import functools
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from shield_addon.core import decoding
+
 from .base import RequestView
+from .yamlbody import decode_yaml
 
 # Least to most dangerous. A request that does several things is judged by its worst
 # part; execute ranks above update because a procedure or tool can do anything.
@@ -86,21 +90,114 @@ def text_body(req: RequestView) -> str:
 
 
 def json_body(req: RequestView) -> Any:
-    """The decoded JSON body, or None when it is absent, not JSON, or hostile."""
+    """The decoded JSON body, or None when it is absent, not JSON, or hostile. A YAML body
+    (see `read_body`) is returned as the same plain data, so every parser reads YAML as JSON;
+    of several YAML documents this is the first, the one a Go server's yaml.Unmarshal reads."""
+    docs = read_body(req).documents
+    return docs[0] if docs else None
+
+
+def json_documents(req: RequestView) -> tuple[Any, ...]:
+    """Every document of the body: one for JSON, each non-empty one of a `---` separated YAML
+    stream. `json:` rules are matched against each, so no document hides behind another."""
+    return read_body(req).documents
+
+
+def json_duplicates(req: RequestView) -> bool:
+    """Whether an object of the body repeats a key, exactly or only by case. Python (and so
+    the rules) read the last of exact repeats, as Go and most JS servers do; but Go's
+    encoding/json also lets `Replicas` set `replicas`, so any such pair is a disagreement."""
+    return "duplicate_keys" in read_body(req).flags
+
+
+def body_flags(req: RequestView) -> frozenset[str]:
+    """Facts about how the body was read, for the action's flags: `duplicate_keys`,
+    `multi_document` (YAML), `body_too_large` (YAML past YAML_LIMIT, not read) and
+    `body_unparsed` (a body declared JSON or YAML that we could not read, or refused to:
+    invalid, too deep, an alias bomb). The server may read what we did not."""
+    return read_body(req).flags
+
+
+@dataclass(frozen=True)
+class Body:
+    """A body as a server reads it: its documents as plain data, and what was odd about it."""
+
+    documents: tuple[Any, ...] = ()
+    flags: frozenset[str] = frozenset()
+
+
+_NOTHING = Body()
+# Every JSON media type: application/json, vnd.api+json, merge-patch+json, json-patch+json, ...
+_JSON_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?json$")
+# application/yaml, application/x-yaml, text/yaml, application/apply-patch+yaml (Kubernetes
+# server-side apply) and any other +yaml: whatever says YAML is read as YAML.
+_YAML_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?ya?ml$")
+# YAML is read by a pure-Python parser (about 0.25 MB/s): past this a body is not read but
+# flagged, so a large manifest costs at most about a second of the proxy's time.
+YAML_LIMIT = 256 * 1024
+# Aliases make a small YAML text a huge tree (billion laughs). The loader shares the aliased
+# node, so memory is fine, but every walker (rules, parsers) would visit each copy: the tree
+# as walkers see it may be no larger than this many nodes plus one per byte of the text.
+EXPANDED_NODES = 10_000
+
+
+def read_body(req: RequestView) -> Body:
     body = req.body
-    if not body or not _JSON_START.match(body):
-        return None
-    return _decode_json(body)
+    if not body:
+        return _NOTHING
+    ctype = req.content_type
+    if _YAML_TYPE.search(ctype):
+        # kubectl sends server-side apply as JSON text (YAML's subset): read that at JSON speed.
+        read = _decode_json(body) if _JSON_START.match(body) else _NOTHING
+        return read if read.documents else _decode_yaml(body)
+    if not _JSON_START.match(body):
+        # UTF-16/32 JSON (a BOM or zero bytes show it) or a charset a server would honour:
+        # re-encode as UTF-8 so it is read like any other JSON body.
+        encoding = decoding.text_encoding(body, req.header("content-type"))
+        if encoding in ("utf-8", "utf8", "ascii", "us-ascii"):
+            return _unparsed_if(_JSON_TYPE.search(ctype) is not None)
+        text = decoding.decode_text(body, req.header("content-type"))
+        if text is None or not _JSON_START.match(text.encode("utf-8", "surrogatepass")):
+            return _unparsed_if(_JSON_TYPE.search(ctype) is not None)
+        body = text.encode("utf-8", "surrogatepass")
+    read = _decode_json(body)
+    if not read.documents and _JSON_TYPE.search(ctype):
+        return _unparsed_if(True)
+    return read
+
+
+def _unparsed_if(declared: bool) -> Body:
+    # A body that says it is JSON but is not: the server refuses it, or reads it in a way
+    # we do not (comments, trailing commas). Rules may hold on the flag; other bodies
+    # (plain text, forms, binary) are simply not JSON.
+    return Body(flags=frozenset({"body_unparsed"})) if declared else _NOTHING
 
 
 # Several parsers look at the same body; caching the last one means it is decoded once
 # per request. Callers must treat the result as read-only.
 @functools.lru_cache(maxsize=1)
-def _decode_json(body: bytes) -> Any:
+def _decode_json(body: bytes) -> Body:
+    dup: list[bool] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        # One hook call per object, in the one parse: no second pass over the body.
+        obj = dict(items)
+        n = len(obj)
+        if n != len(items) or (n > 1 and len(set(map(str.casefold, obj))) != n):
+            dup.append(True)
+        return obj
+
     try:
-        return json.loads(body)
+        doc = json.loads(body, object_pairs_hook=pairs)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-        return None
+        return _NOTHING
+    return Body((doc,), frozenset({"duplicate_keys"}) if dup else frozenset())
+
+
+@functools.lru_cache(maxsize=1)
+def _decode_yaml(body: bytes) -> Body:
+    docs, flags = decode_yaml(body, YAML_LIMIT, EXPANDED_NODES)
+    return Body(docs, flags)
 
 
 def form_body(req: RequestView) -> list[tuple[str, str]]:
