@@ -8,38 +8,55 @@ to JSON in sigs.k8s.io/yaml (`1` -> "1", `on` -> "true"); timestamps and binary 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Hashable
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import SafeConstructor
-from ruamel.yaml.error import MantissaNoDotYAML1_1Warning, YAMLError
-
-# `0e5` is a float to go-yaml and to us; ruamel only warns that 1.1 wants a dot. A warning per
-# request would be noise in the proxy's log and cost time.
-warnings.filterwarnings("ignore", category=MantissaNoDotYAML1_1Warning)
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode
 
 Decoded = tuple[tuple[Any, ...], frozenset[str]]
 
 
 class _Constructor(SafeConstructor):
-    """Safe construction (no Python objects), last duplicate key wins like Go, and a record of
-    every duplicate, exact or by case."""
+    """Safe construction (no Python objects), the last duplicate key wins as in Go, a record of
+    every duplicate (exact or by case), and a bound on what merge keys (`<<`) may copy."""
 
     duplicates = False
+    budget = 0  # key/value pairs merge keys may still copy
 
-    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
-        if key in mapping:
-            self.duplicates = True
-        return True  # ruamel keeps the first when duplicates are allowed; servers keep the last
+    def flatten_mapping(self, node: Any) -> Any:
+        # `<<: [*a, *a, ...]` copies pairs at every level: a merge-key bomb grows exponentially
+        # before any alias check could run, so the copies are counted as they are made.
+        super().flatten_mapping(node)
+        self.budget -= len(getattr(node, "merge", None) or ())
+        if self.budget < 0:
+            raise ValueError("merge keys copy too much")
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        mapping = super().construct_mapping(node, deep=deep)
-        keys = [_key_text(k) for k in mapping]
-        if len(set(keys)) != len(keys) or len({k.casefold() for k in keys}) != len(keys):
+        if not isinstance(node, MappingNode):
+            raise ConstructorError(None, None, f"expected a mapping node, but found {node.id!s}", node.start_mark)
+        self.flatten_mapping(node)
+        merged = len(getattr(node, "merge", None) or ())  # merged pairs come first, own keys override them
+        mapping: dict[str, Any] = {}
+        own: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
+            # Keys become text before they meet: in a Python dict 1, 1.0 and True are one key.
+            key = _key_text(self.construct_object(key_node, deep=True))
+            if i >= merged:
+                self.duplicates |= key in own
+                own.add(key)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        if len({k.casefold() for k in own}) != len(own):
             self.duplicates = True
-        return dict(zip(keys, mapping.values(), strict=True))
+        return mapping
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        text = self.construct_scalar(node).replace("_", "").lower()
+        if "e" in text and ":" not in text and "." not in text.split("e")[0]:
+            return float(text)  # `0e5`: a float to go-yaml; ruamel would warn that 1.1 wants a dot
+        return super().construct_yaml_float(node)
 
 
 def _key_text(key: Hashable) -> str:
@@ -57,6 +74,7 @@ _Constructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.cons
 _Constructor.add_constructor("tag:yaml.org,2002:binary", SafeConstructor.construct_yaml_str)
 # A !!set is a mapping to nulls in YAML; read it as one rather than as a Python set.
 _Constructor.add_constructor("tag:yaml.org,2002:set", SafeConstructor.construct_yaml_map)
+_Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor.construct_yaml_float)
 
 
 def _loader() -> tuple[YAML, _Constructor]:
@@ -72,6 +90,9 @@ def decode_yaml(body: bytes, limit: int, expanded_nodes: int) -> Decoded:
     if len(body) > limit:
         return (), frozenset({"body_too_large", "body_unparsed"})
     yaml, constructor = _loader()  # a loader keeps state: one per body
+    constructor.budget = expanded_nodes + len(body)
+    if flow_depth(body) > MAX_FLOW_DEPTH:
+        return (), frozenset({"body_unparsed"})
     try:
         docs = tuple(d for d in yaml.load_all(body) if d is not None)
     except (YAMLError, ValueError, TypeError, RecursionError):
@@ -84,6 +105,25 @@ def decode_yaml(body: bytes, limit: int, expanded_nodes: int) -> Decoded:
     if len(docs) > 1:
         flags.add("multi_document")
     return docs, frozenset(flags)
+
+
+# ruamel's scanner is quadratic in the nesting of [ ] and { } (it rescans one possible key per
+# level at every token): 1,500 levels cost a second. Manifests nest a few levels deep.
+MAX_FLOW_DEPTH = 100
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def flow_depth(body: bytes) -> int:
+    """How deep brackets nest, counting those in quoted text too (an upper bound): a
+    cheap guard run before the parser, in one pass over the brackets alone."""
+    depth = deepest = 0
+    for b in body.translate(None, _NOT_BRACKETS):
+        if b in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
 
 
 def expanded_size(doc: Any, limit: int) -> int | None:
