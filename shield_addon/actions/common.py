@@ -132,9 +132,10 @@ _JSON_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?json$")
 # application/yaml, application/x-yaml, text/yaml, application/apply-patch+yaml (Kubernetes
 # server-side apply) and any other +yaml: whatever says YAML is read as YAML.
 _YAML_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?ya?ml$")
-# YAML is read by a pure-Python parser (about 0.25 MB/s): past this a body is not read but
-# flagged, so a large manifest costs at most about a second of the proxy's time.
-YAML_LIMIT = 256 * 1024
+# YAML is read by a pure-Python parser (ruamel, about 140 KB/s: 256 KiB took 1.8 s): past this
+# a body is not read but flagged, so one request costs at most about half a second. Manifests
+# are a few KiB, and kubectl sends server-side apply as JSON, which is read without this limit.
+YAML_LIMIT = 64 * 1024
 # Aliases make a small YAML text a huge tree (billion laughs). The loader shares the aliased
 # node, so memory is fine, but every walker (rules, parsers) would visit each copy: the tree
 # as walkers see it may be no larger than this many nodes plus one per byte of the text.
@@ -142,6 +143,7 @@ EXPANDED_NODES = 10_000
 
 
 def read_body(req: RequestView) -> Body:
+    """The body's documents (objects and arrays only, as parsers expect) and flags."""
     body = req.body
     if not body:
         return _NOTHING
@@ -150,27 +152,36 @@ def read_body(req: RequestView) -> Body:
         # kubectl sends server-side apply as JSON text (YAML's subset): read that at JSON speed.
         read = _decode_json(body) if _JSON_START.match(body) else _NOTHING
         return read if read.documents else _decode_yaml(body)
+    declared = _JSON_TYPE.search(ctype) is not None
     if not _JSON_START.match(body):
         # UTF-16/32 JSON (a BOM or zero bytes show it) or a charset a server would honour:
-        # re-encode as UTF-8 so it is read like any other JSON body.
-        encoding = decoding.text_encoding(body, req.header("content-type"))
-        if encoding in ("utf-8", "utf8", "ascii", "us-ascii"):
-            return _unparsed_if(_JSON_TYPE.search(ctype) is not None)
-        text = decoding.decode_text(body, req.header("content-type"))
-        if text is None or not _JSON_START.match(text.encode("utf-8", "surrogatepass")):
-            return _unparsed_if(_JSON_TYPE.search(ctype) is not None)
-        body = text.encode("utf-8", "surrogatepass")
+        # read as UTF-8 like any other JSON body.
+        utf8 = _as_utf8(body, req.header("content-type"))
+        if utf8 is None or not _JSON_START.match(utf8):
+            return _unparsed(body) if declared else _NOTHING
+        body = utf8
     read = _decode_json(body)
-    if not read.documents and _JSON_TYPE.search(ctype):
-        return _unparsed_if(True)
-    return read
+    return _unparsed(body) if declared and not read.documents else read
 
 
-def _unparsed_if(declared: bool) -> Body:
-    # A body that says it is JSON but is not: the server refuses it, or reads it in a way
-    # we do not (comments, trailing commas). Rules may hold on the flag; other bodies
-    # (plain text, forms, binary) are simply not JSON.
-    return Body(flags=frozenset({"body_unparsed"})) if declared else _NOTHING
+def _unparsed(body: bytes) -> Body:
+    """A body that says it is JSON: a bare string or number is JSON (no object for rules or
+    parsers to read); anything else the server refuses, or reads in a way we do not
+    (comments, trailing commas), and rules may hold on the flag."""
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return Body(flags=frozenset({"body_unparsed"}))
+    return _NOTHING
+
+
+@functools.lru_cache(maxsize=1)
+def _as_utf8(body: bytes, content_type: str | None) -> bytes | None:
+    """`body` in UTF-8 when a BOM, zero bytes or a charset say it is in another encoding."""
+    if decoding.text_encoding(body, content_type) in ("utf-8", "utf8", "ascii", "us-ascii"):
+        return None
+    text = decoding.decode_text(body, content_type)
+    return None if text is None else text.encode("utf-8", "surrogatepass")
 
 
 # Several parsers look at the same body; caching the last one means it is decoded once
@@ -197,7 +208,8 @@ def _decode_json(body: bytes) -> Body:
 @functools.lru_cache(maxsize=1)
 def _decode_yaml(body: bytes) -> Body:
     docs, flags = decode_yaml(body, YAML_LIMIT, EXPANDED_NODES)
-    return Body(docs, flags)
+    # A scalar document (`hello`) is no object: parsers read objects and arrays, as from JSON.
+    return Body(tuple(d for d in docs if isinstance(d, dict | list)), flags)
 
 
 def form_body(req: RequestView) -> list[tuple[str, str]]:

@@ -364,3 +364,10 @@ def test_many_deep_flow_collections_cannot_stall_the_parser() -> None:
     assert "body_unparsed" in common.body_flags(req)
     assert time.perf_counter() - start < 0.5
     assert common.json_body(view("a: [[[[1]]]]\nb: {c: [{d: 1}]}\n", "application/yaml")) == {"a": [[[[1]]]], "b": {"c": [{"d": 1}]}}
+
+
+def test_json_and_yaml_scalars_are_read_but_give_no_object() -> None:
+    for body, ctype in (('"DROP TABLE t"', "application/json"), ("42", "application/json"), ("hello\n", "application/yaml")):
+        req = view(body, ctype)
+        assert (common.json_body(req), common.body_flags(req)) == (None, frozenset()), body
+    assert common.json_documents(view("hello\n---\na: 1\n", "application/yaml")) == ({"a": 1},)
