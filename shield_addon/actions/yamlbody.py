@@ -8,13 +8,15 @@ to JSON in sigs.k8s.io/yaml (`1` -> "1", `on` -> "true"); timestamps and binary 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError, SafeConstructor
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.nodes import MappingNode
+from ruamel.yaml.nodes import MappingNode, ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tag import Tag
 
 Decoded = tuple[tuple[Any, ...], frozenset[str]]
 
@@ -77,10 +79,24 @@ _Constructor.add_constructor("tag:yaml.org,2002:set", SafeConstructor.construct_
 _Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor.construct_yaml_float)
 
 
+# go-yaml's float: ruamel's YAML 1.1 table leaves `-.0` and `+.5` text, go-yaml reads numbers.
+_GO_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_STR = "tag:yaml.org,2002:str"
+
+
+class _Resolver(VersionedResolver):
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        if str(tag) == _STR and kind is ScalarNode and implicit[0] and _GO_FLOAT.match(value):
+            return Tag(suffix="tag:yaml.org,2002:float")
+        return tag
+
+
 def _loader() -> tuple[YAML, _Constructor]:
     yaml = YAML(typ="safe", pure=True)
     yaml.version = (1, 1)
     yaml.Constructor = _Constructor
+    yaml.Resolver = _Resolver
     return yaml, yaml.constructor
 
 
@@ -95,7 +111,7 @@ def decode_yaml(body: bytes, limit: int, expanded_nodes: int) -> Decoded:
         return (), frozenset({"body_unparsed"})
     try:
         docs = tuple(d for d in yaml.load_all(body) if d is not None)
-    except (YAMLError, ValueError, TypeError, RecursionError):
+    except Exception:  # noqa: BLE001 - YAMLError, RecursionError, and ruamel asserts on some inputs
         return (), frozenset({"body_unparsed"})
     if expanded_size(docs, expanded_nodes + len(body)) is None:
         return (), frozenset({"body_unparsed"})

@@ -70,7 +70,7 @@ def test_server_side_apply_scale_to_zero_is_held_by_the_bundled_pack(bundled: ru
     assert twin.verdict == "allow"
 
 
-@pytest.mark.parametrize("spelling", ["0", "0x0", "00", "-0", "0.0", "0e5", "+0", "0_0"])
+@pytest.mark.parametrize("spelling", ["0", "0x0", "00", "-0", "0.0", "0e5", "+0", "0_0", "-.0", "0."])
 def test_yaml_zero_in_any_spelling_a_yaml_1_1_server_reads_as_zero(spelling: str) -> None:
     v = explain(SCALE_TO_ZERO, "PUT", DEPLOY, f"spec:\n  replicas: {spelling}\n", "application/yaml")
     assert v.verdict == "hold", spelling
