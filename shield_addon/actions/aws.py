@@ -85,7 +85,7 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     target = req.header("x-amz-target")
     scope = _scope_service(req)
     action = first(req.query, "Action")
-    if action is None and b"Action=" in req.body:
+    if action is None:  # the form decoded, as AWS does: `%41ction=` is `Action=` to it
         action = first(form_body(req), "Action")
 
     bucket = _bucket_from_host(req.host) if aws_host else None

@@ -6,10 +6,14 @@ import functools
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from shield_addon.core import decoding
+
 from .base import RequestView
+from .yamlbody import decode_yaml
 
 # Least to most dangerous. A request that does several things is judged by its worst
 # part; execute ranks above update because a procedure or tool can do anything.
@@ -86,21 +90,126 @@ def text_body(req: RequestView) -> str:
 
 
 def json_body(req: RequestView) -> Any:
-    """The decoded JSON body, or None when it is absent, not JSON, or hostile."""
+    """The decoded JSON body, or None when it is absent, not JSON, or hostile. A YAML body
+    (see `read_body`) is returned as the same plain data, so every parser reads YAML as JSON;
+    of several YAML documents this is the first, the one a Go server's yaml.Unmarshal reads."""
+    docs = read_body(req).documents
+    return docs[0] if docs else None
+
+
+def json_documents(req: RequestView) -> tuple[Any, ...]:
+    """Every document of the body: one for JSON, each non-empty one of a `---` separated YAML
+    stream. `json:` rules are matched against each, so no document hides behind another."""
+    return read_body(req).documents
+
+
+def json_duplicates(req: RequestView) -> bool:
+    """Whether an object of the body repeats a key, exactly or only by case. Python (and so
+    the rules) read the last of exact repeats, as Go and most JS servers do; but Go's
+    encoding/json also lets `Replicas` set `replicas`, so any such pair is a disagreement."""
+    return "duplicate_keys" in read_body(req).flags
+
+
+def body_flags(req: RequestView) -> frozenset[str]:
+    """Facts about how the body was read, for the action's flags: `duplicate_keys`,
+    `multi_document` (YAML), `body_too_large` (YAML past YAML_LIMIT, not read) and
+    `body_unparsed` (a body declared JSON or YAML that we could not read, or refused to:
+    invalid, too deep, an alias bomb). The server may read what we did not."""
+    return read_body(req).flags
+
+
+@dataclass(frozen=True)
+class Body:
+    """A body as a server reads it: its documents as plain data, and what was odd about it."""
+
+    documents: tuple[Any, ...] = ()
+    flags: frozenset[str] = frozenset()
+
+
+_NOTHING = Body()
+# Every JSON media type: application/json, vnd.api+json, merge-patch+json, json-patch+json, ...
+_JSON_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?json$")
+# application/yaml, application/x-yaml, text/yaml, application/apply-patch+yaml (Kubernetes
+# server-side apply) and any other +yaml: whatever says YAML is read as YAML.
+_YAML_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?ya?ml$")
+# YAML is read by a pure-Python parser (ruamel, about 140 KB/s: 256 KiB took 1.8 s): past this
+# a body is not read but flagged, so one request costs at most about half a second. Manifests
+# are a few KiB, and kubectl sends server-side apply as JSON, which is read without this limit.
+YAML_LIMIT = 64 * 1024
+# Aliases make a small YAML text a huge tree (billion laughs). The loader shares the aliased
+# node, so memory is fine, but every walker (rules, parsers) would visit each copy: the tree
+# as walkers see it may be no larger than this many nodes plus one per byte of the text.
+EXPANDED_NODES = 10_000
+
+
+def read_body(req: RequestView) -> Body:
+    """The body's documents (objects and arrays only, as parsers expect) and flags."""
     body = req.body
-    if not body or not _JSON_START.match(body):
+    if not body:
+        return _NOTHING
+    ctype = req.content_type
+    if _YAML_TYPE.search(ctype):
+        # kubectl sends server-side apply as JSON text (YAML's subset): read that at JSON speed.
+        read = _decode_json(body) if _JSON_START.match(body) else _NOTHING
+        return read if read.documents else _decode_yaml(body)
+    declared = _JSON_TYPE.search(ctype) is not None
+    if not _JSON_START.match(body):
+        # UTF-16/32 JSON (a BOM or zero bytes show it) or a charset a server would honour:
+        # read as UTF-8 like any other JSON body.
+        utf8 = _as_utf8(body, req.header("content-type"))
+        if utf8 is None or not _JSON_START.match(utf8):
+            return _unparsed(body) if declared else _NOTHING
+        body = utf8
+    read = _decode_json(body)
+    return _unparsed(body) if declared and not read.documents else read
+
+
+def _unparsed(body: bytes) -> Body:
+    """A body that says it is JSON: a bare string or number is JSON (no object for rules or
+    parsers to read); anything else the server refuses, or reads in a way we do not
+    (comments, trailing commas), and rules may hold on the flag."""
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return Body(flags=frozenset({"body_unparsed"}))
+    return _NOTHING
+
+
+@functools.lru_cache(maxsize=1)
+def _as_utf8(body: bytes, content_type: str | None) -> bytes | None:
+    """`body` in UTF-8 when a BOM, zero bytes or a charset say it is in another encoding."""
+    if decoding.text_encoding(body, content_type) in ("utf-8", "utf8", "ascii", "us-ascii"):
         return None
-    return _decode_json(body)
+    text = decoding.decode_text(body, content_type)
+    return None if text is None else text.encode("utf-8", "surrogatepass")
 
 
 # Several parsers look at the same body; caching the last one means it is decoded once
 # per request. Callers must treat the result as read-only.
 @functools.lru_cache(maxsize=1)
-def _decode_json(body: bytes) -> Any:
+def _decode_json(body: bytes) -> Body:
+    dup: list[bool] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        # One hook call per object, in the one parse: no second pass over the body.
+        obj = dict(items)
+        n = len(obj)
+        if n != len(items) or (n > 1 and len(set(map(str.casefold, obj))) != n):
+            dup.append(True)
+        return obj
+
     try:
-        return json.loads(body)
+        doc = json.loads(body, object_pairs_hook=pairs)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-        return None
+        return _NOTHING
+    return Body((doc,), frozenset({"duplicate_keys"}) if dup else frozenset())
+
+
+@functools.lru_cache(maxsize=1)
+def _decode_yaml(body: bytes) -> Body:
+    docs, flags = decode_yaml(body, YAML_LIMIT, EXPANDED_NODES)
+    # A scalar document (`hello`) is no object: parsers read objects and arrays, as from JSON.
+    return Body(tuple(d for d in docs if isinstance(d, dict | list)), flags)
 
 
 def form_body(req: RequestView) -> list[tuple[str, str]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote_plus
 
 from ruamel.yaml.comments import CommentedMap
 
@@ -52,7 +53,7 @@ def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
         return _json_matcher(c, value, node, w)
     if key == "body":
         rx = regex(c, value, node, key, w)
-        return lambda s, cap: bool(rx.search(_body_text(s.request)))
+        return lambda s, cap: any(rx.search(text) for text in _body_texts(s.request))
     if key == "filter":
         return _filter_matcher(c, value, node, w)
     if key == "not":
@@ -143,10 +144,12 @@ def _json_matcher(c: Context, value: Any, parent: Any, where: str) -> Predicate:
         checks.append((steps, regex(c, rx, value, path, f"{where}.{path}")))
 
     def pred(s: Subject, cap: dict[str, str]) -> bool:
-        doc = jsonpath.body_json(s.request)
-        if doc is jsonpath.NO_JSON:
-            return False
-        return all(any(rx.search(jsonpath.scalar(v)) for v in jsonpath.walk(doc, steps)) for steps, rx in checks)
+        # Each document of a YAML stream on its own: the checks describe one object, and a
+        # benign first document must not hide the one a server also reads.
+        return any(
+            all(any(rx.search(jsonpath.scalar(v)) for v in jsonpath.walk(doc, steps)) for steps, rx in checks)
+            for doc in jsonpath.documents(s.request)
+        )
 
     return pred
 
@@ -164,5 +167,11 @@ def _sql_matcher(c: Context, value: Any, parent: Any, where: str) -> Predicate:
     return pred
 
 
-def _body_text(req: RequestView) -> str:
-    return req.body.decode("utf-8", "replace")
+def _body_texts(req: RequestView) -> Iterator[str]:
+    """The body as sent and, for a form, as the server decodes it: `%41ction=Terminate...` is
+    `Action=Terminate...` to the server, so a regex written for the latter must match. Either
+    matching is a match; decoding is done once, as servers do (`%2541` stays `%41`)."""
+    text = req.body.decode("utf-8", "replace")
+    yield text
+    if req.content_type in ("application/x-www-form-urlencoded", "") and ("%" in text or "+" in text):
+        yield unquote_plus(text)

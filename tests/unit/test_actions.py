@@ -230,9 +230,9 @@ def test_json_body_is_decoded_once_per_request(monkeypatch: pytest.MonkeyPatch) 
     calls = []
     real_loads = json.loads
 
-    def counting_loads(data: bytes) -> object:
+    def counting_loads(data: bytes, **kw: object) -> object:
         calls.append(data)
-        return real_loads(data)
+        return real_loads(data, **kw)
 
     common._decode_json.cache_clear()
     monkeypatch.setattr(json, "loads", counting_loads)
