@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 
 from . import aws, graphql, kubernetes, mcp, postgrest, rest, sql
 from .base import ACTION_TYPES, Action, RequestView
-from .common import form_body, request_view, strictest
+from .common import body_flags, form_body, request_view, strictest
 
 __all__ = [
     "ACTION_TYPES",
@@ -69,13 +69,20 @@ def parse_all(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = Non
     """
     service = pinned_service(req.host, pinned) if pinned else None
     if service == "rest":
-        return (rest.parse(req),)
-    found = []
-    for name, parser in PARSERS.items():
-        action = _forced(name, req) if name == service else _run(name, parser, req, False)
-        if action is not None:
-            found.append(action)
-    return tuple(found) or (rest.parse(req),)
+        found = [rest.parse(req)]
+    else:
+        found = []
+        for name, parser in PARSERS.items():
+            action = _forced(name, req) if name == service else _run(name, parser, req, False)
+            if action is not None:
+                found.append(action)
+        found = found or [rest.parse(req)]
+    # How the body was read (duplicate keys, a YAML stream, a body that says JSON and is
+    # not) is a fact about every action in it: a rule on any of them may hold on it.
+    read = body_flags(req) if req.body else frozenset()
+    if read:
+        found = [dataclasses.replace(a, flags=a.flags | read) for a in found]
+    return tuple(found)
 
 
 @dataclass(frozen=True)

@@ -386,7 +386,7 @@ def _pack_verdict(method: str, path: str, content_type: str, body: str) -> Any:
 def test_yaml_scale_to_zero_is_held_now(content_type: str) -> None:
     method = "PUT" if content_type == "application/yaml" else "PATCH"
     v = _pack_verdict(method, "/apis/apps/v1/namespaces/dev/deployments/web", content_type, YAML_DEPLOYMENT_AT_ZERO)
-    assert (v.verdict, v.rule.id) == ("hold", "k8s-scale-to-zero-yaml")
+    assert (v.verdict, v.rule.id) == ("hold", "k8s-scale-to-zero")
 
 
 @pytest.mark.parametrize(
@@ -396,7 +396,6 @@ def test_yaml_scale_to_zero_is_held_now(content_type: str) -> None:
         ("/api/v1/namespaces/dev/persistentvolumeclaims/data", "metadata:\n  finalizers: null\n", "k8s-finalizers-removed"),
     ],
 )
-@pytest.mark.xfail(strict=False, reason="YAML bodies: decode branch")
 def test_json_rules_read_yaml_bodies(path: str, body: str, rule: str) -> None:
     v = _pack_verdict("PATCH", path, "application/apply-patch+yaml", body)
     assert rule in v.matched
