@@ -108,8 +108,14 @@ def test_dynamodb_body_that_is_not_json_names_no_table() -> None:
     assert (action.operation, action.tables) == ("DeleteTable", ())
 
 
-def test_rest_json_service_is_known_but_its_operation_is_the_method() -> None:
+def test_rest_json_operation_comes_from_the_models_path_templates() -> None:
     action = parse(request_view("DELETE", "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f"))
+    assert (action.service, action.action_type, action.operation) == ("aws:lambda", "delete", "DeleteFunction")
+    assert "aws:delete" in action.flags
+
+
+def test_rest_path_no_template_matches_falls_back_to_the_method() -> None:
+    action = parse(request_view("DELETE", "https://lambda.us-east-1.amazonaws.com/no/such/route"))
     assert (action.service, action.action_type, action.operation) == ("aws:lambda", "delete", "delete")
 
 
@@ -125,16 +131,16 @@ CLOUDWATCH = "https://monitoring.us-east-1.amazonaws.com/"
         # Hosts whose service signs under another name get that name, signed or not.
         ("POST", f"{SES}/", FORM, "Action=SendEmail", ("aws:ses", "execute", "SendEmail")),
         ("POST", f"{SES}/", [*FORM, sigv4("ses")], "Action=GetSendQuota", ("aws:ses", "read", "GetSendQuota")),
-        ("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse", [], "{}", ("aws:bedrock", "create", "post")),
+        ("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse", [], "{}", ("aws:bedrock", "execute", "Converse")),
         # CloudWatch signs as "monitoring": renaming only unsigned requests would split it.
         ("POST", CLOUDWATCH, FORM, "Action=PutMetricData", ("aws:monitoring", "create", "PutMetricData")),
         ("POST", CLOUDWATCH, [*FORM, sigv4("monitoring")], "Action=ListMetrics", ("aws:monitoring", "read", "ListMetrics")),
-        # SES v2 is REST-JSON: its sends are named from the path.
+        # SES v2 is REST-JSON: its operations are named from the path.
         ("POST", f"{SES}/v2/email/outbound-emails", [], "{}", ("aws:ses", "execute", "SendEmail")),
         ("POST", f"{SES}/v2/email/outbound-emails/", [sigv4("ses")], "{}", ("aws:ses", "execute", "SendEmail")),
         ("POST", "https://email.eu-west-1.amazonaws.com/v2/email/outbound-bulk-emails", [], "{}", ("aws:ses", "execute", "SendBulkEmail")),
-        ("GET", f"{SES}/v2/email/account", [], "", ("aws:ses", "read", "get")),
-        ("POST", f"{SES}/v2/email/templates", [], "{}", ("aws:ses", "create", "post")),
+        ("GET", f"{SES}/v2/email/account", [], "", ("aws:ses", "read", "GetAccount")),
+        ("POST", f"{SES}/v2/email/templates", [], "{}", ("aws:ses", "create", "CreateEmailTemplate")),
     ],
 )
 def test_service_names_and_rest_json_operations(
@@ -167,7 +173,7 @@ BUCKET_HOST = "https://photos.s3.us-east-1.amazonaws.com"
         ("DELETE", f"{BUCKET_HOST}/", [], ("delete", "DeleteBucket", "bucket", "photos", "photos")),
         ("POST", f"{BUCKET_HOST}/?delete", [], ("delete", "DeleteObjects", "bucket", "photos", "photos")),
         ("PUT", f"{BUCKET_HOST}/?policy", [], ("create", "PutBucketPolicy", "bucket", "photos", "photos")),
-        ("DELETE", f"{BUCKET_HOST}/?publicAccessBlock", [], ("delete", "DeleteBucketPublicAccessBlock", "bucket", "photos", "photos")),
+        ("DELETE", f"{BUCKET_HOST}/?publicAccessBlock", [], ("delete", "DeletePublicAccessBlock", "bucket", "photos", "photos")),
         ("GET", "https://s3.amazonaws.com/", [], ("read", "ListBuckets", None, None, None)),
     ],
 )
@@ -243,7 +249,9 @@ def test_s3_compatible_store_pinned_to_aws_is_path_style_s3() -> None:
         ("Invoke", "execute"),
         ("SendCommand", "execute"),
         ("Publish", "execute"),
-        ("AssumeRole", "other"),
+        ("AssumeRole", "execute"),  # new credentials: runs with another identity
+        ("AdminDeleteUser", "delete"),
+        ("Frobnicate", "other"),
         ("", "other"),
         ("deleteThing", "other"),
     ],
