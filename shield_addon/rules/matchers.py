@@ -17,7 +17,7 @@ from shield_addon.rules.nodes import Context, as_list, check_keys, globs, regex
 MATCH_KEYS = {
     "method", "host", "port", "path", "query", "header", "json", "body", "filter", "not", "agent",
     "service", "action_type", "operation", "resource", "resource_type", "namespace",
-    "resource_name", "table", "sql",
+    "resource_name", "table", "sql", "flag",
 }
 
 
@@ -61,6 +61,8 @@ def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
     if key == "sql":
         return _sql_matcher(c, value, node, w)
     pats = globs(c, value, node, key, w)
+    if key == "flag":  # facts a parser states, e.g. aws:delete, no_filter
+        return lambda s, cap: any(_any_glob(pats, f) for f in s.action.flags)
     if key == "table":
         return lambda s, cap: any(_any_glob(pats, t) for t in _tables(s, cap))
     attr = "resource_type" if key == "resource" else key  # `resource` is the short name
