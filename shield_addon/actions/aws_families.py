@@ -32,14 +32,17 @@ _VERBS_BY_TYPE = {
     "delete": (
         "Delete", "Terminate", "Remove", "Purge", "Destroy", "Deregister", "Unregister", "Revoke", "Detach",
         "Abort", "Deprovision", "Expire", "Clear", "Flush", "Release", "Close", "Unsubscribe", "Deauthorize",
-        "Drain", "Unassign", "Unlink", "Unshare", "Withdraw",
+        "Drain", "Unassign", "Unlink", "Unshare", "Withdraw", "Discard", "Dispose", "Forget", "Undeploy", "Unpeer",
+        "Retire", "Return", "Leave",
     ),
     "create": (
         "Create", "Put", "Run", "Add", "Attach", "Register", "Import", "Copy", "Upload", "Complete", "Post",
         "Allocate", "Purchase", "Provision", "Request", "Clone", "Submit", "Initiate", "Launch", "Build",
         "Ingest", "Replicate", "Issue", "Record", "Index", "Subscribe", "Invite", "Define", "Claim", "Report",
         "Reimport", "Advertise", "Grant", "Authorize", "Assign", "Populate", "Prepare", "Initialize",
-        "Distribute", "Split", "Join", "Enter", "Open", "Checkout",
+        "Distribute", "Split", "Join", "Enter", "Open", "Checkout", "Acquire", "Begin", "Compose", "Convert",
+        "Deliver", "Insight", "Provide", "Push", "Reserve", "Save", "Setup", "Link", "Label", "Group", "Peer",
+        "Meter", "Bundle", "Reinvite", "Redeem", "Vote", "Share",
     ),
     "update": (
         "Update", "Modify", "Set", "Change", "Reboot", "Start", "Stop", "Enable", "Disable", "Deactivate",
@@ -50,30 +53,37 @@ _VERBS_BY_TYPE = {
         "Suspend", "Increase", "Decrease", "Extend", "Lock", "Unlock", "Opt", "Override", "Rename", "Reorder",
         "Sync", "Resync", "Rebuild", "Reload", "Deprecate", "Undeprecate", "Quarantine", "Unquarantine",
         "Manage", "Commit", "Optimize", "Connect", "Disconnect", "Exit", "Logout", "Cancel", "End", "Schedule",
-        "Deploy", "Continue", "Exchange", "Reverse", "Monitor",
+        "Deploy", "Continue", "Exchange", "Reverse", "Monitor", "Allow", "Amend", "Backtrack", "Deny", "Disallow",
+        "Finalize", "Mark", "Migrate", "Rebalance", "Recall", "Regenerate", "Resize", "Shrink", "Skip", "Swap",
+        "Synchronize", "Toggle", "Unsuspend", "Unlabel", "Ungroup", "Unmonitor", "User", "Invalidate", "Evict",
+        "Dismiss", "Shutdown",
     ),
     "read": (
         "Get", "List", "Describe", "Head", "Scan", "Query", "Select", "Simulate", "Generate", "Search", "Check",
         "Validate", "Verify", "Detect", "Evaluate", "Preview", "Count", "Is", "Lookup", "Retrieve", "Calculate",
         "Compare", "Analyze", "Sample", "Discover", "Poll", "Receive", "Download", "Export", "Suggest", "Render",
+        "Autocomplete", "Classify", "Contains", "Decode", "Domain", "Estimate", "Filter", "Forecast", "Geocode",
+        "Introspect", "Phone", "Carrier", "Probe", "Read", "Snap", "View", "Traverse", "Rerank", "Rescore",
     ),
     "execute": (
         "Invoke", "Execute", "Send", "Publish", "Resend", "Signal", "Notify", "Converse", "Chat", "Agentic",
         "Encrypt", "Decrypt", "Re", "Sign", "Redact", "Infer", "Predict", "Recognize", "Translate", "Assume",
-        "Test",
+        "Test", "Capture", "Process", "Decapsulate", "Encapsulate", "Derive", "Synthesize", "Transcribe", "Channel",
+        "Redrive", "Checkpoint", "Take", "Global", "Insert", "Install", "Forgot",
     ),
 }
 _VERB_TYPES = {verb: kind for kind, verbs in _VERBS_BY_TYPE.items() for verb in verbs}
 # Words that say how, not what: the verb is the next word.
-_MODIFIERS = ("Batch", "Transact", "Admin")
+_MODIFIERS = ("Batch", "Transact", "Admin", "Bulk")
 _VERB = re.compile(r"[A-Z][a-z]*")
 
 _FAMILY_BY_VERB = {
     "Terminate": "terminate",
-    "Stop": "stop", "Pause": "stop", "Suspend": "stop",
+    "Stop": "stop", "Pause": "stop", "Suspend": "stop", "Shutdown": "stop",
+    "Backtrack": "data_loss",
     "Disable": "disable", "Deactivate": "disable", "Deprecate": "disable",
     "Authorize": "permission", "Revoke": "permission", "Grant": "permission", "Deauthorize": "permission",
-    "Unshare": "permission",
+    "Unshare": "permission", "Share": "permission", "Retire": "permission", "Leave": "permission",
 }
 
 # Services where every write changes who may do what.
