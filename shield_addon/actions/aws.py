@@ -1,40 +1,37 @@
-"""AWS APIs: the query protocol (Action=), JSON protocols (X-Amz-Target) and S3 REST.
+"""AWS APIs, every protocol botocore speaks, operations named from botocore's models.
+
+- query / ec2: `Action=` in the query string or a form body, keys and values
+  percent-decoded as the server decodes them;
+- json: `X-Amz-Target: Service_20120810.Operation`; smithy-rpc-v2-cbor:
+  `POST /service/{target}/operation/{Operation}`;
+- rest-json / rest-xml (S3, Lambda, Route 53, SES v2, ...): method and path matched
+  against the request URI templates of the service's model (aws_catalogue.py).
 
 The service comes first from the SigV4 credential scope, because it is signed and so
 names the service that will really act; then from the host; then from the target.
+Each operation is classified by aws_families.py: an action type, and families as flags
+(`aws:delete`, `aws:logging_off`, ...) that rules match with `flag:`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
+from . import aws_catalogue
+from .aws_families import classify_any, param_families, verb_type
 from .base import Action, RequestView
-from .common import first, form_body, json_body, method_type
+from .common import STRICTNESS, first, json_body, method_type, text_body
+
+__all__ = ["parse", "verb_type"]
 
 _AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn")
 _SIGV4 = "AWS4-HMAC-SHA256"
 _CREDENTIAL = re.compile(r"Credential=([^,\s]+)")
 _TARGET_SERVICE = re.compile(r"^(?:amazon|aws)?([a-z0-9]+?)(?:_?v?\d{8})?$")
-_VERB = re.compile(r"[A-Z][a-z]*")
-
-# Deactivate (IAM's DeactivateMFADevice) and Reset (ResetServiceSpecificCredential,
-# ResetDBParameterGroup) are updates: the thing stays and can be turned back on, like
-# Disable. Simulate and Generate (IAM's SimulatePrincipalPolicy,
-# GenerateCredentialReport) only compute an answer from what exists: reads.
-_VERBS_BY_TYPE = {
-    "delete": ("Delete", "Terminate", "Remove", "Purge", "Destroy", "Deregister", "Revoke", "Detach", "Abort"),
-    "create": ("Create", "Put", "Run", "Add", "Attach", "Register", "Import", "Copy", "Upload", "Complete", "Post"),
-    "update": (
-        "Update", "Modify", "Set", "Change", "Reboot", "Start", "Stop", "Enable", "Disable", "Deactivate",
-        "Reset", "Tag", "Untag", "Associate", "Disassociate", "Write", "Restore",
-    ),
-    "read": ("Get", "List", "Describe", "Head", "Scan", "Query", "Select", "Simulate", "Generate"),
-    "execute": ("Invoke", "Execute", "Send", "Publish"),
-}
-_VERB_TYPES = {verb: kind for kind, verbs in _VERBS_BY_TYPE.items() for verb in verbs}
-
+_RPC_V2 = re.compile(r"(?:/[^/]+)*/service/([^/]+)/operation/([^/?]+)/?")
 # Host prefixes whose service signs under another name (botocore's endpointPrefix vs
 # signingName). The SigV4 scope, read first, carries the signing name, so naming
 # unsigned requests the same way gives each service one name. CloudWatch
@@ -44,12 +41,6 @@ _SIGNING_NAMES = {
     "bedrock-runtime": "bedrock",
     "bedrock-agent": "bedrock",
     "bedrock-agent-runtime": "bedrock",
-}
-
-# REST-JSON APIs name their operation only in the path; a few worth a rule.
-_REST_OPERATIONS = {
-    ("ses", "POST", "/v2/email/outbound-emails"): "SendEmail",
-    ("ses", "POST", "/v2/email/outbound-bulk-emails"): "SendBulkEmail",
 }
 
 # Query-protocol parameters that name what is acted on, with its resource type.
@@ -67,62 +58,204 @@ _RESOURCE_PARAMS = (
     ("VolumeId", "volume"),
     ("SnapshotId", "snapshot"),
 )
-
-# S3 subresources (?acl, ?policy, ...) that make a bucket or object request a
-# different operation; the rest of the name is built as GetBucketPolicy etc.
-_BUCKET_SUBRESOURCES = (
-    "acl", "cors", "encryption", "lifecycle", "location", "logging", "notification",
-    "ownershipControls", "policy", "publicAccessBlock", "replication", "tagging", "versioning", "website",
-)
-_OBJECT_SUBRESOURCES = {"acl": "Acl", "tagging": "Tagging", "retention": "Retention", "legal-hold": "LegalHold"}
-_S3_VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Head"}
+# S3 canned ACLs and grants that open to everyone.
+_PUBLIC_ACL = re.compile(r"public-read|authenticated-read|AllUsers|AuthenticatedUsers", re.IGNORECASE)
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
     aws_host = req.host.endswith(_AWS_HOSTS)
-    if not (pinned or aws_host or _signals_aws(req)):
+    form = _form(req, aws_host or pinned)
+    if not (pinned or aws_host or _signals_aws(req, form)):
         return None
     target = req.header("x-amz-target")
     scope = _scope_service(req)
-    action = first(req.query, "Action")
-    if action is None:  # the form decoded, as AWS does: `%41ction=` is `Action=` to it
-        action = first(form_body(req), "Action")
-
     bucket = _bucket_from_host(req.host) if aws_host else None
+    label = req.host.split(".", 1)[0] if aws_host else None
     service = scope or (_host_service(req.host, bucket) if aws_host else None)
+    params = list(req.query) + form
+    # A key sent twice: the server reads one of them, we do not know which; judge all.
+    operations = list(dict.fromkeys(v for k, v in params if k == "Action"))
+
     if target:
+        prefix, _, operation = target.rpartition(".")
         service = service or _target_service(target)
-        return _json_protocol(req, service or "unknown", target)
-    if action:
-        return _query_protocol(req, service or "unknown", action)
+        candidates = aws_catalogue.catalogue().candidates(scope, label, prefix, service)
+        return _rpc(req, service, candidates, [operation], _json_params(req))
+    if operations:
+        candidates = aws_catalogue.catalogue().candidates(scope, label, service)
+        return _rpc(req, service, candidates, operations, params)
+    rpc_v2 = _RPC_V2.fullmatch(req.path) if req.method == "POST" else None
+    if rpc_v2:
+        prefix, operation = unquote(rpc_v2.group(1)), unquote(rpc_v2.group(2))
+        service = service or _target_service(prefix)
+        candidates = aws_catalogue.catalogue().candidates(scope, label, prefix)
+        return _rpc(req, service, candidates, [operation], list(req.query))
     if service == "s3" or bucket is not None or (pinned and not aws_host):
         return _s3(req, bucket)
-    # A REST-JSON API (Lambda, EKS, ...): we know the service, rarely the operation.
-    operation = _REST_OPERATIONS.get((service, req.method, req.path.rstrip("/")))
-    if operation:
-        return Action(f"aws:{service}", verb_type(operation), operation)
-    return Action(f"aws:{service or 'unknown'}", method_type(req.method), req.method.lower())
+    candidates = aws_catalogue.catalogue().candidates(scope, label, service)
+    return _rest(req, service or "unknown", candidates)
 
 
-def verb_type(operation: str) -> str:
-    verb = _VERB.match(operation)
-    word = verb.group() if verb else ""
-    if word in ("Batch", "Transact"):  # BatchGetItem reads, BatchDeleteImage deletes
-        verb = _VERB.match(operation, len(word))
-        word = verb.group() if verb else ""
-    return _VERB_TYPES.get(word, "other")
+def _rpc(
+    req: RequestView,
+    service: str | None,
+    candidates: tuple[str, ...],
+    operations: list[str],
+    params: list[tuple[str, str]],
+) -> Action:
+    """An operation named outright (query, JSON or RPC v2 protocols)."""
+    cat = aws_catalogue.catalogue()
+    readings = []
+    for operation in operations:
+        owners = cat.owners(candidates, operation) or ((service,) if service else ())
+        kind, families = classify_any(owners, operation)
+        readings.append((operation, kind, families))
+    operation, kind, families = _strictest(readings)
+    families |= param_families(operation, params, _body_for_params(req))
+    resource_type, resource_name, tables = _resource(service, params, req)
+    flags = {f"aws:{f}" for f in families}
+    if len(readings) > 1:
+        flags |= {f"aws:{f}" for _, _, fs in readings for f in fs} | {"aws:ambiguous"}
+    return Action(
+        service=f"aws:{service or 'unknown'}",
+        action_type=kind,
+        operation=operation,
+        resource_type=resource_type,
+        resource_name=resource_name,
+        tables=tables,
+        flags=frozenset(flags),
+    )
 
 
-def _signals_aws(req: RequestView) -> bool:
-    # One pass over headers and query: this runs for every request nobody claimed yet,
-    # so it must stay cheap.
+def _rest(req: RequestView, service: str, candidates: tuple[str, ...]) -> Action:
+    """An operation named by method and path (rest-json, rest-xml)."""
+    action = _rest_match(req, candidates, req.path)
+    if action is None:
+        return Action(f"aws:{service}", method_type(req.method), req.method.lower())
+    operation, kind, families = action
+    return Action(f"aws:{service}", kind, operation, flags=frozenset(f"aws:{f}" for f in families))
+
+
+def _rest_match(
+    req: RequestView, candidates: tuple[str, ...], path: str
+) -> tuple[str, str, frozenset[str]] | None:
+    """(operation, type, families) of the templates `path` matches best; when several
+    tie, the strictest names the action and it carries the families of all."""
+    query = {}
+    for k, v in req.query:
+        query.setdefault(k, v)
+    headers = frozenset(name for name, _ in req.headers)
+    found = aws_catalogue.match_rest(candidates, req.method, path, query, headers)
+    if not found:
+        return None
+    cat = aws_catalogue.catalogue()
+    readings = [(op, *classify_any([svc], op)) for svc, op in found]
+    current = [r for r, (svc, op) in zip(readings, found) if op not in cat.services[svc].deprecated]
+    operation, kind, _ = _strictest(current or readings)
+    families = frozenset().union(*(f for _, _, f in readings))
+    params = list(req.query) + _json_params(req)
+    families |= param_families(operation, params, _body_for_params(req))
+    if any(_PUBLIC_ACL.search(v) for k, v in req.headers if k == "x-amz-acl" or k.startswith("x-amz-grant-")):
+        families |= {"public"}
+    return operation, kind, frozenset(families)
+
+
+def _strictest(readings: list[tuple[str, str, frozenset[str]]]) -> tuple[str, str, frozenset[str]]:
+    # The worst reading names the action; among equals the plainest name (ListBuckets
+    # over ListDirectoryBuckets, which shares its route).
+    return max(readings, key=lambda r: (STRICTNESS.index(r[1]), len(r[2]), -len(r[0]), r[0]))
+
+
+def _form(req: RequestView, aws: bool) -> list[tuple[str, str]]:
+    """The form body as the server reads it. AWS endpoints read a form whatever the
+    content type says, so for them any body that is not JSON or XML is tried."""
+    body = req.body
+    if not body:
+        return []
+    if req.content_type != "application/x-www-form-urlencoded":
+        if not aws or body[:1] in (b"{", b"[", b"<") or b"=" not in body:
+            return []
+    try:
+        return parse_qsl(text_body(req), keep_blank_values=True)
+    except ValueError:
+        return []
+
+
+def _signals_aws(req: RequestView, form: list[tuple[str, str]]) -> bool:
+    # One pass over headers and query: this runs for every request, so it must stay cheap.
     for name, value in req.headers:
         if name == "x-amz-target" or (name == "authorization" and value.startswith(_SIGV4)):
             return True
     for name, _ in req.query:
         if name == "Action" or name == "X-Amz-Credential":
             return True
-    return b"Action=" in req.body and req.content_type == "application/x-www-form-urlencoded"
+    return any(name == "Action" for name, _ in form)
+
+
+def _json_params(req: RequestView) -> list[tuple[str, str]]:
+    """Top-level members of a JSON body as (name, text) pairs, as the query protocol
+    would send them: booleans as true/false, numbers as written."""
+    body = json_body(req)
+    if not isinstance(body, dict):
+        return []
+    return [(str(k), _scalar(v)) for k, v in body.items() if not isinstance(v, (dict, list))]
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _body_for_params(req: RequestView) -> str:
+    ctype = req.content_type
+    if not req.body or ctype.startswith(("image/", "video/", "audio/")) or ctype == "application/octet-stream":
+        return ""
+    return text_body(req)
+
+
+def _resource(
+    service: str | None, params: Iterable[tuple[str, str]], req: RequestView
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    if service == "dynamodb":
+        tables = _dynamodb_tables(json_body(req))
+        return ("table" if tables else None), (tables[0] if len(tables) == 1 else None), tables
+    params = list(params)
+    for param, kind in _RESOURCE_PARAMS:
+        # EC2 lists are numbered: InstanceId.1=i-a&InstanceId.2=i-b
+        values = sorted(
+            (int(k[len(param) + 1 :]) if k != param else 0, v)
+            for k, v in params
+            if k == param or (k.startswith(param + ".") and k[len(param) + 1 :].isdigit())
+        )
+        if values:
+            return kind, ",".join(v for _, v in values), ()
+    return None, None, ()
+
+
+def _s3(req: RequestView, bucket: str | None) -> Action:
+    path = unquote(req.path)
+    key = path.removeprefix("/")
+    if bucket is None:  # path style: /bucket/key
+        bucket, _, key = key.partition("/")
+        route = req.path
+    else:  # virtual-hosted: the model's templates start with /{Bucket}
+        route = "/" + bucket + req.path
+    match = _rest_match(req, ("s3",), route)
+    if match is None:
+        operation = "PostObject" if req.method == "POST" else req.method.lower()
+        kind, families = method_type(req.method), frozenset()
+    else:
+        operation, kind, families = match
+    return Action(
+        service="aws:s3",
+        action_type=kind,
+        operation=operation,
+        resource_type="object" if key else "bucket" if bucket else None,
+        namespace=bucket or None,
+        resource_name=key or bucket or None,
+        flags=frozenset(f"aws:{f}" for f in families),
+    )
 
 
 def _scope_service(req: RequestView) -> str | None:
@@ -163,21 +296,6 @@ def _target_service(target: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _json_protocol(req: RequestView, service: str, target: str) -> Action:
-    operation = target.rsplit(".", 1)[-1]
-    tables: tuple[str, ...] = ()
-    if service == "dynamodb":
-        tables = _dynamodb_tables(json_body(req))
-    return Action(
-        service=f"aws:{service}",
-        action_type=verb_type(operation),
-        operation=operation,
-        resource_type="table" if tables else None,
-        resource_name=tables[0] if len(tables) == 1 else None,
-        tables=tables,
-    )
-
-
 def _dynamodb_tables(body: Any) -> tuple[str, ...]:
     if not isinstance(body, dict):
         return ()
@@ -191,85 +309,3 @@ def _dynamodb_tables(body: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if isinstance(n, str) and n))
 
 
-def _query_protocol(req: RequestView, service: str, operation: str) -> Action:
-    params = list(req.query) + form_body(req)
-    resource_type = resource_name = None
-    for param, kind in _RESOURCE_PARAMS:
-        # EC2 lists are numbered: InstanceId.1=i-a&InstanceId.2=i-b
-        values = sorted(
-            (int(k[len(param) + 1 :]) if k != param else 0, v)
-            for k, v in params
-            if k == param or (k.startswith(param + ".") and k[len(param) + 1 :].isdigit())
-        )
-        if values:
-            resource_type, resource_name = kind, ",".join(v for _, v in values)
-            break
-    return Action(
-        service=f"aws:{service}",
-        action_type=verb_type(operation),
-        operation=operation,
-        resource_type=resource_type,
-        resource_name=resource_name,
-    )
-
-
-def _s3(req: RequestView, bucket: str | None) -> Action:
-    path = unquote(req.path)
-    key = path.removeprefix("/")
-    if bucket is None:  # path style: /bucket/key
-        bucket, _, key = key.partition("/")
-    keys = {k for k, _ in req.query}
-    operation = _s3_object_operation(req, keys) if key else _s3_bucket_operation(req, keys, bucket)
-    return Action(
-        service="aws:s3",
-        action_type=verb_type(operation) if operation[:1].isupper() else method_type(req.method),
-        operation=operation,
-        resource_type="object" if key else "bucket" if bucket else None,
-        namespace=bucket or None,
-        resource_name=key or bucket or None,
-    )
-
-
-def _s3_bucket_operation(req: RequestView, keys: set[str], bucket: str) -> str:
-    method = req.method
-    if not bucket:
-        return "ListBuckets" if method == "GET" else method.lower()
-    if method == "POST":
-        return "DeleteObjects" if "delete" in keys else "PostObject"
-    if method == "GET" and "versions" in keys:
-        return "ListObjectVersions"
-    if method == "GET" and "uploads" in keys:
-        return "ListMultipartUploads"
-    verb = _S3_VERBS.get(method)
-    if verb is None:
-        return method.lower()
-    for sub in _BUCKET_SUBRESOURCES:
-        if sub in keys:
-            return f"{verb}Bucket{sub[0].upper()}{sub[1:]}"
-    if method == "GET":
-        return "ListObjectsV2" if first(req.query, "list-type") == "2" else "ListObjects"
-    return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}[method]
-
-
-def _s3_object_operation(req: RequestView, keys: set[str]) -> str:
-    method = req.method
-    if method == "POST":
-        if "uploads" in keys:
-            return "CreateMultipartUpload"
-        if "uploadId" in keys:
-            return "CompleteMultipartUpload"
-        if "restore" in keys:
-            return "RestoreObject"
-        return "SelectObjectContent" if "select" in keys else "PostObject"
-    if "uploadId" in keys:
-        parts = {"GET": "ListParts", "PUT": "UploadPart", "DELETE": "AbortMultipartUpload"}
-        return parts.get(method, method.lower())
-    verb = _S3_VERBS.get(method)
-    if verb is None:
-        return method.lower()
-    for sub, name in _OBJECT_SUBRESOURCES.items():
-        if sub in keys:
-            return f"{verb}Object{name}"
-    if method == "PUT" and req.header("x-amz-copy-source"):
-        return "CopyObject"
-    return f"{verb}Object"
