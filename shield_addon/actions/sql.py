@@ -133,6 +133,7 @@ _TYPES = {
     "savepoint": "other",
     "release": "other",
     "use": "other",
+    "end": "other",
     "unparsed": "other",
 }  # anything else (call, exec, copy, do, vacuum, pragma, ...) is "execute"
 
@@ -155,7 +156,7 @@ _NEEDS = {
     "select": ({"FROM"},),
     "with": ({"AS", "SELECT"}, {"AS", "INSERT"}, {"AS", "UPDATE"}, {"AS", "DELETE"}),
     "insert": ({"VALUES"}, {"SELECT"}),
-    "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}),
+    "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}, {"TABLE", "AS"}, {"TABLE", "USING"}),
     "update": ({"SET"},),
     "delete": ({"FROM"}, {"WHERE"}),  # T-SQL and Oracle may omit FROM before a WHERE
     "merge": ({"INTO", "USING"},),
@@ -182,6 +183,13 @@ _CONTAINERS_UPPER = frozenset(c.upper() for c in _CONTAINERS)
 _DYNAMIC_WORDS = frozenset({"execute", "exec", "prepare", "do", "executesql"})
 _DYNAMIC_ARG = re.compile(r"(?:IMMEDIATE|sp_executesql)\b", re.IGNORECASE)
 _PROGRAM = re.compile(r"\bPROGRAM\b", re.IGNORECASE)
+_DYNAMIC_SHAPES = {
+    "exec": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
+    "execute": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
+    "executesql": re.compile(r""),
+    "prepare": re.compile(r"\s+\w+\s*(?:\([^)]*\))?\s+(?:FROM|AS)\b", re.IGNORECASE),
+    "do": re.compile(r"\s*(?:LANGUAGE\s+\w+\s+)?[$']", re.IGNORECASE),
+}
 _MAX_DEPTH = 2  # SQL inside dynamic SQL inside dynamic SQL is read; deeper is unparsed
 
 
@@ -281,7 +289,8 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
         return  # e.g. {"query": "red shoes"}: a search box, not SQL
     if not clean:
         found.unparsed()
-    found.statement_count += max(len(statements) for statements in readings)
+    if depth == 0:  # code inside a statement is part of that statement
+        found.statement_count += max(len(statements) for statements in readings)
     dynamic = False
     for statements in readings:
         for statement in statements:
@@ -364,6 +373,8 @@ def _shaped(text: str, nested: bool = False) -> bool:
         return _shaped(rest[options.end() if options else 0 :], nested=True)
     if verb == "call":  # CALL name(...)
         return bool(_word(text, end)[0]) and "(" in text[end:]
+    if verb in _DYNAMIC_WORDS:  # EXEC('...'), EXECUTE IMMEDIATE, PREPARE s FROM, DO $$
+        return _DYNAMIC_SHAPES[verb].match(text, end) is not None
     needs = _NEEDS.get(verb)
     if not needs:
         return False
@@ -560,8 +571,11 @@ def _never_true(condition: exp.Expression) -> bool:
 
 
 def _dropped_container(table: exp.Table) -> str | None:
-    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA drops."""
-    kind = str(table.parent.args.get("kind") or "").lower() if isinstance(table.parent, exp.Drop) else ""
+    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA (or
+    CREATE OR REPLACE DATABASE/SCHEMA) drops."""
+    parent = table.parent
+    drops = isinstance(parent, exp.Drop) or (isinstance(parent, exp.Create) and parent.args.get("replace"))
+    kind = str(parent.args.get("kind") or "").lower() if drops else ""
     return kind if kind in _CONTAINERS else None
 
 
