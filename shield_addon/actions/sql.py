@@ -190,7 +190,11 @@ _DYNAMIC_SHAPES = {
     "prepare": re.compile(r"\s+\w+\s*(?:\([^)]*\))?\s+(?:FROM|AS)\b", re.IGNORECASE),
     "do": re.compile(r"\s*(?:LANGUAGE\s+\w+\s+)?[$']", re.IGNORECASE),
 }
-_MAX_DEPTH = 2  # SQL inside dynamic SQL inside dynamic SQL is read; deeper is unparsed
+_MAX_DEPTH = 2
+_PIECES = 32  # statements of one text pre-checked; a hostile text gets no more
+# Kinds whose short forms have none of the keywords `_shaped` wants: SELECT 1,
+# TRUNCATE t, T-SQL's DELETE t, VALUES (1).
+_UNSHAPED = _DDL | {"copy", "select", "values", "table", "delete"}  # SQL inside dynamic SQL inside dynamic SQL is read; deeper is unparsed
 
 
 class _NoCommandFallbackWarnings(logging.Filter):
@@ -244,6 +248,10 @@ class _Findings:
 def _classify(items: list[tuple[str, str]]) -> Action | None:
     found = _Findings()
     for text, how in items:
+        # Any string may start with "Update" or "Use": sqlglot only sees the ones that
+        # could still turn out to be SQL, so a large body of prose stays cheap.
+        if how == sql_find.LOOSE and not _may_be_sql(text):
+            continue
         _read_text(text, how == sql_find.DECLARED, found, depth=0)
     if not found.kinds:
         return None
@@ -267,7 +275,7 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
         return
     readings, clean = _readings(text, declared, found)
     if readings is None:  # over budget
-        if declared or sql_find.candidate(text):
+        if declared or _may_be_sql(text):
             found.unparsed(too_large=True)
         return
     code = sql_find.opened(text)
@@ -357,6 +365,17 @@ def _real(statement: exp.Expression) -> bool:
     if key == "insert":  # VALUES, a SELECT, or DEFAULT VALUES
         return bool(statement.args.get("expression") or statement.args.get("default"))
     return True
+
+
+def _may_be_sql(text: str) -> bool:
+    """A cheap necessary condition for undeclared text to be read as SQL: one of its
+    statements (split naively, executable comments opened) has the keywords of its
+    kind, or is DDL or COPY, whose short forms (`TRUNCATE t`) need none."""
+    for variant in (text, sql_find.opened(text)):
+        for piece in (variant or "").split(";")[:_PIECES]:
+            if _word(piece)[0] in _UNSHAPED or _shaped(piece):
+                return True
+    return False
 
 
 def _shaped(text: str, nested: bool = False) -> bool:

@@ -50,7 +50,28 @@ SQL_WORDS = frozenset({
     "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
     "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system",
 })
-_WORD_ALT = "|".join(sorted(SQL_WORDS, key=len, reverse=True))
+def _trie(words: frozenset[str]) -> str:
+    """An alternation of `words` factored by prefix (`s(?:e(?:lect|t)|how)`): the
+    regex engine then rejects a non-word at its first letter, not once per word."""
+    heads: dict[str, set[str]] = {}
+    for word in words:
+        heads.setdefault(word[:1], set()).add(word[1:])
+    parts = []
+    for head, tails in sorted(heads.items()):
+        if head == "":
+            continue
+        rest = frozenset(t for t in tails if t)
+        inner = _trie(rest) if rest else ""
+        if not rest:
+            parts.append(re.escape(head))
+        elif "" in tails:
+            parts.append(f"{re.escape(head)}(?:{inner})?")
+        else:
+            parts.append(f"{re.escape(head)}(?:{inner})")
+    return "|".join(parts)
+
+
+_WORD_ALT = _trie(SQL_WORDS)
 
 # Possessive quantifiers: no backtracking, so no catastrophic cases on hostile text.
 # `/*!` and `/*M!` are MySQL/MariaDB code, not comments: they end the noise.
@@ -64,18 +85,28 @@ _CANDIDATE = re.compile(
 )
 
 # The same test on raw JSON bytes, so a 256 KiB body with no SQL-looking string is
-# dismissed by one C-level scan instead of decoding and walking thousands of strings.
-# It must never miss a string `_CANDIDATE` accepts: a JSON escape (`\u0044ROP`, `\n`)
-# where a word or noise could be counts as a hit, and a comment stops at a quote or an
-# escape (so each byte is scanned a bounded number of times).
-_RAW_NOISE = rb'(?:[ (;{]|\xef\xbb\xbf|--[^"\\]*+|\#[^"\\]*+|/\*(?!M?!)(?:[^*"\\]|\*(?!/))*+\*/)*+'
-_RAW_WORD = rb"(?:[A-Za-z_]*+\\|/\*M?!|/\*(?:[^*\"\\]|\*(?!/))*+\\|(?i:" + _WORD_ALT.encode() + rb")\b)"
-_RAW_KEYS = b"|".join(k.encode() for k in sorted(SQL_KEYS, key=len, reverse=True))
-_RAW_CANDIDATE = re.compile(
-    rb'"' + _RAW_NOISE + _RAW_WORD
-    + rb"|;[ (]*+(?:\\|/\*|--|\#|(?i:" + _WORD_ALT.encode() + rb")\b)"
-    + rb'|"(?i:' + _RAW_KEYS + rb')"',
+# dismissed by a few C-level scans instead of decoding and walking thousands of strings.
+# It must never miss a string `_CANDIDATE` accepts: JSON escapes of whitespace are
+# noise, a comment reaching an escape counts as a hit, and any escaped ASCII character
+# (`\u0044ROP`) is a hit of its own. Lower-casing the body first is cheaper than
+# case-insensitive matching (only ASCII letters change).
+_RAW_WORD = _WORD_ALT.encode()
+_RAW_NOISE = rb'(?:[ (;{]|\xef\xbb\xbf|\\[nrtfb]|--[^"\\]*+|\#[^"\\]*+|/\*(?!m?!)(?:[^*"\\]|\*(?!/))*+\*/)*+'
+_RAW_STRING = re.compile(
+    rb'"(?:(?:' + _RAW_WORD + rb")\b|(?:" + _trie(SQL_KEYS).encode() + rb')"'
+    rb"|(?=[ (;{\xef\-#/\\])" + _RAW_NOISE
+    + rb"(?:(?:" + _RAW_WORD + rb")\b|/\*m?!|/\*(?:[^*\"\\]|\*(?!/))*+\\|\\))"
 )
+_RAW_SEPARATOR = re.compile(rb";[ (]*+(?:\\|/\*|--|\#|(?:" + _RAW_WORD + rb")\b)")
+_RAW_ESCAPED_ASCII = re.compile(rb"\\u00[0-7]")
+
+
+def raw_candidate(body: bytes) -> bool:
+    """Whether a JSON body may hold a string `candidate` accepts (never a false no)."""
+    if _RAW_ESCAPED_ASCII.search(body):
+        return True
+    low = body.lower()
+    return _RAW_STRING.search(low) is not None or _RAW_SEPARATOR.search(low) is not None
 
 
 def candidate(text: str) -> bool:
@@ -98,7 +129,7 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
     if ct == _FORM:
         return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
     if _JSON_START.match(req.body):
-        if _RAW_CANDIDATE.search(req.body) is None:
+        if not raw_candidate(req.body):
             return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
         doc = _decode_json(req.body)
         if doc is not None:
