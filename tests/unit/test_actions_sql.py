@@ -522,12 +522,27 @@ def test_many_sql_strings_are_too_large_not_silently_allowed() -> None:
 # --- dialect tricks, read as the server reads them ----------------------------------------
 
 
-@pytest.mark.parametrize("text", ["/*!50000 DROP TABLE t */", "/*!DROP TABLE t*/", "SELECT 1 /*!; DROP TABLE t */", "/*M!100100 DROP TABLE t */"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/*!50000 DROP TABLE t */",
+        "/*!DROP TABLE t*/",
+        "SELECT 1 /*!; DROP TABLE t */",
+        "/*M!100100 DROP TABLE t */",
+    ],
+)
 def test_mysql_executable_comments_are_code(text: str) -> None:
     assert "drop" in sql_json({"q": text}).statements
 
 
-@pytest.mark.parametrize("text", ["/* drop table t */ SELECT 1", "SELECT /*+ MAX_EXECUTION_TIME(1) */ a FROM t", "SELECT '/*!DROP TABLE t*/'"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/* drop table t */ SELECT 1",
+        "SELECT /*+ MAX_EXECUTION_TIME(1) */ a FROM t",
+        "SELECT '/*!DROP TABLE t*/'",
+    ],
+)
 def test_comments_and_hints_that_are_not_code_stay_comments(text: str) -> None:
     assert sql_body(text).statements == ("select",)
 
@@ -589,7 +604,18 @@ def test_a_where_that_keeps_every_row_is_no_where(where: str) -> None:
     assert "update_without_where" in sql_body(f"UPDATE t SET a = 1 WHERE {where}").flags
 
 
-@pytest.mark.parametrize("where", ["id = 5", "created < now()", "false", "id = 5 AND 1=1", "id IN (SELECT id FROM u)", "id = $1", "1 = 0 OR id = 2"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "id = 5",
+        "created < now()",
+        "false",
+        "id = 5 AND 1=1",
+        "id IN (SELECT id FROM u)",
+        "id = $1",
+        "1 = 0 OR id = 2",
+    ],
+)
 def test_a_real_where_stays_a_where(where: str) -> None:
     assert sql_body(f"DELETE FROM t WHERE {where}").flags == frozenset()
 
@@ -614,13 +640,27 @@ def test_destruction_not_spelt_drop(text: str, kind: str, tables: tuple[str, ...
         assert (action.statements[0], action.action_type, action.tables) == (kind, "delete", tables)
 
 
-@pytest.mark.parametrize(("text", "resource_type"), [("CREATE OR REPLACE DATABASE d", "database"), ("CREATE OR REPLACE SCHEMA d", "schema")])
+@pytest.mark.parametrize(
+    ("text", "resource_type"),
+    [
+        ("CREATE OR REPLACE DATABASE d", "database"),
+        ("CREATE OR REPLACE SCHEMA d", "schema"),
+    ],
+)
 def test_replacing_a_database_is_a_resource(text: str, resource_type: str) -> None:
     action = sql_body(text)
     assert (action.statements, action.resource_type, action.resource_name, action.tables) == (("replace_database",), resource_type, "d", ())
 
 
-@pytest.mark.parametrize("text", ["CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE TABLE t (a INT)", "INSERT INTO t SELECT * FROM s", "ALTER TABLE t ADD COLUMN c INT"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE OR REPLACE VIEW v AS SELECT 1",
+        "CREATE TABLE t (a INT)",
+        "INSERT INTO t SELECT * FROM s",
+        "ALTER TABLE t ADD COLUMN c INT",
+    ],
+)
 def test_creating_and_adding_are_not_destruction(text: str) -> None:
     assert sql_body(text).action_type in ("create", "update")
 
