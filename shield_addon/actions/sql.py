@@ -10,6 +10,28 @@ and sqlglot reads prose leniently: "drop shipping suppliers" becomes a DROP comm
 "delete my account" a DELETE from table `my`. Such text counts as SQL only when a
 statement in it has the keywords its kind cannot do without (DROP TABLE ..., DELETE
 FROM ..., UPDATE ... SET ...); see `_real` and `_shaped`.
+
+Where the texts come from (every JSON string at any depth, query and form values, text
+bodies) is sql_find.py. Each text is read several ways and the findings united: in
+each dialect; with MySQL's executable comments (`/*!50000 DROP TABLE t */`) opened;
+statement by statement when no dialect reads the whole text, so one unreadable
+fragment (`FOOBAR; DROP TABLE t`) flags the text `unparsed` without hiding the rest;
+and, for dynamic SQL and function bodies, the code they carry (dollar-quoted bodies,
+string literals).
+
+Statement kinds beyond sqlglot's names, for what destroys without saying DROP:
+- `execute_dynamic` (action execute): PREPARE, EXECUTE IMMEDIATE, EXEC('...'),
+  EXEC sp_executesql, DO blocks, COPY ... TO/FROM PROGRAM (also flag `copy_program`);
+  a plain CALL or EXEC proc stays `call`/`exec`/`execute`.
+- `replace_table` (delete): CREATE OR REPLACE TABLE, REPLACE TABLE.
+- `replace_database` (delete): CREATE OR REPLACE DATABASE/SCHEMA (a resource, as DROP).
+- `overwrite` (delete): INSERT OVERWRITE [TABLE].
+- `replace_into` (delete): REPLACE INTO, INSERT OR REPLACE (deletes then inserts:
+  ON DELETE CASCADE and delete triggers fire).
+- `alter_drop` (delete): ALTER TABLE ... DROP COLUMN/PARTITION/CONSTRAINT.
+Flags: `delete_without_where`/`update_without_where` also when the WHERE cannot tell
+rows apart (`WHERE 1=1`, `WHERE true`, `x = x`, an OR with such a branch);
+`merge_delete` for MERGE ... WHEN MATCHED THEN DELETE.
 """
 
 from __future__ import annotations
@@ -17,14 +39,15 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.optimizer.simplify import simplify
 
+from . import sql_find
 from .base import Action, RequestView
-from .common import json_body, strictest, text_body, unique
+from .common import strictest, unique
 
 # sqlglot is pure Python, about 4 us a character for each dialect tried. Past
 # MAX_CHARS of SQL in one request we stop and say so ("too_large") rather than stall
@@ -35,14 +58,11 @@ WORK = 4 * MAX_CHARS  # enough for the four primary dialects on any text we acce
 
 # read=None is sqlglot's own permissive dialect.
 _PRIMARY = (None, "postgres", "mysql", "tsql")
-_FALLBACK = ("sqlite", "bigquery", "snowflake")
+_FALLBACK = ("sqlite", "bigquery", "snowflake", "clickhouse", "databricks")
 # Backslash escapes, `#` and `--` comments, nested /* */, $$ strings and the three
 # identifier quotes are where dialects split one text into different statements.
 _AMBIGUOUS = re.compile(r"[\\#$`\[\"]|/\*|--")
 
-_CONTENT_TYPES = frozenset({"application/sql", "application/x-sql", "text/sql", "text/x-sql"})
-_JSON_KEYS = frozenset({"query", "sql", "statement"})
-_PINNED_JSON_DEPTH = 4  # a pinned host may wrap SQL deeper, e.g. {"args": {"sql": ...}}
 
 # sqlglot expression key -> statement kind. Anything else at the top level (a bare
 # column, a literal, GraphQL read as a struct...) means the text is not SQL to us.
@@ -75,6 +95,7 @@ _KINDS = {
     "pragma": "pragma",
     "analyze": "analyze",
     "execute": "execute",
+    "executesql": "execute",  # T-SQL EXEC sp_executesql
 }
 # Data-changing statements that count even when nested, e.g. Postgres'
 # `WITH d AS (DELETE ... RETURNING *) SELECT ...`.
@@ -95,6 +116,11 @@ _TYPES = {
     "grant": "update",
     "revoke": "update",
     "replace": "update",
+    "replace_table": "delete",
+    "replace_database": "delete",
+    "overwrite": "delete",
+    "replace_into": "delete",
+    "alter_drop": "delete",
     "rename": "update",
     "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
     "delete": "delete",
@@ -107,18 +133,10 @@ _TYPES = {
     "savepoint": "other",
     "release": "other",
     "use": "other",
+    "end": "other",
     "unparsed": "other",
 }  # anything else (call, exec, copy, do, vacuum, pragma, ...) is "execute"
 
-# First word of statements we would rather report as unparsed than let pass as REST.
-_SQL_WORDS = frozenset({
-    "select", "with", "insert", "update", "delete", "merge", "drop", "truncate", "create", "alter",
-    "grant", "revoke", "copy", "describe", "desc", "show", "use", "set", "begin", "start", "commit",
-    "rollback", "savepoint", "release", "pragma", "analyze", "explain", "call", "exec", "execute",
-    "replace", "upsert", "vacuum", "lock", "do", "values", "table", "rename", "comment", "prepare",
-    "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
-    "detach", "backup", "restore", "kill", "shutdown",
-})
 # Possessive quantifiers: no backtracking, so no catastrophic cases on hostile text.
 _LEADING_NOISE = re.compile(r"(?:\s|--[^\n]*+|#[^\n]*+|/\*.*?(?:\*/|\Z)|[(;\ufeff])*+", re.DOTALL)
 _FIRST_WORD = re.compile(r"[A-Za-z_]+")
@@ -138,7 +156,7 @@ _NEEDS = {
     "select": ({"FROM"},),
     "with": ({"AS", "SELECT"}, {"AS", "INSERT"}, {"AS", "UPDATE"}, {"AS", "DELETE"}),
     "insert": ({"VALUES"}, {"SELECT"}),
-    "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}),
+    "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}, {"TABLE", "AS"}, {"TABLE", "USING"}),
     "update": ({"SET"},),
     "delete": ({"FROM"}, {"WHERE"}),  # T-SQL and Oracle may omit FROM before a WHERE
     "merge": ({"INTO", "USING"},),
@@ -160,6 +178,23 @@ _OBJECTS = frozenset({
 })
 # DROP DATABASE/SCHEMA name a container of tables, not a table.
 _CONTAINERS = frozenset({"database", "schema"})
+_CONTAINERS_UPPER = frozenset(c.upper() for c in _CONTAINERS)
+# Verbs that may run SQL held in a string; see `_special_kind`.
+_DYNAMIC_WORDS = frozenset({"execute", "exec", "prepare", "do", "executesql"})
+_DYNAMIC_ARG = re.compile(r"(?:IMMEDIATE|sp_executesql)\b", re.IGNORECASE)
+_PROGRAM = re.compile(r"\bPROGRAM\b", re.IGNORECASE)
+_DYNAMIC_SHAPES = {
+    "exec": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
+    "execute": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
+    "executesql": re.compile(r""),
+    "prepare": re.compile(r"\s+\w+\s*(?:\([^)]*\))?\s+(?:FROM|AS)\b", re.IGNORECASE),
+    "do": re.compile(r"\s*(?:LANGUAGE\s+\w+\s+)?[$']", re.IGNORECASE),
+}
+_MAX_DEPTH = 2
+_PIECES = 32  # statements of one text pre-checked; a hostile text gets no more
+# Kinds whose short forms have none of the keywords `_shaped` wants: SELECT 1,
+# TRUNCATE t, T-SQL's DELETE t, VALUES (1).
+_UNSHAPED = _DDL | {"copy", "select", "values", "table", "delete"}  # SQL inside dynamic SQL inside dynamic SQL is read; deeper is unparsed
 
 
 class _NoCommandFallbackWarnings(logging.Filter):
@@ -174,85 +209,140 @@ logging.getLogger("sqlglot").addFilter(_NoCommandFallbackWarnings())
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
-    if not req.body:
-        return None
-    ct = req.content_type
-    if ct in _CONTENT_TYPES:
-        return from_texts([text_body(req)], declared=True)
-    doc = json_body(req)
-    if doc is not None:
-        depth = _PINNED_JSON_DEPTH if pinned else 0
-        texts = list(_json_texts(doc, depth))
-        return from_texts(texts, declared=pinned) if texts else None
-    if pinned:
-        return from_texts([text_body(req)], declared=True)
-    if ct == "text/plain":
-        text = text_body(req)
-        # Plain text is usually prose ("Update: deploy done"); only SQL that parses counts.
-        action = from_texts([text]) if looks_like_sql(text) else None
-        return None if action is None or "unparsed" in action.flags else action
-    return None
+    found = sql_find.texts(req, pinned)
+    return _classify(found) if found else None
 
 
 def from_json(doc: Any) -> Action | None:
-    """SQL in the top-level query/sql/statement fields of a decoded JSON object."""
-    texts = list(_json_texts(doc, 0))
-    return from_texts(texts) if texts else None
+    """SQL in any string of a decoded JSON document (an MCP tool's arguments)."""
+    found = sql_find.json_texts(doc)
+    return _classify(found) if found else None
 
 
 def from_texts(texts: list[str], declared: bool = False) -> Action | None:
     """Classify SQL texts. `declared`: the sender says it is SQL, so failing to parse
     it is reported ("unparsed") instead of treating the text as not SQL. Undeclared
     text must show it is SQL: a real statement, or the shape of one if unreadable."""
-    kinds: list[str] = []
-    tables: list[str] = []
-    resources: list[tuple[str, str]] = []
-    flags: set[str] = set()
-    statement_count = 0  # the most any dialect saw, summed over the texts
-    budget, work = MAX_CHARS, WORK
-    for text in texts:
-        if not text.strip():
+    return _classify([(t, sql_find.DECLARED if declared else sql_find.FIELD) for t in texts])
+
+
+class _Findings:
+    """What the texts of one request do, united, and what reading them may still cost."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.tables: list[str] = []
+        self.resources: list[tuple[str, str]] = []
+        self.flags: set[str] = set()
+        self.statement_count = 0  # the most any reading saw, summed over the texts
+        self.chars = MAX_CHARS
+        self.work = WORK
+
+    def unparsed(self, too_large: bool = False) -> None:
+        self.kinds.append("unparsed")
+        self.flags.add("unparsed")
+        if too_large:
+            self.flags.add("too_large")
+
+
+def _classify(items: list[tuple[str, str]]) -> Action | None:
+    found = _Findings()
+    for text, how in items:
+        # Any string may start with "Update" or "Use": sqlglot only sees the ones that
+        # could still turn out to be SQL, so a large body of prose stays cheap.
+        if how == sql_find.LOOSE and not _may_be_sql(text):
             continue
-        budget -= len(text)
-        results, attempts = _parse(text, work // len(text)) if budget >= 0 else ([], 0)
-        work -= attempts * len(text)
-        if not declared:
-            # One real statement makes the whole reading SQL, so `BEGIN; SET ROLE x; ...`
-            # around it keeps every part; prose has none.
-            results = [statements for statements in results if any(map(_real, statements))]
-        if not results:
-            # Text too long to read is judged by its first word, as padding could push
-            # the keywords `_shaped` looks for past any limit we would scan to.
-            too_large = budget < 0
-            if declared or (looks_like_sql(text) if too_large else _shaped(text)):
-                kinds.append("unparsed")
-                flags.add("unparsed")
-                if too_large:
-                    flags.add("too_large")
-            continue  # e.g. {"query": "red shoes"}: a search box, not SQL
-        statement_count += max(len(statements) for statements in results)
-        for statements in results:  # one list per dialect that could read the text
-            for statement in statements:
-                _describe(statement, kinds, tables, flags, resources)
-    if not kinds:
+        _read_text(text, how == sql_find.DECLARED, found, depth=0)
+    if not found.kinds:
         return None
-    if statement_count > 1:
-        flags.add("multi_statement")
-    resource_types = unique(kind for kind, _ in resources)
+    if found.statement_count > 1:
+        found.flags.add("multi_statement")
+    resource_types = unique(kind for kind, _ in found.resources)
     return Action(
         service="sql",
-        action_type=strictest(_TYPES.get(k, "execute") for k in kinds),
-        operation=";".join(k.upper() for k in unique(kinds)),
+        action_type=strictest(_TYPES.get(k, "execute") for k in found.kinds),
+        operation=";".join(k.upper() for k in unique(found.kinds)),
         resource_type=resource_types[0] if len(resource_types) == 1 else None,
-        resource_name=",".join(unique(name for _, name in resources)) or None,
-        tables=unique(tables),
-        statements=unique(k for k in kinds if k != "unparsed"),
-        flags=frozenset(flags),
+        resource_name=",".join(unique(name for _, name in found.resources)) or None,
+        tables=unique(found.tables),
+        statements=unique(k for k in found.kinds if k != "unparsed"),
+        flags=frozenset(found.flags),
     )
 
 
+def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
+    if not text.strip():
+        return
+    readings, clean = _readings(text, declared, found)
+    if readings is None:  # over budget
+        if declared or _may_be_sql(text):
+            found.unparsed(too_large=True)
+        return
+    code = sql_find.opened(text)
+    if code is not None:  # what MySQL runs inside /*! ... */ counts too
+        more, more_clean = _readings(code, declared, found)
+        readings += more or []
+        clean = clean and (more_clean or not more)
+    if not clean:
+        # No dialect read every statement: read them one by one, so an unreadable one
+        # flags the text without hiding the others (`FOOBAR; DROP TABLE t`).
+        pieces = sql_find.fragments(text) if len(text) > 1 else []
+        if len(pieces) > 1:
+            readings, clean = _fragment_readings(pieces, declared, found, readings)
+    if not readings:
+        # Text too long to read is judged by its first word, as padding could push
+        # the keywords `_shaped` looks for past any limit we would scan to.
+        if declared or _shaped(text):
+            found.unparsed()
+        return  # e.g. {"query": "red shoes"}: a search box, not SQL
+    if not clean:
+        found.unparsed()
+    if depth == 0:  # code inside a statement is part of that statement
+        found.statement_count += max(len(statements) for statements in readings)
+    dynamic = False
+    for statements in readings:
+        for statement in statements:
+            if _kind(statement):
+                dynamic |= _describe(statement, found)
+    if dynamic and depth < _MAX_DEPTH:
+        for inner in sql_find.code_inside(text):
+            _read_text(inner, False, found, depth + 1)
+
+
+def _readings(text: str, declared: bool, found: _Findings) -> tuple[list[list[exp.Expression]] | None, bool]:
+    """Each dialect's statements for `text` (None when over budget) and whether one
+    dialect classified every statement."""
+    found.chars -= len(text)
+    if found.chars < 0 or found.work < len(text):
+        return None, False
+    results, clean, attempts = _parse(text, found.work // len(text))
+    found.work -= attempts * len(text)
+    readings = list(results)
+    if not declared:
+        # One real statement makes the whole reading SQL, so `BEGIN; SET ROLE x; ...`
+        # around it keeps every part; prose has none.
+        readings = [statements for statements in readings if any(_kind(s) and _real(s) for s in statements)]
+    return readings, clean
+
+
+def _fragment_readings(
+    pieces: list[str], declared: bool, found: _Findings, readings: list[list[exp.Expression]]
+) -> tuple[list[list[exp.Expression]], bool]:
+    sql_seen, unreadable = bool(readings), False
+    for piece in pieces:
+        more, piece_clean = _readings(piece, declared, found)
+        if more is None:
+            found.unparsed(too_large=True)
+            return readings, False
+        if more:
+            readings.extend(more)
+            sql_seen = True
+        unreadable |= not piece_clean  # a comment-only piece is clean
+    return (readings if sql_seen else []), not unreadable
+
+
 def looks_like_sql(text: str) -> bool:
-    return _word(text)[0] in _SQL_WORDS
+    return _word(text)[0] in sql_find.SQL_WORDS
 
 
 def _word(text: str, pos: int = 0) -> tuple[str, int]:
@@ -277,6 +367,17 @@ def _real(statement: exp.Expression) -> bool:
     return True
 
 
+def _may_be_sql(text: str) -> bool:
+    """A cheap necessary condition for undeclared text to be read as SQL: one of its
+    statements (split naively, executable comments opened) has the keywords of its
+    kind, or is DDL or COPY, whose short forms (`TRUNCATE t`) need none."""
+    for variant in (text, sql_find.opened(text)):
+        for piece in (variant or "").split(";")[:_PIECES]:
+            if _word(piece)[0] in _UNSHAPED or _shaped(piece):
+                return True
+    return False
+
+
 def _shaped(text: str, nested: bool = False) -> bool:
     """Whether undeclared text has the keywords of the statement it starts with: the
     test for sqlglot's Command fallbacks and for text no dialect could read."""
@@ -291,6 +392,8 @@ def _shaped(text: str, nested: bool = False) -> bool:
         return _shaped(rest[options.end() if options else 0 :], nested=True)
     if verb == "call":  # CALL name(...)
         return bool(_word(text, end)[0]) and "(" in text[end:]
+    if verb in _DYNAMIC_WORDS:  # EXEC('...'), EXECUTE IMMEDIATE, PREPARE s FROM, DO $$
+        return _DYNAMIC_SHAPES[verb].match(text, end) is not None
     needs = _NEEDS.get(verb)
     if not needs:
         return False
@@ -298,45 +401,33 @@ def _shaped(text: str, nested: bool = False) -> bool:
     return any(needed <= words for needed in needs)
 
 
-def _json_texts(doc: Any, depth: int) -> Iterator[str]:
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            if isinstance(key, str) and key.lower() in _JSON_KEYS:
-                if isinstance(value, str):
-                    yield value
-                elif isinstance(value, list):
-                    yield from (v for v in value if isinstance(v, str))
-        children = doc.values()
-    elif isinstance(doc, list):
-        children = doc
-    else:
-        return
-    if depth > 0:
-        for child in children:
-            if isinstance(child, (dict, list)):
-                yield from _json_texts(child, depth - 1)
-
-
 # Each dialect's reading of an EXPLAIN holds the same inner statement, and agents
 # repeat queries: remembering the last few readings parses each text once. The trees
 # are only ever read, so sharing them is safe.
-@functools.lru_cache(maxsize=16)
-def _parse(text: str, max_attempts: int = len(_PRIMARY)) -> tuple[list[list[exp.Expression]], int]:
-    """Statement lists from each dialect that reads `text` as SQL statements, and how
-    many dialects were tried."""
+@functools.lru_cache(maxsize=32)
+def _parse(text: str, max_attempts: int = len(_PRIMARY)) -> tuple[tuple[list[exp.Expression], ...], bool, int]:
+    """Statement lists from each dialect that reads `text` with at least one statement
+    we can classify, whether one dialect classified every statement (a text with no
+    statement, only comments, counts), and how many dialects were tried."""
     ambiguous = _AMBIGUOUS.search(text) is not None
     results: list[list[exp.Expression]] = []
+    clean = False
     dialects = (_PRIMARY + _FALLBACK)[:max_attempts]
     for i, dialect in enumerate(dialects):
-        if results and (not ambiguous or i >= len(_PRIMARY)):
-            return results, i
+        # Unambiguous text reads the same everywhere: one clean reading is enough.
+        if clean and (not ambiguous or i >= len(_PRIMARY)):
+            return tuple(results), clean, i
         try:
             statements = _parse_as(text, dialect)
         except RecursionError:
-            return results, i + 1  # too deep for any dialect; each try is a deep unwind
-        if statements:
+            return tuple(results), clean, i + 1  # too deep for any dialect; each try is a deep unwind
+        if statements is None:
+            continue
+        if all(_kind(e) for e in statements):
+            clean = True
+        if any(_kind(e) for e in statements):
             results.append(statements)
-    return results, len(dialects)
+    return tuple(results), clean, len(dialects)
 
 
 def _parse_as(text: str, dialect: str | None) -> list[exp.Expression] | None:
@@ -346,10 +437,7 @@ def _parse_as(text: str, dialect: str | None) -> list[exp.Expression] | None:
         raise
     except Exception:  # noqa: BLE001 -- a pure-Python parser on hostile text: any error means "not read"
         return None
-    statements = [e for e in parsed if e is not None and e.key != "semicolon"]
-    if not statements or not all(_kind(e) for e in statements):
-        return None
-    return statements
+    return [e for e in parsed if e is not None and e.key != "semicolon"]
 
 
 def _kind(e: exp.Expression) -> str | None:
@@ -359,64 +447,168 @@ def _kind(e: exp.Expression) -> str | None:
     return _KINDS.get(e.key)
 
 
-def _describe(
-    statement: exp.Expression,
-    kinds: list[str],
-    tables: list[str],
-    flags: set[str],
-    resources: list[tuple[str, str]],
-) -> None:
-    kind = _kind(statement) or "unparsed"
-    kinds.append(kind)
-    if kind == "explain":
-        _describe_explain(statement, kinds, tables, flags)
-        return
+def _special_kind(statement: exp.Expression, kind: str) -> str:
+    """The kind of the statement where its verb undersells it: REPLACE INTO is not an
+    update, EXEC('...') not a call, CREATE OR REPLACE TABLE not a create."""
+    if kind in _DYNAMIC_WORDS:
+        if kind in ("prepare", "do") or _dynamic_exec(statement):
+            return "execute_dynamic"
+    elif kind == "create" and statement.args.get("replace"):
+        created = str(statement.args.get("kind") or "").upper()
+        if created in _CONTAINERS_UPPER:
+            return "replace_database"
+        if created == "TABLE":
+            return "replace_table"
+    elif kind == "insert":
+        if statement.args.get("overwrite"):
+            return "overwrite"
+        if str(statement.args.get("alternative") or "").upper() == "REPLACE":
+            return "replace_into"
+    elif kind == "replace" and statement.key == "command":  # MySQL REPLACE INTO, Delta REPLACE TABLE
+        rest = statement.text("expression").lstrip().upper()
+        return "replace_table" if rest.startswith("TABLE") else "replace_into"
+    elif kind == "alter" and any(
+        isinstance(action, (exp.Drop, exp.DropPartition)) or type(action).__name__.startswith("Drop")
+        for action in statement.args.get("actions") or ()
+    ):
+        return "alter_drop"
+    return kind
+
+
+def _dynamic_exec(statement: exp.Expression) -> bool:
+    """EXEC/EXECUTE of a string (literal, variable, IMMEDIATE, sp_executesql) rather
+    than of a named procedure or prepared statement."""
+    if statement.key == "executesql":
+        return True
+    if statement.key == "execute":  # T-SQL's node: EXEC ('...') is a Subquery
+        target = statement.this
+        return not isinstance(target, exp.Table) or target.name.lower() in ("immediate", "sp_executesql")
+    rest = statement.text("expression").lstrip() if statement.key == "command" else ""
+    return rest[:1] in ("(", "'", '"', "@", "$") or rest[:2].upper() == "N'" or bool(_DYNAMIC_ARG.match(rest))
+
+
+def _describe(statement: exp.Expression, found: _Findings) -> bool:
+    """Adds what `statement` does to `found`; True when it runs code we should read
+    further (dynamic SQL, a function body)."""
+    base = _kind(statement) or "unparsed"
+    kind = _special_kind(statement, base)
+    found.kinds.append(kind)
+    if base == "explain":
+        _describe_explain(statement, found)
+        return False
+    if base == "copy" and _runs_program(statement):
+        found.kinds.append("execute_dynamic")
+        found.flags.add("copy_program")
+    if base == "prepare" and statement.key == "command":
+        inner = sql_find.prepared(statement.text("expression"))
+        if inner:
+            _read_text(inner, True, found, _MAX_DEPTH)
     ctes: set[str] = set()
-    found: list[exp.Table] = []
+    tables: list[exp.Table] = []
     for node in statement.walk():
         if node is not statement and node.key in _NESTED:
-            kinds.append(_KINDS[node.key])
+            found.kinds.append(_KINDS[node.key])
         if node.key == "when":  # MERGE ... WHEN MATCHED THEN DELETE (a bare keyword)
             if str(node.args.get("then")).upper() == "DELETE":
-                kinds.append("delete")
-        elif node.key in ("delete", "update") and not node.args.get("where"):
-            # ... but a MERGE's own UPDATE acts on matched rows only: no WHERE needed.
-            if not isinstance(node.parent, exp.When):
-                flags.add(f"{node.key}_without_where")
+                found.kinds.append("delete")
+                found.flags.add("merge_delete")
+        elif node.key in ("delete", "update"):
+            where = node.args.get("where")
+            # A MERGE's own UPDATE acts on matched rows only: no WHERE needed.
+            if (not where and not isinstance(node.parent, exp.When)) or (where and _all_rows(where.this)):
+                found.flags.add(f"{node.key}_without_where")
         elif node.key == "cte":
             ctes.add(node.alias_or_name.lower())
         elif isinstance(node, exp.Table):
             container = _dropped_container(node)
             if container:  # DROP DATABASE prod: a resource, so `table:` rules miss it
-                resources.append((container, ".".join(part.name for part in node.parts).lower()))
+                found.resources.append((container, ".".join(part.name for part in node.parts).lower()))
             elif node.name:
-                found.append(node)
+                tables.append(node)
     # Tables in the order they are written, not the order of the tree.
-    found.sort(key=lambda t: t.this.meta.get("start", 0) if t.this else 0)
-    for table in found:
+    tables.sort(key=lambda t: t.this.meta.get("start", 0) if t.this else 0)
+    for table in tables:
         name = ".".join(part.name for part in table.parts).lower()
         if name not in ctes:
-            tables.append(name)
+            found.tables.append(name)
+    created = str(statement.args.get("kind") or "").upper() if base == "create" else ""
+    return kind == "execute_dynamic" or created in ("FUNCTION", "PROCEDURE")
+
+
+def _runs_program(statement: exp.Expression) -> bool:
+    files = statement.args.get("files") or ()
+    if any(isinstance(f, exp.Identifier) and f.name.upper() == "PROGRAM" for f in files):
+        return True
+    return statement.key == "command" and _PROGRAM.search(statement.text("expression")) is not None
+
+
+def _all_rows(condition: exp.Expression) -> bool:
+    """Whether a WHERE cannot tell rows apart: a constant that may be true (`1=1`,
+    `true`, `'a'='a'`, `NOT false`), a column compared with itself, an OR with such a
+    branch, an AND of them. A constant false (`WHERE false`) deletes nothing."""
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    if isinstance(condition, exp.Or):
+        return _all_rows(condition.left) or _all_rows(condition.right)
+    if isinstance(condition, exp.And):
+        return _all_rows(condition.left) and _all_rows(condition.right)
+    if isinstance(condition, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ, exp.Like, exp.ILike)):
+        left, right = condition.left, condition.right
+        if left is not None and right is not None and left.find(exp.Column) and left == right:
+            return True
+        if isinstance(condition, (exp.Like, exp.ILike)) and right is not None and right.is_string:
+            return set(right.name) <= {"%"}
+    if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
+        inner = condition.this
+        return inner.left is not None and inner.left == inner.right
+    if _row_dependent(condition):
+        return False
+    return not _never_true(condition)
+
+
+def _row_dependent(condition: exp.Expression) -> bool:
+    # Columns in a subquery may be correlated with the row: count them as dependent.
+    return any(isinstance(node, (exp.Column, exp.Subquery, exp.Select, exp.Placeholder, exp.Parameter))
+               for node in condition.walk())
+
+
+def _never_true(condition: exp.Expression) -> bool:
+    try:
+        value = simplify(condition.copy())
+    except Exception:  # noqa: BLE001 -- an optimizer on hostile input: assume it may be true
+        return False
+    if isinstance(value, exp.Boolean):
+        return not value.this
+    if isinstance(value, exp.Null):
+        return True
+    if isinstance(value, exp.Literal) and not value.is_string:
+        try:
+            return float(value.this) == 0
+        except ValueError:
+            return False
+    return False
 
 
 def _dropped_container(table: exp.Table) -> str | None:
-    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA drops."""
-    kind = str(table.parent.args.get("kind") or "").lower() if isinstance(table.parent, exp.Drop) else ""
+    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA (or
+    CREATE OR REPLACE DATABASE/SCHEMA) drops."""
+    parent = table.parent
+    drops = isinstance(parent, exp.Drop) or (isinstance(parent, exp.Create) and parent.args.get("replace"))
+    kind = str(parent.args.get("kind") or "").lower() if drops else ""
     return kind if kind in _CONTAINERS else None
 
 
-def _describe_explain(statement: exp.Expression, kinds: list[str], tables: list[str], flags: set[str]) -> None:
+def _describe_explain(statement: exp.Expression, found: _Findings) -> None:
     # EXPLAIN ANALYZE runs the statement (Postgres, MySQL): its kinds count too.
     rest = statement.expression.name if statement.expression else ""
     options = _EXPLAIN_OPTIONS.match(rest)
     prefix = options.group() if options else ""
-    runs = _RUNS.search(prefix) is not None
-    inner_kinds: list[str] = []
-    inner_flags: set[str] = set()
+    inner = _Findings()
     for statements in _parse(rest[len(prefix) :])[0]:
         for inner_statement in statements:
-            if _kind(inner_statement) != "explain":  # no EXPLAIN EXPLAIN ... recursion
-                _describe(inner_statement, inner_kinds, tables, inner_flags, [])
-    if runs:
-        kinds.extend(inner_kinds)
-        flags.update(inner_flags)
+            if _kind(inner_statement) not in (None, "explain"):  # no EXPLAIN EXPLAIN ... recursion
+                _describe(inner_statement, inner)
+    found.tables.extend(inner.tables)
+    if _RUNS.search(prefix) is not None:
+        found.kinds.extend(inner.kinds)
+        found.flags.update(inner.flags)

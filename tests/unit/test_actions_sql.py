@@ -122,9 +122,10 @@ def test_update_with_where_is_not_flagged() -> None:
     assert sql_body("UPDATE users SET admin = true WHERE id = 1").flags == frozenset()
 
 
-def test_merge_delete_counts_as_delete_without_a_where_flag() -> None:
+def test_merge_delete_counts_as_delete_and_is_flagged_for_the_rules() -> None:
+    # MERGE's ON decides which rows are deleted: no WHERE flag, a flag of its own.
     action = sql_body("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN MATCHED THEN UPDATE SET a = 1")
-    assert (action.action_type, "delete" in action.statements, action.flags) == ("delete", True, frozenset())
+    assert (action.action_type, "delete" in action.statements, action.flags) == ("delete", True, {"merge_delete"})
 
 
 def test_single_statement_is_not_multi_statement() -> None:
@@ -200,8 +201,9 @@ def test_json_without_a_content_type_is_still_read() -> None:
     assert action.operation == "DELETE"
 
 
-def test_nested_sql_fields_are_ignored_unpinned() -> None:
-    assert sql_json({"args": {"sql": "DROP TABLE t"}}).service == "db.example.com"
+def test_nested_sql_fields_are_read_unpinned() -> None:
+    # Hasura's run_sql, BigQuery jobs: vendors nest SQL where they like.
+    assert sql_json({"args": {"sql": "DROP TABLE t"}}).operation == "DROP"
 
 
 def test_nested_sql_fields_are_read_on_a_pinned_host() -> None:
@@ -366,7 +368,7 @@ def test_declared_sql_is_still_read_leniently(text: str, operation: str) -> None
         ("INSERT t VALUES (1)", "INSERT", None),
         ("INSERT INTO t DEFAULT VALUES", "INSERT", None),
         ("WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone", "SELECT;DELETE", "delete_without_where"),
-        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "MERGE;DELETE", None),
+        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "MERGE;DELETE", "merge_delete"),
         ("EXPLAIN ANALYZE DELETE FROM users", "EXPLAIN;DELETE", "delete_without_where"),
         ("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1 WHERE id = 2", "EXPLAIN;UPDATE", None),
         ("TRUNCATE orders", "TRUNCATE", None),  # complete Postgres: TABLE is optional
@@ -431,3 +433,238 @@ def test_a_dropped_database_or_schema_is_a_resource_not_a_table(
     action = sql_body(text)
     assert (action.statements, action.action_type) == (("drop",), "delete")
     assert (action.tables, action.resource_type, action.resource_name) == (tables, resource_type, resource_name)
+
+
+# --- SQL wherever a server reads it (issue 15) -------------------------------------------
+
+
+def test_sql_nested_at_any_depth_is_read() -> None:
+    bigquery = {"configuration": {"query": {"query": "DELETE FROM ds.t WHERE true", "useLegacySql": False}}}
+    action = sql_json(bigquery)
+    assert (action.operation, action.tables, action.flags) == ("DELETE", ("ds.t",), {"delete_without_where"})
+
+
+def test_lists_of_statement_objects_are_read() -> None:
+    action = sql_json({"statements": [{"statement": "SELECT 1"}, {"statement": "DROP TABLE x"}]})
+    assert (action.operation, action.tables) == ("SELECT;DROP", ("x",))
+
+
+@pytest.mark.parametrize("key", ["Sql", "sqlText", "statement", "queryString", "command", "anything_else"])
+def test_vendor_fields_and_unknown_fields_carry_sql(key: str) -> None:
+    assert sql_json({"wrapper": {key: "TRUNCATE sales"}}).operation == "TRUNCATE"
+
+
+def test_a_duplicate_json_key_is_read_with_every_value() -> None:
+    # Python keeps the last value; a server may keep the first.
+    req = request_view("POST", URL, [("Content-Type", "application/json")], '{"sql": "DROP TABLE a", "sql": "SELECT 1"}')
+    assert "drop" in parse(req).statements
+
+
+def test_json_escapes_do_not_hide_a_statement() -> None:
+    req = request_view("POST", URL, [("Content-Type", "application/json")], '{"x": "DR\\u004fP TABLE a"}')
+    assert parse(req).operation == "DROP"
+
+
+def test_query_string_parameter_is_read() -> None:  # ClickHouse ?query=
+    assert parse(request_view("POST", URL + "?query=DROP%20TABLE%20t")).operation == "DROP"
+
+
+def test_form_body_values_are_read() -> None:
+    req = request_view("POST", URL, [("Content-Type", "application/x-www-form-urlencoded")], "db=x&sql_query=DROP+TABLE+t")
+    assert parse(req).operation == "DROP"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/octet-stream", "text/plain"])
+def test_untyped_and_text_bodies_that_start_like_sql_are_read(content_type: str | None) -> None:
+    headers = [("Content-Type", content_type)] if content_type else []
+    assert parse(request_view("POST", URL, headers, "TRUNCATE t")).operation == "TRUNCATE"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"title": "Delete my account", "body": "we drop shipping", "n": 3, "url": "https://x.example/y?drop=1"},
+        {"items": [{"id": 7, "note": "Update: the deploy finished"}, {"id": 8, "note": "Select the best option"}]},
+        {"messages": [{"role": "user", "content": "Why did the deploy fail? DELETE FROM logs?"}]},
+        {"text": "# DROP TABLE in a heading", "numbers": [1, 2.5, -3], "flag": True},
+    ],
+)
+def test_prose_numbers_and_urls_anywhere_are_not_sql(doc: object) -> None:
+    assert sql_json(doc).service == "db.example.com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["DROP TABLE t", " /* c */ (SELECT 1)", "x; DROP TABLE t", "/*!50000 DROP TABLE t */", "-- c\nDROP TABLE t",
+     "/* \" */ DROP TABLE t", "\tUPDATE t SET a = 1", "# c\nDELETE FROM t"],
+)
+def test_the_raw_json_prescan_never_misses_a_candidate(text: str) -> None:
+    from shield_addon.actions import sql_find
+
+    assert sql_find.candidate(text)
+    assert sql_find.raw_candidate(json.dumps({"k": text}).encode())
+    assert sql_find.raw_candidate(json.dumps({"k": text}, ensure_ascii=True).encode().replace(b"D", b"\\u0044"))
+
+
+def test_a_large_prose_body_is_dismissed_cheaply() -> None:
+    doc = {"items": [{"id": f"id-{i}", "title": f"Note {i}: we drop shipping and update nothing", "n": i} for i in range(4000)]}
+    req = request_view("POST", URL, [("Content-Type", "application/json")], json.dumps(doc))
+    start = time.perf_counter()
+    assert sql_parser.parse(req) is None
+    assert time.perf_counter() - start < 0.5  # about 2 ms here; generous for slow CI
+
+
+def test_many_sql_strings_are_too_large_not_silently_allowed() -> None:
+    doc = [f"SELECT * FROM t{i} WHERE a = 1" for i in range(3000)]
+    assert {"unparsed", "too_large"} <= sql_json(doc).flags
+
+
+# --- dialect tricks, read as the server reads them ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/*!50000 DROP TABLE t */",
+        "/*!DROP TABLE t*/",
+        "SELECT 1 /*!; DROP TABLE t */",
+        "/*M!100100 DROP TABLE t */",
+    ],
+)
+def test_mysql_executable_comments_are_code(text: str) -> None:
+    assert "drop" in sql_json({"q": text}).statements
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/* drop table t */ SELECT 1",
+        "SELECT /*+ MAX_EXECUTION_TIME(1) */ a FROM t",
+        "SELECT '/*!DROP TABLE t*/'",
+    ],
+)
+def test_comments_and_hints_that_are_not_code_stay_comments(text: str) -> None:
+    assert sql_body(text).statements == ("select",)
+
+
+@pytest.mark.parametrize("text", ["FOOBAR; DROP TABLE t", "hello there; DROP TABLE t"])
+def test_an_unknown_leading_statement_flags_unparsed_and_keeps_the_drop(text: str) -> None:
+    for action in (sql_body(text), sql_json({"q": text})):
+        assert ("drop" in action.statements, "unparsed" in action.flags, action.tables) == (True, True, ("t",))
+
+
+def test_a_known_statement_sqlglot_keeps_as_text_is_not_unparsed() -> None:
+    action = sql_body("VACUUM x; DROP TABLE t")
+    assert (action.statements, "unparsed" in action.flags) == (("vacuum", "drop"), False)
+
+
+@pytest.mark.parametrize(
+    ("text", "inner"),
+    [
+        ("PREPARE s FROM 'DROP TABLE t'", "drop"),
+        ("PREPARE p AS DELETE FROM t", "delete"),
+        ("EXECUTE IMMEDIATE 'DROP TABLE t'", "drop"),
+        ("EXEC('DROP TABLE t')", "drop"),
+        ("EXECUTE('DROP TABLE t')", "drop"),
+        ("EXEC sp_executesql N'DROP TABLE t'", "drop"),
+        ("DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", "drop"),
+        ("DO $body$ BEGIN DELETE FROM t; END $body$", "delete"),
+        ("SET @q = 'DROP TABLE t'; PREPARE s FROM @q; EXECUTE s", "drop"),
+    ],
+)
+def test_dynamic_sql_is_execute_dynamic_and_its_string_is_read(text: str, inner: str) -> None:
+    for action in (sql_body(text), sql_json({"q": text})):
+        assert ("execute_dynamic" in action.statements, inner in action.statements) == (True, True)
+        assert "t" in action.tables
+
+
+def test_dynamic_sql_built_from_pieces_is_still_execute_dynamic() -> None:
+    action = sql_body("EXEC('TRUNC' + 'ATE TABLE users')")
+    assert (action.statements[0], action.action_type) == ("execute_dynamic", "execute")
+
+
+@pytest.mark.parametrize("text", ["COPY t TO PROGRAM 'curl x'", "COPY t FROM PROGRAM 'sh -c id'"])
+def test_copy_program_is_dynamic_and_flagged(text: str) -> None:
+    action = sql_body(text)
+    assert ("execute_dynamic" in action.statements, "copy_program" in action.flags) == (True, True)
+
+
+@pytest.mark.parametrize("text", ["CALL p()", "EXEC sp_purge", "COPY t TO '/tmp/t.csv'", "SELECT $$DROP TABLE t$$"])
+def test_calls_copies_and_dollar_strings_are_not_dynamic(text: str) -> None:
+    action = sql_body(text)
+    assert ("execute_dynamic" in action.statements, "drop" in action.statements, action.flags) == (False, False, frozenset())
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["1=1", "true", "1", "'a'='a'", "x=x", "1=1 OR id=5", "NOT false", "id IS NOT NULL OR 1=1", "(2 > 1)", "name LIKE '%'"],
+)
+def test_a_where_that_keeps_every_row_is_no_where(where: str) -> None:
+    assert "delete_without_where" in sql_body(f"DELETE FROM t WHERE {where}").flags
+    assert "update_without_where" in sql_body(f"UPDATE t SET a = 1 WHERE {where}").flags
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "id = 5",
+        "created < now()",
+        "false",
+        "id = 5 AND 1=1",
+        "id IN (SELECT id FROM u)",
+        "id = $1",
+        "1 = 0 OR id = 2",
+    ],
+)
+def test_a_real_where_stays_a_where(where: str) -> None:
+    assert sql_body(f"DELETE FROM t WHERE {where}").flags == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "tables"),
+    [
+        ("CREATE OR REPLACE TABLE t AS SELECT 1", "replace_table", ("t",)),
+        ("CREATE OR REPLACE TABLE t (a INT)", "replace_table", ("t",)),
+        ("REPLACE TABLE t AS SELECT 1", "replace_table", ()),
+        ("INSERT OVERWRITE TABLE t SELECT * FROM s", "overwrite", ("t", "s")),
+        ("INSERT OVERWRITE t SELECT 1", "overwrite", ("t",)),
+        ("REPLACE INTO t VALUES (1)", "replace_into", ()),
+        ("INSERT OR REPLACE INTO t VALUES (1)", "replace_into", ("t",)),
+        ("ALTER TABLE t DROP COLUMN c", "alter_drop", ("t",)),
+        ("ALTER TABLE t DROP PARTITION p", "alter_drop", ("t",)),
+        ("TRUNCATE t", "truncate", ("t",)),
+    ],
+)
+def test_destruction_not_spelt_drop(text: str, kind: str, tables: tuple[str, ...]) -> None:
+    for action in (sql_body(text), sql_json({"q": text})):
+        assert (action.statements[0], action.action_type, action.tables) == (kind, "delete", tables)
+
+
+@pytest.mark.parametrize(
+    ("text", "resource_type"),
+    [
+        ("CREATE OR REPLACE DATABASE d", "database"),
+        ("CREATE OR REPLACE SCHEMA d", "schema"),
+    ],
+)
+def test_replacing_a_database_is_a_resource(text: str, resource_type: str) -> None:
+    action = sql_body(text)
+    assert (action.statements, action.resource_type, action.resource_name, action.tables) == (("replace_database",), resource_type, "d", ())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE OR REPLACE VIEW v AS SELECT 1",
+        "CREATE TABLE t (a INT)",
+        "INSERT INTO t SELECT * FROM s",
+        "ALTER TABLE t ADD COLUMN c INT",
+    ],
+)
+def test_creating_and_adding_are_not_destruction(text: str) -> None:
+    assert sql_body(text).action_type in ("create", "update")
+
+
+def test_clickhouse_alter_delete_with_a_constant_where_is_a_delete_without_where() -> None:
+    action = sql_body("ALTER TABLE t DELETE WHERE 1")
+    assert ("delete" in action.statements, "delete_without_where" in action.flags) == (True, True)

@@ -1,0 +1,258 @@
+"""Where a server may read SQL in a request: the texts `sql.parse` classifies.
+
+A SQL API takes its statement wherever its vendor chose: a top-level JSON field (Neon
+`query`, D1 `sql`), a nested one (BigQuery `configuration.query.query`), a list
+(`statements[].statement`), a query-string parameter (ClickHouse `?query=`), a form
+field, or the body itself. We cannot know every vendor's field, so every string is a
+candidate; what keeps prose out is the test of sql.py, and what keeps the cost low is
+that a string must *start* like SQL (or hold `; <SQL word>`) before sqlglot sees it.
+
+Each text comes with how far the sender vouched for it: DECLARED (application/sql, a
+pinned host's SQL field: unreadable means unparsed), FIELD (a vendor's SQL field name:
+always tried, prose-protected) or LOOSE (any other string: tried only when it starts
+like SQL, prose-protected).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .base import RequestView
+from .common import form_body, text_body
+
+DECLARED, FIELD, LOOSE = "declared", "field", "loose"
+Text = tuple[str, str]  # (text, one of DECLARED FIELD LOOSE)
+
+SQL_CONTENT_TYPES = frozenset({"application/sql", "application/x-sql", "text/sql", "text/x-sql"})
+# Untyped or generic bodies a server (ClickHouse, a homemade /sql endpoint) may read as SQL.
+_TEXT_TYPES = frozenset({"", "text/plain", "application/octet-stream"})
+_FORM = "application/x-www-form-urlencoded"
+_JSON_START = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*+[\[{"]')
+
+# Vendors' field names for a statement (lower-cased): Neon/ClickHouse query, D1 sql,
+# Databricks/Snowflake statement(s), Snowflake sqlText, Redshift Data/RDS Data Sql,
+# Athena QueryString, Timestream/others command. A hit is tried even when it does not
+# start like SQL, e.g. `FOOBAR; DROP TABLE t`.
+SQL_KEYS = frozenset({
+    "query", "sql", "statement", "statements", "sqltext", "sql_text", "querystring",
+    "query_string", "command", "sqls", "queries", "sql_query", "stmt",
+})
+
+# First word of statements we would rather report than let pass as REST.
+SQL_WORDS = frozenset({
+    "select", "with", "insert", "update", "delete", "merge", "drop", "truncate", "create", "alter",
+    "grant", "revoke", "copy", "describe", "desc", "show", "use", "set", "begin", "start", "commit",
+    "rollback", "savepoint", "release", "pragma", "analyze", "explain", "call", "exec", "execute",
+    "replace", "upsert", "vacuum", "lock", "do", "values", "table", "rename", "comment", "prepare",
+    "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
+    "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system",
+})
+def _trie(words: frozenset[str]) -> str:
+    """An alternation of `words` factored by prefix (`s(?:e(?:lect|t)|how)`): the
+    regex engine then rejects a non-word at its first letter, not once per word."""
+    heads: dict[str, set[str]] = {}
+    for word in words:
+        heads.setdefault(word[:1], set()).add(word[1:])
+    parts = []
+    for head, tails in sorted(heads.items()):
+        if head == "":
+            continue
+        rest = frozenset(t for t in tails if t)
+        inner = _trie(rest) if rest else ""
+        if not rest:
+            parts.append(re.escape(head))
+        elif "" in tails:
+            parts.append(f"{re.escape(head)}(?:{inner})?")
+        else:
+            parts.append(f"{re.escape(head)}(?:{inner})")
+    return "|".join(parts)
+
+
+_WORD_ALT = _trie(SQL_WORDS)
+
+# Possessive quantifiers: no backtracking, so no catastrophic cases on hostile text.
+# `/*!` and `/*M!` are MySQL/MariaDB code, not comments: they end the noise.
+_NOISE = r"(?:[ \t\r\n\f\v]|--[^\n]*+|#[^\n]*+|/\*(?!M?!).*?(?:\*/|\Z)|[(;{\ufeff])*+"
+_OPENER = r"/\*M?!"
+# Starts like SQL: after the noise, a SQL word or MySQL executable comment; or holds a
+# statement separator followed by one (`hello; DROP TABLE t`). After a separator a
+# comment counts as a hit: skipping it from every `;` would be quadratic on hostile text.
+_CANDIDATE = re.compile(
+    rf"\A{_NOISE}(?:{_OPENER}|(?i:{_WORD_ALT})\b)|;[ \t\r\n\f\v(]*+(?:/\*|--|#|(?i:{_WORD_ALT})\b)", re.DOTALL
+)
+
+# The same test on raw JSON bytes, so a 256 KiB body with no SQL-looking string is
+# dismissed by a few C-level scans instead of decoding and walking thousands of strings.
+# It must never miss a string `_CANDIDATE` accepts: JSON escapes of whitespace are
+# noise, a comment reaching an escape counts as a hit, and any escaped ASCII character
+# (`\u0044ROP`) is a hit of its own. Lower-casing the body first is cheaper than
+# case-insensitive matching (only ASCII letters change).
+_RAW_WORD = _WORD_ALT.encode()
+_RAW_NOISE = rb'(?:[ (;{]|\xef\xbb\xbf|\\[nrtfb]|--[^"\\]*+|\#[^"\\]*+|/\*(?!m?!)(?:[^*"\\]|\*(?!/))*+\*/)*+'
+_RAW_STRING = re.compile(
+    rb'"(?:(?:' + _RAW_WORD + rb")\b|(?:" + _trie(SQL_KEYS).encode() + rb')"'
+    rb"|(?=[ (;{\xef\-#/\\])" + _RAW_NOISE
+    + rb"(?:(?:" + _RAW_WORD + rb")\b|/\*m?!|/\*(?:[^*\"\\]|\*(?!/))*+\\|\\))"
+)
+_RAW_SEPARATOR = re.compile(rb";[ (]*+(?:\\|/\*|--|\#|(?:" + _RAW_WORD + rb")\b)")
+_RAW_ESCAPED_ASCII = re.compile(rb"\\u00[0-7]")
+
+
+def raw_candidate(body: bytes) -> bool:
+    """Whether a JSON body may hold a string `candidate` accepts (never a false no)."""
+    if _RAW_ESCAPED_ASCII.search(body):
+        return True
+    low = body.lower()
+    return _RAW_STRING.search(low) is not None or _RAW_SEPARATOR.search(low) is not None
+
+
+def candidate(text: str) -> bool:
+    """Whether undeclared text starts like SQL or holds `; <SQL word>`."""
+    return _CANDIDATE.search(text) is not None
+
+
+def texts(req: RequestView, pinned: bool) -> list[Text]:
+    """Every text in `req` a server could read as SQL, with how far it was vouched for."""
+    found: list[Text] = [t for key, value in req.query for t in _pair(key, value, pinned)]  # ClickHouse ?query=
+    if req.body:
+        found.extend(_body_texts(req, pinned))
+    return [(text, how) for text, how in found if how != LOOSE or candidate(text)]
+
+
+def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
+    ct = req.content_type
+    if ct in SQL_CONTENT_TYPES:
+        return [(text_body(req), DECLARED)]
+    if ct == _FORM:
+        return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
+    if _JSON_START.match(req.body):
+        if not raw_candidate(req.body):
+            return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
+        doc = _decode_json(req.body)
+        if doc is not None:
+            return list(_json_texts(doc, pinned))
+    if pinned:
+        return [(text_body(req), DECLARED)]
+    if ct in _TEXT_TYPES or ct.startswith("text/"):
+        return [(text_body(req), LOOSE)]
+    return []
+
+
+def json_texts(doc: Any) -> list[Text]:
+    """The candidate texts in an already decoded JSON document (MCP tool arguments)."""
+    return [(text, how) for text, how in _json_texts(doc, False) if how != LOOSE or candidate(text)]
+
+
+def _pair(key: str, value: str, pinned: bool) -> Iterator[Text]:
+    if key.lower() in SQL_KEYS:
+        yield value, DECLARED if pinned else FIELD
+    else:
+        yield value, LOOSE
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs: a duplicate key keeps every value,
+    since servers differ on which one wins."""
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        return json.loads(body, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _json_texts(doc: Any, pinned: bool) -> Iterator[Text]:
+    # Iterative: a hostile body nested thousands deep must not exhaust the stack.
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        node, under_key = stack.pop()
+        if isinstance(node, str):
+            yield node, (DECLARED if pinned else FIELD) if under_key else LOOSE
+        elif isinstance(node, _Pairs):
+            for key, value in reversed(node):
+                stack.append((value, isinstance(key, str) and key.lower() in SQL_KEYS))
+        elif isinstance(node, (list, dict)):
+            items = node.values() if isinstance(node, dict) else node
+            # A list under a SQL key is a list of statements: each is declared as much.
+            stack.extend((item, under_key) for item in reversed(list(items)))
+
+
+# --- inside one text: what a server reads that sqlglot may not ---------------------------
+
+# MySQL runs the body of /*! ... */ and /*!50000 ... */ (MariaDB also /*M! ... */) as
+# code; every other engine skips it. Opened up, the text reads as MySQL reads it.
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!\d{0,6}((?:[^*]|\*(?!/))*+)(?:\*/|\Z)")
+
+
+def opened(text: str) -> str | None:
+    """`text` with MySQL's executable comments opened, or None when it has none."""
+    if "/*" not in text or _EXECUTABLE_COMMENT.search(text) is None:
+        return None
+    return _EXECUTABLE_COMMENT.sub(lambda m: f" {m.group(1)} ", text)
+
+
+# Tokens that may hold a `;` without ending a statement, in two lexings that disagree
+# on backslashes, `#` and dollar quotes: the standard/Postgres one and MySQL's. An
+# unterminated token runs to the end, as a server would see it.
+_STANDARD = re.compile(
+    r"'(?:[^']|'')*+(?:'|\Z)|\"(?:[^\"]|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+"
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(\$[A-Za-z_]?\w*\$)(?:.*?\1|.*\Z)|;",
+    re.DOTALL,
+)
+_MYSQL = re.compile(
+    r"'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+|#[^\n]*+"
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|;",
+    re.DOTALL,
+)
+
+
+def fragments(text: str) -> list[str]:
+    """The statements of `text` split at top-level semicolons, in every lexing that
+    splits it differently, so each can be classified on its own."""
+    found: dict[str, None] = {}
+    lexings = (_STANDARD, _MYSQL) if re.search(r"[\\#$]", text) else (_STANDARD,)
+    for lexing in lexings:
+        start = 0
+        for token in lexing.finditer(text):
+            if token.group() == ";":
+                found[text[start : token.start()]] = None
+                start = token.end()
+        found[text[start:]] = None
+    return [f for f in found if f.strip(" \t\r\n\f\v;")]
+
+
+_DOLLAR_BODY = re.compile(r"(\$[A-Za-z_]?\w*\$)(.*?)\1", re.DOTALL)
+_LITERAL = re.compile(r"[NnEeXx]?'((?:[^']|'')*+)'")
+# Words of procedural blocks (PL/pgSQL, T-SQL, Snowflake Scripting) before a statement.
+_BLOCK_WORDS = re.compile(
+    r"\A(?:\s|\b(?:BEGIN|END|DECLARE|LOOP|THEN|ELSE|ELSIF|IF|WHILE|FOR|DO|AS|IS)\b)*+", re.IGNORECASE
+)
+_PREPARE_AS = re.compile(r"\A\s*\w+\s*(?:\([^)]*\))?\s+AS\s+(.+)\Z", re.IGNORECASE | re.DOTALL)
+
+
+def code_inside(text: str) -> list[str]:
+    """Texts a dynamic statement or a function body may run: dollar-quoted bodies,
+    split into statements with block words stripped, every string literal (a
+    `SET @q = 'DROP ...'` feeding `PREPARE s FROM @q` included), and what follows
+    `PREPARE name AS`."""
+    inner: list[str] = []
+    for body in _DOLLAR_BODY.finditer(text):
+        for statement in fragments(body.group(2)):
+            words = _BLOCK_WORDS.match(statement)
+            inner.append(statement[words.end() if words else 0 :])
+    inner.extend(m.group(1).replace("''", "'") for m in _LITERAL.finditer(text))
+    return [t for t in unique_texts(inner) if t.strip()]
+
+
+def prepared(command_text: str) -> str | None:
+    """The statement of Postgres' `PREPARE name [(types)] AS statement`."""
+    m = _PREPARE_AS.match(command_text)
+    return m.group(1) if m else None
+
+
+def unique_texts(texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(texts))
