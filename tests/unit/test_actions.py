@@ -108,15 +108,15 @@ def test_sql_in_a_postgrest_rpc_body_is_read_as_sql() -> None:
     assert parse(req).operation == "DROP"
 
 
-def test_mcp_envelope_wins_over_the_sql_inside_it() -> None:
+def test_the_mcp_envelope_and_the_sql_inside_it_are_both_read() -> None:
     doc = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
         "params": {"name": "query", "arguments": {"sql": "DROP TABLE users"}},
     }
-    action = parse(post_json("https://mcp.example.com/mcp", doc))
-    assert (action.service, action.statements) == ("mcp", ("drop",))
+    found = actions.parse_all(post_json("https://mcp.example.com/mcp", doc))
+    assert [(a.service, a.statements) for a in found] == [("mcp", ("drop",)), ("sql", ("drop",))]
 
 
 # --- pinned hosts -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shield_addon.actions import Action, parse, request_view
+from shield_addon.actions import Action, parse, parse_all, request_view
 
 URL = "https://mcp.example.com/mcp"
 
@@ -19,7 +19,9 @@ def rpc(method: str, params: object = None, **extra: object) -> dict[str, object
 
 
 def send(body: object) -> Action:
-    return parse(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps(body)))
+    """The MCP parser's reading (every parser reads the request; the others are tested elsewhere)."""
+    found = parse_all(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps(body)))
+    return next((a for a in found if a.service == "mcp"), found[0])
 
 
 def test_tool_call_names_the_tool() -> None:
@@ -103,8 +105,11 @@ def test_search_text_in_tool_arguments_is_not_sql() -> None:
     assert (action.statements, action.flags) == ((), frozenset())
 
 
-def test_sql_in_non_tool_methods_is_ignored() -> None:
-    assert send(rpc("prompts/get", {"name": "p", "arguments": {"sql": "DROP TABLE t"}})).statements == ()
+def test_sql_in_non_tool_methods_is_not_the_mcp_readings_but_still_read_as_sql() -> None:
+    body = rpc("prompts/get", {"name": "p", "arguments": {"sql": "DROP TABLE t"}})
+    assert send(body).statements == ()
+    found = parse_all(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps(body)))
+    assert [(a.service, a.statements) for a in found] == [("mcp", ()), ("sql", ("drop",))]
 
 
 def test_mcp_get_stream_is_rest_unpinned_and_mcp_pinned() -> None:
