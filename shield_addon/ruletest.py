@@ -11,7 +11,7 @@ from mitmproxy import connection, http
 from shield_addon import actions, rules
 from shield_addon.flows import view_of
 
-REQUEST_KEYS = {"method", "url", "headers", "body", "agent"}
+REQUEST_KEYS = {"method", "url", "headers", "body", "agent", "first_contact"}
 EXPECT_KEYS = {"action", "rule", "matched", "service", "action_type", "operation", "namespace",
                "resource_type", "resource_name", "table"}
 
@@ -42,7 +42,9 @@ def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
 def subject_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Subject:
     f = flow_for(request)
     view = view_of(f)
-    return rules.Subject(view, actions.parse(view, ruleset.services), f, str(request.get("agent") or ""))
+    # first_contact: what the proxy's memory would say; a test's host is known unless it says so.
+    return rules.Subject(view, actions.parse(view, ruleset.services), f, str(request.get("agent") or ""),
+                         request.get("first_contact") is True)
 
 
 def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:

@@ -13,7 +13,7 @@ from shield_addon.rules import RuleSet, Subject, Verdict, evaluate
 
 
 def decide(view: RequestView, action: Action, ruleset: RuleSet, ctx: Context) -> Verdict:
-    verdict = evaluate(ruleset, Subject(view, action, ctx.flow, ctx.agent))
+    verdict = evaluate(ruleset, Subject(view, action, ctx.flow, ctx.agent, ctx.first_contact))
     explicitly_allowed = verdict.enforced == "allow" and verdict.enforced_rule is not None
     for builtin in BUILTINS:
         if builtin.overridable and explicitly_allowed:

@@ -18,14 +18,33 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
     if ruleset.index is not None:
         req = subject.request
         rules = ruleset.index.candidates(req.method, req.host, subject.action)
+    later: list[Rule] = []
     for rule in rules:
+        if rule.after_others:
+            later.append(rule)
+            continue
         captures = rule.matches(subject)
         if captures is not None:
             matched.append((rule, captures))
+    if later:
+        matched = _then_unmatched(rules, later, matched, subject)
     verdict, best, captures = _strictest(ruleset.default, matched)
     enforced, enforced_rule, _ = _strictest(ruleset.default, [m for m in matched if m[0].mode == "enforce"])
     return Verdict(verdict, best, tuple(r.id for r, _ in matched), fill_action(subject.action, captures),
                    enforced, enforced_rule)
+
+
+def _then_unmatched(rules: tuple[Rule, ...] | list[Rule], later: list[Rule], matched: list[tuple[Rule, dict[str, str]]],
+                    subject: Subject) -> list[tuple[Rule, dict[str, str]]]:
+    """The `unmatched:` rules' pass: they see whether any enforce rule named the request.
+    Shadow rules do not count, or a rule in shadow would change what is enforced."""
+    named = any(rule.mode == "enforce" for rule, _ in matched)
+    rest = replace(subject, unmatched=not named)
+    more = [(rule, captures) for rule in later if (captures := rule.matches(rest)) is not None]
+    if not more:
+        return matched
+    order = {id(rule): i for i, rule in enumerate(rules)}  # file order decides among equals
+    return sorted([*matched, *more], key=lambda m: order[id(m[0])])
 
 
 def _strictest(default: str, matched: list[tuple[Rule, dict[str, str]]]) -> tuple[str, Rule | None, dict[str, str]]:
