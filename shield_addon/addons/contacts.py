@@ -26,14 +26,16 @@ MAX_PENDING = 10_000  # flows judged as first contacts and not yet ended
 
 
 class ContactBook:
-    def __init__(self, trail: Trail) -> None:
-        self.memory = contacts.Memory()
+    def __init__(self, trail: Trail | None, cap: int = contacts.CAP) -> None:
+        self.cap = cap
+        self.memory = contacts.Memory(cap)
         self.path: Path | None = None
         self.pending: dict[str, contacts.Contact] = {}  # flow id -> the contact it would make
-        trail.opened.append(lambda: self.open(Path(ctx.options.shield_dir).expanduser() / contacts.FILE))
+        if trail is not None:  # the file lives in the audit directory, opened with it
+            trail.opened.append(lambda: self.open(Path(ctx.options.shield_dir).expanduser() / contacts.FILE))
 
     def open(self, path: Path) -> None:
-        self.path, self.memory, self.pending = path, contacts.Memory(), {}
+        self.path, self.memory, self.pending = path, contacts.Memory(self.cap), {}
         try:
             with path.open(encoding="utf-8", errors="replace") as f:
                 lines = f.readlines()
