@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,11 @@ def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
                                     ("statements", ",".join(a.statements)), ("flags", ",".join(sorted(a.flags))))
         if val)))
     print("rules")
+    # `unmatched:` rules are judged after the others, against what those said (rules.evaluation).
+    named = any(r.mode == "enforce" and not r.after_others and r.id in v.matched for r in ruleset.rules)
+    later = dataclasses.replace(subject, unmatched=not named)
     for rule in ruleset.rules:
-        checks = rule.predicate.explain(subject)
+        checks = rule.predicate.explain(later if rule.after_others else subject)
         hit = all(ok for _, ok in checks)
         why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
         tag = "MATCH" if hit else "  -  "

@@ -281,3 +281,14 @@ async def test_without_the_profile_no_memory_is_kept(tmp_path: Path) -> None:
         await finish(s, f, task)
         s.done()
     assert not (tmp_path / "audit" / contacts.FILE).exists()
+
+
+def test_explain_shows_the_unmatched_rule_as_the_evaluation_saw_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from shield_addon import cli
+
+    assert cli.main(["rules", "explain", "POST", "https://api.example.com/x", "--body", "{}", "--rules", BOTH]) == 0
+    out = capsys.readouterr().out
+    assert "MATCH strict-unnamed" in out and "unmatched ✓" in out and "verdict  hold by strict-unnamed" in out
+    assert cli.main(["rules", "explain", "GET", "https://api.example.com/x", "--rules", BOTH]) == 0
+    out = capsys.readouterr().out
+    assert "unmatched ✗" in out and "verdict  allow by strict-known-host-read" in out
