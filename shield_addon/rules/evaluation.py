@@ -18,12 +18,9 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
     if ruleset.index is not None:
         req = subject.request
         rules = ruleset.index.candidates(req.method, req.host, subject.action)
-    later: list[Rule] = []
+    later = [rule for rule in rules if rule.after_others] if "unmatched" in ruleset.keys else []
     for rule in rules:
-        if rule.after_others:
-            later.append(rule)
-            continue
-        captures = rule.matches(subject)
+        captures = None if later and rule.after_others else rule.matches(subject)
         if captures is not None:
             matched.append((rule, captures))
     if later:

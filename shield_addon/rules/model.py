@@ -101,11 +101,12 @@ class Rule:
     file: str = ""
     line: int = 0
     predicate: Matcher = field(default_factory=Matcher, repr=False, compare=False)
+    # Reads `unmatched:`: judged only once every other rule was. A field, not a property:
+    # the evaluation asks it of every candidate rule of every request.
+    after_others: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def after_others(self) -> bool:
-        """Reads `unmatched:`: judged only once every other rule was."""
-        return "unmatched" in self.predicate.keys
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "after_others", "unmatched" in self.predicate.keys)
 
     def matches(self, subject: Subject) -> dict[str, str] | None:
         """The named regex groups captured, or None when the rule does not match."""
