@@ -11,7 +11,7 @@ from mitmproxy import connection, http
 from shield_addon import actions, rules
 from shield_addon.flows import view_of
 
-REQUEST_KEYS = {"method", "url", "headers", "body", "agent"}
+REQUEST_KEYS = {"method", "url", "headers", "body", "agent", "first_contact"}
 EXPECT_KEYS = {"action", "rule", "matched", "service", "action_type", "operation", "namespace",
                "resource_type", "resource_name", "table"}
 
@@ -44,13 +44,15 @@ def subjects_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> list[rul
     method override names it."""
     f = flow_for(request)
     agent = str(request.get("agent") or "")
-    return [rules.Subject(r.request, r.action, f, agent) for r in actions.readings(view_of(f), ruleset.services)]
+    # first_contact: what the proxy's memory would say; a test's host is known unless it says so.
+    first = request.get("first_contact") is True
+    return [rules.Subject(r.request, r.action, f, agent, first) for r in actions.readings(view_of(f), ruleset.services)]
 
 
 def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:
     subjects = subjects_for(ruleset, request)
     readings = [actions.Reading(s.request, s.action) for s in subjects]
-    return rules.judge(ruleset, readings, subjects[0].flow, subjects[0].agent)
+    return rules.judge(ruleset, readings, subjects[0].flow, subjects[0].agent, subjects[0].first_contact)
 
 
 def check(verdict: rules.Verdict, expect: Mapping[str, Any]) -> str | None:

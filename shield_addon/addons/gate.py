@@ -17,6 +17,7 @@ from shield_addon import actions, record
 from shield_addon.actions.messages import binary_message_view, message_view
 from shield_addon.addons.answer import policy
 from shield_addon.addons.console import MARKERS
+from shield_addon.addons.contacts import ContactBook
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
@@ -50,6 +51,7 @@ class Gate:
         self.state: dict[str, FlowState] = {}
         self.taps: dict[str, Tap] = {}
         self.where = Whereabouts()
+        self.contacts = ContactBook(trail)  # first contact: what each agent has reached before
         # Stamped on every request this proxy lets through: one that arrives carrying it came
         # back through the proxy (a route to itself no address check saw) and is refused.
         self.via = secrets.token_hex(8)
@@ -81,12 +83,14 @@ class Gate:
         if f.response is not None and f.response.status_code == 101 and f.websocket is None:
             self.judge_upgrade(f, state)
         outcome = "refused" if state.refused else "forwarded"
+        self.contacts.settle(f.id, forwarded=not state.refused)
         self.trail.submit({**state.base, "stage": "response", "outcome": outcome, **response_columns(
             f, self.trail.redactor, ctx.options.shield_body_limit, self.taps.pop(f.id, None))})
 
     def error(self, f: http.HTTPFlow) -> None:
         tap = self.taps.pop(f.id, None)
         state = self.state.pop(f.id, None) or self.untracked(f)
+        self.contacts.settle(f.id, forwarded=False)
         if tap is not None and f.response is not None:
             # A streamed response the agent stopped reading (an SDK hangs up at `[DONE]`):
             # it got what the tap saw; record that, with why the stream ended early.
@@ -200,7 +204,8 @@ class Gate:
             f.request.headers.pop(VIA_HEADER, None)
         came_back = self.via in f.request.headers.get_all(VIA_HEADER)
         f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
-        verdict = decide(readings, ruleset, self.where.context(f, state.agent, view, unreadable, came_back, resolved))
+        context = self.where.context(f, state.agent, view, unreadable, came_back, resolved)
+        verdict = decide(readings, ruleset, self.contacts.fill(f.id, ruleset, view, context))
         state.action, state.verdict = verdict.action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
 

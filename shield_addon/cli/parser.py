@@ -100,6 +100,12 @@ def add_format(p: argparse.ArgumentParser) -> None:
     g.add_argument("--csv", action="store_true", help="CSV with a header row")
 
 
+def profiles() -> list[str]:
+    """The bundled profiles: the folders of rules/profiles/."""
+    folder = paths.bundled_rules() / "profiles"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", default=os.environ.get("SHIELD_DIR", "./shield-audit"),
@@ -134,6 +140,9 @@ def _proxy_commands(sub: Subparsers, conf: argparse.ArgumentParser) -> None:
     g.add_argument("--web", action="store_true", help="mitmweb: review in the browser")
     r.add_argument("--listen-port", type=int, help="proxy port (default 8080)")
     r.add_argument("--reviewer", help="name recorded with this console's decisions (default: the OS user)")
+    r.add_argument("--profile", choices=profiles(),
+                   help="rules loaded after the rule set: strict holds first contacts with a host, unparsed "
+                        "requests and anything no rule names (docs/rules.md#strict-profile)")
 
     d = sub.add_parser("demo", help="a scripted agent against a fake API: holds, a denial, the timeline",
                        description="Start the proxy with the bundled rules, a fake production API (Kubernetes-, SQL- and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         argv += ["--set", f"confdir={args.confdir}"]
     if args.reviewer:
         argv += ["--set", f"shield_reviewer={args.reviewer}"]
+    extra = with_profile(extra, getattr(args, "profile", None))
     given = paths.confdir_option(extra) or args.confdir  # `--set confdir=X` works as well as --confdir X
     confdir = Path(given).expanduser() if given else paths.default_confdir()
     # Before mitmproxy: it reads config.yaml from the confdir and writes its CA there, and
@@ -39,6 +41,37 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     argv += extra
     tool = mitm.mitmdump if args.headless else mitm.mitmweb if args.web else mitm.mitmproxy
     return tool(argv) or 0
+
+
+def profile_dir(name: str) -> Path:
+    return paths.bundled_rules() / "profiles" / name
+
+
+def with_profile(extra: list[str], profile: str | None) -> list[str]:
+    """mitmproxy's arguments with the profile's rules loaded after the rule set in force (the
+    bundled packs, or `--set shield_rules=X`). mitmproxy keeps neither of two `--set` of one
+    addon option, so the given one is replaced, not repeated."""
+    if not profile:
+        return extra
+    base = paths.set_option(extra, "shield_rules") or str(paths.bundled_rules())
+    return [*without_option(extra, "shield_rules"), "--set", f"shield_rules={base}{os.pathsep}{profile_dir(profile)}"]
+
+
+def without_option(args: list[str], name: str) -> list[str]:
+    """`args` without any `--set NAME=X` / `--set=NAME=X`."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if arg == "--set" and i + 1 < len(args) and args[i + 1].startswith(name + "="):
+            skip = True
+            continue
+        if arg.startswith(f"--set={name}="):
+            continue
+        out.append(arg)
+    return out
 
 
 def rules_problem(extra: list[str]) -> str | None:

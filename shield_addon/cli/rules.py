@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def rules_test(args: argparse.Namespace, ruleset: Any) -> int:
 
 
 def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
-    from shield_addon import ruletest
+    from shield_addon import rules, ruletest
 
     headers = []
     for h in args.header or []:
@@ -61,8 +62,12 @@ def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
         label = f"action {i}/{len(subjects)}" if len(subjects) > 1 else "action"
         print(f"{label}  " + record.safe_text(_action_text(subject.action, subject.request.method, subjects[0])))
         print("rules")
+        # `unmatched:` rules are judged after the others, against what those said (rules.evaluation).
+        own = rules.evaluate(ruleset, subject)
+        named = any(r.mode == "enforce" and not r.after_others and r.id in own.matched for r in ruleset.rules)
+        later = dataclasses.replace(subject, unmatched=not named)
         for rule in ruleset.rules:
-            checks = rule.predicate.explain(subject)
+            checks = rule.predicate.explain(later if rule.after_others else subject)
             hit = all(ok for _, ok in checks)
             why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
             tag = "MATCH" if hit else "  -  "

@@ -20,3 +20,4 @@ class Context:
     destinations: tuple[tuple[str, int], ...] = ()  # other names of the server: Host, SNI
     came_back: bool = False  # the request already passed through this proxy
     unreadable: str | None = None  # why the body could not be decoded
+    first_contact: bool = False  # this agent never had a request to this host:port forwarded

@@ -22,21 +22,25 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
     if ruleset.index is not None:
         req = subject.request
         rules = ruleset.index.candidates(req.method, req.host, subject.action)
+    later = [rule for rule in rules if rule.after_others] if "unmatched" in ruleset.keys else []
     for rule in rules:
-        captures = rule.matches(subject)
+        captures = None if later and rule.after_others else rule.matches(subject)
         if captures is not None:
             matched.append((rule, captures))
+    if later:
+        matched = _then_unmatched(rules, later, matched, subject)
     verdict, best, captures = _strictest(ruleset.default, matched)
     enforced, enforced_rule, _ = _strictest(ruleset.default, [m for m in matched if m[0].mode == "enforce"])
     return Verdict(verdict, best, tuple(r.id for r, _ in matched), fill_action(subject.action, captures),
                    enforced, enforced_rule)
 
 
-def judge(ruleset: RuleSet, readings: Sequence[Reading], flow: Any = None, agent: str = "") -> Verdict:
+def judge(ruleset: RuleSet, readings: Sequence[Reading], flow: Any = None, agent: str = "",
+          first_contact: bool = False) -> Verdict:
     """The verdict over every reading of one request. The action columns show the action
     that decided what happens (the strictest enforced verdict; on a tie, the first read);
     every rule that matched any reading is recorded."""
-    verdicts = [evaluate(ruleset, Subject(r.request, r.action, flow, agent)) for r in readings]
+    verdicts = [evaluate(ruleset, Subject(r.request, r.action, flow, agent, first_contact)) for r in readings]
     seen = tuple((r.request.method, v.action) for r, v in zip(readings, verdicts))
     if len(verdicts) == 1:
         return replace(verdicts[0], actions=seen)
@@ -44,6 +48,19 @@ def judge(ruleset: RuleSet, readings: Sequence[Reading], flow: Any = None, agent
     decider = max(verdicts, key=lambda v: (strictness(v.enforced), strictness(v.verdict)))
     matched = tuple(dict.fromkeys(rule_id for v in verdicts for rule_id in v.matched))
     return Verdict(shown.verdict, shown.rule, matched, decider.action, decider.enforced, decider.enforced_rule, seen)
+
+
+def _then_unmatched(rules: tuple[Rule, ...] | list[Rule], later: list[Rule], matched: list[tuple[Rule, dict[str, str]]],
+                    subject: Subject) -> list[tuple[Rule, dict[str, str]]]:
+    """The `unmatched:` rules' pass: they see whether any enforce rule named the request.
+    Shadow rules do not count, or a rule in shadow would change what is enforced."""
+    named = any(rule.mode == "enforce" for rule, _ in matched)
+    rest = replace(subject, unmatched=not named)
+    more = [(rule, captures) for rule in later if (captures := rule.matches(rest)) is not None]
+    if not more:
+        return matched
+    order = {id(rule): i for i, rule in enumerate(rules)}  # file order decides among equals
+    return sorted([*matched, *more], key=lambda m: order[id(m[0])])
 
 
 def _strictest(default: str, matched: list[tuple[Rule, dict[str, str]]]) -> tuple[str, Rule | None, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from shield_addon.rules import loader
@@ -10,7 +11,11 @@ from shield_addon.rules.model import RuleError, RuleSet
 
 
 def rule_files(path: str | Path) -> list[Path]:
-    """A rule file, or every *.yaml / *.yml file of a folder in name order."""
+    """A rule file, or every *.yaml / *.yml file of a folder in name order (not its subfolders).
+    Several, separated by os.pathsep (`rules:rules/profiles/strict`), are one rule set read in
+    the order given: how a profile joins the packs."""
+    if isinstance(path, str) and os.pathsep in path:
+        return [f for part in path.split(os.pathsep) if part for f in rule_files(part)]
     p = Path(path)
     if p.is_dir():
         files = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])

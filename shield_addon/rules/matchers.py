@@ -18,7 +18,7 @@ from shield_addon.rules.nodes import Context, as_list, check_keys, globs, regex
 MATCH_KEYS = {
     "method", "host", "port", "path", "query", "header", "json", "body", "filter", "not", "agent",
     "service", "action_type", "operation", "resource", "resource_type", "namespace",
-    "resource_name", "table", "sql", "flag",
+    "resource_name", "table", "sql", "flag", "first_contact", "unmatched",
 }
 
 
@@ -31,7 +31,14 @@ def compile_match(c: Context, node: Any, where: str) -> Matcher:
     # `path` first: its named groups fill the action for the fields checked after it.
     for key in sorted(node, key=lambda k: (k != "path", k == "not")):
         preds.append((key, _field(c, key, node[key], node, f"{where}.{key}")))
-    return Matcher(tuple(preds), requires(node))
+    return Matcher(tuple(preds), requires(node), _keys(node))
+
+
+def _keys(node: Any) -> frozenset[str]:
+    """The match keys of `node` and of the `not:` blocks nested in it."""
+    if not isinstance(node, Mapping):
+        return frozenset()
+    return frozenset(str(k) for k in node) | _keys(node.get("not"))
 
 
 def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
@@ -61,6 +68,14 @@ def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
         return lambda s, cap: not inner(s, dict(cap))
     if key == "sql":
         return _sql_matcher(c, value, node, w)
+    if key == "first_contact":
+        wanted = _bool(c, value, node, key, w)
+        return lambda s, cap: s.first_contact == wanted
+    if key == "unmatched":
+        if value is not True:
+            # `false` would be "some rule matched", which says nothing a rule could act on.
+            raise c.err(value, w, "must be true: the rule applies when no other enforce rule matched", node, key)
+        return lambda s, cap: s.unmatched
     pats = globs(c, value, node, key, w)
     if key == "flag":  # facts parsers found: unparsed, dry_run, duplicate_keys, impersonate, ...
         return lambda s, cap: any(_any_glob(pats, f) for f in s.action.flags)
@@ -72,6 +87,12 @@ def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
 
 def _any_glob(patterns: Sequence[re.Pattern[str]], value: str | None) -> bool:
     return value is not None and any(p.match(value) for p in patterns)
+
+
+def _bool(c: Context, value: Any, node: Any, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise c.err(value, where, "must be true or false", node, key)
+    return value
 
 
 def _port_matcher(c: Context, value: Any, node: Any, where: str) -> Predicate:

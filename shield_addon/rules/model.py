@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from shield_addon.actions import Action, RequestView
@@ -46,6 +47,12 @@ class Subject:
     action: Action
     flow: Any = None  # a mitmproxy flow, needed only by `filter:` matchers
     agent: str = ""
+    # This agent has never had a request to this host:port forwarded (the gate's memory,
+    # core.contacts); False wherever no memory is kept, so `first_contact:` rules stay quiet.
+    first_contact: bool = False
+    # No enforce-mode rule other than the `unmatched:` ones matched: set by the evaluation
+    # for its second pass only, never by a caller.
+    unmatched: bool = False
 
 
 Predicate = Callable[[Subject, dict[str, str]], bool]
@@ -59,6 +66,8 @@ class Matcher:
     # For the index: the exact values a request must have in these fields, when the rule
     # names them without wildcards ("method", "host", "service").
     requires: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Every match key used, those nested in `not:` included: what the rule depends on.
+    keys: frozenset[str] = frozenset()
 
     def __call__(self, s: Subject, captures: dict[str, str]) -> bool:
         for _, p in self.checks:
@@ -92,6 +101,12 @@ class Rule:
     file: str = ""
     line: int = 0
     predicate: Matcher = field(default_factory=Matcher, repr=False, compare=False)
+    # Reads `unmatched:`: judged only once every other rule was. A field, not a property:
+    # the evaluation asks it of every candidate rule of every request.
+    after_others: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "after_others", "unmatched" in self.predicate.keys)
 
     def matches(self, subject: Subject) -> dict[str, str] | None:
         """The named regex groups captured, or None when the rule does not match."""
@@ -109,6 +124,12 @@ class RuleSet:
     tests: tuple[tuple[str, int, Mapping[str, Any]], ...] = ()
     redactions: Redactions = Redactions()
     index: RuleIndex | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def keys(self) -> frozenset[str]:
+        """Every match key some rule uses: the proxy keeps the first-contact memory only
+        for a rule set that reads it."""
+        return frozenset().union(*(r.predicate.keys for r in self.rules))
 
 
 @dataclass(frozen=True)
