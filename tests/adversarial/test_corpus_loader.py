@@ -44,3 +44,13 @@ def test_stats_count_misses_and_false_positives() -> None:
     [s] = corpus.stats([(bad, "allow"), (good, "deny"), (fp, "hold")])
     assert (s.dangerous, s.caught, s.missed, s.false_positives) == (2, 1, ("d1",), ("b1",))
     assert s.catch_rate == 0.5 and s.fp_rate == 1.0
+
+
+def test_main_exits_1_on_a_miss_and_takes_another_rule_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = "- {id: d, class: routes, why: w, request: {method: DELETE, url: 'https://api.example.com/v1/x'}, expect: stop}\n"
+    root = _write(tmp_path, "dangerous", case)
+    assert corpus.main(["--corpus", str(root)]) == 0  # the bundled http-delete holds it
+    rules_file = tmp_path / "empty.yaml"
+    rules_file.write_text("version: 1\ndefault: allow\nrules: []\n")
+    assert corpus.main(["--corpus", str(root), "--rules", str(rules_file)]) == 1
+    assert "missed   routes: d" in capsys.readouterr().out
