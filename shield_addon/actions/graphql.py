@@ -3,10 +3,17 @@
 Top-level fields are what a GraphQL server executes, so they are what we classify:
 aliases are ignored (`safe: deleteRepository` is still deleteRepository) and fragment
 spreads at the top level are followed.
+
+Documents are found where servers take them: a JSON body or a batch array, a JSON
+string holding that body, a form body, `application/graphql`, or `?query=` (also on a
+POST). A persisted query (Apollo APQ's hash, Relay's `doc_id`) sends no document: the
+server runs a stored one we cannot see, so only its operationName can tell what it does
+(`DeleteUser` is a delete; a name that says nothing stays `other`, flagged `persisted`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -21,7 +28,7 @@ from graphql.language import (
 )
 
 from .base import Action, RequestView
-from .common import first, json_body, strictest, text_body, unique, words
+from .common import first, form_body, json_body, strictest, text_body, unique, words
 
 # graphql-core takes about 15 us a token. Per request we parse at most MAX_CHARS of
 # documents, each of at most MAX_TOKENS tokens (about 0.3 s in all); past that the
@@ -29,7 +36,8 @@ from .common import first, json_body, strictest, text_body, unique, words
 MAX_CHARS = 20_000
 MAX_TOKENS = 10_000
 
-_DELETE = frozenset({"delete", "remove", "destroy", "drop", "purge"})
+_DELETE = frozenset({"delete", "remove", "destroy", "drop", "purge", "erase", "wipe", "truncate", "terminate",
+                     "uninstall"})
 _CREATE = frozenset({"create", "add", "insert"})
 _UPDATE = frozenset({"update", "set", "edit", "patch", "merge", "upsert"})
 # What an executable document starts with, after ignored commas, spaces and comments.
@@ -38,7 +46,7 @@ _START = re.compile(r"(?:[\s,\ufeff]|#[^\n]*+)*+(?:\{|(?:query|mutation|subscrip
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
-    if not req.body and first(req.query, "query") is None:
+    if not req.body and not any(k in _URL_KEYS for k, _ in req.query):
         return None  # the common case, decided before any header is looked at
     ct = req.content_type
     endpoint = pinned or ct == "application/graphql" or req.path.rstrip("/").endswith("/graphql")
@@ -47,7 +55,7 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     # GraphQL document, so search boxes and SQL cost nothing here.
     docs = [d for d in docs if endpoint or looks_like_graphql(d[0])]
     if not docs:
-        return None
+        return _persisted(req)
 
     descriptions: list[str] = []
     types: list[str] = []
@@ -107,24 +115,97 @@ def looks_like_graphql(text: str) -> bool:
 
 def _documents(req: RequestView, ct: str) -> list[tuple[str, str | None]]:
     """(document, operationName) pairs: a JSON body, an Apollo-style batch, a raw
-    application/graphql body, or GraphQL over GET (?query=...)."""
+    application/graphql body, a form body, or GraphQL over GET (?query=...). An
+    operationName in the URL counts when the body names none (servers merge them)."""
+    url_name = first(req.query, "operationName")
     if ct == "application/graphql":
-        return [(text_body(req), first(req.query, "operationName"))]
-    body = json_body(req)
-    items = body if isinstance(body, list) else [body]
-    docs = [_document(item) for item in items]
+        return [(text_body(req), url_name)]
+    items = _items(req)
+    docs = [_document(item, url_name) for item in items]
     found = [d for d in docs if d is not None]
     if found:
         return found
     query = first(req.query, "query")
-    return [(query, first(req.query, "operationName"))] if query else []
+    return [(query, url_name)] if query else []
 
 
-def _document(item: Any) -> tuple[str, str | None] | None:
+def _items(req: RequestView) -> list[Any]:
+    """The request objects of a body: JSON (one level of JSON-in-a-string unwrapped,
+    as some clients double-encode) or a form."""
+    body = json_body(req)
+    if body is None and req.body[:1] == b'"' and len(req.body) <= 2 * MAX_CHARS:
+        body = _loads(text_body(req))  # JSON's only scalar worth unwrapping: a string
+    if isinstance(body, str) and len(body) <= 2 * MAX_CHARS:
+        body = _loads(body)
+    if body is None:
+        form = form_body(req)
+        body = dict(form) if form else None
+    return body if isinstance(body, list) else [body]
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _document(item: Any, url_name: str | None) -> tuple[str, str | None] | None:
     if not isinstance(item, dict) or not isinstance(item.get("query"), str):
         return None
     name = item.get("operationName")
-    return item["query"], name if isinstance(name, str) else None
+    return item["query"], name if isinstance(name, str) else url_name
+
+
+# Where persisted-query protocols put the stored document's id: Apollo APQ's
+# extensions.persistedQuery, Relay's doc_id / documentId, and plain `id`.
+_PERSISTED_KEYS = ("doc_id", "documentId", "id", "queryId")
+# Query parameters that can carry a GraphQL operation on a bodiless request.
+_URL_KEYS = frozenset({"query", "extensions", "operationName", "doc_id", "documentId"})
+
+
+def _persisted(req: RequestView) -> Action | None:
+    names: list[str] = []
+    for item in _items(req) + [_url_item(req)]:
+        if not isinstance(item, dict) or not _is_persisted(item):
+            continue
+        name = item.get("operationName")
+        names.append(name if isinstance(name, str) else "")
+    if not names:
+        return None
+    types = [_persisted_type(name) for name in names]
+    return Action(
+        service="graphql",
+        action_type=strictest(types),
+        operation=";".join(f"persisted {name}".rstrip() for name in names),
+        statements=unique(n for n in names if n),
+        flags=frozenset({"persisted"}),
+    )
+
+
+def _url_item(req: RequestView) -> dict[str, Any]:
+    item: dict[str, Any] = {k: v for k, v in req.query if k in ("operationName", *_PERSISTED_KEYS)}
+    extensions = first(req.query, "extensions")
+    if extensions:
+        item["extensions"] = _loads(extensions)
+    return item
+
+
+def _is_persisted(item: dict[str, Any]) -> bool:
+    extensions = item.get("extensions")
+    if isinstance(extensions, dict) and isinstance(extensions.get("persistedQuery"), dict):
+        return True
+    # Relay and others: a document id beside an operationName, and no document.
+    return isinstance(item.get("operationName"), str) and any(isinstance(item.get(k), (str, int)) for k in _PERSISTED_KEYS)
+
+
+def _persisted_type(name: str) -> str:
+    # The name is the client's label for the stored operation (DeleteUser,
+    # RemoveRepositoryMutation); a delete verb in it is the only hint we get.
+    parts = [w for w in words(name) if w not in ("mutation", "query")]
+    if any(w in _DELETE for w in parts):
+        return "delete"
+    return "other"
 
 
 def _top_fields(

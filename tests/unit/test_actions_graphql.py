@@ -182,3 +182,53 @@ def test_looks_like_graphql(text: str) -> None:
 @pytest.mark.parametrize("text", ["", "queryX { a }", "SELECT 1", "red shoes", "# { a }"])
 def test_does_not_look_like_graphql(text: str) -> None:
     assert not graphql_parser.looks_like_graphql(text)
+
+
+# --- where else servers take a document, and persisted queries without one
+
+DELETE_USER = "mutation { deleteUser(id: 1) { id } }"
+
+
+def _post(url: str, body: str, ct: str = "application/json") -> Action:
+    return parse(request_view("POST", url, [("Content-Type", ct)], body))
+
+
+def test_a_form_body_carries_the_document() -> None:
+    action = _post("https://api.example.com/graphql", "query=" + quote(DELETE_USER), "application/x-www-form-urlencoded")
+    assert (action.service, action.action_type) == ("graphql", "delete")
+
+
+def test_a_double_encoded_json_body_is_unwrapped_once() -> None:
+    action = _post("https://api.example.com/graphql", json.dumps(json.dumps({"query": DELETE_USER})))
+    assert (action.service, action.action_type) == ("graphql", "delete")
+
+
+def test_the_url_operation_name_picks_the_operation_when_the_body_names_none() -> None:
+    doc = "query Safe { me { id } } " + DELETE_USER.replace("mutation", "mutation Danger")
+    assert _post(f"{ENDPOINT}?operationName=Danger", json.dumps({"query": doc})).action_type == "delete"
+    assert _post(f"{ENDPOINT}?operationName=Safe", json.dumps({"query": doc})).action_type == "read"
+
+
+@pytest.mark.parametrize(("body", "action_type"), [
+    ({"operationName": "DeleteUser", "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab"}}}, "delete"),
+    ({"doc_id": "123", "operationName": "RemoveRepositoryMutation", "variables": {}}, "delete"),
+    ({"operationName": "GetViewer", "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab"}}}, "other"),
+])
+def test_persisted_queries_are_judged_by_their_operation_name(body: object, action_type: str) -> None:
+    action = _post("https://api.example.com/graphql", json.dumps(body))
+    assert (action.service, action.action_type, "persisted" in action.flags) == ("graphql", action_type, True)
+
+
+def test_a_persisted_query_over_get() -> None:
+    ext = quote(json.dumps({"persistedQuery": {"version": 1, "sha256Hash": "ab"}}))
+    action = parse(request_view("GET", f"https://api.example.com/graphql?operationName=DeleteUser&extensions={ext}"))
+    assert (action.service, action.action_type, action.operation) == ("graphql", "delete", "persisted DeleteUser")
+
+
+def test_a_rest_body_with_an_id_is_not_a_persisted_query() -> None:
+    assert _post("https://api.example.com/v1/items", json.dumps({"id": 5, "name": "delete me"})).service != "graphql"
+
+
+@pytest.mark.parametrize("field", ["eraseCustomerData", "wipeAllData", "productDelete", "destroySnippet"])
+def test_delete_verbs(field: str) -> None:
+    assert gql(f"mutation {{ {field}(id: 1) {{ ok }} }}").action_type == "delete"

@@ -62,7 +62,7 @@ DELETE_REPO = 'mutation Drop { deleteRepository(input: {repositoryId: "R_1"}) { 
                                                              "operationName": "Drop"}}, "graphql", "delete"),
     (HANDSHAKE, "  " + json.dumps({"type": "start", "id": "3", "payload": {"query": DELETE_REPO}}), "graphql", "delete"),
     (SOCKET, [{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "drop_db", "arguments": {}}}],
-     "mcp", "execute"),  # a JSON-RPC batch
+     "mcp", "delete"),  # a JSON-RPC batch; drop_db deletes by its name
     (SOCKET, {"query": "DROP TABLE users"}, "sql", "delete"),
     (SOCKET, {"statement": "drop table users; -- bye"}, "sql", "delete"),
     (SOCKET, "DROP TABLE users", "sql", "delete"),  # a text message that is SQL itself
