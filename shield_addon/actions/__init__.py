@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 
 from . import aws, graphql, kubernetes, mcp, postgrest, rest, sql
 from .base import ACTION_TYPES, Action, RequestView
-from .common import body_flags, form_body, request_view, strictest
+from .common import body_flags, form_body, json_body, request_view, strictest
 
 __all__ = [
     "ACTION_TYPES",
@@ -110,11 +110,16 @@ def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None
 
 
 def overrides(req: RequestView) -> tuple[str, ...]:
-    """The methods other than req.method that an override header or parameter names."""
+    """The methods other than req.method that an override header or parameter names: every
+    comma-separated token (servers differ on which of a list they take), and `_method` in a
+    form, the query or a JSON body's top level (Laravel reads it from JSON too)."""
     named = [v for k, v in req.headers if k in OVERRIDE_HEADERS]
     for pairs in (req.query, form_body(req)):
         named.extend(v for k, v in pairs if k in OVERRIDE_PARAMS)
-    methods = (m.strip().upper() for m in named)
+    doc = json_body(req)
+    if isinstance(doc, dict):
+        named.extend(v for k, v in doc.items() if k in OVERRIDE_PARAMS and isinstance(v, str))
+    methods = (m.strip().upper() for value in named for m in value.split(","))
     return tuple(dict.fromkeys(m for m in methods if m.isalpha() and len(m) <= 16 and m != req.method))
 
 

@@ -59,13 +59,15 @@ def test_a_shadow_rule_shows_in_the_verdict_but_the_enforced_reading_decides_the
     ("query", [], "https://api.example.com/v1/users/7?_method=DELETE", ""),
     ("form", [("Content-Type", "application/x-www-form-urlencoded")], "https://api.example.com/v1/users/7",
      "name=x&_method=delete"),
+    ("json", [("Content-Type", "application/json")], "https://api.example.com/v1/users/7", '{"_method": "DELETE"}'),
+    ("a list", [("X-HTTP-Method-Override", "PATCH, DELETE")], "https://api.example.com/v1/users/7", ""),
 ])
 def test_a_method_override_is_judged_as_the_method_it_names(where: str, headers: list, url: str, body: str) -> None:
     view = request_view("POST", url, headers, body)
-    assert actions.overrides(view) == ("DELETE",)
+    assert "DELETE" in actions.overrides(view)
     verdict = rules.judge(RULES, actions.readings(view))
     assert (verdict.enforced, verdict.enforced_rule.id) == ("hold", "http-delete")
-    assert [m for m, _ in verdict.actions] == ["POST", "DELETE"]
+    assert [m for m, _ in verdict.actions][0] == "POST" and "DELETE" in [m for m, _ in verdict.actions]
 
 
 @pytest.mark.parametrize("value", ["POST", "", "DELETE; rm -rf", "x" * 40, "\x1b[31mDELETE"])
