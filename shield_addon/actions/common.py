@@ -132,10 +132,11 @@ _JSON_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?json$")
 # application/yaml, application/x-yaml, text/yaml, application/apply-patch+yaml (Kubernetes
 # server-side apply) and any other +yaml: whatever says YAML is read as YAML.
 _YAML_TYPE = re.compile(r"(?:^|/|\+)(?:x-)?ya?ml$")
-# YAML is read by a pure-Python parser (ruamel, about 140 KB/s: 256 KiB took 1.8 s): past this
-# a body is not read but flagged, so one request costs at most about half a second. Manifests
-# are a few KiB, and kubectl sends server-side apply as JSON, which is read without this limit.
-YAML_LIMIT = 64 * 1024
+# YAML is read by a pure-Python parser on the event loop (ruamel, about 200 KB/s: 16 KiB of
+# manifest took 75 ms, 64 KiB 300 ms): past this a body is not read but flagged (the Kubernetes
+# pack holds such writes), so one request stalls the proxy for at most about 75 ms. Manifests an
+# agent writes are a few KiB, and kubectl sends apply as JSON, which is read without this limit.
+YAML_LIMIT = 16 * 1024
 # Aliases make a small YAML text a huge tree (billion laughs). The loader shares the aliased
 # node, so memory is fine, but every walker (rules, parsers) would visit each copy: the tree
 # as walkers see it may be no larger than this many nodes plus one per byte of the text.
@@ -202,7 +203,31 @@ def _decode_json(body: bytes) -> Body:
         doc = json.loads(body, object_pairs_hook=pairs)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
         return _NOTHING
-    return Body((doc,), frozenset({"duplicate_keys"}) if dup else frozenset())
+    if not dup:
+        return Body((doc,))
+    # Servers disagree on a repeated key: most keep the last (the first document, which
+    # parsers read), some the first, and Go merges repeated objects into one struct. Each
+    # reading is a document `json:` rules see, so no reading of the body hides another.
+    first = json.loads(body, object_pairs_hook=_first_wins)
+    merged = json.loads(body, object_pairs_hook=_merged)
+    return Body((doc, first, merged), frozenset({"duplicate_keys"}))
+
+
+def _first_wins(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for k, v in items:
+        obj.setdefault(k, v)
+    return obj
+
+
+def _merged(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Go's encoding/json: a repeated key decodes into the same field again, so repeated
+    objects merge (their later scalars win)."""
+    obj: dict[str, Any] = {}
+    for k, v in items:
+        old = obj.get(k)
+        obj[k] = _merged([*old.items(), *v.items()]) if isinstance(old, dict) and isinstance(v, dict) else v
+    return obj
 
 
 @functools.lru_cache(maxsize=1)

@@ -113,3 +113,29 @@ def test_a_flag_rule_matches_any_flag_a_parser_set() -> None:
     real = request_view("POST", "https://k8s.example.com/api/v1/namespaces/a/pods", JSON_CT, "{}")
     assert rules.judge(rs, actions.readings(dry)).verdict == "deny"
     assert rules.judge(rs, actions.readings(real)).verdict == "allow"
+
+
+def test_yaml_padded_past_the_reading_limit_is_held_not_read_as_harmless() -> None:
+    from shield_addon import paths
+    from shield_addon.actions import common
+
+    bundled = rules.load_path(paths.bundled_rules())
+    padding = "".join(f"# {i:08d} padding a manifest past what the rules read\n" for i in range(400))
+    body = padding + "spec:\n  replicas: 0\n"
+    assert len(body) > common.YAML_LIMIT
+    request = {"method": "PUT", "url": "https://k8s.internal:6443/apis/apps/v1/namespaces/dev/deployments/web",
+               "headers": {"content-type": "application/yaml"}, "body": body}
+    verdict = ruletest.explain(bundled, request)
+    assert (verdict.verdict, verdict.rule.id) == ("hold", "k8s-unreadable-body")
+    assert {"body_too_large", "body_unparsed"} <= verdict.action.flags
+
+
+def test_every_reading_of_repeated_json_keys_is_judged() -> None:
+    from shield_addon.actions import common
+
+    view = request_view("PATCH", "https://api.example.com/x", JSON_CT, '{"a": {"n": 0, "n": 3}, "a": {"m": 1}}')
+    last, first, merged = common.json_documents(view)
+    assert (last, first, merged) == ({"a": {"m": 1}}, {"a": {"n": 0}}, {"a": {"n": 3, "m": 1}})
+    assert "duplicate_keys" in actions.parse(view).flags
+    plain = request_view("PATCH", "https://api.example.com/x", JSON_CT, '{"a": {"n": 0}}')
+    assert common.json_documents(plain) == ({"a": {"n": 0}},)
