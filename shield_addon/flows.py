@@ -12,6 +12,7 @@ from mitmproxy import http
 
 from shield_addon import record
 from shield_addon.actions import Action, RequestView
+from shield_addon.actions.common import normal_path
 from shield_addon.core.decoding import Decoded, decode_body, decode_text, text_encoding
 from shield_addon.core.hosts import canonical_host
 from shield_addon.rules import Rule, Verdict
@@ -70,11 +71,26 @@ def view_of(flow: http.HTTPFlow, body: bytes | None = None) -> RequestView:
         scheme=req.scheme,
         host=canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
         port=req.port,
-        path=req.path.split("?", 1)[0],
+        path=normal_path(req.path.split("?", 1)[0]),  # /v1/%72efunds is /v1/refunds to the server
         query=tuple(req.query.items(multi=True)),
         headers=tuple((k.lower(), v) for k, v in req.headers.items(multi=True)),
         body=body or b"",
     )
+
+
+def judged_flow(flow: http.HTTPFlow, view: RequestView) -> http.HTTPFlow:
+    """The flow as `filter:` expressions see it: with the view's canonical host and path, so
+    `~d "^api\\.github\\.com$"` also matches `api.github.com.` and `~u /v1/refunds` matches
+    `/v1/%72efunds`. A copy only when they differ (a hostile spelling): the real flow is sent
+    as the agent wrote it."""
+    req = flow.request
+    path, _, query = req.path.partition("?")
+    if req.host == view.host and path == view.path:
+        return flow
+    judged = flow.copy()
+    judged.request.host = view.host
+    judged.request.path = view.path + ("?" + query if query else "")
+    return judged
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 from mitmproxy import connection, http
 
 from shield_addon import actions, rules
-from shield_addon.flows import view_of
+from shield_addon.flows import judged_flow, view_of
 
 REQUEST_KEYS = {"method", "url", "headers", "body", "agent", "first_contact"}
 EXPECT_KEYS = {"action", "rule", "matched", "service", "action_type", "operation", "namespace",
@@ -46,7 +46,9 @@ def subjects_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> list[rul
     agent = str(request.get("agent") or "")
     # first_contact: what the proxy's memory would say; a test's host is known unless it says so.
     first = request.get("first_contact") is True
-    return [rules.Subject(r.request, r.action, f, agent, first) for r in actions.readings(view_of(f), ruleset.services)]
+    view = view_of(f)
+    judged = judged_flow(f, view)  # what the proxy's `filter:` matchers see (whereabouts.context)
+    return [rules.Subject(r.request, r.action, judged, agent, first) for r in actions.readings(view, ruleset.services)]
 
 
 def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 
 from . import aws, graphql, kubernetes, mcp, postgrest, rest, sql
 from .base import ACTION_TYPES, Action, RequestView
-from .common import body_flags, form_body, json_body, request_view, strictest
+from .common import body_flags, form_body, json_body, request_view, strictest, without_dot_segments
 
 __all__ = [
     "ACTION_TYPES",
@@ -100,13 +100,15 @@ OVERRIDE_PARAMS = ("_method",)
 
 
 def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -> tuple[Reading, ...]:
-    """Every action of `req` as sent, then of `req` with each method an override names:
-    the server may honour the override or not, so both are judged and the strictest wins."""
-    out = [Reading(req, a) for a in parse_all(req, pinned)]
-    for method in overrides(req):
-        as_overridden = dataclasses.replace(req, method=method)
-        out.extend(Reading(as_overridden, a) for a in parse_all(as_overridden, pinned))
-    return tuple(out)
+    """Every action of `req` as sent, then of `req` with each method an override names, and
+    with its dot segments resolved (`/v1/x/../refunds`): the server may honour the override
+    or not, normalise the path or not, so each is judged and the strictest wins."""
+    variants = [req]
+    resolved = without_dot_segments(req.path)
+    if resolved != req.path:
+        variants.append(dataclasses.replace(req, path=resolved))
+    variants += [dataclasses.replace(v, method=m) for v in list(variants) for m in overrides(req)]
+    return tuple(Reading(v, a) for v in variants for a in parse_all(v, pinned))
 
 
 def overrides(req: RequestView) -> tuple[str, ...]:

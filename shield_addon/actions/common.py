@@ -52,11 +52,43 @@ def request_view(
         scheme=scheme,
         host=(parts.hostname or "").lower(),
         port=parts.port or (80 if scheme == "http" else 443),
-        path=parts.path or "/",
+        path=normal_path(parts.path or "/"),
         query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
         headers=tuple((k.lower(), v) for k, v in headers),
         body=body.encode() if isinstance(body, str) else body,
     )
+
+
+# RFC 3986 6.2.2.2: a percent-escape of an unreserved character is that character to every
+# server (`/v1/%72efunds` is `/v1/refunds`); other escapes (`%2F`) keep their meaning.
+_UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
+
+
+def normal_path(path: str) -> str:
+    """The path as servers route it: escapes of unreserved characters decoded."""
+    if "%" not in path:
+        return path
+    return _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
+
+
+def without_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4: `/a/./b/../c` is `/a/c` to servers and proxies that normalise it."""
+    if "." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        if seg == ".":
+            if i == len(segments) - 1:
+                out.append("")
+        elif seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if i == len(segments) - 1:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/".join(out) or "/"
 
 
 def method_type(method: str) -> str:

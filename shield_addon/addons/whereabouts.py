@@ -14,6 +14,7 @@ from mitmproxy import ctx, http
 from shield_addon import actions
 from shield_addon.core import hosts
 from shield_addon.core.context import Context
+from shield_addon.flows import judged_flow
 
 RESOLVE_SECONDS = 2.0
 LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
@@ -30,7 +31,8 @@ class Whereabouts:
     def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
                 came_back: bool = False, resolved: tuple[str, ...] = ()) -> Context:
         own = self.own_addresses()
-        return Context(agent=agent, flow=f, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
+        judged = judged_flow(f, view) if f is not None else None  # as `filter:` rules see it
+        return Context(agent=agent, flow=judged, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
                        destinations=destinations(f, view.port) if f is not None else (), came_back=came_back)
 
     async def resolved(self, host: str, port: int) -> tuple[str, ...]:

@@ -139,3 +139,35 @@ def test_every_reading_of_repeated_json_keys_is_judged() -> None:
     assert "duplicate_keys" in actions.parse(view).flags
     plain = request_view("PATCH", "https://api.example.com/x", JSON_CT, '{"a": {"n": 0}}')
     assert common.json_documents(plain) == ({"a": {"n": 0}},)
+
+
+@pytest.mark.parametrize(("sent", "routed"), [
+    ("/v1/%72efunds", "/v1/refunds"), ("/%7Euser/%2D%2E%5F", "/~user/-._"), ("/a%2Fb", "/a%2Fb"), ("/a%20b", "/a%20b"),
+])
+def test_escapes_of_unreserved_characters_are_decoded_as_every_server_does(sent: str, routed: str) -> None:
+    assert request_view("POST", "https://api.stripe.com" + sent).path == routed
+
+
+def test_a_path_with_dot_segments_is_also_judged_resolved() -> None:
+    rs = rules.parse_text('version: 1\nrules:\n  - {id: refunds, match: {path: "^/v1/refunds$"}, action: deny}\n')
+    view = request_view("POST", "https://api.stripe.com/v1/charges/../refunds")
+    assert [r.request.path for r in actions.readings(view)] == ["/v1/charges/../refunds", "/v1/refunds"]
+    assert rules.judge(rs, actions.readings(view)).verdict == "deny"
+    assert len(actions.readings(request_view("POST", "https://api.stripe.com/v1/refunds"))) == 1
+
+
+def test_filter_rules_see_the_canonical_host_and_path_while_the_flow_is_sent_as_written(tmp_path) -> None:
+    from shield_addon.flows import judged_flow, view_of
+
+    (tmp_path / "r.yaml").write_text(
+        'version: 1\nrules:\n  - {id: gh, match: {filter: \'~d "^api\\\\.github\\\\.com$" & ~u "/v1/refunds"\'}, action: hold}\n')
+    rs = rules.load_path(str(tmp_path / "r.yaml"))
+    request = {"method": "POST", "url": "https://API.github.com./v1/%72efunds?x=1"}
+    assert ruletest.explain(rs, request).verdict == "hold"
+    f = ruletest.flow_for(request)
+    judged = judged_flow(f, view_of(f))
+    assert (judged.request.host, judged.request.path) == ("api.github.com", "/v1/refunds?x=1")
+    assert (f.request.host, f.request.path) == ("api.github.com.", "/v1/%72efunds?x=1")
+    plain = ruletest.flow_for({"method": "GET", "url": "https://api.github.com/v1/x"})
+    assert judged_flow(plain, view_of(plain)) is plain
+
