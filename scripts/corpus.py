@@ -10,6 +10,7 @@ can run it as is. The same loading and judging code backs tests/adversarial/test
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,12 +118,21 @@ def _check_unique(cases: Sequence[Case]) -> None:
         seen[case.id] = case.source
 
 
-def ruleset(path: str | Path | None = None) -> rules.RuleSet:
-    return rules.load_path(path or paths.bundled_rules())
+def ruleset(path: str | Path | None = None, profile: str | None = None) -> rules.RuleSet:
+    """The bundled packs (or `path`), with a profile's rules after them, as `shield run --profile` loads them."""
+    base = str(path or paths.bundled_rules())
+    return rules.load_path(f"{base}{os.pathsep}{paths.profile_dir(profile)}" if profile else base)
 
 
-def verdict(rs: rules.RuleSet, case: Case) -> str:
-    return ruletest.explain(rs, case.request).verdict
+def verdict(rs: rules.RuleSet, case: Case, first_contact: bool = False) -> str:
+    """first_contact: judged as the agent's first request to that host (what a profile's
+    first-contact rule sees); else as a host it has reached before."""
+    request = {**case.request, "first_contact": True} if first_contact else case.request
+    return ruletest.explain(rs, request).verdict
+
+
+def _leniency(got: str) -> int:
+    return ("allow", "hold", "deny").index(got)
 
 
 def passes(case: Case, got: str) -> bool:
@@ -191,16 +201,20 @@ def report(table: Sequence[ClassStats], verbose: bool = True) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", help="rule file or folder (default: the bundled packs)")
-    parser.add_argument("--profile", help="a rule profile, e.g. strict (not supported yet: ignored with a note)")
+    parser.add_argument("--profile", help="a rule profile loaded after the rules, e.g. strict: every dangerous case must "
+                        "be stopped both as a first contact and on a known host; benign cases are not counted (a "
+                        "default-deny profile holds what no rule names)")
     parser.add_argument("--corpus", default=str(CORPUS), help="corpus folder (default: tests/adversarial)")
     parser.add_argument("--quiet", action="store_true", help="the table only, without the ids missed")
     args = parser.parse_args(argv)
-    if args.profile:
-        print(f"note: --profile {args.profile} is not supported by this rule loader yet; bundled behaviour used",
-              file=sys.stderr)
     cases = load(Path(args.corpus))
-    rs = ruleset(args.rules)
-    results = [(case, verdict(rs, case)) for case in cases]
+    rs = ruleset(args.rules, args.profile)
+    if args.profile:
+        cases = [c for c in cases if c.dangerous]
+        # the more lenient of the two: a first-contact hold must not be what catches a case
+        results = [(c, min((verdict(rs, c, first) for first in (False, True)), key=_leniency)) for c in cases]
+    else:
+        results = [(case, verdict(rs, case)) for case in cases]
     table = stats(results)
     print(report(table, verbose=not args.quiet))
     if not args.quiet:

@@ -26,6 +26,11 @@ def bundled_rules() -> Path:
     return packaged if packaged.is_dir() else PACKAGE.parent / "rules"
 
 
+def profile_dir(name: str) -> Path:
+    """A rule profile shipped with the packs (`shield run --profile NAME`), e.g. strict."""
+    return bundled_rules() / "profiles" / name
+
+
 def default_confdir() -> Path:
     return Path("~/.mitmproxy").expanduser()
 

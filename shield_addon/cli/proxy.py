@@ -43,10 +43,6 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return tool(argv) or 0
 
 
-def profile_dir(name: str) -> Path:
-    return paths.bundled_rules() / "profiles" / name
-
-
 def with_profile(extra: list[str], profile: str | None) -> list[str]:
     """mitmproxy's arguments with the profile's rules loaded after the rule set in force (the
     bundled packs, or `--set shield_rules=X`). mitmproxy keeps neither of two `--set` of one
@@ -54,7 +50,7 @@ def with_profile(extra: list[str], profile: str | None) -> list[str]:
     if not profile:
         return extra
     base = paths.set_option(extra, "shield_rules") or str(paths.bundled_rules())
-    return [*without_option(extra, "shield_rules"), "--set", f"shield_rules={base}{os.pathsep}{profile_dir(profile)}"]
+    return [*without_option(extra, "shield_rules"), "--set", f"shield_rules={base}{os.pathsep}{paths.profile_dir(profile)}"]
 
 
 def without_option(args: list[str], name: str) -> list[str]:

@@ -32,6 +32,19 @@ def test_case(ruleset: rules.RuleSet, case: corpus.Case) -> None:
     assert corpus.passes(case, got), f"{case.source}: expected {case.expect}, got {got}: {case.why}"
 
 
+@pytest.fixture(scope="session")
+def strict() -> rules.RuleSet:
+    return corpus.ruleset(profile="strict")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.dangerous], ids=[c.id for c in CASES if c.dangerous])
+def test_dangerous_case_under_the_strict_profile(strict: rules.RuleSet, case: corpus.Case) -> None:
+    # The profile is stricter only: whether or not the host is a first contact, it still stops.
+    for first_contact in (False, True):
+        got = corpus.verdict(strict, case, first_contact)
+        assert got in ("hold", "deny"), f"{case.source}: strict profile, first_contact={first_contact}: {got}"
+
+
 def test_summary(ruleset: rules.RuleSet, capsys: pytest.CaptureFixture[str]) -> None:
     table = corpus.stats((c, corpus.verdict(ruleset, c)) for c in CASES)
     with capsys.disabled():
