@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 
 from . import aws, graphql, kubernetes, mcp, postgrest, rest, sql
 from .base import ACTION_TYPES, Action, RequestView
-from .common import body_flags, form_body, json_body, request_view, strictest, without_dot_segments
+from .common import body_flags, form_body, json_body, request_view, routed_path, strictest
 
 __all__ = [
     "ACTION_TYPES",
@@ -101,10 +101,11 @@ OVERRIDE_PARAMS = ("_method",)
 
 def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -> tuple[Reading, ...]:
     """Every action of `req` as sent, then of `req` with each method an override names, and
-    with its dot segments resolved (`/v1/x/../refunds`): the server may honour the override
-    or not, normalise the path or not, so each is judged and the strictest wins."""
+    with its path as lenient servers route it (`/v1/x/../refunds`, `/v1//refunds/`,
+    `/v1/refunds;x=1`): the server may honour the override or not, normalise the path or
+    not, so each is judged and the strictest wins."""
     variants = [req]
-    resolved = without_dot_segments(req.path)
+    resolved = routed_path(req.path)
     if resolved != req.path:
         variants.append(dataclasses.replace(req, path=resolved))
     variants += [dataclasses.replace(v, method=m) for v in list(variants) for m in overrides(req)]

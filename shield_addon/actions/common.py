@@ -71,6 +71,22 @@ def normal_path(path: str) -> str:
     return _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
 
 
+_MATRIX = re.compile(r";[^/]*")
+_SLASHES = re.compile(r"//+")
+
+
+def routed_path(path: str) -> str:
+    """The path as lenient servers route it: `;matrix` parameters dropped (Tomcat, Spring),
+    repeated slashes merged (nginx), dot segments resolved, no trailing slash (Express,
+    Flask with strict_slashes off). The path as sent is judged too: this is the other reading."""
+    if ";" in path:
+        path = _MATRIX.sub("", path)
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    path = without_dot_segments(path)
+    return path.rstrip("/") or "/"
+
+
 def without_dot_segments(path: str) -> str:
     """RFC 3986 5.2.4: `/a/./b/../c` is `/a/c` to servers and proxies that normalise it."""
     if "." not in path:

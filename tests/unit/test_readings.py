@@ -154,6 +154,8 @@ def test_a_path_with_dot_segments_is_also_judged_resolved() -> None:
     assert [r.request.path for r in actions.readings(view)] == ["/v1/charges/../refunds", "/v1/refunds"]
     assert rules.judge(rs, actions.readings(view)).verdict == "deny"
     assert len(actions.readings(request_view("POST", "https://api.stripe.com/v1/refunds"))) == 1
+    for twin in ("/v1//refunds", "/v1/refunds/", "/v1/refunds;jsessionid=1", "/v1/./refunds", "/v1;a=b/refunds"):
+        assert rules.judge(rs, actions.readings(request_view("POST", "https://api.stripe.com" + twin))).verdict == "deny", twin
 
 
 def test_filter_rules_see_the_canonical_host_and_path_while_the_flow_is_sent_as_written(tmp_path) -> None:
