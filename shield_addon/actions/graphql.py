@@ -157,9 +157,8 @@ def _items(req: RequestView) -> list[Any]:
 
 def _unwrap(item: Any) -> Any:
     """A WebSocket protocol message's operation ({"type": "subscribe", "payload": {...}})."""
-    if isinstance(item, dict) and "query" not in item and isinstance(item.get("payload"), dict):
-        return item["payload"]
-    return item
+    payload = _field(item, "payload") if isinstance(item, dict) and _field(item, "query") is None else None
+    return payload if isinstance(payload, dict) else item
 
 
 _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.I)
@@ -186,10 +185,24 @@ def _loads(text: str) -> Any:
 
 
 def _document(item: Any, url_name: str | None) -> tuple[str, str | None] | None:
-    if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+    if not isinstance(item, dict):
         return None
-    name = item.get("operationName")
-    return item["query"], name if isinstance(name, str) else url_name
+    query, name = _field(item, "query"), _field(item, "operationName")
+    if not isinstance(query, str):
+        return None
+    return query, name if isinstance(name, str) else url_name
+
+
+def _field(obj: dict[str, Any], key: str) -> Any:
+    """obj[key], or else the first key equal to it without case: Go servers (gqlgen,
+    graph-gophers) decode `{"Query": ...}` with encoding/json, which folds case."""
+    if key in obj:
+        return obj[key]
+    folded = key.lower()
+    for k, value in obj.items():
+        if isinstance(k, str) and len(k) == len(key) and k.lower() == folded:
+            return value
+    return None
 
 
 # Where persisted-query protocols put the stored document's id: Apollo APQ's

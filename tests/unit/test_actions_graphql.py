@@ -277,3 +277,8 @@ def test_a_hostile_multipart_body_stays_cheap() -> None:
     start = time.perf_counter()
     graphql_parser.parse(req)
     assert time.perf_counter() - start < 0.5
+
+
+def test_keys_in_any_case_like_a_go_server() -> None:
+    action = _graphql_request({"Query": "mutation { deleteUser(id: 1) { id } }", "OperationName": None})
+    assert (action.service, action.action_type) == ("graphql", "delete")
