@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from . import sql
@@ -126,7 +127,7 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
         operations.append(f"{method} {name}" if name else method)
         kind = _method_type(key)
         if key == "tools/call":
-            leaves = list(_strings(_field(params, "arguments"), None, 0))[:MAX_STRINGS]
+            leaves = list(islice(_strings(_field(params, "arguments"), None, 0), MAX_STRINGS))
             runs = bool(name) and _runs_commands(name)
             commands = [t for k, t in leaves if runs or k in _SHELL_KEYS]
             texts = [t for _, t in leaves] + [q for t in commands for q in client_sql(t)]
@@ -213,7 +214,9 @@ def _requests(doc: Any, depth: int) -> Iterator[dict[str, Any]]:
         for item in doc:
             yield from _requests(item, depth + 1)
     elif isinstance(doc, dict):
-        if _is_request(doc):
+        # Keys are folded where a Go server decodes a message (the body or a batch's
+        # items), not on every object deep in a large body: that would cost a scan each.
+        if _is_request(doc, folded=depth <= 1):
             yield doc
         for value in doc.values():
             if isinstance(value, (dict, list)):
@@ -231,8 +234,8 @@ def _field(obj: dict[str, Any], key: str) -> Any:
     return None
 
 
-def _is_request(message: dict[str, Any]) -> bool:
-    method = _field(message, "method")
+def _is_request(message: dict[str, Any], folded: bool = True) -> bool:
+    method = _field(message, "method") if folded else message.get("method")
     if not isinstance(method, str):
         return False
     version = _field(message, "jsonrpc")
