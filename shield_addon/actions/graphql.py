@@ -5,9 +5,12 @@ aliases are ignored (`safe: deleteRepository` is still deleteRepository) and fra
 spreads at the top level are followed.
 
 Documents are found where servers take them: a JSON body or a batch array, a JSON
-string holding that body, a form body, `application/graphql`, or `?query=` (also on a
-POST). A persisted query (Apollo APQ's hash, Relay's `doc_id`) sends no document: the
-server runs a stored one we cannot see, so only its operationName can tell what it does
+string holding that body, a form body, `application/graphql`, `?query=` (also on a
+POST), the `operations` field of a multipart upload (the GraphQL multipart request
+spec), and the `payload` of a WebSocket message (graphql-ws `subscribe`,
+subscriptions-transport-ws `start`), which a server runs whatever its operation type.
+A persisted query (Apollo APQ's hash, Relay's `doc_id`) sends no document: the server
+runs a stored one we cannot see, so only its operationName can tell what it does
 (`DeleteUser` is a delete; a name that says nothing stays `other`, flagged `persisted`).
 """
 
@@ -40,6 +43,12 @@ _DELETE = frozenset({"delete", "remove", "destroy", "drop", "purge", "erase", "w
                      "uninstall"})
 _CREATE = frozenset({"create", "add", "insert"})
 _UPDATE = frozenset({"update", "set", "edit", "patch", "merge", "upsert"})
+# Words that only say how much or how: bulkDeleteProducts, userDeleteMany and
+# deleteUserById delete like deleteUser, so the verb is looked for past them.
+_MODIFIERS = frozenset({"bulk", "batch", "mass", "multi", "multiple", "force", "hard", "soft", "permanently", "many",
+                        "all", "one", "by", "id", "ids", "pk", "async"})
+# The multipart spec puts `operations` first; a part is looked for in this much of the body.
+_MULTIPART_SCAN = 65_536
 # What an executable document starts with, after ignored commas, spaces and comments.
 # Possessive quantifiers: no backtracking, so no catastrophic cases on hostile text.
 _START = re.compile(r"(?:[\s,\ufeff]|#[^\n]*+)*+(?:\{|(?:query|mutation|subscription|fragment)\b)")
@@ -133,6 +142,8 @@ def _items(req: RequestView) -> list[Any]:
     """The request objects of a body: JSON (one level of JSON-in-a-string unwrapped,
     as some clients double-encode) or a form."""
     body = json_body(req)
+    if body is None and req.content_type == "multipart/form-data":
+        body = _multipart_operations(req)
     if body is None and req.body[:1] == b'"' and len(req.body) <= 2 * MAX_CHARS:
         body = _loads(text_body(req))  # JSON's only scalar worth unwrapping: a string
     if isinstance(body, str) and len(body) <= 2 * MAX_CHARS:
@@ -140,7 +151,30 @@ def _items(req: RequestView) -> list[Any]:
     if body is None:
         form = form_body(req)
         body = dict(form) if form else None
-    return body if isinstance(body, list) else [body]
+    items = body if isinstance(body, list) else [body]
+    return [_unwrap(item) for item in items]
+
+
+def _unwrap(item: Any) -> Any:
+    """A WebSocket protocol message's operation ({"type": "subscribe", "payload": {...}})."""
+    payload = _field(item, "payload") if isinstance(item, dict) and _field(item, "query") is None else None
+    return payload if isinstance(payload, dict) else item
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.I)
+_OPERATIONS_PART = re.compile(rb'name="?operations"?[^\r\n]{0,200}\r?\n(?:[^\r\n]{1,200}\r?\n){0,8}\r?\n')
+
+
+def _multipart_operations(req: RequestView) -> Any:
+    """The decoded `operations` field of a multipart/form-data body, if any."""
+    found = _BOUNDARY.search(req.header("content-type") or "")
+    head = req.body[:_MULTIPART_SCAN]
+    part = _OPERATIONS_PART.search(head) if found else None
+    if part is None:
+        return None
+    end = head.find(b"--" + found.group(1).encode(), part.end())
+    value = head[part.end():end if end >= 0 else len(head)]
+    return _loads(value.decode("utf-8", "replace").strip())
 
 
 def _loads(text: str) -> Any:
@@ -151,10 +185,24 @@ def _loads(text: str) -> Any:
 
 
 def _document(item: Any, url_name: str | None) -> tuple[str, str | None] | None:
-    if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+    if not isinstance(item, dict):
         return None
-    name = item.get("operationName")
-    return item["query"], name if isinstance(name, str) else url_name
+    query, name = _field(item, "query"), _field(item, "operationName")
+    if not isinstance(query, str):
+        return None
+    return query, name if isinstance(name, str) else url_name
+
+
+def _field(obj: dict[str, Any], key: str) -> Any:
+    """obj[key], or else the first key equal to it without case: Go servers (gqlgen,
+    graph-gophers) decode `{"Query": ...}` with encoding/json, which folds case."""
+    if key in obj:
+        return obj[key]
+    folded = key.lower()
+    for k, value in obj.items():
+        if isinstance(k, str) and len(k) == len(key) and k.lower() == folded:
+            return value
+    return None
 
 
 # Where persisted-query protocols put the stored document's id: Apollo APQ's
@@ -233,7 +281,7 @@ def _action_type(kind: str, fields: list[str]) -> str:
 
 def _field_type(field: str) -> str:
     # The verb leads (deleteRepository, remove_label) or trails (Shopify's productDelete).
-    parts = words(field)
+    parts = [w for w in words(field) if w not in _MODIFIERS] or words(field)
     for word in (parts[0], parts[-1]) if parts else ():
         if word in _DELETE:
             return "delete"

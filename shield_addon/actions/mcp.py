@@ -5,16 +5,19 @@ take SQL (`{"sql": "DROP TABLE ..."}`, or SQL under any argument at any depth) a
 the SQL parser's statements, tables and flags, so SQL rules see through the tool call.
 
 What a lenient server would run counts, not what the specification allows: method
-names in any case, a missing or numeric `jsonrpc`, batches inside batches and calls
-relayed inside another message's params are all read. A call is a `delete` when the
-tool's name carries a destructive verb (`delete_file`, `resources_delete`,
-`dropDatabase`) or a shell command in its arguments destroys or runs fetched code.
+names in any case, a missing or numeric `jsonrpc`, batches inside batches, calls
+relayed inside another message's params, and keys in any case (Go servers decode
+`"Params": {"Name": ...}` into the same fields) are all read. A call is a `delete`
+when the tool's name carries a destructive verb (`delete_file`, `resources_delete`,
+`dropDatabase`) or a shell command in its arguments destroys or runs fetched code;
+SQL quoted in such a command (`psql -c 'DROP TABLE t'`) is read as SQL.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from . import sql
@@ -51,7 +54,8 @@ MAX_STRINGS = 200
 # verb first (delete_file), verb last (resources_delete) or camelCase (dropDatabase).
 _DESTRUCTIVE = frozenset(
     {"delete", "remove", "destroy", "drop", "purge", "truncate", "terminate", "wipe", "erase",
-     "uninstall", "rm", "del", "unlink", "shred", "nuke", "obliterate"}
+     "uninstall", "rm", "del", "unlink", "shred", "nuke", "obliterate", "expunge", "prune", "flushall",
+     "flushdb"}
 )
 # ...unless the name leads with a read (list_deleted_items, get_delete_status).
 _READ_VERBS = frozenset({"list", "get", "read", "search", "find", "describe", "show", "count", "fetch", "query"})
@@ -69,11 +73,30 @@ _SHELL_KEYS = frozenset({"command", "cmd", "commands", "script", "shell", "comma
 _SEPARATORS = re.compile(r"\|\||&&|[;\n|&]|\$\(|`")
 _FETCH_AND_RUN = re.compile(r"\b(?:curl|wget|fetch|iwr|invoke-webrequest)\b[^|;\n]*\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b|"
                             r"\b(?:ba|z)?sh\s+-c\s+[\"']?\$\((?:curl|wget)\b|\b(?:ba|z)?sh\s+<\(\s*(?:curl|wget)\b")
-_DESTROYING_PROGRAMS = frozenset({"rm", "rmdir", "shred", "unlink", "dd", "mkfs", "wipefs", "truncate", "fdisk", "srm"})
+_DESTROYING_PROGRAMS = frozenset({"rm", "rmdir", "shred", "unlink", "dd", "mkfs", "wipefs", "truncate", "fdisk", "srm",
+                                  "dropdb", "dropuser"})
+# Options that make a harmless verb destroy: find -delete, rsync/aws s3 sync --delete,
+# terraform apply -destroy, apt-get --purge.
+_DESTROYING_OPTIONS = ("--delete", "--destroy", "--purge")
+_DESTROYING_FLAGS = frozenset({"-delete", "-destroy"})
+# Wiping a datastore from its own client: redis-cli FLUSHALL, mongosh db.dropDatabase().
+_DATASTORE_WIPE = re.compile(r"(?i)\bflush(?:all|db)\b|\.drop(?:database)?\(\s*\)")
+# A command line handed to another shell runs as one: bash -c 'rm -rf x', eval "...".
+_NESTED = re.compile(r"(?:\b(?:ba|z|da|k)?sh\s+(?:-[a-z]*\s+)*?-[a-z]*c|\beval)\s+(['\"])(.+?)\1", re.S)
+# Quotes and escapes around a program's name run the same program: "rm", \rm, 'rm'.
+_QUOTING = re.compile(r"[\"'\\]")
+# SQL handed to a database client: psql -c '...', mysql -e "...", sqlite3 db "...", or a
+# here-document. Only beside a client: `grep "DROP TABLE" migrations/` searches text.
+_SQL_CLIENT = re.compile(r"(?i)(?<![\w.-])(?:psql|pgcli|mysql|mariadb|mycli|sqlite3?|sqlcmd|osql|isql|sqlplus|"
+                         r"clickhouse(?:-client)?|duckdb|snowsql|bq|cockroach|usql|trino|presto|spark-sql|beeline|"
+                         r"hive|impala-shell|vsql|dbsqlcli|databricks|cqlsh|mongosh|mongo)(?![\w.-])")
+_QUOTED = re.compile(r"'([^']{6,})'|\"([^\"]{6,})\"")
 _PREFIXES = frozenset({"sudo", "env", "nohup", "time", "exec", "command", "doas"})
 _CLI_VERBS = _DESTRUCTIVE | {"rmi", "prune", "drain", "destroy", "delete-objects", "rb", "uninstall", "reset"}
 _CLI_VERB_PREFIXES = ("delete-", "terminate-", "remove-", "deregister-", "destroy-", "drop-")
-_FORCE_PUSH = re.compile(r"\bgit\s+push\b[^;\n|&]*(?:\s--force\b|\s-f\b|\s--force-with-lease\b|\s--delete\b|\s\+\S)")
+# Force pushes and remote deletes: --force, +refspec, --delete/-d, :branch, --mirror.
+_FORCE_PUSH = re.compile(r"\bgit\s+push\b[^;\n|&]*(?:\s--force\b|\s-f\b|\s--force-with-lease\b|\s--delete\b|\s-d\b|"
+                         r"\s--mirror\b|\s\+\S|\s:\S)")
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
@@ -89,25 +112,29 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     embedded: list[Action] = []
     shell = False
     for message in requests:
-        method: str = message["method"]
+        method: str = _field(message, "method")
         key = method.strip().lower()
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = _field(message, "params")
+        params = params if isinstance(params, dict) else {}
         name = None
         if key in _RESOURCES:
             field, resource_type = _RESOURCES[key]
-            name = params.get(field).strip() if isinstance(params.get(field), str) else None
+            value = _field(params, field)
+            name = value.strip() if isinstance(value, str) else None
             resource_types.append(resource_type)
         if name:
             names.append(name)
         operations.append(f"{method} {name}" if name else method)
         kind = _method_type(key)
         if key == "tools/call":
-            leaves = list(_strings(params.get("arguments"), None, 0))[:MAX_STRINGS]
-            found = sql.from_texts([t for _, t in leaves if sql.looks_like_sql(t)])
+            leaves = list(islice(_strings(_field(params, "arguments"), None, 0), MAX_STRINGS))
+            runs = bool(name) and _runs_commands(name)
+            commands = [t for k, t in leaves if runs or k in _SHELL_KEYS]
+            texts = [t for _, t in leaves] + [q for t in commands for q in client_sql(t)]
+            found = sql.from_texts([t for t in texts if sql.looks_like_sql(t)])
             if found is not None:
                 embedded.append(found)
-            runs = bool(name) and _runs_commands(name)
-            destroys = any(destroys_shell(t) for k, t in leaves if runs or k in _SHELL_KEYS)
+            destroys = any(destroys_shell(t) for t in commands)
             shell = shell or destroys
             if destroys or (name and destructive_name(name)):
                 kind = "delete"
@@ -141,9 +168,27 @@ def destroys_shell(text: str) -> bool:
     network. Over-reports (`rm` of a temp file counts): a reviewer sees it once."""
     if len(text) > 10_000 or not any(c.isspace() for c in text.strip()):
         return False  # one bare word is a name, an id, or a program run without operands
-    if _FETCH_AND_RUN.search(text) or _FORCE_PUSH.search(text):
+    if _FETCH_AND_RUN.search(text) or _FORCE_PUSH.search(text) or _DATASTORE_WIPE.search(text):
         return True
+    if any(destroys_shell(m.group(2)) for m in _NESTED.finditer(text)):
+        return True  # the inner line is shorter than text, so the recursion ends
     return any(_destroys(segment.split()) for segment in _SEPARATORS.split(text))
+
+
+def client_sql(command: str) -> list[str]:
+    """What a command line hands a database client to run: its quoted strings (one level
+    of nesting too: bash -c "psql -c 'DROP ...'") and a here-document's lines."""
+    if len(command) > 10_000 or not _SQL_CLIENT.search(command):
+        return []
+    outer = [a or b for a, b in _QUOTED.findall(command)]
+    inner = [a or b for text in outer for a, b in _QUOTED.findall(text)]
+    heredoc = []
+    if "<<" in command and "\n" in command:
+        lines = command.split("\n", 1)[1].rstrip().rsplit("\n", 1)
+        # its last line closes it (SQL, EOF) when it is one bare word
+        closed = len(lines) == 2 and lines[1].strip().isidentifier()
+        heredoc = [lines[0] if closed else "\n".join(lines)]
+    return outer + inner + heredoc
 
 
 def _destroys(argv: list[str]) -> bool:
@@ -151,8 +196,10 @@ def _destroys(argv: list[str]) -> bool:
         argv = argv[1:]  # sudo, env FOO=1, nohup ... run the next word
     if not argv:
         return False
-    program = argv[0].rsplit("/", 1)[-1].lower()
+    program = _QUOTING.sub("", argv[0]).rsplit("/", 1)[-1].lower()
     if program in _DESTROYING_PROGRAMS or program.startswith("mkfs"):
+        return True
+    if any(w in _DESTROYING_FLAGS or w.startswith(_DESTROYING_OPTIONS) for w in argv[1:]):
         return True
     verbs = [w.lower() for w in argv[1:6] if not w.startswith("-")]
     return any(v in _CLI_VERBS or v.startswith(_CLI_VERB_PREFIXES) for v in verbs)
@@ -167,23 +214,36 @@ def _requests(doc: Any, depth: int) -> Iterator[dict[str, Any]]:
         for item in doc:
             yield from _requests(item, depth + 1)
     elif isinstance(doc, dict):
-        if _is_request(doc):
+        # Keys are folded where a Go server decodes a message (the body or a batch's
+        # items), not on every object deep in a large body: that would cost a scan each.
+        if _is_request(doc, folded=depth <= 1):
             yield doc
         for value in doc.values():
             if isinstance(value, (dict, list)):
                 yield from _requests(value, depth + 1)
 
 
-def _is_request(message: dict[str, Any]) -> bool:
-    method = message.get("method")
+def _field(obj: dict[str, Any], key: str) -> Any:
+    """obj[key], or else the first key equal to it without case: Go's encoding/json
+    (mcp-go, the official Go SDK) fills `Method` and `Params.Name` from any case."""
+    if key in obj:
+        return obj[key]
+    for k, value in obj.items():
+        if isinstance(k, str) and len(k) == len(key) and k.lower() == key:
+            return value
+    return None
+
+
+def _is_request(message: dict[str, Any], folded: bool = True) -> bool:
+    method = _field(message, "method") if folded else message.get("method")
     if not isinstance(method, str):
         return False
-    version = message.get("jsonrpc")
+    version = _field(message, "jsonrpc")
     if version in ("2.0", 2.0, 2, "2"):
         return True
     # No envelope at all: only a namespaced MCP method with params or an id, so a
     # REST body that happens to have a "method" field is not claimed.
-    return version is None and "/" in method and ("params" in message or "id" in message)
+    return version is None and "/" in method and any(isinstance(k, str) and k.lower() in ("params", "id") for k in message)
 
 
 def _strings(doc: Any, key: str | None, depth: int) -> Iterator[tuple[str | None, str]]:

@@ -11,9 +11,10 @@ from .common import method_type
 # Supabase mounts PostgREST at /rest/v1; a pinned plain PostgREST serves from the root.
 _SUPABASE = re.compile(r"/rest/v1/(rpc/)?([^/]+)/?\Z")
 _PLAIN = re.compile(r"/(rpc/)?([^/]+)/?\Z")
-# Query parameters that shape the answer; every other parameter filters rows
-# (id=eq.1, or=(...), ...), and a PATCH or DELETE without one touches every row.
-_NOT_FILTERS = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns"})
+# Query parameters that shape the answer or authenticate (Supabase's gateway takes
+# the key as ?apikey=); every other parameter filters rows (id=eq.1, or=(...), ...),
+# and a PATCH or DELETE without one touches every row.
+_NOT_FILTERS = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns", "apikey"})
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import quote
 
 import pytest
@@ -232,3 +233,52 @@ def test_a_rest_body_with_an_id_is_not_a_persisted_query() -> None:
 @pytest.mark.parametrize("field", ["eraseCustomerData", "wipeAllData", "productDelete", "destroySnippet"])
 def test_delete_verbs(field: str) -> None:
     assert gql(f"mutation {{ {field}(id: 1) {{ ok }} }}").action_type == "delete"
+
+
+@pytest.mark.parametrize(("field", "action_type"), [
+    ("bulkDeleteProducts", "delete"), ("userDeleteMany", "delete"), ("deleteUserById", "delete"),
+    ("batchRemoveMembers", "delete"), ("bulkCreateProducts", "create"), ("forceUpdateUser", "update"),
+    ("bulkImport", "execute"),
+])
+def test_a_modifier_does_not_hide_the_verb(field: str, action_type: str) -> None:
+    assert gql(f"mutation {{ {field}(ids: [1]) {{ count }} }}").action_type == action_type
+
+
+def _graphql_request(body: object, url: str = ENDPOINT) -> Action:
+    req = request_view("POST", url, [("Content-Type", "application/json")], json.dumps(body))
+    return graphql_parser.parse(req) or parse(req)
+
+
+@pytest.mark.parametrize("kind", ["subscribe", "start"])
+def test_a_websocket_message_payload_is_the_operation(kind: str) -> None:
+    # graphql-ws and subscriptions-transport-ws; a server runs a mutation sent this way
+    action = _graphql_request({"id": "1", "type": kind, "payload": {"query": "mutation { deleteUser(id: 1) { id } }"}},
+                              "https://api.example.com/subscriptions")
+    assert (action.service, action.action_type, action.statements) == ("graphql", "delete", ("deleteUser",))
+    ack = _graphql_request({"type": "connection_init", "payload": {"authorization": "Bearer x"}})
+    assert ack.action_type != "delete"
+
+
+def test_the_multipart_upload_operations_field_is_the_document() -> None:
+    body = ("--XyZ\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n"
+            "{\"query\":\"mutation ($f: Upload!) { deleteProject(id: 7) { id } }\"}\r\n"
+            "--XyZ\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{}\r\n--XyZ--\r\n")
+    req = request_view("POST", ENDPOINT, [("Content-Type", "multipart/form-data; boundary=XyZ")], body)
+    action = graphql_parser.parse(req)
+    assert action is not None and (action.action_type, action.statements) == ("delete", ("deleteProject",))
+    upload = body.replace("deleteProject", "uploadAvatar")
+    read = graphql_parser.parse(request_view("POST", ENDPOINT, [("Content-Type", "multipart/form-data; boundary=XyZ")], upload))
+    assert read is not None and read.action_type == "execute"
+
+
+def test_a_hostile_multipart_body_stays_cheap() -> None:
+    body = b'name="operations"\n' * 5000
+    req = request_view("POST", ENDPOINT, [("Content-Type", "multipart/form-data; boundary=x")], body)
+    start = time.perf_counter()
+    graphql_parser.parse(req)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_keys_in_any_case_like_a_go_server() -> None:
+    action = _graphql_request({"Query": "mutation { deleteUser(id: 1) { id } }", "OperationName": None})
+    assert (action.service, action.action_type) == ("graphql", "delete")

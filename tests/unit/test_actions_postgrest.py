@@ -40,6 +40,11 @@ def test_shaping_parameters_are_not_filters() -> None:
     assert rest("PATCH", "/orders?select=id&order=id&limit=10&offset=5&columns=a").flags == {"no_filter"}
 
 
+def test_the_supabase_key_in_the_query_is_not_a_filter() -> None:
+    # Supabase's gateway reads ?apikey= as the key; it selects no rows
+    assert rest("PATCH", "/users?apikey=EXAMPLE").flags == {"no_filter"}
+
+
 def test_get_without_a_filter_is_not_flagged() -> None:
     assert rest("GET", "/orders").flags == frozenset()
 
