@@ -294,7 +294,9 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
     if len(parts) > 1 and parts[-1] == "Value":
         parts.pop()
     last = parts[-1].lower() if parts else ""
-    if last == "backupretentionperiod" and _number(low) is not None and (_number(low) or 0) <= 0:
+    if "retention" in last and _number(low) is not None and (_number(low) or 0) <= 0:
+        # BackupRetentionPeriod, SnapshotRetentionLimit, AutomatedSnapshotRetentionPeriod,
+        # AutomaticBackupRetentionDays: 0 turns automatic backups off and deletes them.
         found.add("data_loss")
     elif last == "disableapitermination" and low in _FALSE:
         found.add("protection_off")
@@ -341,8 +343,15 @@ def _body_families(
         # Backup's expire. Without a body to read, assume the worst.
         if not body_text.strip() or _EXPIRY_WORDS.search(body_text):
             found.add("data_loss")
-    if operation == "PutBucketVersioning" and "suspended" in body_text.lower():
-        found.add("data_loss")
+    if operation == "PutBucketVersioning":
+        # Suspended versioning removes the undo of later deletes; MfaDelete Disabled
+        # removes the second factor they need. Read as XML: &#83;uspended is Suspended.
+        root = _xml(body_text)
+        status = {(e.text or "").strip() for e in _elements(root, "Status")} if root is not None else {""}
+        if status - {"Enabled"}:
+            found.add("data_loss")
+        if root is not None and any((e.text or "").strip() != "Enabled" for e in _elements(root, "MfaDelete")):
+            found.add("protection_off")
     if operation == "PutPublicAccessBlock":
         root = _xml(body_text)
         if root is None or any(_local(e.tag) in _PUBLIC_BLOCKS and (e.text or "").strip().lower() != "true"
