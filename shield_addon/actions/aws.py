@@ -28,7 +28,8 @@ from .common import STRICTNESS, first, json_body, method_type, text_body
 __all__ = ["parse", "verb_type"]
 
 _AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn")
-_SIGV4 = "AWS4-HMAC-SHA256"
+# SigV4 and SigV4a (multi-region: the scope has no region, AKID/date/service/aws4_request).
+_SIGV4 = ("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")
 _CREDENTIAL = re.compile(r"Credential=([^,\s]+)")
 _TARGET_SERVICE = re.compile(r"^(?:amazon|aws)?([a-z0-9]+?)(?:_?v?\d{8})?$")
 _RPC_V2 = re.compile(r"(?:/[^/]+)*/service/([^/]+)/operation/([^/?]+)/?")
@@ -42,6 +43,10 @@ _SIGNING_NAMES = {
     "bedrock-agent": "bedrock",
     "bedrock-agent-runtime": "bedrock",
 }
+# Signing names of S3's other front doors: the same object API (S3 Express One Zone,
+# Object Lambda, Outposts objects). Outposts' control API is /v20180820/..., as S3 Control's.
+_S3_SCOPES = frozenset({"s3", "s3express", "s3-object-lambda", "s3-outposts"})
+_S3_CONTROL_PATH = "/v20180820/"
 
 # Query-protocol parameters that name what is acted on, with its resource type.
 _RESOURCE_PARAMS = (
@@ -58,26 +63,31 @@ _RESOURCE_PARAMS = (
     ("VolumeId", "volume"),
     ("SnapshotId", "snapshot"),
 )
+_RESOURCE_KINDS = dict(_RESOURCE_PARAMS)
 # S3 canned ACLs and grants that open to everyone.
 _PUBLIC_ACL = re.compile(r"public-read|authenticated-read|AllUsers|AuthenticatedUsers", re.IGNORECASE)
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
-    aws_host = req.host.endswith(_AWS_HOSTS)
+    host = req.host.rstrip(".")  # a fully qualified name resolves the same
+    aws_host = host.endswith(_AWS_HOSTS)
     form = _form(req, aws_host or pinned)
     if not (pinned or aws_host or _signals_aws(req, form)):
         return None
     target = req.header("x-amz-target")
     scope = _scope_service(req)
-    bucket = _bucket_from_host(req.host) if aws_host else None
-    label = req.host.split(".", 1)[0] if aws_host else None
-    service = scope or (_host_service(req.host, bucket) if aws_host else None)
+    bucket = _bucket_from_host(host) if aws_host else None
+    label = host.split(".", 1)[0] if aws_host else None
+    service = scope or (_host_service(host, bucket) if aws_host else None)
+    if req.path.startswith(_S3_CONTROL_PATH) and (service in _S3_SCOPES or label == "s3-control"):
+        # S3 Control signs as s3 on {account}.s3-control.{region}.amazonaws.com
+        return _rest(req, "s3control", ("s3control",))
     params = list(req.query) + form
     # A key sent twice: the server reads one of them, we do not know which; judge all.
-    operations = list(dict.fromkeys(v for k, v in params if k == "Action"))
+    operations = list(dict.fromkeys(v.strip() for k, v in params if k == "Action"))
 
     if target:
-        prefix, _, operation = target.rpartition(".")
+        prefix, _, operation = target.strip().rpartition(".")
         service = service or _target_service(target)
         candidates = aws_catalogue.catalogue().candidates(scope, label, prefix, service)
         return _rpc(req, service, candidates, [operation], _json_params(req))
@@ -90,7 +100,7 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
         service = service or _target_service(prefix)
         candidates = aws_catalogue.catalogue().candidates(scope, label, prefix)
         return _rpc(req, service, candidates, [operation], list(req.query))
-    if service == "s3" or bucket is not None or (pinned and not aws_host):
+    if service in _S3_SCOPES or bucket is not None or (pinned and not aws_host):
         return _s3(req, bucket)
     candidates = aws_catalogue.catalogue().candidates(scope, label, service)
     return _rest(req, service or "unknown", candidates)
@@ -107,11 +117,14 @@ def _rpc(
     cat = aws_catalogue.catalogue()
     readings = []
     for operation in operations:
+        # An operation in another case than the model's is read as the model's: a
+        # lenient server (an emulator, a gateway) may accept it; a strict one refuses it.
+        operation = cat.canonical(operation)
         owners = cat.owners(candidates, operation) or ((service,) if service else ())
         kind, families = classify_any(owners, operation)
         readings.append((operation, kind, families))
     operation, kind, families = _strictest(readings)
-    families |= param_families(operation, params, _body_for_params(req))
+    families |= _request_families(req, operation, params, service)
     resource_type, resource_name, tables = _resource(service, params, req)
     flags = {f"aws:{f}" for f in families}
     if len(readings) > 1:
@@ -129,15 +142,19 @@ def _rpc(
 
 def _rest(req: RequestView, service: str, candidates: tuple[str, ...]) -> Action:
     """An operation named by method and path (rest-json, rest-xml)."""
-    action = _rest_match(req, candidates, req.path)
+    action = _rest_match(req, candidates, req.path, service)
     if action is None:
-        return Action(f"aws:{service}", method_type(req.method), req.method.lower())
+        # No template matches: the parameters still say what the request asks.
+        operation = req.method.lower()
+        families = _request_families(req, operation, list(req.query), service)
+        return Action(f"aws:{service}", method_type(req.method), operation,
+                      flags=frozenset(f"aws:{f}" for f in families))
     operation, kind, families = action
     return Action(f"aws:{service}", kind, operation, flags=frozenset(f"aws:{f}" for f in families))
 
 
 def _rest_match(
-    req: RequestView, candidates: tuple[str, ...], path: str
+    req: RequestView, candidates: tuple[str, ...], path: str, service: str = ""
 ) -> tuple[str, str, frozenset[str]] | None:
     """(operation, type, families) of the templates `path` matches best; when several
     tie, the strictest names the action and it carries the families of all."""
@@ -153,8 +170,7 @@ def _rest_match(
     current = [r for r, (svc, op) in zip(readings, found) if op not in cat.services[svc].deprecated]
     operation, kind, _ = _strictest(current or readings)
     families = frozenset().union(*(f for _, _, f in readings))
-    params = list(req.query) + _json_params(req)
-    families |= param_families(operation, params, _body_for_params(req))
+    families |= _request_families(req, operation, list(req.query), service or found[0][0])
     if any(_PUBLIC_ACL.search(v) for k, v in req.headers if k == "x-amz-acl" or k.startswith("x-amz-grant-")):
         families |= {"public"}
     return operation, kind, frozenset(families)
@@ -207,6 +223,17 @@ def _scalar(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _request_families(
+    req: RequestView, operation: str, params: list[tuple[str, str]], service: str | None
+) -> set[str]:
+    """Families the parameters and body decide, the body read to any depth."""
+    text = _body_for_params(req)
+    body = json_body(req) if text[:1] in ("{", "[") or req.content_type.endswith("json") else None
+    if isinstance(body, dict):  # its top-level members are read with the rest of it
+        params = [p for p in params if p[0] not in body]
+    return param_families(operation, params, text, body, service or "")
+
+
 def _body_for_params(req: RequestView) -> str:
     ctype = req.content_type
     if not req.body or ctype.startswith(("image/", "video/", "audio/")) or ctype == "application/octet-stream":
@@ -220,16 +247,16 @@ def _resource(
     if service == "dynamodb":
         tables = _dynamodb_tables(json_body(req))
         return ("table" if tables else None), (tables[0] if len(tables) == 1 else None), tables
-    params = list(params)
-    for param, kind in _RESOURCE_PARAMS:
-        # EC2 lists are numbered: InstanceId.1=i-a&InstanceId.2=i-b
-        values = sorted(
-            (int(k[len(param) + 1 :]) if k != param else 0, v)
-            for k, v in params
-            if k == param or (k.startswith(param + ".") and k[len(param) + 1 :].isdigit())
-        )
-        if values:
-            return kind, ",".join(v for _, v in values), ()
+    # EC2 lists are numbered: InstanceId.1=i-a&InstanceId.2=i-b. One pass over the
+    # parameters: this runs for every query-protocol request.
+    found: dict[str, list[tuple[int, str]]] = {}
+    for k, v in params:
+        base, dot, index = k.partition(".")
+        if base in _RESOURCE_KINDS and (not dot or index.isdigit()):
+            found.setdefault(base, []).append((int(index) if dot else 0, v))
+    for param, kind in _RESOURCE_PARAMS:  # the first listed wins
+        if param in found:
+            return kind, ",".join(v for _, v in sorted(found[param])), ()
     return None, None, ()
 
 
@@ -241,7 +268,7 @@ def _s3(req: RequestView, bucket: str | None) -> Action:
         route = req.path
     else:  # virtual-hosted: the model's templates start with /{Bucket}
         route = "/" + bucket + req.path
-    match = _rest_match(req, ("s3",), route)
+    match = _rest_match(req, ("s3",), route, "s3")
     if match is None:
         operation = "PostObject" if req.method == "POST" else req.method.lower()
         kind, families = method_type(req.method), frozenset()
@@ -265,9 +292,10 @@ def _scope_service(req: RequestView) -> str | None:
     match = _CREDENTIAL.search(auth) if auth.startswith(_SIGV4) else None
     credential = match.group(1) if match else first(req.query, "X-Amz-Credential")
     parts = credential.split("/") if credential else []
-    if len(parts) < 5 or not parts[3]:
+    # The service is the next-to-last part in SigV4 (with a region) and SigV4a (without).
+    if len(parts) < 4 or not parts[-2]:
         return None
-    return parts[3].lower()
+    return parts[-2].lower()
 
 
 def _bucket_from_host(host: str) -> str | None:

@@ -56,6 +56,7 @@ class Catalogue:
     by_prefix: dict[str, tuple[str, ...]]
     by_target: dict[str, tuple[str, ...]]
     by_operation: dict[str, tuple[str, ...]]
+    by_lower: dict[str, str]  # operation name in lower case -> the model's spelling
 
     def candidates(self, *names: str | None) -> tuple[str, ...]:
         """Models a signing name, host label or target prefix may mean, in that order."""
@@ -73,6 +74,12 @@ class Catalogue:
         when none of them does (nothing trustworthy named the service)."""
         mine = tuple(c for c in candidates if operation in self.services[c].operations)
         return mine or self.by_operation.get(operation, ())
+
+    def canonical(self, operation: str) -> str:
+        """The model's spelling of `operation` when only its case differs."""
+        if operation in self.by_operation:
+            return operation
+        return self.by_lower.get(operation.lower(), operation)
 
 
 def load(raw: bytes) -> Catalogue:
@@ -99,8 +106,11 @@ def load(raw: bytes) -> Catalogue:
     def freeze(index: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
         return {k: tuple(dict.fromkeys(v)) for k, v in index.items()}
 
+    by_lower: dict[str, str] = {}
+    for op in sorted(by_operation):
+        by_lower.setdefault(op.lower(), op)
     return Catalogue(doc["botocore"], services, freeze(by_signing), freeze(by_prefix), freeze(by_target),
-                     freeze(by_operation))
+                     freeze(by_operation), by_lower)
 
 
 @functools.cache

@@ -19,7 +19,9 @@ operations already classified. The rule of classification:
 from __future__ import annotations
 
 import functools
+import json
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from .common import strictest, words
@@ -105,7 +107,6 @@ _NOT_ACCESS_POLICIES = frozenset({
 _PERMISSION_WORDS = frozenset({"permission", "permissions", "acl", "acls", "grant", "grants", "password",
                                "mfa", "credential", "credentials", "login"})
 _LOGGING_WORDS = frozenset({"logging", "trail", "trails", "recorder", "flow", "audit"})
-_DATA_LOSS_WORDS = frozenset({"lifecycle", "ttl"})
 
 # Operations whose name misleads, by (service or "*", operation).
 _EXCEPTIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
@@ -124,6 +125,9 @@ _EXCEPTIONS: dict[tuple[str, str], tuple[str, frozenset[str]]] = {
     ("cloudtrail", "PutEventSelectors"): ("update", frozenset({"logging_off"})),
     ("cloudtrail", "PutInsightSelectors"): ("update", frozenset({"logging_off"})),
     ("cognito-identity", "SetIdentityPoolRoles"): ("update", frozenset({"permission"})),
+    # A registered domain given to another account, or all its DNS moved elsewhere at once.
+    ("route53domains", "TransferDomainToAnotherAwsAccount"): ("update", frozenset({"data_loss", "permission"})),
+    ("route53domains", "UpdateDomainNameservers"): ("update", frozenset({"data_loss"})),
     # SQS's ack of a consumed message: a delete by name, routine for any worker.
     ("sqs", "DeleteMessage"): ("delete", frozenset({"delete", "ack"})),
     ("sqs", "DeleteMessageBatch"): ("delete", frozenset({"delete", "ack"})),
@@ -182,7 +186,7 @@ def _families(service: str, operation: str, kind: str) -> set[str]:
         found.add("permission")
     if _is_logging_off(service, word0, kind, name):
         found.add("logging_off")
-    if word0 in ("Put", "Update", "Modify", "Set") and _DATA_LOSS_WORDS & set(name):
+    if word0 in ("Put", "Update", "Modify", "Set") and "ttl" in name:
         found.add("data_loss")
     if "retention" in name and word0 in ("Decrease", "Delete"):
         found.add("data_loss")
@@ -221,45 +225,245 @@ def _is_logging_off(service: str, word0: str, kind: str, name: list[str]) -> boo
 
 
 _FALSE = frozenset({"false", "0", "no", "off"})
-_ROUTE53_ACTION = re.compile(r"<(?:[\w.-]+:)?Action\s*>\s*([^<]*?)\s*<", re.IGNORECASE)
+# Values that switch a feature off: booleans, and the enums of Status/State members.
+_OFF = frozenset({"false", "no", "off", "disabled", "disable", "paused", "suspended", "stopped", "none"})
+# Members that say whether something is on.
+_SWITCHES = frozenset({"enable", "enabled", "status", "state", "logging", "recording", "loglevel", "islogging"})
+# Members that size a service: at 0 it runs nothing (the twin of Kubernetes replicas: 0).
+# MinSize/MinCapacity are not among them: a floor of 0 still lets the group run.
+_CAPACITY = frozenset({
+    "desiredcapacity", "maxsize", "desiredcount", "desiredsize", "maxcapacity", "reservedconcurrentexecutions",
+    "desiredinstancecount", "instancecount", "targetcapacity", "totaltargetcapacity", "desiredinstances",
+    "desiredcopycount", "ratelimit", "burstlimit", "throttlingratelimit", "throttlingburstlimit",
+})
+# Verbs that make something new: a new group of size 0 or a new detector created off
+# takes nothing down.
+_CREATION_VERBS = frozenset({"Create", "Run", "Launch", "Request", "Import", "Copy", "Clone", "Describe", "Get",
+                             "List"})
+# Subtrees that hold the customer's data or labels, not the service's settings.
+_DATA_MEMBERS = frozenset({"item", "items", "requestitems", "expressionattributevalues", "key", "keys", "tags",
+                           "tag", "tagset", "tagging", "message", "messages", "body", "payload", "records",
+                           "entries", "document", "content", "input", "parameters"})
+_LOGGING_PARAM_WORDS = frozenset({"logging", "log", "logs", "trail", "audit", "recorder", "recording", "detector"})
+_ROUTE53_SAFE = frozenset({"CREATE", "UPSERT"})
+# Lifecycle rules that delete, in any service's spelling (S3 is read as XML instead).
+_EXPIRY_WORDS = re.compile(r"expir|delet|purg|remov|retain|retention", re.IGNORECASE)
+_XML_DECLS = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_S3_LIFECYCLE_OPS = frozenset({"PutBucketLifecycleConfiguration", "PutBucketLifecycle"})
+_S3_EXPIRY = frozenset({"Expiration", "NoncurrentVersionExpiration", "ExpiredObjectDeleteMarker"})
+_PUBLIC_BLOCKS = frozenset({"BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"})
+# Where a flattened body stops: AWS request bodies are small; a huge one is data.
+_MAX_PAIRS = 4096
 
 
-def param_families(operation: str, params: Iterable[tuple[str, str]], body_text: str = "") -> set[str]:
-    """Families that depend on what the request asks: `params` are flat (name, value)
-    pairs (query protocol keys, top-level JSON keys and REST query parameters)."""
+def param_families(
+    operation: str,
+    params: Iterable[tuple[str, str]],
+    body_text: str = "",
+    body: object = None,
+    service: str = "",
+) -> set[str]:
+    """Families that depend on what the request asks. `params` are flat (name, value)
+    pairs (query protocol keys, top-level JSON keys and REST query parameters); `body`
+    is the decoded JSON body, read to any depth as dotted names."""
+    found: set[str] = set()
+    pairs = list(params)
+    word0 = verb(operation)
+    pairs += _named_pairs(pairs)
+    if body is not None:
+        pairs += flatten(body)
+    for key, value in pairs:
+        found |= _pair_families(key, value, operation, word0, service)
+    found |= _body_families(operation, word0, body_text, body, pairs)
+    return found
+
+
+# Values some check below looks at; anything else is skipped before any other work,
+# because every scalar of a body comes through here.
+_WATCHED_VALUES = _OFF | _FALSE | {"all"}
+
+
+def _pair_families(key: str, value: str, operation: str, word0: str, service: str) -> set[str]:
+    low = value.strip().lower()
+    if low not in _WATCHED_VALUES and not (low[:1] and low[:1] in "-+0." and (_number(low) or 0) <= 0) and (
+            "isable" not in key):
+        return set()
     found = set()
-    for key, value in params:
-        low = value.strip().lower()
-        # EC2 wraps booleans: DisableApiTermination.Value=false
-        parts = key.split(".")
-        if len(parts) > 1 and parts[-1] == "Value":
-            parts.pop()
-        last = parts[-1].lower()
-        if last == "backupretentionperiod" and _number(low) is not None and (_number(low) or 0) <= 0:
-            found.add("data_loss")
-        elif ("deletionprotection" in last or "terminationprotection" in last) and low in _FALSE:
-            found.add("protection_off")
-        elif last == "disableapitermination" and low in _FALSE:
-            found.add("protection_off")
-        elif low == "all" and operation.startswith("Modify") and operation.endswith("Attribute"):
-            found.add("public")
-    if operation == "ChangeResourceRecordSets":
-        # Only a body made of CREATEs is harmless; anything else, or an unreadable
-        # body, deletes or overwrites live DNS.
-        actions = {a.upper() for a in _ROUTE53_ACTION.findall(body_text)}
-        if actions != {"CREATE"}:
-            found.add("data_loss")
-    if operation == "PutBucketVersioning" and "suspended" in body_text.lower():
+    # EC2 wraps booleans: DisableApiTermination.Value=false
+    parts = [p for p in re.split(r"[./]", key) if p and p != "*"]
+    if len(parts) > 1 and parts[-1] == "Value":
+        parts.pop()
+    last = parts[-1].lower() if parts else ""
+    if "retention" in last and _number(low) is not None and (_number(low) or 0) <= 0:
+        # BackupRetentionPeriod, SnapshotRetentionLimit, AutomatedSnapshotRetentionPeriod,
+        # AutomaticBackupRetentionDays: 0 turns automatic backups off and deletes them.
         found.add("data_loss")
-    if _PUBLIC_PRINCIPAL.search(body_text):
+    elif last == "disableapitermination" and low in _FALSE:
+        found.add("protection_off")
+    elif low == "all" and operation.startswith("Modify") and operation.endswith("Attribute"):
+        found.add("public")
+    elif last == "authtype" and low == "none" and "url" in words(operation):
+        found.add("public")  # a Lambda function URL anyone can call
+    if low not in _OFF and low not in _FALSE and _number(low) != 0 and not (low and "disable" in key.lower()):
+        return found
+    names = set(words(key))
+    if names & {"tag", "tags"}:
+        return found
+    if "protection" in names and names & {"deletion", "termination"} and low in _FALSE:
+        found.add("protection_off")
+    if last in _CAPACITY and _number(low) == 0 and word0 not in _CREATION_VERBS:
+        found |= {"stop", "scale_zero"}
+    logging = bool(names & _LOGGING_PARAM_WORDS) or service in _AUDIT_SERVICES
+    if logging and word0 not in _CREATION_VERBS:
+        if last in _SWITCHES and low in _OFF:
+            found.add("logging_off")
+        elif "disable" in names and low:  # DisableLogTypes.member.1=audit
+            found.add("logging_off")
+    return found
+
+
+def _body_families(
+    operation: str, word0: str, body_text: str, body: object, pairs: list[tuple[str, str]]
+) -> set[str]:
+    found = set()
+    if operation == "ChangeResourceRecordSets":
+        # Only CREATEs and UPSERTs lose nothing; a DELETE, anything else, or an
+        # unreadable body deletes live DNS.
+        root = _xml(body_text)
+        actions = {(e.text or "").strip() for e in _elements(root, "Action")} if root is not None else set()
+        if not actions or not actions <= _ROUTE53_SAFE:
+            found.add("data_loss")
+    elif operation in _S3_LIFECYCLE_OPS:
+        root = _xml(body_text)
+        if root is None or _local(root.tag) not in ("LifecycleConfiguration", "BucketLifecycleConfiguration") or any(
+                _local(e.tag) in _S3_EXPIRY for e in root.iter()):
+            found.add("data_loss")
+    elif "lifecycle" in words(operation) and word0 in ("Put", "Update", "Modify", "Set"):
+        # EFS lifecycle policies only move files between storage classes; ECR's and
+        # Backup's expire. Without a body to read, assume the worst.
+        if not body_text.strip() or _EXPIRY_WORDS.search(body_text):
+            found.add("data_loss")
+    if operation == "PutBucketVersioning":
+        # Suspended versioning removes the undo of later deletes; MfaDelete Disabled
+        # removes the second factor they need. Read as XML: &#83;uspended is Suspended.
+        root = _xml(body_text)
+        status = {(e.text or "").strip() for e in _elements(root, "Status")} if root is not None else {""}
+        if status - {"Enabled"}:
+            found.add("data_loss")
+        if root is not None and any((e.text or "").strip() != "Enabled" for e in _elements(root, "MfaDelete")):
+            found.add("protection_off")
+    if operation == "PutPublicAccessBlock":
+        root = _xml(body_text)
+        if root is None or any(_local(e.tag) in _PUBLIC_BLOCKS and (e.text or "").strip().lower() != "true"
+                               for e in root.iter()):
+            found.add("public")
+    # The text is searched only when the body was not read whole as JSON (XML ACLs,
+    # broken JSON, a body past the flattening bound): a regex over a large body is slow.
+    textual = body is None or len(pairs) >= _MAX_PAIRS
+    if _public_policy(pairs) or (textual and ("rincipal" in body_text or "acs.amazonaws.com" in body_text)
+                                 and _PUBLIC_PRINCIPAL.search(body_text)):
         found.add("public")
     return found
+
+
+def flatten(body: object, prefix: str = "") -> list[tuple[str, str]]:
+    """Every scalar of a JSON body as (dotted.name, text), breadth first, skipping
+    the customer's data (items, tags, messages). A {Key|Name|path: n, Value|value: v}
+    object is also read as the pair (n, v): ELBv2 attributes, JSON patch operations."""
+    out: list[tuple[str, str]] = []
+    queue: list[tuple[str, object]] = [(prefix, body)]
+    for name, node in queue:
+        if len(out) >= _MAX_PAIRS or len(queue) > _MAX_PAIRS:
+            break
+        if isinstance(node, dict):
+            named = _named(node)
+            if named:
+                out.append((f"{name}.{named[0]}", named[1]))
+            for k, v in node.items():
+                key = str(k)
+                if key.lower() in _DATA_MEMBERS:
+                    continue
+                child = f"{name}.{key}" if name else key
+                if isinstance(v, (dict, list)):
+                    queue.append((child, v))
+                else:
+                    out.append((child, _text(v)))
+        elif isinstance(node, list):
+            queue.extend((name, v) for v in node if isinstance(v, (dict, list)))
+            out.extend((name, _text(v)) for v in node if not isinstance(v, (dict, list)))
+    return out
+
+
+def _named(node: dict) -> tuple[str, str] | None:
+    name = next((node[k] for k in ("Key", "Name", "path", "AttributeName") if isinstance(node.get(k), str)), None)
+    if name is None:
+        return None
+    if node.get("op") == "remove":
+        # A JSON patch that removes a setting turns it off.
+        return name + ".enabled", "false"
+    value = next((node[k] for k in ("Value", "value") if k in node and not isinstance(node[k], (dict, list))), None)
+    return None if value is None else (name, _text(value))
+
+
+def _named_pairs(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Query protocol Key/Value siblings (Attributes.member.1.Key=x&...Value=v) as (x, v)."""
+    values = {k[: -len("Value")]: v for k, v in params if k.endswith(".Value")}
+    out = []
+    for k, v in params:
+        for suffix in (".Key", ".Name"):
+            if k.endswith(suffix) and k[: -len(suffix) + 1] in values:
+                out.append((f"{k[: -len(suffix)]}.{v}", values[k[: -len(suffix) + 1]]))
+    return out
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _xml(text: str) -> ET.Element | None:
+    """The XML body as the server reads it, or None when it cannot be read safely:
+    declarations (entities) are refused, not expanded."""
+    if not text.strip() or _XML_DECLS.search(text):
+        return None
+    try:
+        return ET.fromstring(text)
+    except ET.ParseError:
+        return None
+
+
+def _local(tag: object) -> str:
+    return str(tag).rpartition("}")[2]
+
+
+def _elements(root: ET.Element, name: str) -> list[ET.Element]:
+    return [e for e in root.iter() if _local(e.tag) == name]
 
 
 # A policy or ACL that names everyone.
 _PUBLIC_PRINCIPAL = re.compile(
     r'"(?:Principal|AWS)"\s*:\s*(?:\[\s*)?"\*"|acs\.amazonaws\.com/groups/global/(?:AllUsers|AuthenticatedUsers)'
     r'|"Principal"\s*:\s*\{\s*"AWS"\s*:\s*(?:\[\s*)?"\*"')
+_WILDCARD_PRINCIPAL = re.compile(r"^\*$|^arn:aws[\w-]*:iam::\*:")
+
+
+def _public_policy(pairs: list[tuple[str, str]], depth: int = 0) -> bool:
+    """A policy anywhere (the body at any depth, a JSON string inside it, a form value)
+    whose Principal or NotPrincipal names everyone, however the JSON spells it. Reads
+    the pairs `flatten` already made, so the body is walked once."""
+    for key, value in pairs:
+        if "rincipal" in key and {"Principal", "NotPrincipal"} & set(key.split(".")):
+            if _WILDCARD_PRINCIPAL.match(value.strip()):
+                return True
+        elif depth < 3 and value[:1] == "{" and "rincipal" in value:
+            try:
+                inner = json.loads(value)
+            except ValueError:
+                continue
+            if _public_policy(flatten(inner), depth + 1):
+                return True
+    return False
 
 
 def _number(text: str) -> float | None:
