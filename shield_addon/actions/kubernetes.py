@@ -336,6 +336,8 @@ _TRIGGERS = (
     b"privileged", b"hostpid", b"hostipc", b"hostnetwork", b"hostprocess", b"hostpath", b"capabilities",
     b"procmount", b"noexecute", b"reclaimpolicy", b"pod-security", b"finalizers", b"replicas", b"$patch",
 )
+_KEY_LENGTHS = frozenset(len(k) for k in (
+    *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels"))
 # What a JSON patch move or copy writes: a value the request does not show.
 UNKNOWN = object()
 
@@ -447,7 +449,10 @@ def _walk_flags(doc: Any, resource: str) -> set[str]:
     flags: set[str] = set()
     for obj in _objects(doc):
         for key, value in obj.items():
-            k = str(key).lower()
+            # most keys are none of ours: their length rules them out before any lower()
+            if not isinstance(key, str) or len(key) not in _KEY_LENGTHS:
+                continue
+            k = key.lower()
             if k in _HOST_KEYS and (value is True or value is UNKNOWN):
                 flags.add("privileged_pod")
             elif k == "hostpath" and value is not None:
@@ -480,13 +485,14 @@ def _cap(name: Any) -> str:
 
 def _objects(doc: Any) -> Iterator[dict[Any, Any]]:
     stack = [doc]
+    pop, push = stack.pop, stack.extend
     while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
+        node = pop()
+        if type(node) is dict:
             yield node
-            stack.extend(v for v in node.values() if isinstance(v, dict | list))
-        elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, dict | list))
+            push([v for v in node.values() if type(v) is dict or type(v) is list])
+        elif type(node) is list:
+            push([v for v in node if type(v) is dict or type(v) is list])
 
 
 def _get(obj: Any, key: str) -> Any:
