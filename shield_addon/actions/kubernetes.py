@@ -35,12 +35,15 @@ proxies in front of an API server resolve them (flag `dot_segments`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
 from .base import Action, RequestView
-from .common import first, json_body, method_type
+from .common import first, json_body, json_documents, method_type
 
 _VERBS = {
     "POST": "create",
@@ -86,6 +89,16 @@ _NAMESPACED_CORE = frozenset({
 _BUILTIN_GROUPS = frozenset({"apps", "batch", "autoscaling", "policy", "extensions"})
 _VERSION = re.compile(r"v\d+(?:(?:alpha|beta)\d+)?\Z")
 _API_PORT = 6443
+# The kubelet's API: it authorizes these paths as the `nodes/proxy` subresource, and they
+# run or reach into containers (checkpoint dumps a container's memory to disk).
+_KUBELET_PORT = 10250
+_KUBELET_EXEC = frozenset({"run", "exec", "attach", "portforward", "checkpoint", "cri"})
+_KUBELET_READS = {"stats": "nodes/stats", "metrics": "nodes/metrics", "logs": "nodes/log", "spec": "nodes/spec"}
+# etcd's JSON gateway (port 2379), where the API server keeps every object under /registry/.
+_ETCD_PORT = 2379
+_ETCD_VERSIONS = frozenset({"v3", "v3beta", "v3alpha"})
+_ETCD_TYPES = {"range": "read", "watch": "read", "put": "update", "deleterange": "delete", "compaction": "delete",
+               "revoke": "delete", "remove": "delete"}
 
 
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
@@ -96,6 +109,10 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     if "." in segments or ".." in segments:
         segments = _resolve_dots(segments)
         flags.add("dot_segments")
+    if req.port == _KUBELET_PORT:
+        return _kubelet(req, segments, flags)
+    if req.port == _ETCD_PORT and segments[0] in _ETCD_VERSIONS:
+        return _etcd(req, segments, flags)
     lenient = pinned or req.port == _API_PORT
     found = _api_tail(segments, lenient)
     if found is None:
@@ -107,6 +124,69 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     if any(name.startswith("impersonate-") for name, _ in req.headers):
         flags.add("impersonate")
     return _resource_action(req, rest, flags)
+
+
+def _kubelet(req: RequestView, segments: list[str], flags: set[str]) -> Action:
+    endpoint = segments[0].lower()
+    flags.add("kubelet")
+    if endpoint in _KUBELET_EXEC:
+        action_type, resource = "execute", "nodes/proxy"
+    else:
+        action_type, resource = method_type(req.method), _KUBELET_READS.get(endpoint, "nodes/proxy")
+    return Action(
+        service="kubernetes",
+        action_type=action_type,
+        operation=_VERBS.get(req.method, req.method.lower()),
+        resource_type=resource,
+        namespace=segments[1] if endpoint in _KUBELET_EXEC and len(segments) > 2 else None,
+        resource_name=segments[2] if endpoint in _KUBELET_EXEC and len(segments) > 2 else None,
+        flags=frozenset(flags),
+    )
+
+
+def _etcd(req: RequestView, segments: list[str], flags: set[str]) -> Action:
+    """etcd's gateway: `POST /v3/kv/range` reads, `deleterange` deletes; a transaction
+    is as strong as the strongest request in it. Keys are base64; a range that spans
+    /registry/secrets/ reads Secrets, whatever else it reads."""
+    flags.add("etcd")
+    op = segments[-1].lower()
+    body = json_body(req)
+    action_type = _ETCD_TYPES.get(op, "update" if req.method != "GET" else "read")
+    if op == "txn":
+        text = req.body
+        action_type = "delete" if b"delete_range" in text else "update" if b"request_put" in text else "read"
+    resource, namespace = _registry_resource(body)
+    return Action(
+        service="kubernetes",
+        action_type=action_type,
+        operation=op,
+        resource_type=resource or "etcd",
+        namespace=namespace,
+        flags=frozenset(flags),
+    )
+
+
+def _registry_resource(body: Any) -> tuple[str | None, str | None]:
+    key, end = _b64(_get(body, "key")), _b64(_get(body, "range_end"))
+    if key is None:
+        return None, None
+    secrets = b"/registry/secrets/"
+    # range_end "\0" means every key from `key` on; no range_end, the one key
+    if end is not None and key <= secrets and (end == b"\0" or end > secrets):
+        return "secrets", None
+    parts = key.decode("utf-8", "replace").split("/")
+    if len(parts) > 2 and parts[1] == "registry" and parts[2]:
+        return parts[2], parts[3] if len(parts) > 4 and parts[3] else None
+    return None, None
+
+
+def _b64(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=False)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _api_tail(segments: list[str], lenient: bool) -> tuple[int, list[str]] | None:
@@ -160,9 +240,15 @@ def _resource_action(req: RequestView, rest: list[str], flags: set[str]) -> Acti
         name = _name_from_field_selector(first(req.query, "fieldSelector"))
 
     action_type = _action_type(req, verb, subresource)
+    if verb == "create" and subresource is None and resource.startswith("delete"):
+        # A request object a controller acts on by deleting: Velero's deletebackuprequests
+        # deletes a backup and its snapshots. Creating it is the delete.
+        action_type = "delete"
     if action_type in ("create", "update", "delete") and subresource in _DRY_RUN_SUBRESOURCES and _dry_run(req):
         flags.add("dry_run")
         action_type = "read"
+    if action_type in ("create", "update") and req.body:
+        flags |= body_risks(req, resource, verb != "create")
     if verb == "patch" and req.content_type == "application/apply-patch+yaml" and _go_bool(req.query, "force"):
         flags.add("force_apply")
     return Action(
@@ -231,3 +317,193 @@ def _non_resource(req: RequestView) -> Action:
         action_type=method_type(req.method),
         operation=req.method.lower(),
     )
+
+
+# --- What a write's body does, read from the parsed documents rather than their text, so
+# no spelling the server accepts (YAML tags and aliases, JSON escapes, case-folded keys,
+# a JSON patch instead of a merge patch) hides it.
+
+# Keys compared without case, as Go's encoding/json sets struct fields.
+_HOST_KEYS = frozenset({"privileged", "hostpid", "hostipc", "hostnetwork", "hostprocess"})
+# Pod Security "baseline" lets a container add only these; any other is a privilege.
+_BASELINE_CAPS = frozenset({
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+})
+_PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+# Cheap gate before walking a body: none of these words, and no escape that could spell one.
+_TRIGGERS = (
+    b"privileged", b"hostpid", b"hostipc", b"hostnetwork", b"hostprocess", b"hostpath", b"capabilities",
+    b"procmount", b"noexecute", b"reclaimpolicy", b"pod-security", b"finalizers", b"replicas", b"$patch",
+)
+_KEY_LENGTHS = frozenset(len(k) for k in (
+    *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels"))
+# What a JSON patch move or copy writes: a value the request does not show.
+UNKNOWN = object()
+
+
+def body_risks(req: RequestView, resource: str, is_update: bool) -> frozenset[str]:
+    """Flags for what a create or update does: `privileged_pod` (privileged, host
+    namespaces, hostPath, capabilities beyond Pod Security baseline, unmasked /proc),
+    `noexecute_taint` (a node taint that evicts every pod), `reclaim_delete` (a volume
+    whose disk goes with its claim), `psa_privileged` (Pod Security admission switched
+    off in a namespace), and on updates `finalizers_removed` and `scale_to_zero` as a JSON
+    patch or strategic merge directives spell them."""
+    lowered = req.body.lower()
+    if (req.content_type != "application/json-patch+json" and b"\\" not in lowered
+            and not any(t in lowered for t in _TRIGGERS)):
+        return frozenset()
+    flags: set[str] = set()
+    for doc in json_documents(req):
+        patch = _json_patch(doc)
+        if patch is not None:
+            if is_update:
+                flags |= _patch_flags(patch)
+            docs: list[Any] = [_as_document(op) for op in patch]
+        else:
+            docs = [doc]
+            if is_update:
+                flags |= _merge_flags(doc)
+        for d in docs:
+            flags |= _walk_flags(d, resource)
+    return frozenset(flags)
+
+
+def _json_patch(doc: Any) -> list[dict[str, Any]] | None:
+    if isinstance(doc, list) and doc and all(isinstance(op, dict) and "op" in op for op in doc):
+        return doc
+    return None
+
+
+def _pointer(path: Any) -> list[str] | None:
+    if not isinstance(path, str) or (path and not path.startswith("/")):
+        return None
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+def _as_document(op: dict[str, Any]) -> Any:
+    """One JSON patch operation as the merge patch it amounts to at its target: the
+    checks below then read both forms alike. A removal writes null; a move or copy
+    writes a value the request does not show."""
+    kind = str(op.get("op", "")).lower()
+    value = None if kind == "remove" else UNKNOWN if kind in ("move", "copy") else op.get("value")
+    parts = _pointer(op.get("path"))
+    if parts is None or kind == "test":
+        return None
+    for part in reversed(parts):
+        value = [value] if part == "-" or part.isdigit() else {part: value}
+    return value
+
+
+def _patch_flags(patch: list[dict[str, Any]]) -> set[str]:
+    flags = set()
+    for op in patch:
+        kind = str(op.get("op", "")).lower()
+        sources = [op.get("path")] if kind in ("remove", "replace") else []
+        if kind == "move":
+            sources.append(op.get("from"))
+        for source in sources:
+            parts = _pointer(source)
+            if parts is None:
+                continue
+            # the finalizers themselves, or /metadata or the whole object replaced or removed
+            # by one that keeps none
+            if parts[:2] == ["metadata", "finalizers"] or (
+                len(parts) <= 1 and parts in ([], ["metadata"]) and not _keeps_finalizers(op, parts)
+            ):
+                flags.add("finalizers_removed")
+        target = _pointer(op.get("path"))
+        if target is not None and kind in ("add", "replace", "move", "copy") and target in ([], ["spec"], ["spec", "replicas"]):
+            value = UNKNOWN if kind in ("move", "copy") else op.get("value")
+            # reach spec.replicas inside what is written at / or /spec
+            for key in ("spec", "replicas")[len(target):]:
+                value = value if value is UNKNOWN else _get(value, key)
+            if value is UNKNOWN or _is_zero(value):
+                flags.add("scale_to_zero")
+    return flags
+
+
+def _keeps_finalizers(op: dict[str, Any], parts: list[str]) -> bool:
+    if str(op.get("op", "")).lower() != "replace":
+        return False
+    meta = op.get("value") if parts == ["metadata"] else _get(op.get("value"), "metadata")
+    return bool(_get(meta, "finalizers"))
+
+
+def _merge_flags(doc: Any) -> set[str]:
+    """Strategic merge directives that remove finalizers: `$deleteFromPrimitiveList/finalizers`
+    and `$patch: replace|delete` on metadata (a replace without finalizers keeps none)."""
+    meta = _get(doc, "metadata")
+    if not isinstance(meta, dict):
+        return set()
+    for key, value in meta.items():
+        k = str(key).lower()
+        if k.startswith("$deletefromprimitivelist/finalizers"):
+            return {"finalizers_removed"}
+        if k == "$patch" and str(value).lower() in ("replace", "delete") and not _get(meta, "finalizers"):
+            return {"finalizers_removed"}
+    return set()
+
+
+def _walk_flags(doc: Any, resource: str) -> set[str]:
+    flags: set[str] = set()
+    for obj in _objects(doc):
+        for key, value in obj.items():
+            # most keys are none of ours: their length rules them out before any lower()
+            if not isinstance(key, str) or len(key) not in _KEY_LENGTHS:
+                continue
+            k = key.lower()
+            if k in _HOST_KEYS and (value is True or value is UNKNOWN):
+                flags.add("privileged_pod")
+            elif k == "hostpath" and value is not None:
+                flags.add("privileged_pod")
+            elif k == "procmount" and value == "Unmasked":
+                flags.add("privileged_pod")
+            elif k == "capabilities" and _adds_capability(value):
+                flags.add("privileged_pod")
+            elif k == "effect" and value == "NoExecute" and resource == "nodes":
+                flags.add("noexecute_taint")
+            elif k == "persistentvolumereclaimpolicy" and value == "Delete" and resource == "persistentvolumes":
+                flags.add("reclaim_delete")
+            elif k == "labels" and resource == "namespaces" and isinstance(value, dict) and _PSA_ENFORCE in value:
+                if value[_PSA_ENFORCE] in ("privileged", None, UNKNOWN):
+                    flags.add("psa_privileged")
+    return flags
+
+
+def _adds_capability(value: Any) -> bool:
+    added = _get(value, "add")
+    if isinstance(added, list):
+        return any(_cap(c) not in _BASELINE_CAPS for c in added)
+    return added is UNKNOWN
+
+
+def _cap(name: Any) -> str:
+    text = str(name).upper()
+    return text[4:] if text.startswith("CAP_") else text
+
+
+def _objects(doc: Any) -> Iterator[dict[Any, Any]]:
+    stack = [doc]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            yield node
+            push([v for v in node.values() if type(v) is dict or type(v) is list])
+        elif type(node) is list:
+            push([v for v in node if type(v) is dict or type(v) is list])
+
+
+def _get(obj: Any, key: str) -> Any:
+    """obj[key], the key compared without case as Go's encoding/json does."""
+    if not isinstance(obj, dict):
+        return None
+    if key in obj:
+        return obj[key]
+    folded = key.casefold()
+    return next((v for k, v in obj.items() if str(k).casefold() == folded), None)
+
+
+def _is_zero(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0

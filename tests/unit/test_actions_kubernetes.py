@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -411,3 +413,141 @@ def test_json_rules_read_yaml_bodies(path: str, body: str, rule: str) -> None:
 def test_text_body_rules_read_yaml_bodies(path: str, body: str, rule: str) -> None:
     v = _pack_verdict("POST", path, "application/yaml", body)
     assert (v.verdict, rule in v.matched) == ("hold", True)
+
+
+# --- bodies read as the server decodes them (flags for rules), and the kubelet and etcd
+
+
+def k8s_body(method: str, path: str, body: Any, ctype: str = "application/json", url: str = K8S) -> Action:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return parse(request_view(method, url + path, [("content-type", ctype)], text), None)
+
+
+JSON_PATCH = "application/json-patch+json"
+
+
+@pytest.mark.parametrize("patch", [
+    [{"op": "move", "from": "/metadata/finalizers", "path": "/metadata/x"}],
+    [{"op": "remove", "path": "/metadata/finalizers/0"}],
+    [{"op": "replace", "path": "/metadata", "value": {"name": "data"}}],
+])
+def test_json_patch_that_removes_finalizers(patch: list[dict[str, Any]]) -> None:
+    action = k8s_body("PATCH", "/api/v1/namespaces/dev/persistentvolumeclaims/data", patch, JSON_PATCH)
+    assert "finalizers_removed" in action.flags
+
+
+def test_replacing_metadata_that_keeps_finalizers_removes_none() -> None:
+    patch = [{"op": "replace", "path": "/metadata", "value": {"name": "d", "finalizers": ["kubernetes.io/pvc-protection"]}}]
+    action = k8s_body("PATCH", "/api/v1/namespaces/dev/persistentvolumeclaims/data", patch, JSON_PATCH)
+    assert "finalizers_removed" not in action.flags
+
+
+@pytest.mark.parametrize("body", [
+    {"metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}},
+    {"metadata": {"$patch": "replace", "name": "data"}},
+])
+def test_strategic_merge_directives_that_remove_finalizers(body: dict[str, Any]) -> None:
+    action = k8s_body("PATCH", "/api/v1/namespaces/dev/persistentvolumeclaims/data", body,
+                      "application/strategic-merge-patch+json")
+    assert "finalizers_removed" in action.flags
+
+
+def test_creating_with_directives_is_no_removal() -> None:
+    action = k8s_body("POST", "/api/v1/namespaces/dev/persistentvolumeclaims", {"metadata": {"$patch": "replace"}})
+    assert "finalizers_removed" not in action.flags
+
+
+@pytest.mark.parametrize(("patch", "zero"), [
+    ([{"op": "copy", "from": "/status/x", "path": "/spec/replicas"}], True),
+    ([{"op": "replace", "path": "", "value": {"spec": {"replicas": 0.0}}}], True),
+    ([{"op": "replace", "path": "/spec", "value": {"Replicas": 0}}], True),
+    ([{"op": "replace", "path": "/spec/replicas", "value": 2}, {"op": "add", "path": "/spec/paused", "value": 0}], False),
+    ([{"op": "replace", "path": "/spec/replicas", "value": False}], False),
+])
+def test_json_patch_scale_to_zero(patch: list[dict[str, Any]], zero: bool) -> None:
+    action = k8s_body("PATCH", "/apis/apps/v1/namespaces/dev/deployments/web", patch, JSON_PATCH)
+    assert ("scale_to_zero" in action.flags) is zero
+
+
+@pytest.mark.parametrize(("body", "ctype", "flagged"), [
+    ("spec:\n  hostPID: !!bool true\n", "application/apply-patch+yaml", True),
+    ("spec:\n  a: &t true\n  hostNetwork: *t\n", "application/yaml", True),
+    ({"spec": {"containers": [{"securityContext": {"capabilities": {"add": ["sys_admin"]}}}]}}, "application/json", True),
+    ({"spec": {"containers": [{"securityContext": {"procMount": "Unmasked"}}]}}, "application/json", True),
+    ({"spec": {"volumes": [{"name": "r", "hostPath": {"path": "/"}}]}}, "application/json", True),
+    ({"spec": {"containers": [{"securityContext": {"capabilities": {"add": ["CHOWN"], "drop": ["ALL"]}}}]}},
+     "application/json", False),
+    ({"spec": {"hostPID": False, "hostPath": None}}, "application/json", False),
+    ('{"spec": {"hostPID": "true"}}', "application/json", False),  # the server refuses a string
+])
+def test_privileged_pod_from_the_parsed_body(body: Any, ctype: str, flagged: bool) -> None:
+    action = k8s_body("POST", "/api/v1/namespaces/dev/pods", body, ctype)
+    assert ("privileged_pod" in action.flags) is flagged
+
+
+def test_json_patch_adding_host_pid_is_privileged() -> None:
+    patch = [{"op": "add", "path": "/spec/template/spec/hostPID", "value": True}]
+    assert "privileged_pod" in k8s_body("PATCH", "/apis/apps/v1/namespaces/dev/deployments/web", patch, JSON_PATCH).flags
+
+
+def test_noexecute_counts_on_nodes_only() -> None:
+    taint = {"spec": {"taints": [{"key": "k", "effect": "NoExecute"}]}}
+    assert "noexecute_taint" in k8s_body("PATCH", "/api/v1/nodes/n1", taint).flags
+    tolerate = {"spec": {"template": {"spec": {"tolerations": [{"effect": "NoExecute"}]}}}}
+    assert "noexecute_taint" not in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/deployments/w", tolerate).flags
+
+
+@pytest.mark.parametrize(("value", "flagged"), [("privileged", True), (None, True), ("baseline", False)])
+def test_pod_security_label(value: str | None, flagged: bool) -> None:
+    body = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": value}}}
+    assert ("psa_privileged" in k8s_body("PATCH", "/api/v1/namespaces/dev", body).flags) is flagged
+
+
+def test_reclaim_policy_delete_on_a_persistent_volume() -> None:
+    body = {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}
+    assert "reclaim_delete" in k8s_body("PATCH", "/api/v1/persistentvolumes/pv1", body).flags
+    assert "reclaim_delete" not in k8s_body("PATCH", "/api/v1/persistentvolumes/pv1", {"spec": {"x": "Delete"}}).flags
+
+
+def test_creating_a_delete_request_is_a_delete() -> None:
+    action = k8s("POST", "/apis/velero.io/v1/namespaces/velero/deletebackuprequests")
+    assert (action.action_type, action.operation, action.resource_type) == ("delete", "create", "deletebackuprequests")
+
+
+@pytest.mark.parametrize(("method", "path", "want"), [
+    ("POST", "/run/kube-system/kube-proxy-1/kube-proxy", ("execute", "nodes/proxy", "kube-system", "kube-proxy-1")),
+    ("GET", "/exec/prod/web-1/app?command=sh", ("execute", "nodes/proxy", "prod", "web-1")),
+    ("POST", "/checkpoint/prod/db-0/pg", ("execute", "nodes/proxy", "prod", "db-0")),
+    ("GET", "/stats/summary", ("read", "nodes/stats", None, None)),
+    ("GET", "/pods", ("read", "nodes/proxy", None, None)),
+])
+def test_kubelet_paths_are_authorized_as_node_subresources(method: str, path: str, want: tuple[object, ...]) -> None:
+    action = parse(request_view(method, "https://node-1:10250" + path), None)
+    assert (action.action_type, action.resource_type, action.namespace, action.resource_name) == want
+    assert "kubelet" in action.flags
+
+
+@pytest.mark.parametrize(("op", "key", "end", "want"), [
+    ("range", b"/registry/secrets/", b"/registry/secrets0", ("read", "secrets")),
+    ("range", b"/registry/", b"\0", ("read", "secrets")),  # everything from /registry/ on
+    ("range", b"/registry/secrets/prod/db", None, ("read", "secrets")),
+    ("range", b"/registry/configmaps/", b"/registry/configmaps0", ("read", "configmaps")),
+    ("deleterange", b"/registry/", b"/registry0", ("delete", "secrets")),  # the range spans Secrets too
+    ("compaction", b"/x", None, ("delete", "etcd")),
+    ("put", b"/registry/pods/dev/x", None, ("update", "pods")),
+])
+def test_etcd_gateway(op: str, key: bytes, end: bytes | None, want: tuple[str, str]) -> None:
+    body: dict[str, str] = {"key": base64.b64encode(key).decode()}
+    if end is not None:
+        body["range_end"] = base64.b64encode(end).decode()
+    action = k8s_body("POST", f"/v3/kv/{op}", body, url="https://etcd-0:2379")
+    assert (action.service, action.action_type, action.resource_type) == ("kubernetes", *want)
+
+
+def test_etcd_transaction_is_as_strong_as_its_strongest_request() -> None:
+    txn = {"success": [{"request_delete_range": {"key": "L3JlZ2lzdHJ5Lw=="}}]}
+    assert k8s_body("POST", "/v3/kv/txn", txn, url="https://etcd-0:2379").action_type == "delete"
+
+
+def test_a_body_without_trigger_words_is_not_walked() -> None:
+    assert k8s_body("PUT", "/api/v1/namespaces/dev/configmaps/c", {"data": {"a": "b"}}).flags == frozenset()
