@@ -79,7 +79,7 @@ _WORDS = re.compile(r"[A-Za-z_]+")
 # SQL. Other kinds, apart from DDL, EXPLAIN and CALL (see `_shaped`), are SQL there only
 # when sqlglot built them (a SELECT, a BEGIN), never as a Command fallback or failed parse.
 _NEEDS = {
-    "select": ({"FROM"},),
+    "select": ({"FROM"}, {"INTO", "OUTFILE"}, {"INTO", "DUMPFILE"}),
     "with": ({"AS", "SELECT"}, {"AS", "INSERT"}, {"AS", "UPDATE"}, {"AS", "DELETE"}),
     "insert": ({"VALUES"}, {"SELECT"}),
     "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}, {"TABLE", "AS"}, {"TABLE", "USING"}),
@@ -90,11 +90,14 @@ _NEEDS = {
     # exactly like "grant access to bob" and is left to declared or pinned SQL.
     "grant": ({"ON", "TO"}, {"ROLE", "TO"}),
     "revoke": ({"ON", "FROM"}, {"ROLE", "FROM"}),
+    "load": ({"DATA", "INFILE"}, {"XML", "INFILE"}),
+    "kill": ({"QUERY", "WHERE"}, {"MUTATION", "WHERE"}, {"CONNECTION"}),
+    "shutdown": ({"WITH", "NOWAIT"},),
 }
 # DDL names its object right after the verb, then the object's name. sqlglot builds
 # nodes for the common objects; for the rest (ALTER ROLE, DROP USER, DROP EXTENSION)
 # it falls back to a Command, which this list lets through.
-_DDL = frozenset({"drop", "alter", "truncate", "create"})
+_DDL = frozenset({"drop", "alter", "truncate", "create", "rename"})  # RENAME TABLE a TO b
 _OBJECTS = frozenset({
     "table", "view", "index", "database", "schema", "sequence", "function", "procedure",
     "trigger", "role", "user", "login", "type", "domain", "extension", "policy", "owned",
@@ -202,6 +205,11 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
         more, more_clean = _readings(code, declared, found)
         readings += more or []
         clean = clean and (more_clean or not more)
+    # An anonymous block runs its statements: they count, its words do not. Each is
+    # read alone, as a DECLARE no dialect reads must not hide the EXECUTE after it.
+    for statement in sql_find.unblocked(text) if depth < _MAX_DEPTH else ():
+        more, _ = _readings(statement, declared, found)
+        readings += more or []
     if not clean:
         # No dialect read every statement: read them one by one, so an unreadable one
         # flags the text without hiding the others (`FOOBAR; DROP TABLE t`).
@@ -291,7 +299,7 @@ def _may_be_sql(text: str) -> bool:
     statements (split naively, executable comments opened) has the keywords of its
     kind, or is DDL or COPY, whose short forms (`TRUNCATE t`) need none."""
     for variant in (text, sql_find.opened(text)):
-        for piece in (variant or "").split(";")[:_PIECES]:
+        for piece in sql_find.naive_pieces(variant or "", _PIECES):
             if _word(piece)[0] in _UNSHAPED or _shaped(piece):
                 return True
     return False
@@ -309,10 +317,12 @@ def _shaped(text: str, nested: bool = False) -> bool:
         rest = text[end:]
         options = _EXPLAIN_OPTIONS.match(rest)
         return _shaped(rest[options.end() if options else 0 :], nested=True)
+    if verb == "system":  # ClickHouse SYSTEM SHUTDOWN; SYSTEM FLUSH LOGS is harmless either way
+        return sql_kinds.SYSTEM_ADMIN.match(text, end) is not None
     if verb == "call":  # CALL name(...)
         return bool(_word(text, end)[0]) and "(" in text[end:]
     if verb in sql_kinds.DYNAMIC_WORDS:  # EXEC('...'), EXECUTE IMMEDIATE, PREPARE s FROM, DO $$
-        return _DYNAMIC_SHAPES[verb].match(text, end) is not None
+        return _DYNAMIC_SHAPES[verb].match(text, end) is not None or sql_kinds.known_procedure(text[end:])
     needs = _NEEDS.get(verb)
     if not needs:
         return False
@@ -375,9 +385,17 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
         inner = sql_find.prepared(statement.text("expression"))
         if inner:
             _read_text(inner, True, found, _MAX_DEPTH)
+    if sql_kinds.admin_statement(statement, base):
+        found.flags.add("server_admin")
+    runs_sql = False
     ctes: set[str] = set()
     tables: list[exp.Table] = []
     for node in statement.walk():
+        name = sql_kinds.callee(node)
+        if name:
+            flags, runs = sql_kinds.call_flags(name)
+            found.flags |= flags
+            runs_sql |= runs
         if node is not statement and node.key in sql_kinds.NESTED:
             found.kinds.append(sql_kinds.KINDS[node.key])
         if node.key == "when":  # MERGE ... WHEN MATCHED THEN DELETE (a bare keyword)
@@ -403,8 +421,10 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
         name = ".".join(part.name for part in table.parts).lower()
         if name not in ctes:
             found.tables.append(name)
+    if runs_sql:  # dblink_exec('...', 'DROP TABLE t'): what it runs is read as code
+        found.kinds.append("execute_dynamic")
     created = str(statement.args.get("kind") or "").upper() if base == "create" else ""
-    return kind == "execute_dynamic" or created in ("FUNCTION", "PROCEDURE")
+    return kind == "execute_dynamic" or runs_sql or created in ("FUNCTION", "PROCEDURE")
 
 
 def _describe_explain(statement: exp.Expression, found: _Findings) -> None:

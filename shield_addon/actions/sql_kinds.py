@@ -90,11 +90,13 @@ DYNAMIC_WORDS = frozenset({"execute", "exec", "prepare", "do", "executesql"})
 DYNAMIC_ARG = re.compile(r"(?:IMMEDIATE|sp_executesql)\b", re.IGNORECASE)
 PROGRAM = re.compile(r"\bPROGRAM\b", re.IGNORECASE)
 
+
 def statement_kind(e: exp.Expression) -> str | None:
     if e.key == "command":  # statements sqlglot keeps as text: CALL, EXPLAIN, VACUUM...
         word = str(e.this or "").split()
         return word[0].lower() if word else None
     return KINDS.get(e.key)
+
 
 def special_kind(statement: exp.Expression, kind: str) -> str:
     """The kind of the statement where its verb undersells it: REPLACE INTO is not an
@@ -123,6 +125,7 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
         return "alter_drop"
     return kind
 
+
 def dynamic_exec(statement: exp.Expression) -> bool:
     """EXEC/EXECUTE of a string (literal, variable, IMMEDIATE, sp_executesql) rather
     than of a named procedure or prepared statement."""
@@ -134,11 +137,13 @@ def dynamic_exec(statement: exp.Expression) -> bool:
     rest = statement.text("expression").lstrip() if statement.key == "command" else ""
     return rest[:1] in ("(", "'", '"', "@", "$") or rest[:2].upper() == "N'" or bool(DYNAMIC_ARG.match(rest))
 
+
 def runs_program(statement: exp.Expression) -> bool:
     files = statement.args.get("files") or ()
     if any(isinstance(f, exp.Identifier) and f.name.upper() == "PROGRAM" for f in files):
         return True
     return statement.key == "command" and PROGRAM.search(statement.text("expression")) is not None
+
 
 def all_rows(condition: exp.Expression) -> bool:
     """Whether a WHERE cannot tell rows apart: a constant that may be true (`1=1`,
@@ -163,10 +168,12 @@ def all_rows(condition: exp.Expression) -> bool:
         return False
     return not never_true(condition)
 
+
 def row_dependent(condition: exp.Expression) -> bool:
     # Columns in a subquery may be correlated with the row: count them as dependent.
     return any(isinstance(node, (exp.Column, exp.Subquery, exp.Select, exp.Placeholder, exp.Parameter))
                for node in condition.walk())
+
 
 def never_true(condition: exp.Expression) -> bool:
     try:
@@ -184,6 +191,7 @@ def never_true(condition: exp.Expression) -> bool:
             return False
     return False
 
+
 def dropped_container(table: exp.Table) -> str | None:
     """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA (or
     CREATE OR REPLACE DATABASE/SCHEMA) drops."""
@@ -191,3 +199,86 @@ def dropped_container(table: exp.Table) -> str | None:
     drops = isinstance(parent, exp.Drop) or (isinstance(parent, exp.Create) and parent.args.get("replace"))
     kind = str(parent.args.get("kind") or "").lower() if drops else ""
     return kind if kind in CONTAINERS else None
+
+
+# Functions that run the SQL text they are given, here or on another server: a SELECT
+# around them is dynamic SQL, and their string arguments are read as code.
+RUNS_SQL = frozenset({
+    "dblink", "dblink_exec", "dblink_send_query", "dblink_open", "query_to_xml", "query_to_xmlschema",
+    "query_to_xml_and_xmlschema", "openquery", "openrowset", "opendatasource",
+})
+# Functions and procedures that reach beyond the database's own tables: the server's
+# files, a shell, the network, another server (ClickHouse table functions).
+OUTSIDE = frozenset({
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_file_write", "pg_file_unlink",
+    "pg_file_rename", "lo_import", "lo_export", "load_file", "sys_exec", "sys_eval", "xp_cmdshell",
+    "xp_dirtree", "xp_fileexist", "xp_regwrite", "xp_regread", "sp_oacreate", "sp_oamethod",
+    "sp_execute_external_script", "sp_addextendedproc", "sp_makewebtask", "url", "s3", "s3cluster", "gcs",
+    "hdfs", "remote", "remotesecure", "executable", "jdbc", "odbc", "azureblobstorage", "mongodb", "redis",
+    "utl_http.request", "utl_file.fopen", "dbms_scheduler.create_job", "dbms_java.runjava",
+    "http_get", "http_post", "http_request", "net.http_get", "net.http_post",
+}) | RUNS_SQL
+# What stops the server, ends others' sessions or changes the server's configuration.
+ADMIN = frozenset({
+    "pg_terminate_backend", "pg_promote", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
+    "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
+})
+ADMIN_KINDS = frozenset({"shutdown", "kill", "reconfigure"})
+# ClickHouse SYSTEM statements that stop, drop or kill (SYSTEM FLUSH LOGS does not).
+SYSTEM_ADMIN = re.compile(
+    r"\s*(?:SHUTDOWN|KILL|STOP|DROP|RESTART|DISABLE|UNFREEZE|RESTORE\s+REPLICA|DROP\s+REPLICA)\b", re.IGNORECASE
+)
+_PROCEDURE = re.compile(r"\s*(?:@\w+\s*=\s*)?([\w.\[\]\"`$]+)")
+
+
+def callee(node: exp.Expression) -> str | None:
+    """The lower-cased name a function call or EXEC names, without schema or quotes
+    (`master..xp_cmdshell`, `[dbo].[sp_configure]`), dotted packages kept
+    (`utl_http.request`)."""
+    if isinstance(node, exp.Anonymous):
+        name = str(node.this or "")
+        if isinstance(node.parent, exp.Dot) and node.parent.expression is node:
+            return f"{node.parent.this.name}.{name}".lower()
+        return name.lower()
+    if isinstance(node, exp.Execute) and isinstance(node.this, exp.Table):
+        return node.this.name.lower()
+    if node.key == "command" and statement_kind(node) in ("exec", "execute", "call"):
+        return _procedure_name(node.text("expression"))
+    return None
+
+
+def known_procedure(rest: str) -> bool:
+    """Whether the text after EXEC/EXECUTE names a procedure of OUTSIDE or ADMIN
+    (`EXEC master..xp_cmdshell 'whoami'`): SQL by its name alone."""
+    name = _procedure_name(rest)
+    return name is not None and (name in OUTSIDE or name in ADMIN)
+
+
+def _procedure_name(rest: str) -> str | None:
+    m = _PROCEDURE.match(rest)
+    if not m:
+        return None
+    parts = [p.strip('[]"`').lower() for p in m.group(1).split(".") if p.strip('[]"`')]
+    if len(parts) >= 2 and ".".join(parts[-2:]) in OUTSIDE | ADMIN:
+        return ".".join(parts[-2:])  # utl_file.fopen: a package's procedure
+    return parts[-1] if parts else None
+
+
+def admin_statement(statement: exp.Expression, kind: str) -> bool:
+    """SHUTDOWN, KILL, RECONFIGURE, ClickHouse SYSTEM SHUTDOWN/STOP/DROP ...: the
+    server itself, not its data."""
+    if kind == "system":
+        return statement.key == "command" and SYSTEM_ADMIN.match(statement.text("expression")) is not None
+    return kind in ADMIN_KINDS
+
+
+def call_flags(name: str) -> tuple[set[str], bool]:
+    """Flags for a call of `name` (`reaches_outside`, `server_admin`) and whether it
+    runs SQL text it is given (dblink_exec)."""
+    short = name.rsplit(".", 1)[-1]
+    flags: set[str] = set()
+    if name in OUTSIDE or short in OUTSIDE:
+        flags.add("reaches_outside")
+    if name in ADMIN or short in ADMIN:
+        flags.add("server_admin")
+    return flags, short in RUNS_SQL
