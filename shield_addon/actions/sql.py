@@ -93,6 +93,7 @@ _NEEDS = {
     "load": ({"DATA", "INFILE"}, {"XML", "INFILE"}),
     "kill": ({"QUERY", "WHERE"}, {"MUTATION", "WHERE"}, {"CONNECTION"}),
     "shutdown": ({"WITH", "NOWAIT"},),
+    "exchange": ({"TABLES", "AND"}, {"DICTIONARIES", "AND"}),  # ClickHouse: swaps two tables
 }
 # DDL names its object right after the verb, then the object's name. sqlglot builds
 # nodes for the common objects; for the rest (ALTER ROLE, DROP USER, DROP EXTENSION)
@@ -311,6 +312,8 @@ def _shaped(text: str, nested: bool = False) -> bool:
     verb, end = _word(text)
     if verb in _DDL:  # DROP TABLE x, TRUNCATE ONLY x, ALTER ROLE x: object, then a name
         obj, end = _word(text, end)
+        if obj == "or":  # CREATE OR REPLACE USER x
+            obj, end = _word(text, _word(text, end)[1])
         named = bool(text[end:].strip(" \t\r\n;"))
         return named and (obj in _OBJECTS or (verb == "truncate" and obj == "only"))
     if verb == "explain" and not nested:  # then the statement explained

@@ -49,6 +49,7 @@ SQL_WORDS = frozenset({
     "replace", "upsert", "vacuum", "lock", "do", "values", "table", "rename", "comment", "prepare",
     "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
     "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system",
+    "exchange",
 })
 def _trie(words: frozenset[str]) -> str:
     """An alternation of `words` factored by prefix (`s(?:e(?:lect|t)|how)`): the
@@ -165,6 +166,16 @@ def _decode_json(body: bytes) -> Any:
         return None
 
 
+_EMBEDDED = re.compile(r"\A\s*(?:\{[\s\S]*\}|\[[\s\S]*\])\s*\Z")
+
+
+def _embedded_json(text: str) -> Any:
+    if len(text) < 2 or text.lstrip()[:1] not in "{[" or _EMBEDDED.match(text) is None:
+        return None
+    doc = _decode_json(text.encode())
+    return doc if isinstance(doc, (list, _Pairs)) else None
+
+
 def _json_texts(doc: Any, pinned: bool) -> Iterator[Text]:
     # Iterative: a hostile body nested thousands deep must not exhaust the stack.
     stack: list[tuple[Any, bool]] = [(doc, False)]
@@ -172,6 +183,9 @@ def _json_texts(doc: Any, pinned: bool) -> Iterator[Text]:
         node, under_key = stack.pop()
         if isinstance(node, str):
             yield node, (DECLARED if pinned else FIELD) if under_key else LOOSE
+            inner = _embedded_json(node)
+            if inner is not None:  # a JSON document carried as a string: a job queue's payload
+                stack.append((inner, False))
         elif isinstance(node, _Pairs):
             for key, value in reversed(node):
                 stack.append((value, isinstance(key, str) and key.lower() in SQL_KEYS))

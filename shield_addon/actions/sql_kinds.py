@@ -66,6 +66,8 @@ TYPES = {
     "replace_into": "delete",
     "alter_drop": "delete",
     "rename": "update",
+    "exchange": "update",  # ClickHouse EXCHANGE TABLES a AND b: RENAME both ways
+    "create_role": "update",  # a new login or role: who may do what
     "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
     "delete": "delete",
     "drop": "delete",
@@ -104,6 +106,8 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
     if kind in DYNAMIC_WORDS:
         if kind in ("prepare", "do") or dynamic_exec(statement):
             return "execute_dynamic"
+    elif kind == "create" and statement.key == "command" and _CREATE_ROLE.match(statement.text("expression")):
+        return "create_role"
     elif kind == "create" and statement.args.get("replace"):
         created = str(statement.args.get("kind") or "").upper()
         if created in CONTAINERS_UPPER:
@@ -228,6 +232,14 @@ ADMIN_KINDS = frozenset({"shutdown", "kill", "reconfigure"})
 SYSTEM_ADMIN = re.compile(
     r"\s*(?:SHUTDOWN|KILL|STOP|DROP|RESTART|DISABLE|UNFREEZE|RESTORE\s+REPLICA|DROP\s+REPLICA)\b", re.IGNORECASE
 )
+# Settings that switch off the database's own safeguards (triggers, foreign keys,
+# replication) or change the whole server (SET GLOBAL / PERSIST).
+_UNSAFE_SET = re.compile(
+    r"\b(?:GLOBAL|PERSIST(?:_ONLY)?)\b|session_replication_role\s*(?:=|TO)\s*'?(?:replica|local)"
+    r"|(?:foreign_key_checks|unique_checks|sql_log_bin)\s*(?:=|TO)\s*'?(?:0|off|false)\b",
+    re.IGNORECASE,
+)
+_CREATE_ROLE = re.compile(r"\s*(?:OR\s+REPLACE\s+)?(?:ROLE|USER|LOGIN)\b", re.IGNORECASE)
 _PROCEDURE = re.compile(r"\s*(?:@\w+\s*=\s*)?([\w.\[\]\"`$]+)")
 
 
@@ -267,6 +279,8 @@ def _procedure_name(rest: str) -> str | None:
 def admin_statement(statement: exp.Expression, kind: str) -> bool:
     """SHUTDOWN, KILL, RECONFIGURE, ClickHouse SYSTEM SHUTDOWN/STOP/DROP ...: the
     server itself, not its data."""
+    if kind == "set":
+        return _UNSAFE_SET.search(statement.sql()) is not None
     if kind == "system":
         return statement.key == "command" and SYSTEM_ADMIN.match(statement.text("expression")) is not None
     return kind in ADMIN_KINDS

@@ -743,3 +743,30 @@ def test_rename_table_is_read_in_any_field() -> None:
 
 def test_prose_rename_is_not_sql() -> None:
     assert sql_json({"note": "rename the table later"}).service != "sql"
+
+
+@pytest.mark.parametrize(("text", "flag"), [
+    ("SET session_replication_role = replica", "server_admin"),
+    ("SET FOREIGN_KEY_CHECKS = 0", "server_admin"),
+    ("SET GLOBAL read_only = 0", "server_admin"),
+])
+def test_settings_that_switch_off_safeguards_are_flagged(text: str, flag: str) -> None:
+    assert flag in sql_json({"query": text}).flags
+
+
+def test_ordinary_settings_are_not_flagged() -> None:
+    assert "server_admin" not in sql_json({"query": "SET FOREIGN_KEY_CHECKS = 1"}).flags
+
+
+@pytest.mark.parametrize("text", ["CREATE ROLE x WITH LOGIN SUPERUSER", "CREATE USER bob", "CREATE OR REPLACE USER bob"])
+def test_a_new_role_or_login_is_its_own_kind(text: str) -> None:
+    assert sql_json({"query": text}).statements == ("create_role",)
+
+
+def test_json_carried_in_a_string_is_read() -> None:
+    action = sql_json({"payload": json.dumps({"job": {"sql": "DROP TABLE users"}})})
+    assert (action.service, action.tables) == ("sql", ("users",))
+
+
+def test_a_string_that_only_looks_like_json_is_harmless() -> None:
+    assert sql_json({"note": "{not json; DROP is a word}"}).service != "sql"
