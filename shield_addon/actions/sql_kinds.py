@@ -1,0 +1,298 @@
+"""What a parsed SQL statement is: its kind, where its verb undersells it, and what it
+reaches beyond the database. Split from sql.py, which finds and reads the texts."""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+from sqlglot.optimizer.simplify import simplify
+
+# sqlglot expression key -> statement kind. Anything else at the top level (a bare
+# column, a literal, GraphQL read as a struct...) means the text is not SQL to us.
+KINDS = {
+    "select": "select",
+    "union": "select",
+    "except": "select",
+    "intersect": "select",
+    "subquery": "select",
+    "values": "select",
+    "insert": "insert",
+    "update": "update",
+    "delete": "delete",
+    "merge": "merge",
+    "drop": "drop",
+    "truncatetable": "truncate",
+    "create": "create",
+    "alter": "alter",
+    "altertable": "alter",  # older sqlglot
+    "grant": "grant",
+    "revoke": "revoke",
+    "copy": "copy",
+    "describe": "describe",
+    "show": "show",
+    "use": "use",
+    "set": "set",
+    "transaction": "begin",
+    "commit": "commit",
+    "rollback": "rollback",
+    "pragma": "pragma",
+    "analyze": "analyze",
+    "execute": "execute",
+    "executesql": "execute",  # T-SQL EXEC sp_executesql
+}
+# Data-changing statements that count even when nested, e.g. Postgres'
+# `WITH d AS (DELETE ... RETURNING *) SELECT ...`.
+NESTED = frozenset({"insert", "update", "delete", "merge"})
+
+TYPES = {
+    "select": "read",
+    "show": "read",
+    "explain": "read",
+    "describe": "read",
+    "desc": "read",
+    "analyze": "read",
+    "insert": "create",
+    "create": "create",
+    "update": "update",
+    "merge": "update",
+    "alter": "update",
+    "grant": "update",
+    "revoke": "update",
+    "replace": "update",
+    "replace_table": "delete",
+    "replace_database": "delete",
+    "overwrite": "delete",
+    "replace_into": "delete",
+    "alter_drop": "delete",
+    "rename": "update",
+    "exchange": "update",  # ClickHouse EXCHANGE TABLES a AND b: RENAME both ways
+    "create_role": "update",  # a new login or role: who may do what
+    "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
+    "delete": "delete",
+    "drop": "delete",
+    "truncate": "delete",
+    "begin": "other",
+    "start": "other",
+    "commit": "other",
+    "rollback": "other",
+    "savepoint": "other",
+    "release": "other",
+    "use": "other",
+    "end": "other",
+    "unparsed": "other",
+}  # anything else (call, exec, copy, do, vacuum, pragma, ...) is "execute"
+
+
+# DROP DATABASE/SCHEMA name a container of tables, not a table.
+CONTAINERS = frozenset({"database", "schema"})
+CONTAINERS_UPPER = frozenset(c.upper() for c in CONTAINERS)
+# Verbs that may run SQL held in a string; see `_special_kind`.
+DYNAMIC_WORDS = frozenset({"execute", "exec", "prepare", "do", "executesql"})
+DYNAMIC_ARG = re.compile(r"(?:IMMEDIATE|sp_executesql)\b", re.IGNORECASE)
+PROGRAM = re.compile(r"\bPROGRAM\b", re.IGNORECASE)
+
+
+def statement_kind(e: exp.Expression) -> str | None:
+    if e.key == "command":  # statements sqlglot keeps as text: CALL, EXPLAIN, VACUUM...
+        word = str(e.this or "").split()
+        return word[0].lower() if word else None
+    return KINDS.get(e.key)
+
+
+def special_kind(statement: exp.Expression, kind: str) -> str:
+    """The kind of the statement where its verb undersells it: REPLACE INTO is not an
+    update, EXEC('...') not a call, CREATE OR REPLACE TABLE not a create."""
+    if kind in DYNAMIC_WORDS:
+        if kind in ("prepare", "do") or dynamic_exec(statement):
+            return "execute_dynamic"
+    elif kind == "create" and statement.key == "command" and _CREATE_ROLE.match(statement.text("expression")):
+        return "create_role"
+    elif kind == "create" and statement.args.get("replace"):
+        created = str(statement.args.get("kind") or "").upper()
+        if created in CONTAINERS_UPPER:
+            return "replace_database"
+        if created == "TABLE":
+            return "replace_table"
+    elif kind == "insert":
+        if statement.args.get("overwrite"):
+            return "overwrite"
+        if str(statement.args.get("alternative") or "").upper() == "REPLACE":
+            return "replace_into"
+    elif kind == "replace" and statement.key == "command":  # MySQL REPLACE INTO, Delta REPLACE TABLE
+        rest = statement.text("expression").lstrip().upper()
+        return "replace_table" if rest.startswith("TABLE") else "replace_into"
+    elif kind == "alter" and any(
+        isinstance(action, (exp.Drop, exp.DropPartition)) or type(action).__name__.startswith("Drop")
+        for action in statement.args.get("actions") or ()
+    ):
+        return "alter_drop"
+    return kind
+
+
+def dynamic_exec(statement: exp.Expression) -> bool:
+    """EXEC/EXECUTE of a string (literal, variable, IMMEDIATE, sp_executesql) rather
+    than of a named procedure or prepared statement."""
+    if statement.key == "executesql":
+        return True
+    if statement.key == "execute":  # T-SQL's node: EXEC ('...') is a Subquery
+        target = statement.this
+        return not isinstance(target, exp.Table) or target.name.lower() in ("immediate", "sp_executesql")
+    rest = statement.text("expression").lstrip() if statement.key == "command" else ""
+    return rest[:1] in ("(", "'", '"', "@", "$") or rest[:2].upper() == "N'" or bool(DYNAMIC_ARG.match(rest))
+
+
+def runs_program(statement: exp.Expression) -> bool:
+    files = statement.args.get("files") or ()
+    if any(isinstance(f, exp.Identifier) and f.name.upper() == "PROGRAM" for f in files):
+        return True
+    return statement.key == "command" and PROGRAM.search(statement.text("expression")) is not None
+
+
+def all_rows(condition: exp.Expression) -> bool:
+    """Whether a WHERE cannot tell rows apart: a constant that may be true (`1=1`,
+    `true`, `'a'='a'`, `NOT false`), a column compared with itself, an OR with such a
+    branch, an AND of them. A constant false (`WHERE false`) deletes nothing."""
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    if isinstance(condition, exp.Or):
+        return all_rows(condition.left) or all_rows(condition.right)
+    if isinstance(condition, exp.And):
+        return all_rows(condition.left) and all_rows(condition.right)
+    if isinstance(condition, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ, exp.Like, exp.ILike)):
+        left, right = condition.left, condition.right
+        if left is not None and right is not None and left.find(exp.Column) and left == right:
+            return True
+        if isinstance(condition, (exp.Like, exp.ILike)) and right is not None and right.is_string:
+            return set(right.name) <= {"%"}
+    if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
+        inner = condition.this
+        return inner.left is not None and inner.left == inner.right
+    if row_dependent(condition):
+        return False
+    return not never_true(condition)
+
+
+def row_dependent(condition: exp.Expression) -> bool:
+    # Columns in a subquery may be correlated with the row: count them as dependent.
+    return any(isinstance(node, (exp.Column, exp.Subquery, exp.Select, exp.Placeholder, exp.Parameter))
+               for node in condition.walk())
+
+
+def never_true(condition: exp.Expression) -> bool:
+    try:
+        value = simplify(condition.copy())
+    except Exception:  # noqa: BLE001 -- an optimizer on hostile input: assume it may be true
+        return False
+    if isinstance(value, exp.Boolean):
+        return not value.this
+    if isinstance(value, exp.Null):
+        return True
+    if isinstance(value, exp.Literal) and not value.is_string:
+        try:
+            return float(value.this) == 0
+        except ValueError:
+            return False
+    return False
+
+
+def dropped_container(table: exp.Table) -> str | None:
+    """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA (or
+    CREATE OR REPLACE DATABASE/SCHEMA) drops."""
+    parent = table.parent
+    drops = isinstance(parent, exp.Drop) or (isinstance(parent, exp.Create) and parent.args.get("replace"))
+    kind = str(parent.args.get("kind") or "").lower() if drops else ""
+    return kind if kind in CONTAINERS else None
+
+
+# Functions that run the SQL text they are given, here or on another server: a SELECT
+# around them is dynamic SQL, and their string arguments are read as code.
+RUNS_SQL = frozenset({
+    "dblink", "dblink_exec", "dblink_send_query", "dblink_open", "query_to_xml", "query_to_xmlschema",
+    "query_to_xml_and_xmlschema", "openquery", "openrowset", "opendatasource",
+})
+# Functions and procedures that reach beyond the database's own tables: the server's
+# files, a shell, the network, another server (ClickHouse table functions).
+OUTSIDE = frozenset({
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_file_write", "pg_file_unlink",
+    "pg_file_rename", "lo_import", "lo_export", "load_file", "sys_exec", "sys_eval", "xp_cmdshell",
+    "xp_dirtree", "xp_fileexist", "xp_regwrite", "xp_regread", "sp_oacreate", "sp_oamethod",
+    "sp_execute_external_script", "sp_addextendedproc", "sp_makewebtask", "url", "s3", "s3cluster", "gcs",
+    "hdfs", "remote", "remotesecure", "executable", "jdbc", "odbc", "azureblobstorage", "mongodb", "redis",
+    "utl_http.request", "utl_file.fopen", "dbms_scheduler.create_job", "dbms_java.runjava",
+    "http_get", "http_post", "http_request", "net.http_get", "net.http_post",
+}) | RUNS_SQL
+# What stops the server, ends others' sessions or changes the server's configuration.
+ADMIN = frozenset({
+    "pg_terminate_backend", "pg_promote", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
+    "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
+})
+ADMIN_KINDS = frozenset({"shutdown", "kill", "reconfigure"})
+# ClickHouse SYSTEM statements that stop, drop or kill (SYSTEM FLUSH LOGS does not).
+SYSTEM_ADMIN = re.compile(
+    r"\s*(?:SHUTDOWN|KILL|STOP|DROP|RESTART|DISABLE|UNFREEZE|RESTORE\s+REPLICA|DROP\s+REPLICA)\b", re.IGNORECASE
+)
+# Settings that switch off the database's own safeguards (triggers, foreign keys,
+# replication) or change the whole server (SET GLOBAL / PERSIST).
+_UNSAFE_SET = re.compile(
+    r"\b(?:GLOBAL|PERSIST(?:_ONLY)?)\b|session_replication_role\s*(?:=|TO)\s*'?(?:replica|local)"
+    r"|(?:foreign_key_checks|unique_checks|sql_log_bin)\s*(?:=|TO)\s*'?(?:0|off|false)\b",
+    re.IGNORECASE,
+)
+_CREATE_ROLE = re.compile(r"\s*(?:OR\s+REPLACE\s+)?(?:ROLE|USER|LOGIN)\b", re.IGNORECASE)
+_PROCEDURE = re.compile(r"\s*(?:@\w+\s*=\s*)?([\w.\[\]\"`$]+)")
+
+
+def callee(node: exp.Expression) -> str | None:
+    """The lower-cased name a function call or EXEC names, without schema or quotes
+    (`master..xp_cmdshell`, `[dbo].[sp_configure]`), dotted packages kept
+    (`utl_http.request`)."""
+    if isinstance(node, exp.Anonymous):
+        name = str(node.this or "")
+        if isinstance(node.parent, exp.Dot) and node.parent.expression is node:
+            return f"{node.parent.this.name}.{name}".lower()
+        return name.lower()
+    if isinstance(node, exp.Execute) and isinstance(node.this, exp.Table):
+        return node.this.name.lower()
+    if node.key == "command" and statement_kind(node) in ("exec", "execute", "call"):
+        return _procedure_name(node.text("expression"))
+    return None
+
+
+def known_procedure(rest: str) -> bool:
+    """Whether the text after EXEC/EXECUTE names a procedure of OUTSIDE or ADMIN
+    (`EXEC master..xp_cmdshell 'whoami'`): SQL by its name alone."""
+    name = _procedure_name(rest)
+    return name is not None and (name in OUTSIDE or name in ADMIN)
+
+
+def _procedure_name(rest: str) -> str | None:
+    m = _PROCEDURE.match(rest)
+    if not m:
+        return None
+    parts = [p.strip('[]"`').lower() for p in m.group(1).split(".") if p.strip('[]"`')]
+    if len(parts) >= 2 and ".".join(parts[-2:]) in OUTSIDE | ADMIN:
+        return ".".join(parts[-2:])  # utl_file.fopen: a package's procedure
+    return parts[-1] if parts else None
+
+
+def admin_statement(statement: exp.Expression, kind: str) -> bool:
+    """SHUTDOWN, KILL, RECONFIGURE, ClickHouse SYSTEM SHUTDOWN/STOP/DROP ...: the
+    server itself, not its data."""
+    if kind == "set":
+        return _UNSAFE_SET.search(statement.sql()) is not None
+    if kind == "system":
+        return statement.key == "command" and SYSTEM_ADMIN.match(statement.text("expression")) is not None
+    return kind in ADMIN_KINDS
+
+
+def call_flags(name: str) -> tuple[set[str], bool]:
+    """Flags for a call of `name` (`reaches_outside`, `server_admin`) and whether it
+    runs SQL text it is given (dblink_exec)."""
+    short = name.rsplit(".", 1)[-1]
+    flags: set[str] = set()
+    if name in OUTSIDE or short in OUTSIDE:
+        flags.add("reaches_outside")
+    if name in ADMIN or short in ADMIN:
+        flags.add("server_admin")
+    return flags, short in RUNS_SQL
