@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, unquote
 from . import aws_catalogue
 from .aws_families import classify_any, param_families, verb_type
 from .base import Action, RequestView
-from .common import STRICTNESS, first, json_body, method_type, text_body
+from .common import STRICTNESS, first, json_body, json_documents, method_type, text_body
 
 __all__ = ["parse", "verb_type"]
 
@@ -228,10 +228,13 @@ def _request_families(
 ) -> set[str]:
     """Families the parameters and body decide, the body read to any depth."""
     text = _body_for_params(req)
-    body = json_body(req) if text[:1] in ("{", "[") or req.content_type.endswith("json") else None
-    if isinstance(body, dict):  # its top-level members are read with the rest of it
-        params = [p for p in params if p[0] not in body]
-    return param_families(operation, params, text, body, service or "")
+    is_json = text[:1] in ("{", "[") or req.content_type.endswith("json")
+    # A repeated key: each way servers read it (last, first, Go's merge) is a document; any may decide.
+    families: set[str] = set()
+    for body in json_documents(req) if is_json else (None,):
+        own = [p for p in params if p[0] not in body] if isinstance(body, dict) else params  # read with the body
+        families |= param_families(operation, own, text, body, service or "")
+    return families
 
 
 def _body_for_params(req: RequestView) -> str:

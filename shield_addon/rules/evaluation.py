@@ -38,14 +38,15 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
 def judge(ruleset: RuleSet, readings: Sequence[Reading], flow: Any = None, agent: str = "",
           first_contact: bool = False) -> Verdict:
     """The verdict over every reading of one request. The action columns show the action
-    that decided what happens (the strictest enforced verdict; on a tie, the first read);
-    every rule that matched any reading is recorded."""
+    that decided what happens (the strictest enforced verdict; on a tie, the one whose rule comes first in
+    file order, then the first read); every rule that matched any reading is recorded."""
     verdicts = [evaluate(ruleset, Subject(r.request, r.action, flow, agent, first_contact)) for r in readings]
     seen = tuple((r.request.method, v.action) for r, v in zip(readings, verdicts))
     if len(verdicts) == 1:
         return replace(verdicts[0], actions=seen)
-    shown = max(verdicts, key=lambda v: (strictness(v.verdict), strictness(v.enforced)))
-    decider = max(verdicts, key=lambda v: (strictness(v.enforced), strictness(v.verdict)))
+    shown = _first_in_file_order(ruleset, verdicts, lambda v: (strictness(v.verdict), strictness(v.enforced)), "rule")
+    decider = _first_in_file_order(ruleset, verdicts, lambda v: (strictness(v.enforced), strictness(v.verdict)),
+                                   "enforced_rule")
     matched = tuple(dict.fromkeys(rule_id for v in verdicts for rule_id in v.matched))
     return Verdict(shown.verdict, shown.rule, matched, decider.action, decider.enforced, decider.enforced_rule, seen)
 
@@ -61,6 +62,17 @@ def _then_unmatched(rules: tuple[Rule, ...] | list[Rule], later: list[Rule], mat
         return matched
     order = {id(rule): i for i, rule in enumerate(rules)}  # file order decides among equals
     return sorted([*matched, *more], key=lambda m: order[id(m[0])])
+
+
+def _first_in_file_order(ruleset: RuleSet, verdicts: list[Verdict], rank: Any, attr: str) -> Verdict:
+    """The strictest verdict; among equals, the one whose rule comes first in file order, as
+    within one reading ("the first rule with that verdict is *the* rule")."""
+    top = rank(max(verdicts, key=rank))
+    tied = [v for v in verdicts if rank(v) == top]
+    if len(tied) == 1 or len({id(getattr(v, attr)) for v in tied}) == 1:
+        return tied[0]
+    order = {id(rule): i for i, rule in enumerate(ruleset.rules)}
+    return min(tied, key=lambda v: order.get(id(getattr(v, attr)), len(order)))
 
 
 def _strictest(default: str, matched: list[tuple[Rule, dict[str, str]]]) -> tuple[str, Rule | None, dict[str, str]]:
