@@ -213,6 +213,11 @@ def read_body(req: RequestView) -> Body:
     return _unparsed(body) if declared and not read.documents else read
 
 
+def decodes_as_json(body: bytes) -> bool:
+    """Whether `body` (as sent, UTF-8) is a JSON document; decoded once per request."""
+    return bool(_decode_json(body).documents)
+
+
 def _unparsed(body: bytes) -> Body:
     """A body that says it is JSON: a bare string or number is JSON (no object for rules or
     parsers to read); anything else the server refuses, or reads in a way we do not

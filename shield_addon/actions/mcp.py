@@ -22,7 +22,7 @@ from typing import Any
 
 from . import sql
 from .base import Action, RequestView
-from .common import json_body, strictest, unique, words
+from .common import decodes_as_json, json_body, strictest, unique, words
 
 _READ_METHODS = frozenset(
     {
@@ -99,8 +99,18 @@ _FORCE_PUSH = re.compile(r"\bgit\s+push\b[^;\n|&]*(?:\s--force\b|\s-f\b|\s--forc
                          r"\s--mirror\b|\s\+\S|\s:\S)")
 
 
+# A JSON-RPC request has a "method" key (in some case): a large JSON body without one in
+# its bytes, and without escapes that could spell one, need not be walked.
+_METHOD_KEY = re.compile(rb'"method"\s*:')
+
+
 def parse(req: RequestView, pinned: bool = False) -> Action | None:
     body = json_body(req)
+    if not isinstance(body, (dict, list)):
+        return None
+    if (len(req.body) > 4096 and b"\\u" not in req.body and decodes_as_json(req.body)
+            and not _METHOD_KEY.search(req.body.lower())):
+        return None  # JSON (YAML keys go unquoted) with no key that could be a request's method
     requests = list(_requests(body, 0))[:MAX_MESSAGES]
     if not requests:
         return None  # also a client's replies to the server, which carry no method

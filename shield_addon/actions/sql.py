@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 import sqlglot
@@ -170,12 +171,16 @@ class _Findings:
 
 def _classify(items: list[tuple[str, str]]) -> Action | None:
     found = _Findings()
-    for text, how in items:
+    # A text given many times (a tag "rollback" on every document of a bulk body) reads
+    # the same each time: read once, its statements counted as often as it was given.
+    for (text, how), times in Counter(items).items():
         # Any string may start with "Update" or "Use": sqlglot only sees the ones that
         # could still turn out to be SQL, so a large body of prose stays cheap.
         if how == sql_find.LOOSE and not _may_be_sql(text):
             continue
+        before = found.statement_count
         _read_text(text, how == sql_find.DECLARED, found, depth=0)
+        found.statement_count += (found.statement_count - before) * (times - 1)
     if not found.kinds:
         return None
     if found.statement_count > 1:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import RequestView
-from .common import form_body, text_body
+from .common import decodes_as_json, form_body, text_body
 
 DECLARED, FIELD, LOOSE = "declared", "field", "loose"
 Text = tuple[str, str]  # (text, one of DECLARED FIELD LOOSE)
@@ -132,6 +132,9 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
     if _JSON_START.match(req.body):
         if not raw_candidate(req.body):
             return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
+        fast = raw_json_texts(req.body, pinned)
+        if fast is not None:
+            return fast
         doc = _decode_json(req.body)
         if doc is not None:
             return list(_json_texts(doc, pinned))
@@ -140,6 +143,56 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
     if ct in _TEXT_TYPES or ct.startswith("text/"):
         return [(text_body(req), LOOSE)]
     return []
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
+_IS_KEY = re.compile(rb"[ \t\r\n]*+:")
+_RAW_FIELD = re.compile(rb'"(?:' + _trie(SQL_KEYS).encode() + rb')"[ \t\r\n]*+:[ \t\r\n]*+')
+
+
+def raw_json_texts(body: bytes, pinned: bool) -> list[Text] | None:
+    """What `_json_texts` finds in a JSON body, found by C-level scans of its bytes: the
+    walk visits every string (36,000 in a 256 KiB document: 10 ms), this decodes only the
+    strings the raw scans point at. None where it cannot be exact, and the walk reads the
+    body: escaped quotes (a JSON document inside a string, or a quote a scan could take for
+    a string's end), escaped ASCII (`\\u0044ROP`), a list under a SQL key, or a body that is
+    not one JSON document. Every `"` of the rest starts or ends a string, so each hit is
+    one string, and one followed by `:` is a key."""
+    if b'\\"' in body or (b"\\u00" in body and _RAW_ESCAPED_ASCII.search(body)) or not decodes_as_json(body):
+        return None
+    low = body.lower()  # ASCII letters only: offsets stay those of `body`
+    found: dict[int, Text] = {}
+    for m in _RAW_FIELD.finditer(low):
+        end = m.end()
+        head = body[end : end + 1]
+        if head == b"[":
+            return None  # each statement of the list is a field's: the walk knows which
+        if head == b'"':
+            literal = _JSON_STRING.match(body, end)
+            if literal is None:
+                return None
+            found[end] = (_string(literal.group()), DECLARED if pinned else FIELD)
+    starts = {m.start() for m in _RAW_STRING.finditer(low)}
+    starts.update(low.rfind(b'"', 0, m.start()) for m in _RAW_SEPARATOR.finditer(low))
+    for start in starts:
+        if start in found or start < 0:
+            continue
+        literal = _JSON_STRING.match(body, start)
+        if literal is None:
+            return None
+        if _IS_KEY.match(body, literal.end()):
+            continue  # an object's key: the walk reads values only
+        text = _string(literal.group())
+        if candidate(text):
+            found[start] = (text, LOOSE)
+    return [found[i] for i in sorted(found)]
+
+
+def _string(literal: bytes) -> str:
+    """A JSON string literal's text; most have no escape and need no JSON decoder."""
+    if b"\\" not in literal:
+        return literal[1:-1].decode("utf-8", "surrogateescape")
+    return json.loads(literal)
 
 
 def json_texts(doc: Any) -> list[Text]:
