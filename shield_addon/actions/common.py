@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import quopri
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -255,7 +257,7 @@ def _decode_json(body: bytes) -> Body:
     try:
         doc = json.loads(body, object_pairs_hook=pairs)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-        return _NOTHING
+        return _lenient_json(body)
     if not dup:
         return Body((doc,))
     # Servers disagree on a repeated key: most keep the last (the first document, which
@@ -264,6 +266,50 @@ def _decode_json(body: bytes) -> Body:
     first = json.loads(body, object_pairs_hook=_first_wins)
     merged = json.loads(body, object_pairs_hook=_merged)
     return Body((doc, first, merged), frozenset({"duplicate_keys"}))
+
+
+# Comments (// and /* */) and trailing commas, each found only outside strings: the string
+# alternative comes first so that a `//` inside a URL value is kept.
+_COMMENT = re.compile(r'("(?:[^"\\]|\\.)*")|//[^\n]*|/\*[\s\S]*?\*/')
+_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[}\]])')
+# Past this many values a body is a stream we do not read value by value (NDJSON bulk loads).
+LENIENT_VALUES = 1000
+
+
+def _lenient_json(body: bytes) -> Body:
+    """A body strict JSON refuses, as lenient servers read it: Go's json.Decoder reads the first
+    value and leaves what follows (trailing bytes, a second value: NDJSON), Json.NET (ASP.NET),
+    Jackson with ALLOW_COMMENTS and JSON5 skip comments and trailing commas. Every value read
+    is a document; `body_unparsed` stays, since strict servers refuse the body. Runs only on
+    bodies strict JSON refused, so ordinary traffic pays nothing."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _NOTHING
+    docs = _values(text)
+    if not docs and ("/" in text or "," in text):
+        keep = lambda m: m.group(1) or ""  # noqa: E731 - a string stays, a comment or comma goes
+        docs = _values(_TRAILING_COMMA.sub(keep, _COMMENT.sub(keep, text)))
+    docs = tuple(d for d in docs if isinstance(d, dict | list))
+    return Body(docs, frozenset({"body_unparsed"})) if docs else _NOTHING
+
+
+def _values(text: str) -> tuple[Any, ...]:
+    """The JSON values `text` starts with, one after another, up to the first that is not one."""
+    decoder = json.JSONDecoder()
+    out: list[Any] = []
+    i, n = 0, len(text)
+    while len(out) < LENIENT_VALUES:
+        while i < n and text[i] in " \t\r\n\ufeff":
+            i += 1
+        if i >= n:
+            break
+        try:
+            value, i = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            break
+        out.append(value)
+    return tuple(out)
 
 
 def _first_wins(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -291,6 +337,65 @@ def _decode_yaml(body: bytes) -> Body:
 
 
 def form_body(req: RequestView) -> list[tuple[str, str]]:
-    if req.content_type != "application/x-www-form-urlencoded" or not req.body:
+    """The form fields of the body: a urlencoded form, or the text fields of a multipart one
+    (Rails, Laravel, Spring, Express' body parsers and Go's ParseMultipartForm give both to
+    the application as the same parameters, `_method` included)."""
+    if not req.body:
+        return []
+    if req.content_type == "multipart/form-data":
+        return list(multipart_fields(req.body, req.header("content-type") or ""))
+    if req.content_type != "application/x-www-form-urlencoded":
         return []
     return parse_qsl(text_body(req), keep_blank_values=True)
+
+
+_BOUNDARY = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;,]+))', re.IGNORECASE)
+_FIELD_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.IGNORECASE)
+_PART_ENCODING = re.compile(rb"^content-transfer-encoding\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+# Fields read from one multipart body: a form an agent fills has a handful.
+MULTIPART_FIELDS = 200
+
+
+@functools.lru_cache(maxsize=1)
+def multipart_fields(body: bytes, content_type: str) -> tuple[tuple[str, str], ...]:
+    """The named fields of a multipart/form-data body that are not file uploads, as text.
+    A part's quoted-printable or base64 transfer encoding is undone (Go's mime/multipart
+    undoes quoted-printable by itself). Malformed parts are skipped, never guessed at."""
+    m = _BOUNDARY.search(content_type)
+    if m is None:
+        return ()
+    delimiter = b"--" + (m.group(1) or m.group(2)).encode("latin-1", "replace")
+    out: list[tuple[str, str]] = []
+    for part in body.split(delimiter)[1:MULTIPART_FIELDS + 1]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        field = _multipart_field(part)
+        if field is not None:
+            out.append(field)
+    return tuple(out)
+
+
+def _multipart_field(part: bytes) -> tuple[str, str] | None:
+    head, sep, value = part.lstrip(b" \t").partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, value = part.partition(b"\n\n")  # bare LF line ends, which some parsers accept
+    if not sep:
+        return None
+    disposition = next((line for line in head.splitlines() if line.lower().startswith(b"content-disposition:")), None)
+    if disposition is None or b"filename" in disposition.lower():
+        return None
+    name = _FIELD_NAME.search(disposition.split(b":", 1)[1])
+    if name is None:
+        return None
+    value = value[:-2] if value.endswith(b"\r\n") else value.removesuffix(b"\n")
+    encoding = _PART_ENCODING.search(head)
+    coding = encoding.group(1).lower() if encoding else b""
+    try:
+        if coding == b"quoted-printable":
+            value = quopri.decodestring(value)
+        elif coding == b"base64":
+            value = base64.b64decode(value)
+    except ValueError:
+        return None
+    raw_name = name.group(1) if name.group(1) is not None else name.group(2)
+    return raw_name.decode("utf-8", "replace"), value.decode("utf-8", "replace")
