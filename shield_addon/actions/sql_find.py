@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import RequestView
-from .common import decodes_as_json, form_body, text_body
+from .common import decodes_as_json, form_body, json_documents, text_body
 
 DECLARED, FIELD, LOOSE = "declared", "field", "loose"
 Text = tuple[str, str]  # (text, one of DECLARED FIELD LOOSE)
@@ -127,7 +127,7 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
     ct = req.content_type
     if ct in SQL_CONTENT_TYPES:
         return [(text_body(req), DECLARED)]
-    if ct == _FORM:
+    if ct in (_FORM, "multipart/form-data"):  # a multipart form's text fields are form fields
         return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
     if _JSON_START.match(req.body):
         if not raw_candidate(req.body):
@@ -138,6 +138,9 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
         doc = _decode_json(req.body)
         if doc is not None:
             return list(_json_texts(doc, pinned))
+        lenient = json_documents(req)  # comments, trailing data: what lenient servers read
+        if lenient:
+            return list(_json_texts(list(lenient), pinned))
     if pinned:
         return [(text_body(req), DECLARED)]
     if ct in _TEXT_TYPES or ct.startswith("text/"):
