@@ -458,3 +458,8 @@ def test_json_no_server_reads_stays_unread_and_flagged(body: bytes) -> None:
 def test_lenient_json_values_are_bounded() -> None:
     body = b"{}" * (common.LENIENT_VALUES + 10) + b" x"
     assert len(common.read_body(view(body)).documents) == common.LENIENT_VALUES
+
+
+def test_comments_in_a_body_past_the_lenient_limit_are_not_rewritten() -> None:
+    body = b'{"a": 1, /* c */ "pad": "' + b"x" * common.LENIENT_LIMIT + b'"}'
+    assert common.read_body(view(body)) == common.Body(flags=frozenset({"body_unparsed"}))
