@@ -35,6 +35,9 @@ _METHOD_TYPES = {
 # us from decoding bodies that cannot be JSON (the common case for REST traffic).
 _JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*[\[{]")
 
+# A comment before a JSON document, which lenient servers skip.
+COMMENT_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*/[*/]")
+
 # Splits camelCase, PascalCase, snake_case and SHOUT_CASE names into words.
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -204,6 +207,9 @@ def read_body(req: RequestView) -> Body:
         read = _decode_json(body) if _JSON_START.match(body) else _NOTHING
         return read if read.documents else _decode_yaml(body)
     declared = _JSON_TYPE.search(ctype) is not None
+    if COMMENT_START.match(body):  # Json.NET and JSON5 skip a comment before the document
+        read = _decode_json(body)
+        return _unparsed(body) if declared and not read.documents else read
     if not _JSON_START.match(body):
         # UTF-16/32 JSON (a BOM or zero bytes show it) or a charset a server would honour:
         # read as UTF-8 like any other JSON body.

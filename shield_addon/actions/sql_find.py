@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import RequestView
-from .common import decodes_as_json, form_body, json_documents, text_body
+from .common import COMMENT_START, decodes_as_json, form_body, json_documents, text_body
 
 DECLARED, FIELD, LOOSE = "declared", "field", "loose"
 Text = tuple[str, str]  # (text, one of DECLARED FIELD LOOSE)
@@ -129,7 +129,7 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
         return [(text_body(req), DECLARED)]
     if ct in (_FORM, "multipart/form-data"):  # a multipart form's text fields are form fields
         return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
-    if _JSON_START.match(req.body):
+    if _JSON_START.match(req.body) or COMMENT_START.match(req.body):  # Json.NET skips a leading comment
         if not raw_candidate(req.body):
             return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
         fast = raw_json_texts(req.body, pinned)

@@ -463,3 +463,14 @@ def test_lenient_json_values_are_bounded() -> None:
 def test_comments_in_a_body_past_the_lenient_limit_are_not_rewritten() -> None:
     body = b'{"a": 1, /* c */ "pad": "' + b"x" * common.LENIENT_LIMIT + b'"}'
     assert common.read_body(view(body)) == common.Body(flags=frozenset({"body_unparsed"}))
+
+
+@pytest.mark.parametrize(("body", "content_type", "docs", "flags"), [
+    (b'/* c */ {"a": 1}', "application/json", ({"a": 1},), {"body_unparsed"}),
+    (b'// c\n{"a": 1}', "text/plain", ({"a": 1},), {"body_unparsed"}),
+    (b"// just a comment", "application/json", (), {"body_unparsed"}),
+    (b"//path/to/file", "text/plain", (), set()),
+])
+def test_a_comment_before_the_json_document_is_skipped(body: bytes, content_type: str, docs: tuple, flags: set) -> None:
+    read = common.read_body(view(body, content_type))
+    assert (read.documents, read.flags) == (docs, frozenset(flags))
