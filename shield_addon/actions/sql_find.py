@@ -208,6 +208,9 @@ def _pair(key: str, value: str, pinned: bool) -> Iterator[Text]:
         yield value, DECLARED if pinned else FIELD
     else:
         yield value, LOOSE
+        inner = _embedded_json(value)
+        if inner is not None:  # a JSON document in a form or query value (Slack's payload=, ?variables=)
+            yield from _json_texts(inner, pinned)
 
 
 class _Pairs(list):  # type: ignore[type-arg]

@@ -474,3 +474,14 @@ def test_comments_in_a_body_past_the_lenient_limit_are_not_rewritten() -> None:
 def test_a_comment_before_the_json_document_is_skipped(body: bytes, content_type: str, docs: tuple, flags: set) -> None:
     read = common.read_body(view(body, content_type))
     assert (read.documents, read.flags) == (docs, frozenset(flags))
+
+
+@pytest.mark.parametrize(("url", "body"), [
+    ("https://db.example.com/v1/run?job=%7B%22sql%22%3A%22DROP%20TABLE%20users%22%7D", ""),
+    ("https://db.example.com/v1/run", "payload=%7B%22sql%22%3A%22DROP%20TABLE%20users%22%7D"),
+])
+def test_sql_in_a_json_document_carried_by_a_query_or_form_value_is_found(bundled, url: str, body: str) -> None:
+    request = {"method": "POST", "url": url, "headers": {"content-type": "application/x-www-form-urlencoded"}, "body": body}
+    assert ruletest.explain(bundled, request).verdict == "hold"
+    benign = {**request, "url": url.replace("DROP%20TABLE", "SELECT%20*%20FROM"), "body": body.replace("DROP%20TABLE", "SELECT%20*%20FROM")}
+    assert ruletest.explain(bundled, benign).verdict == "allow"
