@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 from shield_addon.core import decoding
 
@@ -361,6 +361,8 @@ def form_body(req: RequestView) -> list[tuple[str, str]]:
 
 _BOUNDARY = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;,]+))', re.IGNORECASE)
 _FIELD_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.IGNORECASE)
+# RFC 2231's extended form, `name*=UTF-8''%5Fmethod`, which Go's mime.ParseMediaType decodes.
+_EXTENDED_NAME = re.compile(rb"(?:^|;)\s*name\*\s*=\s*([\w!#$&+.^`|~-]*)'[\w-]*'([^\s;]+)", re.IGNORECASE)
 _PART_ENCODING = re.compile(rb"^content-transfer-encoding\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 # Fields read from one multipart body: a form an agent fills has a handful.
 MULTIPART_FIELDS = 200
@@ -394,8 +396,10 @@ def _multipart_field(part: bytes) -> tuple[str, str] | None:
     disposition = next((line for line in head.splitlines() if line.lower().startswith(b"content-disposition:")), None)
     if disposition is None or b"filename" in disposition.lower():
         return None
-    name = _FIELD_NAME.search(disposition.split(b":", 1)[1])
-    if name is None:
+    params = disposition.split(b":", 1)[1]
+    extended = _EXTENDED_NAME.search(params)
+    name = _FIELD_NAME.search(params)
+    if extended is None and name is None:
         return None
     value = value[:-2] if value.endswith(b"\r\n") else value.removesuffix(b"\n")
     encoding = _PART_ENCODING.search(head)
@@ -407,5 +411,13 @@ def _multipart_field(part: bytes) -> tuple[str, str] | None:
             value = base64.b64decode(value)
     except ValueError:
         return None
-    raw_name = name.group(1) if name.group(1) is not None else name.group(2)
-    return raw_name.decode("utf-8", "replace"), value.decode("utf-8", "replace")
+    if extended is not None:  # it wins over a plain name, as in Go
+        charset = extended.group(1).decode("ascii") or "utf-8"
+        try:
+            field = unquote_to_bytes(extended.group(2)).decode(charset, "replace")
+        except LookupError:
+            return None
+    else:
+        raw = name.group(1) if name.group(1) is not None else name.group(2)
+        field = raw.decode("utf-8", "replace")
+    return field, value.decode("utf-8", "replace")

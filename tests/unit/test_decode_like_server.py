@@ -485,3 +485,13 @@ def test_sql_in_a_json_document_carried_by_a_query_or_form_value_is_found(bundle
     assert ruletest.explain(bundled, request).verdict == "hold"
     benign = {**request, "url": url.replace("DROP%20TABLE", "SELECT%20*%20FROM"), "body": body.replace("DROP%20TABLE", "SELECT%20*%20FROM")}
     assert ruletest.explain(bundled, benign).verdict == "allow"
+
+
+@pytest.mark.parametrize(("disposition", "name"), [
+    ("form-data; name*=UTF-8''%5Fmethod", "_method"),
+    ("form-data; name=\"x\"; name*=utf-8''%5Fmethod", "_method"),  # the extended form wins, as in Go
+    ("form-data; name*=''sql", "sql"),
+])
+def test_a_multipart_field_name_in_rfc2231_form_is_decoded(disposition: str, name: str) -> None:
+    body = f"--zz\r\nContent-Disposition: {disposition}\r\n\r\nDELETE\r\n--zz--\r\n"
+    assert common.form_body(view(body, "multipart/form-data; boundary=zz")) == [(name, "DELETE")]
