@@ -204,8 +204,9 @@ def read_body(req: RequestView) -> Body:
     ctype = req.content_type
     if _YAML_TYPE.search(ctype):
         # kubectl sends server-side apply as JSON text (YAML's subset): read that at JSON speed.
+        # Only strict JSON: what follows a JSON value (`---` and another document) is YAML's to read.
         read = _decode_json(body) if _JSON_START.match(body) else _NOTHING
-        return read if read.documents else _decode_yaml(body)
+        return read if read.documents and "body_unparsed" not in read.flags else _decode_yaml(body)
     declared = _JSON_TYPE.search(ctype) is not None
     if COMMENT_START.match(body):  # Json.NET and JSON5 skip a comment before the document
         read = _decode_json(body)

@@ -495,3 +495,9 @@ def test_sql_in_a_json_document_carried_by_a_query_or_form_value_is_found(bundle
 def test_a_multipart_field_name_in_rfc2231_form_is_decoded(disposition: str, name: str) -> None:
     body = f"--zz\r\nContent-Disposition: {disposition}\r\n\r\nDELETE\r\n--zz--\r\n"
     assert common.form_body(view(body, "multipart/form-data; boundary=zz")) == [(name, "DELETE")]
+
+
+def test_a_yaml_stream_starting_with_a_json_document_is_read_as_yaml() -> None:
+    # Lenient JSON would stop after the first value; the API server reads the whole stream.
+    read = common.read_body(view('{"spec": {"replicas": 3}}\n---\nspec: {replicas: 0}\n', "application/yaml"))
+    assert read.documents == ({"spec": {"replicas": 3}}, {"spec": {"replicas": 0}})
