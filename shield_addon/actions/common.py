@@ -251,6 +251,13 @@ def _as_utf8(body: bytes, content_type: str | None) -> bytes | None:
 # per request. Callers must treat the result as read-only.
 @functools.lru_cache(maxsize=1)
 def _decode_json(body: bytes) -> Body:
+    read = _strict_json(body)
+    return read if read is not None else _lenient_json(body)
+
+
+def _strict_json(body: bytes) -> Body | None:
+    """`body` as strict JSON (None if it is not): one document, or one per reading of its
+    repeated keys."""
     dup: list[bool] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -264,7 +271,7 @@ def _decode_json(body: bytes) -> Body:
     try:
         doc = json.loads(body, object_pairs_hook=pairs)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-        return _lenient_json(body)
+        return None
     if not dup:
         return Body((doc,))
     # Servers disagree on a repeated key: most keep the last (the first document, which
@@ -296,19 +303,26 @@ def _lenient_json(body: bytes) -> Body:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return _NOTHING
-    docs = _values(text)
-    if not docs and len(text) <= LENIENT_LIMIT and ("/" in text or "," in text):
+    values = _values(text)
+    if not values and len(text) <= LENIENT_LIMIT and ("/" in text or "," in text):
         # A template, not a function, keeps the substitution in C: a string stays (group 1),
         # a comment or comma goes (an unmatched group is empty).
-        docs = _values(_TRAILING_COMMA.sub(r"\1", _COMMENT.sub(r"\1", text)))
-    docs = tuple(d for d in docs if isinstance(d, dict | list))
-    return Body(docs, frozenset({"body_unparsed"})) if docs else _NOTHING
+        values = _values(_TRAILING_COMMA.sub(r"\1", _COMMENT.sub(r"\1", text)))
+    docs: list[Any] = []
+    flags = {"body_unparsed"}
+    for value in values:
+        # Each value again as strict JSON: its repeated keys are read every way, as in a whole body.
+        read = _strict_json(value.encode("utf-8", "surrogatepass")) or _NOTHING
+        docs.extend(d for d in read.documents if isinstance(d, dict | list))
+        flags |= read.flags
+    return Body(tuple(docs), frozenset(flags)) if docs else _NOTHING
 
 
-def _values(text: str) -> tuple[Any, ...]:
-    """The JSON values `text` starts with, one after another, up to the first that is not one."""
+def _values(text: str) -> tuple[str, ...]:
+    """The texts of the JSON values `text` starts with, one after another, up to the first
+    that is not one."""
     decoder = json.JSONDecoder()
-    out: list[Any] = []
+    out: list[str] = []
     i, n = 0, len(text)
     while len(out) < LENIENT_VALUES:
         while i < n and text[i] in " \t\r\n\ufeff":
@@ -316,10 +330,11 @@ def _values(text: str) -> tuple[Any, ...]:
         if i >= n:
             break
         try:
-            value, i = decoder.raw_decode(text, i)
+            _, end = decoder.raw_decode(text, i)
         except (ValueError, RecursionError):
             break
-        out.append(value)
+        out.append(text[i:end])
+        i = end
     return tuple(out)
 
 

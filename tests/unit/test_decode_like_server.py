@@ -501,3 +501,9 @@ def test_a_yaml_stream_starting_with_a_json_document_is_read_as_yaml() -> None:
     # Lenient JSON would stop after the first value; the API server reads the whole stream.
     read = common.read_body(view('{"spec": {"replicas": 3}}\n---\nspec: {replicas: 0}\n', "application/yaml"))
     assert read.documents == ({"spec": {"replicas": 3}}, {"spec": {"replicas": 0}})
+
+
+def test_repeated_keys_in_a_leniently_read_body_are_read_every_way() -> None:
+    read = common.read_body(view(b'{"force": true, /* c */ "force": false}'))
+    assert {d["force"] for d in read.documents} == {True, False}
+    assert read.flags == frozenset({"body_unparsed", "duplicate_keys"})
