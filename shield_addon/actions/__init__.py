@@ -115,8 +115,11 @@ def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None
 def overrides(req: RequestView) -> tuple[str, ...]:
     """The methods other than req.method that an override header or parameter names: every
     comma-separated token (servers differ on which of a list they take), and `_method` in a
-    form, the query or a JSON body's top level (Laravel reads it from JSON too)."""
-    named = [v for k, v in req.headers if k in OVERRIDE_HEADERS]
+    form (urlencoded or multipart), the query or a JSON body's top level (Laravel reads it
+    from JSON too)."""
+    # CGI-style servers (PHP, WSGI, Rack) read `X_HTTP_METHOD_OVERRIDE` as the same variable
+    # HTTP_X_HTTP_METHOD_OVERRIDE as the dashed name, unless a proxy in front drops it.
+    named = [v for k, v in req.headers if k.replace("_", "-") in OVERRIDE_HEADERS]
     for pairs in (req.query, form_body(req)):
         named.extend(v for k, v in pairs if k in OVERRIDE_PARAMS)
     doc = json_body(req)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, unquote
 from . import aws_catalogue
 from .aws_families import classify_any, param_families, verb_type
 from .base import Action, RequestView
-from .common import STRICTNESS, first, json_body, json_documents, method_type, text_body
+from .common import STRICTNESS, first, form_body, json_body, json_documents, method_type, text_body
 
 __all__ = ["parse", "verb_type"]
 
@@ -188,6 +188,8 @@ def _form(req: RequestView, aws: bool) -> list[tuple[str, str]]:
     body = req.body
     if not body:
         return []
+    if req.content_type == "multipart/form-data":  # frameworks read its text fields as a form
+        return form_body(req)
     if req.content_type != "application/x-www-form-urlencoded":
         if not aws or body[:1] in (b"{", b"[", b"<") or b"=" not in body:
             return []

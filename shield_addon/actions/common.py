@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import quopri
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 from shield_addon.core import decoding
 
@@ -32,6 +34,9 @@ _METHOD_TYPES = {
 # A JSON document starts with an object or array here; checking the first byte keeps
 # us from decoding bodies that cannot be JSON (the common case for REST traffic).
 _JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*[\[{]")
+
+# A comment before a JSON document, which lenient servers skip.
+COMMENT_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*/[*/]")
 
 # Splits camelCase, PascalCase, snake_case and SHOUT_CASE names into words.
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
@@ -199,9 +204,13 @@ def read_body(req: RequestView) -> Body:
     ctype = req.content_type
     if _YAML_TYPE.search(ctype):
         # kubectl sends server-side apply as JSON text (YAML's subset): read that at JSON speed.
+        # Only strict JSON: what follows a JSON value (`---` and another document) is YAML's to read.
         read = _decode_json(body) if _JSON_START.match(body) else _NOTHING
-        return read if read.documents else _decode_yaml(body)
+        return read if read.documents and "body_unparsed" not in read.flags else _decode_yaml(body)
     declared = _JSON_TYPE.search(ctype) is not None
+    if COMMENT_START.match(body):  # Json.NET and JSON5 skip a comment before the document
+        read = _decode_json(body)
+        return _unparsed(body) if declared and not read.documents else read
     if not _JSON_START.match(body):
         # UTF-16/32 JSON (a BOM or zero bytes show it) or a charset a server would honour:
         # read as UTF-8 like any other JSON body.
@@ -242,6 +251,13 @@ def _as_utf8(body: bytes, content_type: str | None) -> bytes | None:
 # per request. Callers must treat the result as read-only.
 @functools.lru_cache(maxsize=1)
 def _decode_json(body: bytes) -> Body:
+    read = _strict_json(body)
+    return read if read is not None else _lenient_json(body)
+
+
+def _strict_json(body: bytes) -> Body | None:
+    """`body` as strict JSON (None if it is not): one document, or one per reading of its
+    repeated keys."""
     dup: list[bool] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -255,7 +271,7 @@ def _decode_json(body: bytes) -> Body:
     try:
         doc = json.loads(body, object_pairs_hook=pairs)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
-        return _NOTHING
+        return None
     if not dup:
         return Body((doc,))
     # Servers disagree on a repeated key: most keep the last (the first document, which
@@ -264,6 +280,62 @@ def _decode_json(body: bytes) -> Body:
     first = json.loads(body, object_pairs_hook=_first_wins)
     merged = json.loads(body, object_pairs_hook=_merged)
     return Body((doc, first, merged), frozenset({"duplicate_keys"}))
+
+
+# Comments (// and /* */) and trailing commas, each found only outside strings: the string
+# alternative comes first so that a `//` inside a URL value is kept.
+_COMMENT = re.compile(r'("(?:[^"\\]++|\\.)*+")|//[^\n]*+|/\*[\s\S]*?\*/')
+_TRAILING_COMMA = re.compile(r'("(?:[^"\\]++|\\.)*+")|,(?=\s*+[}\]])')
+# Past this many values a body is a stream we do not read value by value (NDJSON bulk loads).
+LENIENT_VALUES = 1000
+# Comments and trailing commas are removed by two regex passes (about 0.1 ms per KiB here): past
+# this a broken body is only flagged `body_unparsed`, so a hostile one cannot stall the proxy.
+LENIENT_LIMIT = 1 << 20
+
+
+def _lenient_json(body: bytes) -> Body:
+    """A body strict JSON refuses, as lenient servers read it: Go's json.Decoder reads the first
+    value and leaves what follows (trailing bytes, a second value: NDJSON), Json.NET (ASP.NET),
+    Jackson with ALLOW_COMMENTS and JSON5 skip comments and trailing commas. Every value read
+    is a document; `body_unparsed` stays, since strict servers refuse the body. Runs only on
+    bodies strict JSON refused, so ordinary traffic pays nothing."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _NOTHING
+    values = _values(text)
+    if not values and len(text) <= LENIENT_LIMIT and ("/" in text or "," in text):
+        # A template, not a function, keeps the substitution in C: a string stays (group 1),
+        # a comment or comma goes (an unmatched group is empty).
+        values = _values(_TRAILING_COMMA.sub(r"\1", _COMMENT.sub(r"\1", text)))
+    docs: list[Any] = []
+    flags = {"body_unparsed"}
+    for value in values:
+        # Each value again as strict JSON: its repeated keys are read every way, as in a whole body.
+        read = _strict_json(value.encode("utf-8", "surrogatepass")) or _NOTHING
+        docs.extend(d for d in read.documents if isinstance(d, dict | list))
+        flags |= read.flags
+    return Body(tuple(docs), frozenset(flags)) if docs else _NOTHING
+
+
+def _values(text: str) -> tuple[str, ...]:
+    """The texts of the JSON values `text` starts with, one after another, up to the first
+    that is not one."""
+    decoder = json.JSONDecoder()
+    out: list[str] = []
+    i, n = 0, len(text)
+    while len(out) < LENIENT_VALUES:
+        while i < n and text[i] in " \t\r\n\ufeff":
+            i += 1
+        if i >= n:
+            break
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            break
+        out.append(text[i:end])
+        i = end
+    return tuple(out)
 
 
 def _first_wins(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -291,6 +363,77 @@ def _decode_yaml(body: bytes) -> Body:
 
 
 def form_body(req: RequestView) -> list[tuple[str, str]]:
-    if req.content_type != "application/x-www-form-urlencoded" or not req.body:
+    """The form fields of the body: a urlencoded form, or the text fields of a multipart one
+    (Rails, Laravel, Spring, Express' body parsers and Go's ParseMultipartForm give both to
+    the application as the same parameters, `_method` included)."""
+    if not req.body:
+        return []
+    if req.content_type == "multipart/form-data":
+        return list(multipart_fields(req.body, req.header("content-type") or ""))
+    if req.content_type != "application/x-www-form-urlencoded":
         return []
     return parse_qsl(text_body(req), keep_blank_values=True)
+
+
+_BOUNDARY = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;,]+))', re.IGNORECASE)
+_FIELD_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))', re.IGNORECASE)
+# RFC 2231's extended form, `name*=UTF-8''%5Fmethod`, which Go's mime.ParseMediaType decodes.
+_EXTENDED_NAME = re.compile(rb"(?:^|;)\s*name\*\s*=\s*([\w!#$&+.^`|~-]*)'[\w-]*'([^\s;]+)", re.IGNORECASE)
+_PART_ENCODING = re.compile(rb"^content-transfer-encoding\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+# Fields read from one multipart body: a form an agent fills has a handful.
+MULTIPART_FIELDS = 200
+
+
+@functools.lru_cache(maxsize=1)
+def multipart_fields(body: bytes, content_type: str) -> tuple[tuple[str, str], ...]:
+    """The named fields of a multipart/form-data body that are not file uploads, as text.
+    A part's quoted-printable or base64 transfer encoding is undone (Go's mime/multipart
+    undoes quoted-printable by itself). Malformed parts are skipped, never guessed at."""
+    m = _BOUNDARY.search(content_type)
+    if m is None:
+        return ()
+    delimiter = b"--" + (m.group(1) or m.group(2)).encode("latin-1", "replace")
+    out: list[tuple[str, str]] = []
+    for part in body.split(delimiter)[1:MULTIPART_FIELDS + 1]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        field = _multipart_field(part)
+        if field is not None:
+            out.append(field)
+    return tuple(out)
+
+
+def _multipart_field(part: bytes) -> tuple[str, str] | None:
+    head, sep, value = part.lstrip(b" \t").partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, value = part.partition(b"\n\n")  # bare LF line ends, which some parsers accept
+    if not sep:
+        return None
+    disposition = next((line for line in head.splitlines() if line.lower().startswith(b"content-disposition:")), None)
+    if disposition is None or b"filename" in disposition.lower():
+        return None
+    params = disposition.split(b":", 1)[1]
+    extended = _EXTENDED_NAME.search(params)
+    name = _FIELD_NAME.search(params)
+    if extended is None and name is None:
+        return None
+    value = value[:-2] if value.endswith(b"\r\n") else value.removesuffix(b"\n")
+    encoding = _PART_ENCODING.search(head)
+    coding = encoding.group(1).lower() if encoding else b""
+    try:
+        if coding == b"quoted-printable":
+            value = quopri.decodestring(value)
+        elif coding == b"base64":
+            value = base64.b64decode(value)
+    except ValueError:
+        return None
+    if extended is not None:  # it wins over a plain name, as in Go
+        charset = extended.group(1).decode("ascii") or "utf-8"
+        try:
+            field = unquote_to_bytes(extended.group(2)).decode(charset, "replace")
+        except LookupError:
+            return None
+    else:
+        raw = name.group(1) if name.group(1) is not None else name.group(2)
+        field = raw.decode("utf-8", "replace")
+    return field, value.decode("utf-8", "replace")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import RequestView
-from .common import decodes_as_json, form_body, text_body
+from .common import COMMENT_START, decodes_as_json, form_body, json_documents, text_body
 
 DECLARED, FIELD, LOOSE = "declared", "field", "loose"
 Text = tuple[str, str]  # (text, one of DECLARED FIELD LOOSE)
@@ -127,9 +127,9 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
     ct = req.content_type
     if ct in SQL_CONTENT_TYPES:
         return [(text_body(req), DECLARED)]
-    if ct == _FORM:
+    if ct in (_FORM, "multipart/form-data"):  # a multipart form's text fields are form fields
         return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
-    if _JSON_START.match(req.body):
+    if _JSON_START.match(req.body) or COMMENT_START.match(req.body):  # Json.NET skips a leading comment
         if not raw_candidate(req.body):
             return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
         fast = raw_json_texts(req.body, pinned)
@@ -138,6 +138,9 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
         doc = _decode_json(req.body)
         if doc is not None:
             return list(_json_texts(doc, pinned))
+        lenient = json_documents(req)  # comments, trailing data: what lenient servers read
+        if lenient:
+            return list(_json_texts(list(lenient), pinned))
     if pinned:
         return [(text_body(req), DECLARED)]
     if ct in _TEXT_TYPES or ct.startswith("text/"):
@@ -205,6 +208,9 @@ def _pair(key: str, value: str, pinned: bool) -> Iterator[Text]:
         yield value, DECLARED if pinned else FIELD
     else:
         yield value, LOOSE
+        inner = _embedded_json(value)
+        if inner is not None:  # a JSON document in a form or query value (Slack's payload=, ?variables=)
+            yield from _json_texts(inner, pinned)
 
 
 class _Pairs(list):  # type: ignore[type-arg]

@@ -330,9 +330,10 @@ def test_json_rules_read_the_same_bodies_through_the_proxy_view(body: bytes, cty
     assert explain(rs, "POST", "https://db.example.com/q", benign, ctype).verdict == "allow"
 
 
-def test_json_with_comments_is_not_json() -> None:
+def test_json_with_comments_is_read_as_lenient_servers_read_it_and_still_flagged() -> None:
+    # Json.NET and JSON5 servers skip the comment; strict ones refuse the body: both are facts.
     req = view('{"a": 1 /* c */}')
-    assert common.json_body(req) is None
+    assert common.json_body(req) == {"a": 1}
     assert "body_unparsed" in common.body_flags(req)
 
 
@@ -371,3 +372,138 @@ def test_json_and_yaml_scalars_are_read_but_give_no_object() -> None:
         req = view(body, ctype)
         assert (common.json_body(req), common.body_flags(req)) == (None, frozenset()), body
     assert common.json_documents(view("hello\n---\na: 1\n", "application/yaml")) == ({"a": 1},)
+
+
+# --- multipart/form-data: its text fields are form fields to every framework -------------------
+
+def multipart(*parts: str, boundary: str = "zz", nl: str = "\r\n") -> bytes:
+    return ("".join(f"--{boundary}{nl}{p}" for p in parts) + f"--{boundary}--{nl}").encode()
+
+
+def field(name: str, value: str, head: str = "", nl: str = "\r\n") -> str:
+    return f'Content-Disposition: form-data; name="{name}"{nl}{head}{nl}{value}{nl}'
+
+
+def test_multipart_text_fields_are_read_as_form_pairs_and_files_are_not() -> None:
+    body = multipart(field("query", "DROP TABLE users"), field("a", "x\r\ny"),
+                     'Content-Disposition: form-data; name="up"; filename="u.sql"\r\n\r\nDROP TABLE t\r\n')
+    assert common.form_body(view(body, "multipart/form-data; boundary=zz")) == [("query", "DROP TABLE users"), ("a", "x\r\ny")]
+
+
+@pytest.mark.parametrize(("head", "sent", "read"), [
+    ("Content-Transfer-Encoding: quoted-printable\r\n", "DR=4FP", "DROP"),
+    ("Content-Transfer-Encoding: base64\r\n", "RFJPUA==", "DROP"),
+    ("", "DR=4FP", "DR=4FP"),  # no transfer encoding: the bytes as sent
+])
+def test_a_parts_transfer_encoding_is_undone(head: str, sent: str, read: str) -> None:
+    body = multipart(field("sql", sent, head))
+    assert common.form_body(view(body, "multipart/form-data; boundary=zz")) == [("sql", read)]
+
+
+@pytest.mark.parametrize(("content_type", "nl"), [
+    ('multipart/form-data; boundary="zz"', "\r\n"),
+    ("multipart/form-data; charset=utf-8; BOUNDARY=zz", "\r\n"),
+    ("multipart/form-data; boundary=zz", "\n"),  # bare LF line ends
+])
+def test_multipart_spellings_servers_accept_are_read(content_type: str, nl: str) -> None:
+    body = multipart(field("_method", "DELETE", nl=nl), nl=nl)
+    assert common.form_body(view(body, content_type)) == [("_method", "DELETE")]
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=other"])
+def test_multipart_without_its_boundary_has_no_fields(content_type: str) -> None:
+    assert common.form_body(view(multipart(field("q", "DROP TABLE t")), content_type)) == []
+
+
+def test_multipart_fields_are_bounded() -> None:
+    body = multipart(*(field(f"f{i}", "v") for i in range(common.MULTIPART_FIELDS + 50)))
+    assert len(common.form_body(view(body, "multipart/form-data; boundary=zz"))) == common.MULTIPART_FIELDS
+
+
+def test_multipart_sql_field_is_held_by_the_bundled_packs(bundled) -> None:
+    request = {"method": "POST", "url": "https://db.example.com/v1/query",
+               "headers": {"content-type": "multipart/form-data; boundary=zz"},
+               "body": multipart(field("query", "DROP TABLE users")).decode()}
+    assert ruletest.explain(bundled, request).verdict == "hold"
+    request["body"] = multipart(field("query", "SELECT 1")).decode()
+    assert ruletest.explain(bundled, request).verdict == "allow"
+
+
+# --- JSON strict parsers refuse and lenient servers read ------------------------------------
+
+@pytest.mark.parametrize(("body", "docs"), [
+    (b'{"force": true} trailing', ({"force": True},)),  # Go's json.Decoder reads the first value
+    (b'{"a": 1}\n{"a": 2}\n', ({"a": 1}, {"a": 2})),  # NDJSON: every value is a document
+    (b'{"a": 1}\x00\x00', ({"a": 1},)),
+    (b'{"a": /* c */ 1, // d\n "b": [1, 2,],}', ({"a": 1, "b": [1, 2]},)),  # Json.NET, JSON5
+    (b'{"u": "http://x/*y*/", "v": "// z",}', ({"u": "http://x/*y*/", "v": "// z"},)),  # strings kept
+])
+def test_json_lenient_servers_read_is_read_and_flagged(body: bytes, docs: tuple) -> None:
+    read = common.read_body(view(body))
+    assert read.documents == docs
+    assert "body_unparsed" in read.flags  # strict servers refuse it: a rule may still hold on that
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1}\n', b'[1, "/* not a comment */"]'])
+def test_strict_json_is_read_without_the_lenient_flag(body: bytes) -> None:
+    assert common.read_body(view(body)).flags == frozenset()
+
+
+@pytest.mark.parametrize("body", [b"{oops", b"/* only a comment */", b'{"a": 1 "b": 2}'])
+def test_json_no_server_reads_stays_unread_and_flagged(body: bytes) -> None:
+    read = common.read_body(view(body))
+    assert (read.documents, read.flags) == ((), frozenset({"body_unparsed"}))
+
+
+def test_lenient_json_values_are_bounded() -> None:
+    body = b"{}" * (common.LENIENT_VALUES + 10) + b" x"
+    assert len(common.read_body(view(body)).documents) == common.LENIENT_VALUES
+
+
+def test_comments_in_a_body_past_the_lenient_limit_are_not_rewritten() -> None:
+    body = b'{"a": 1, /* c */ "pad": "' + b"x" * common.LENIENT_LIMIT + b'"}'
+    assert common.read_body(view(body)) == common.Body(flags=frozenset({"body_unparsed"}))
+
+
+@pytest.mark.parametrize(("body", "content_type", "docs", "flags"), [
+    (b'/* c */ {"a": 1}', "application/json", ({"a": 1},), {"body_unparsed"}),
+    (b'// c\n{"a": 1}', "text/plain", ({"a": 1},), {"body_unparsed"}),
+    (b"// just a comment", "application/json", (), {"body_unparsed"}),
+    (b"//path/to/file", "text/plain", (), set()),
+])
+def test_a_comment_before_the_json_document_is_skipped(body: bytes, content_type: str, docs: tuple, flags: set) -> None:
+    read = common.read_body(view(body, content_type))
+    assert (read.documents, read.flags) == (docs, frozenset(flags))
+
+
+@pytest.mark.parametrize(("url", "body"), [
+    ("https://db.example.com/v1/run?job=%7B%22sql%22%3A%22DROP%20TABLE%20users%22%7D", ""),
+    ("https://db.example.com/v1/run", "payload=%7B%22sql%22%3A%22DROP%20TABLE%20users%22%7D"),
+])
+def test_sql_in_a_json_document_carried_by_a_query_or_form_value_is_found(bundled, url: str, body: str) -> None:
+    request = {"method": "POST", "url": url, "headers": {"content-type": "application/x-www-form-urlencoded"}, "body": body}
+    assert ruletest.explain(bundled, request).verdict == "hold"
+    benign = {**request, "url": url.replace("DROP%20TABLE", "SELECT%20*%20FROM"), "body": body.replace("DROP%20TABLE", "SELECT%20*%20FROM")}
+    assert ruletest.explain(bundled, benign).verdict == "allow"
+
+
+@pytest.mark.parametrize(("disposition", "name"), [
+    ("form-data; name*=UTF-8''%5Fmethod", "_method"),
+    ("form-data; name=\"x\"; name*=utf-8''%5Fmethod", "_method"),  # the extended form wins, as in Go
+    ("form-data; name*=''sql", "sql"),
+])
+def test_a_multipart_field_name_in_rfc2231_form_is_decoded(disposition: str, name: str) -> None:
+    body = f"--zz\r\nContent-Disposition: {disposition}\r\n\r\nDELETE\r\n--zz--\r\n"
+    assert common.form_body(view(body, "multipart/form-data; boundary=zz")) == [(name, "DELETE")]
+
+
+def test_a_yaml_stream_starting_with_a_json_document_is_read_as_yaml() -> None:
+    # Lenient JSON would stop after the first value; the API server reads the whole stream.
+    read = common.read_body(view('{"spec": {"replicas": 3}}\n---\nspec: {replicas: 0}\n', "application/yaml"))
+    assert read.documents == ({"spec": {"replicas": 3}}, {"spec": {"replicas": 0}})
+
+
+def test_repeated_keys_in_a_leniently_read_body_are_read_every_way() -> None:
+    read = common.read_body(view(b'{"force": true, /* c */ "force": false}'))
+    assert {d["force"] for d in read.documents} == {True, False}
+    assert read.flags == frozenset({"body_unparsed", "duplicate_keys"})

@@ -61,6 +61,9 @@ def test_a_shadow_rule_shows_in_the_verdict_but_the_enforced_reading_decides_the
      "name=x&_method=delete"),
     ("json", [("Content-Type", "application/json")], "https://api.example.com/v1/users/7", '{"_method": "DELETE"}'),
     ("a list", [("X-HTTP-Method-Override", "PATCH, DELETE")], "https://api.example.com/v1/users/7", ""),
+    ("underscores", [("X_HTTP_METHOD_OVERRIDE", "DELETE")], "https://api.example.com/v1/users/7", ""),
+    ("multipart", [("Content-Type", "multipart/form-data; boundary=zz")], "https://api.example.com/v1/users/7",
+     '--zz\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--zz--\r\n'),
 ])
 def test_a_method_override_is_judged_as_the_method_it_names(where: str, headers: list, url: str, body: str) -> None:
     view = request_view("POST", url, headers, body)
@@ -75,6 +78,14 @@ def test_an_override_naming_the_same_method_or_no_method_adds_no_reading(value: 
     view = request_view("POST", "https://api.example.com/v1/users", [("X-HTTP-Method-Override", value)])
     assert actions.overrides(view) == ()
     assert len(actions.readings(view)) == 1
+
+
+def test_an_unrelated_underscore_header_or_a_multipart_file_named_method_adds_no_reading() -> None:
+    # Only the override names count, and a file part is an upload, not a form field.
+    body = '--zz\r\nContent-Disposition: form-data; name="_method"; filename="m"\r\n\r\nDELETE\r\n--zz--\r\n'
+    headers = [("X_Audit_Action", "DELETE"), ("Content-Type", "multipart/form-data; boundary=zz")]
+    view = request_view("POST", "https://api.example.com/v1/users", headers, body)
+    assert actions.overrides(view) == ()
 
 
 def test_without_override_or_second_parser_there_is_one_reading() -> None:
