@@ -601,3 +601,39 @@ def test_crd_conversion_webhook(resource: str, strategy: str, flagged: bool) -> 
     path = "/apis/apiextensions.k8s.io/v1/" + resource if resource.startswith("custom") else "/api/v1/" + resource
     action = k8s_body("PATCH", path, {"spec": {"conversion": {"strategy": strategy}}})
     assert ("conversion_webhook" in action.flags) is flagged
+
+
+@pytest.mark.parametrize(("path", "summary_", "flag"), [
+    ("GET /api/v1/secret/prod/db", ("read", "get", "secrets", "prod", "db"), None),
+    ("GET /api/v1/secret/prod", ("read", "list", "secrets", "prod", None), None),
+    ("PUT /api/v1/scale/statefulset/prod/db?scaleBy=0", ("update", "update", "statefulsets/scale", "prod", "db"), "scale_to_zero"),
+    ("PUT /api/v1/scale/deployment/prod/web?scaleBy=10", ("update", "update", "deployments/scale", "prod", "web"), None),
+    ("GET /api/v1/pod/prod/web-1/shell/web", ("execute", "create", "pods/exec", "prod", "web-1"), None),
+    ("DELETE /api/v1/_raw/ingress/namespace/prod/name/web", ("delete", "delete", "ingresses", "prod", "web"), None),
+    ("PUT /api/v1/_raw/networkpolicy/namespace/prod/name/deny", ("update", "update", "networkpolicies", "prod", "deny"), None),
+    ("GET /api/v1/_raw/clusterrolebinding/name/x", ("read", "get", "clusterrolebindings", None, "x"), None),
+])
+def test_dashboard_backend_routes(path: str, summary_: tuple[object, ...], flag: str | None) -> None:
+    method, rest = path.split(" ")
+    action = parse(request_view(method, "https://dashboard.example.com" + rest), None)
+    assert (action.action_type, action.operation, action.resource_type, action.namespace, action.resource_name) == summary_
+    assert "k8s_dashboard" in action.flags
+    assert flag is None or flag in action.flags
+
+
+@pytest.mark.parametrize("path", ["/api/v1/secretsale/2026/list", "/api/v1/pod/prod/web-1/logs", "/api/v1/_raw/x/foo/bar"])
+def test_dashboard_lookalikes_are_not_kubernetes(path: str) -> None:
+    action = parse(request_view("GET", "https://shop.example.com" + path), None)
+    assert action is None or action.service != "kubernetes"
+
+
+def test_statefulset_claim_retention_delete_on_update() -> None:
+    body = {"spec": {"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}}}
+    assert "reclaim_delete" in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/statefulsets/db", body).flags
+    keep = {"spec": {"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Retain"}}}
+    assert "reclaim_delete" not in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/statefulsets/db", keep).flags
+
+
+def test_service_external_ips() -> None:
+    assert "external_ips" in k8s_body("POST", "/api/v1/namespaces/d/services", {"spec": {"externalIPs": ["1.1.1.1"]}}).flags
+    assert "external_ips" not in k8s_body("POST", "/api/v1/namespaces/d/services", {"spec": {"clusterIPs": ["10.0.0.1"]}}).flags
