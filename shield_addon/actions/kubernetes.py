@@ -115,6 +115,10 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
         return _etcd(req, segments, flags)
     lenient = pinned or req.port == _API_PORT
     found = _api_tail(segments, lenient)
+    if found is None and "api" in segments:
+        dashboard = _dashboard(req, segments, flags)
+        if dashboard is not None:
+            return dashboard
     if found is None:
         # discovery documents and other non-resource paths of a pinned API server
         return _non_resource(req) if pinned else None
@@ -124,6 +128,69 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     if any(name.startswith("impersonate-") for name, _ in req.headers):
         flags.add("impersonate")
     return _resource_action(req, rest, flags)
+
+
+# The Kubernetes Dashboard's backend speaks for the API server under its own /api/v1/
+# routes: `_raw/<kind>/namespace/<ns>/name/<name>` is any object (GET/PUT/DELETE), `secret/
+# <ns>/<name>` answers with the Secret's data, `scale/<kind>/<ns>/<name>?scaleBy=N` scales,
+# `pod/<ns>/<name>/shell/<container>` is exec. Read only at these distinctive shapes.
+_DASHBOARD_ROUTES = frozenset({"_raw", "secret", "scale", "pod"})
+
+
+def _plural(kind: str) -> str:
+    kind = kind.lower()
+    if kind.endswith("y"):
+        return kind[:-1] + "ies"
+    return kind + "es" if kind.endswith("s") else kind + "s"
+
+
+def _dashboard(req: RequestView, segments: list[str], flags: set[str]) -> Action | None:
+    i = segments.index("api")
+    rest = segments[i + 1 :]
+    if len(rest) < 3 or rest[0] != "v1" or rest[1] not in _DASHBOARD_ROUTES:
+        return None
+    route, tail = rest[1], rest[2:]
+    verb = _VERBS.get(req.method, req.method.lower())
+    namespace = name = None
+    if route == "_raw":
+        # _raw/<kind>/namespace/<ns>/name/<name>, or _raw/<kind>/name/<name> when cluster-scoped
+        pairs = dict(zip(tail[1::2], tail[2::2], strict=False))
+        if not set(pairs) <= {"namespace", "name"}:
+            return None
+        resource, namespace, name = _plural(tail[0]), pairs.get("namespace"), pairs.get("name")
+    elif route == "secret" and len(tail) <= 2:
+        resource, namespace = "secrets", tail[0]
+        name = tail[1] if len(tail) > 1 else None
+    elif route == "scale" and len(tail) == 3:
+        resource, namespace, name = f"{_plural(tail[0])}/scale", tail[1], tail[2]
+        if _is_zero_text(first(req.query, "scaleBy")):
+            flags.add("scale_to_zero")
+    elif route == "pod" and len(tail) >= 3 and tail[2] in ("shell", "exec"):
+        resource, namespace, name, verb = "pods/exec", tail[0], tail[1], "create"
+    else:
+        return None
+    if verb == "get" and name is None:
+        verb = "list"
+    flags.add("k8s_dashboard")
+    action_type = "execute" if resource == "pods/exec" else _TYPES.get(verb, method_type(req.method))
+    if action_type in ("create", "update") and req.body:
+        flags |= body_risks(req, resource.split("/")[0], action_type == "update")
+    return Action(
+        service="kubernetes",
+        action_type=action_type,
+        operation=verb,
+        resource_type=resource,
+        namespace=namespace or None,
+        resource_name=name or None,
+        flags=frozenset(flags),
+    )
+
+
+def _is_zero_text(value: str | None) -> bool:
+    try:
+        return value is not None and float(value) == 0
+    except ValueError:
+        return False
 
 
 def _kubelet(req: RequestView, segments: list[str], flags: set[str]) -> Action:
@@ -335,9 +402,27 @@ _PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 _TRIGGERS = (
     b"privileged", b"hostpid", b"hostipc", b"hostnetwork", b"hostprocess", b"hostpath", b"capabilities",
     b"procmount", b"noexecute", b"reclaimpolicy", b"pod-security", b"finalizers", b"replicas", b"$patch",
+    b"unconfined", b"selinuxoptions", b"sysctls", b"ownerreferences", b"conversion", b"externalips",
+    b"claimretention",
 )
 _KEY_LENGTHS = frozenset(len(k) for k in (
-    *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels"))
+    *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels",
+    "seccompprofile", "apparmorprofile", "selinuxoptions", "sysctls", "annotations", "ownerreferences",
+    "conversion", "externalips"))
+# Pod Security baseline: the SELinux types a pod may ask for, and the namespaced sysctls it
+# may set; any other type, user or role, any other sysctl, and an unconfined seccomp or
+# AppArmor profile, lift the confinement that keeps a container off the node.
+_BASELINE_SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+_SAFE_SYSCTLS = frozenset({
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+})
+_APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+_SECCOMP_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/", "container.seccomp.security.alpha.kubernetes.io/")
+# KEDA scales its target to this many replicas and keeps it there.
+_KEDA_PAUSED = "autoscaling.keda.sh/paused-replicas"
 # What a JSON patch move or copy writes: a value the request does not show.
 UNKNOWN = object()
 
@@ -347,8 +432,10 @@ def body_risks(req: RequestView, resource: str, is_update: bool) -> frozenset[st
     namespaces, hostPath, capabilities beyond Pod Security baseline, unmasked /proc),
     `noexecute_taint` (a node taint that evicts every pod), `reclaim_delete` (a volume
     whose disk goes with its claim), `psa_privileged` (Pod Security admission switched
-    off in a namespace), and on updates `finalizers_removed` and `scale_to_zero` as a JSON
-    patch or strategic merge directives spell them."""
+    off in a namespace), `conversion_webhook` (a CRD that sends its objects to a webhook),
+    and on updates `finalizers_removed` and `scale_to_zero` as a JSON patch, strategic
+    merge directives or KEDA's paused-replicas annotation spell them, and
+    `owner_references` (the garbage collector deletes an object whose owner is gone)."""
     lowered = req.body.lower()
     if (req.content_type != "application/json-patch+json" and b"\\" not in lowered
             and not any(t in lowered for t in _TRIGGERS)):
@@ -366,6 +453,8 @@ def body_risks(req: RequestView, resource: str, is_update: bool) -> frozenset[st
                 flags |= _merge_flags(doc)
         for d in docs:
             flags |= _walk_flags(d, resource)
+            if is_update:
+                flags |= _update_walk_flags(d)
     return frozenset(flags)
 
 
@@ -468,7 +557,70 @@ def _walk_flags(doc: Any, resource: str) -> set[str]:
             elif k == "labels" and resource == "namespaces" and isinstance(value, dict) and _PSA_ENFORCE in value:
                 if value[_PSA_ENFORCE] in ("privileged", None, UNKNOWN):
                     flags.add("psa_privileged")
+            elif k in ("seccompprofile", "apparmorprofile") and _get(value, "type") in ("Unconfined", UNKNOWN):
+                flags.add("privileged_pod")
+            elif k == "selinuxoptions" and _unconfined_selinux(value):
+                flags.add("privileged_pod")
+            elif k == "sysctls" and _unsafe_sysctls(value):
+                flags.add("privileged_pod")
+            elif k == "annotations" and isinstance(value, dict) and _unconfined_annotation(value):
+                flags.add("privileged_pod")
+            elif k == "externalips" and resource == "services" and (value is UNKNOWN or (isinstance(value, list) and value)):
+                # any IP may be claimed: the node then routes the cluster's traffic for it here
+                flags.add("external_ips")
+            elif k == "conversion" and resource == "customresourcedefinitions" and _get(value, "strategy") in (
+                    "Webhook", UNKNOWN):
+                flags.add("conversion_webhook")
     return flags
+
+
+def _update_walk_flags(doc: Any) -> set[str]:
+    """What only an update of an existing object does: an owner reference written onto it
+    (an owner that does not exist, and the garbage collector deletes it), KEDA paused at
+    zero replicas."""
+    flags: set[str] = set()
+    for obj in _objects(doc):
+        for key, value in obj.items():
+            if not isinstance(key, str) or len(key) not in (11, 15, 36):
+                continue
+            k = key.lower()
+            if k == "ownerreferences" and (value is UNKNOWN or (isinstance(value, list) and value)):
+                flags.add("owner_references")
+            elif k == "persistentvolumeclaimretentionpolicy" and isinstance(value, dict) and "Delete" in value.values():
+                # a StatefulSet that deletes its volumes' claims when scaled down or deleted
+                flags.add("reclaim_delete")
+            elif k == "annotations" and isinstance(value, dict) and _KEDA_PAUSED in value:
+                paused = value[_KEDA_PAUSED]
+                if paused is UNKNOWN or _is_zero(paused) or (isinstance(paused, str) and paused.strip() in ("0", "")):
+                    flags.add("scale_to_zero")
+    return flags
+
+
+def _unconfined_selinux(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if not isinstance(value, dict):
+        return False
+    kind = _get(value, "type")
+    return (kind is UNKNOWN or (kind is not None and kind not in _BASELINE_SELINUX_TYPES)
+            or bool(_get(value, "user")) or bool(_get(value, "role")))
+
+
+def _unsafe_sysctls(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if not isinstance(value, list):
+        return False
+    return any(isinstance(s, dict) and _get(s, "name") not in _SAFE_SYSCTLS for s in value)
+
+
+def _unconfined_annotation(value: dict[Any, Any]) -> bool:
+    for key, text in value.items():
+        k = str(key)
+        if (k.startswith(_APPARMOR_ANNOTATION) or k.startswith(_SECCOMP_ANNOTATIONS)) and (
+                text is UNKNOWN or str(text).lower() == "unconfined"):
+            return True
+    return False
 
 
 def _adds_capability(value: Any) -> bool:

@@ -551,3 +551,89 @@ def test_etcd_transaction_is_as_strong_as_its_strongest_request() -> None:
 
 def test_a_body_without_trigger_words_is_not_walked() -> None:
     assert k8s_body("PUT", "/api/v1/namespaces/dev/configmaps/c", {"data": {"a": "b"}}).flags == frozenset()
+
+
+# --- Pod Security baseline's other confinement: seccomp, AppArmor, SELinux, sysctls
+@pytest.mark.parametrize(("body", "flagged"), [
+    ({"spec": {"securityContext": {"seccompProfile": {"type": "Unconfined"}}}}, True),
+    ({"spec": {"initContainers": [{"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}]}}, True),
+    ({"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}}}, True),
+    ({"spec": {"containers": [{"securityContext": {"seLinuxOptions": {"type": "spc_t"}}}]}}, True),
+    ({"spec": {"containers": [{"securityContext": {"seLinuxOptions": {"user": "system_u"}}}]}}, True),
+    ({"spec": {"securityContext": {"sysctls": [{"name": "kernel.core_pattern", "value": "|/x"}]}}}, True),
+    ({"spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}, False),
+    ({"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/c": "runtime/default"}}}, False),
+    ({"spec": {"securityContext": {"seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"}}}}, False),
+    ({"spec": {"securityContext": {"sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1 2"}]}}}, False),
+])
+def test_baseline_confinement_lifted_is_privileged(body: Any, flagged: bool) -> None:
+    action = k8s_body("POST", "/api/v1/namespaces/dev/pods", body)
+    assert ("privileged_pod" in action.flags) is flagged
+
+
+def test_json_patch_unconfining_seccomp_is_privileged() -> None:
+    patch = [{"op": "add", "path": "/spec/template/spec/securityContext/seccompProfile", "value": {"type": "Unconfined"}}]
+    assert "privileged_pod" in k8s_body("PATCH", "/apis/apps/v1/namespaces/dev/deployments/web", patch, JSON_PATCH).flags
+
+
+def test_owner_references_count_on_updates_only() -> None:
+    # an owner that does not exist, and the garbage collector deletes the object
+    refs = {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "0"}]}}
+    assert "owner_references" in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/deployments/w", refs).flags
+    assert "owner_references" not in k8s_body("POST", "/apis/apps/v1/namespaces/d/deployments", refs).flags
+    assert "owner_references" not in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/deployments/w",
+                                              {"metadata": {"ownerReferences": []}}).flags
+
+
+@pytest.mark.parametrize(("value", "zero"), [("0", True), (0, True), (" 0", True), ("2", False)])
+def test_keda_paused_replicas_zero_is_scale_to_zero(value: Any, zero: bool) -> None:
+    body = {"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": value}}}
+    action = k8s_body("PATCH", "/apis/keda.sh/v1alpha1/namespaces/d/scaledobjects/w", body)
+    assert ("scale_to_zero" in action.flags) is zero
+
+
+@pytest.mark.parametrize(("resource", "strategy", "flagged"), [
+    ("customresourcedefinitions/w.example.com", "Webhook", True),
+    ("customresourcedefinitions/w.example.com", "None", False),
+    ("namespaces/d/configmaps/c", "Webhook", False),  # a field of that name elsewhere means nothing
+])
+def test_crd_conversion_webhook(resource: str, strategy: str, flagged: bool) -> None:
+    path = "/apis/apiextensions.k8s.io/v1/" + resource if resource.startswith("custom") else "/api/v1/" + resource
+    action = k8s_body("PATCH", path, {"spec": {"conversion": {"strategy": strategy}}})
+    assert ("conversion_webhook" in action.flags) is flagged
+
+
+@pytest.mark.parametrize(("path", "summary_", "flag"), [
+    ("GET /api/v1/secret/prod/db", ("read", "get", "secrets", "prod", "db"), None),
+    ("GET /api/v1/secret/prod", ("read", "list", "secrets", "prod", None), None),
+    ("PUT /api/v1/scale/statefulset/prod/db?scaleBy=0", ("update", "update", "statefulsets/scale", "prod", "db"), "scale_to_zero"),
+    ("PUT /api/v1/scale/deployment/prod/web?scaleBy=10", ("update", "update", "deployments/scale", "prod", "web"), None),
+    ("GET /api/v1/pod/prod/web-1/shell/web", ("execute", "create", "pods/exec", "prod", "web-1"), None),
+    ("DELETE /api/v1/_raw/ingress/namespace/prod/name/web", ("delete", "delete", "ingresses", "prod", "web"), None),
+    ("PUT /api/v1/_raw/networkpolicy/namespace/prod/name/deny", ("update", "update", "networkpolicies", "prod", "deny"), None),
+    ("GET /api/v1/_raw/clusterrolebinding/name/x", ("read", "get", "clusterrolebindings", None, "x"), None),
+])
+def test_dashboard_backend_routes(path: str, summary_: tuple[object, ...], flag: str | None) -> None:
+    method, rest = path.split(" ")
+    action = parse(request_view(method, "https://dashboard.example.com" + rest), None)
+    assert (action.action_type, action.operation, action.resource_type, action.namespace, action.resource_name) == summary_
+    assert "k8s_dashboard" in action.flags
+    assert flag is None or flag in action.flags
+
+
+@pytest.mark.parametrize("path", ["/api/v1/secretsale/2026/list", "/api/v1/pod/prod/web-1/logs", "/api/v1/_raw/x/foo/bar"])
+def test_dashboard_lookalikes_are_not_kubernetes(path: str) -> None:
+    action = parse(request_view("GET", "https://shop.example.com" + path), None)
+    assert action is None or action.service != "kubernetes"
+
+
+def test_statefulset_claim_retention_delete_on_update() -> None:
+    body = {"spec": {"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}}}
+    assert "reclaim_delete" in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/statefulsets/db", body).flags
+    keep = {"spec": {"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Retain"}}}
+    assert "reclaim_delete" not in k8s_body("PATCH", "/apis/apps/v1/namespaces/d/statefulsets/db", keep).flags
+
+
+def test_service_external_ips() -> None:
+    assert "external_ips" in k8s_body("POST", "/api/v1/namespaces/d/services", {"spec": {"externalIPs": ["1.1.1.1"]}}).flags
+    assert "external_ips" not in k8s_body("POST", "/api/v1/namespaces/d/services", {"spec": {"clusterIPs": ["10.0.0.1"]}}).flags
