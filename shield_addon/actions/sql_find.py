@@ -48,7 +48,7 @@ SQL_WORDS = frozenset({
     "rollback", "savepoint", "release", "pragma", "analyze", "explain", "call", "exec", "execute",
     "replace", "upsert", "vacuum", "lock", "do", "values", "table", "rename", "comment", "prepare",
     "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
-    "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system",
+    "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system", "install", "reassign",
     "exchange",
 })
 def _trie(words: frozenset[str]) -> str:

@@ -40,6 +40,7 @@ KINDS = {
     "analyze": "analyze",
     "execute": "execute",
     "executesql": "execute",  # T-SQL EXEC sp_executesql
+    "attach": "attach",  # SQLite/DuckDB ATTACH 'file': see OUTSIDE_VERBS
 }
 # Data-changing statements that count even when nested, e.g. Postgres'
 # `WITH d AS (DELETE ... RETURNING *) SELECT ...`.
@@ -68,6 +69,8 @@ TYPES = {
     "rename": "update",
     "exchange": "update",  # ClickHouse EXCHANGE TABLES a AND b: RENAME both ways
     "create_role": "update",  # a new login or role: who may do what
+    "create_trigger": "update",  # code that runs on every later write: a schema change
+    "replace_object": "delete",  # CREATE OR REPLACE STAGE/STREAM/SEQUENCE: its state is lost
     "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
     "delete": "delete",
     "drop": "delete",
@@ -108,12 +111,20 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
             return "execute_dynamic"
     elif kind == "create" and statement.key == "command" and _CREATE_ROLE.match(statement.text("expression")):
         return "create_role"
+    elif kind == "create" and _created(statement) in TRIGGERS:
+        return "create_trigger"
     elif kind == "create" and statement.args.get("replace"):
         created = str(statement.args.get("kind") or "").upper()
         if created in CONTAINERS_UPPER:
             return "replace_database"
         if created == "TABLE":
             return "replace_table"
+        if created in STATEFUL:
+            return "replace_object"
+    elif kind == "create" and statement.key == "command":
+        m = _REPLACED.match(statement.text("expression"))
+        if m and m.group(1).upper() in STATEFUL:
+            return "replace_object"
     elif kind == "insert":
         if statement.args.get("overwrite"):
             return "overwrite"
@@ -128,6 +139,25 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
     ):
         return "alter_drop"
     return kind
+
+
+# Objects whose creation is code that runs later, on every write or on a schedule: the
+# DELETE in `CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE ...` runs unseen by us.
+TRIGGERS = frozenset({"TRIGGER", "RULE", "EVENT"})
+# Objects that hold state beyond their definition: replacing one loses it (an internal
+# stage's files, a stream's offset, a sequence's position, a pipe's load history).
+STATEFUL = frozenset({"STAGE", "STREAM", "SEQUENCE", "PIPE"})
+_CREATED = re.compile(
+    r"\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:CONSTRAINT\s+)?(TRIGGER|RULE|EVENT)\b", re.IGNORECASE
+)
+_REPLACED = re.compile(r"\s*OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?(\w+)", re.IGNORECASE)
+
+
+def _created(statement: exp.Expression) -> str:
+    if statement.key == "command":
+        m = _CREATED.match(statement.text("expression"))
+        return m.group(1).upper() if m else ""
+    return str(statement.args.get("kind") or "").upper()
 
 
 def dynamic_exec(statement: exp.Expression) -> bool:
@@ -221,10 +251,13 @@ OUTSIDE = frozenset({
     "hdfs", "remote", "remotesecure", "executable", "jdbc", "odbc", "azureblobstorage", "mongodb", "redis",
     "utl_http.request", "utl_file.fopen", "dbms_scheduler.create_job", "dbms_java.runjava",
     "http_get", "http_post", "http_request", "net.http_get", "net.http_post",
+    # DuckDB and ClickHouse read the server's files and any URL through table functions.
+    "read_csv", "read_csv_auto", "read_parquet", "read_json", "read_json_auto", "read_ndjson", "read_text",
+    "read_blob", "parquet_scan", "sqlite_scan", "postgres_scan", "mysql_scan", "file",
 }) | RUNS_SQL
 # What stops the server, ends others' sessions or changes the server's configuration.
 ADMIN = frozenset({
-    "pg_terminate_backend", "pg_promote", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
+    "pg_terminate_backend", "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
     "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
 })
 ADMIN_KINDS = frozenset({"shutdown", "kill", "reconfigure"})
@@ -239,6 +272,7 @@ _UNSAFE_SET = re.compile(
     r"|(?:foreign_key_checks|unique_checks|sql_log_bin)\s*(?:=|TO)\s*'?(?:0|off|false)\b",
     re.IGNORECASE,
 )
+_FILE_READERS = tuple(getattr(exp, name) for name in ("ReadCSV", "ReadParquet") if hasattr(exp, name))
 _CREATE_ROLE = re.compile(r"\s*(?:OR\s+REPLACE\s+)?(?:ROLE|USER|LOGIN)\b", re.IGNORECASE)
 _PROCEDURE = re.compile(r"\s*(?:@\w+\s*=\s*)?([\w.\[\]\"`$]+)")
 
@@ -252,6 +286,8 @@ def callee(node: exp.Expression) -> str | None:
         if isinstance(node.parent, exp.Dot) and node.parent.expression is node:
             return f"{node.parent.this.name}.{name}".lower()
         return name.lower()
+    if isinstance(node, _FILE_READERS):  # sqlglot's own nodes for DuckDB's readers
+        return node.sql_name().lower()
     if isinstance(node, exp.Execute) and isinstance(node.this, exp.Table):
         return node.this.name.lower()
     if node.key == "command" and statement_kind(node) in ("exec", "execute", "call"):
@@ -296,3 +332,85 @@ def call_flags(name: str) -> tuple[set[str], bool]:
     if name in ADMIN or short in ADMIN:
         flags.add("server_admin")
     return flags, short in RUNS_SQL
+
+
+# Statements that open the server's files, load its code or fetch from the network,
+# by verb: what follows the verb when they do (`ATTACH 'file'`, `LOAD 'lib.so'`,
+# `LOAD DATA INFILE`, `VACUUM INTO 'file'`, `INSTALL x FROM 'url'`, an untrusted
+# procedural language or an extension that reaches other servers or files).
+OUTSIDE_VERBS = {
+    "attach": re.compile(r"\s*(?:DATABASE\s+)?(?:IF\s+NOT\s+EXISTS\s+)?['\"]", re.IGNORECASE),
+    "load": re.compile(r"\s*(?:['\"]|(?:DATA|XML)\b)", re.IGNORECASE),
+    "vacuum": re.compile(r"\s*(?:\w+\s+)?INTO\b", re.IGNORECASE),
+    "install": re.compile(r"\s*\w+\s+FROM\b", re.IGNORECASE),
+    "create": re.compile(
+        r"\s*(?:OR\s+REPLACE\s+)?(?:TRUSTED\s+)?(?:PROCEDURAL\s+)?LANGUAGE\b"
+        r"|\s*EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(?:dblink|postgres_fdw|file_fdw|mysql_fdw|oracle_fdw|tds_fdw"
+        r"|adminpack|http|pgsql_http|pg_net|aws_s3|aws_lambda|log_fdw|plpython3u|plpythonu|plperlu|pltclu|plsh"
+        r"|plv8|pllua)\b",
+        re.IGNORECASE,
+    ),
+}
+# Schemas and tables of the server's own catalogue: writing them changes users,
+# privileges or the schema behind the database's back.
+CATALOG_SCHEMAS = frozenset({"pg_catalog", "mysql", "sys", "information_schema", "performance_schema"})
+CATALOG_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
+
+
+def outside_statement(statement: exp.Expression, kind: str) -> bool:
+    """ATTACH/LOAD/VACUUM INTO/INSTALL FROM/CREATE LANGUAGE and COPY to or from the
+    server's files: what reaches beyond the database's tables without a function call."""
+    if kind == "copy":
+        return copy_outside(statement)
+    shape = OUTSIDE_VERBS.get(kind)
+    if shape is None:
+        return False
+    rest = statement.text("expression") if statement.key == "command" else statement.sql()[len(kind) :]
+    return shape.match(rest) is not None
+
+
+def outside_text(verb: str, rest: str) -> bool:
+    """The same test for text no dialect read, by its verb and what follows."""
+    shape = OUTSIDE_VERBS.get(verb)
+    return shape is not None and shape.match(rest) is not None
+
+
+def copy_outside(statement: exp.Expression) -> bool:
+    """COPY t TO 'file' (the server writes a file or a URL), COPY INTO 's3://...' FROM t
+    (Snowflake's export), COPY t FROM '/abs/path' (the server reads its own files). A
+    load from a relative file or a URL into a table is ordinary ETL; STDOUT is no file."""
+    if statement.key != "copy":
+        return False
+    strings = [f for f in statement.args.get("files") or () if isinstance(f, exp.Literal) and f.is_string]
+    if not statement.args.get("kind"):  # TO
+        return bool(strings)
+    target = statement.this
+    if isinstance(target, exp.Table) and isinstance(target.this, exp.Literal):
+        target = target.this  # Snowflake: COPY INTO 's3://...' is a Table around a string
+    if isinstance(target, exp.Literal) and target.is_string:
+        return True
+    if isinstance(target, exp.Table) and "://" in target.name:  # the same, read by the default dialect
+        return True
+    return any(s.name.startswith(("/", "file:", "~")) or ".." in s.name for s in strings)
+
+
+def catalog_write(node: exp.Expression) -> bool:
+    """An INSERT/UPDATE/DELETE/MERGE whose target is the server's catalogue (pg_authid,
+    mysql.user, sqlite_master): unqualified pg_* tables resolve to pg_catalog first."""
+    target = node.this
+    if isinstance(target, exp.Schema):
+        target = target.this
+    if not isinstance(target, exp.Table):
+        return False
+    parts = [p.name.lower() for p in target.parts]
+    return bool(parts) and (
+        any(p in CATALOG_SCHEMAS for p in parts[:-1]) or parts[-1].startswith("pg_") or parts[-1] in CATALOG_TABLES
+    )
+
+
+def unsafe_setting(node: exp.Expression) -> bool:
+    """set_config('session_replication_role', 'replica', false): SET by a function."""
+    args = node.expressions if isinstance(node, exp.Anonymous) else []
+    if len(args) < 2 or not all(isinstance(a, exp.Literal) for a in args[:2]):
+        return False
+    return _UNSAFE_SET.search(f"{args[0].name} = {args[1].name}") is not None

