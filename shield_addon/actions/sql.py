@@ -333,6 +333,8 @@ def _shaped(text: str, nested: bool = False) -> bool:
         return sql_kinds.SYSTEM_ADMIN.match(text, end) is not None
     if sql_kinds.outside_text(verb, text[end:]):  # ATTACH 'file', LOAD 'lib.so', VACUUM INTO
         return True
+    if verb == "copy":  # COPY INTO 's3://...' with options no dialect reads: a Command
+        return sql_kinds.COPY_OUTSIDE.search(text[end:]) is not None
     if verb == "reassign":  # REASSIGN OWNED BY a TO b: everything a owns, given away
         return _REASSIGN.match(text, end) is not None
     if verb == "call":  # CALL name(...)

@@ -375,10 +375,17 @@ def outside_text(verb: str, rest: str) -> bool:
     return shape is not None and shape.match(rest) is not None
 
 
+COPY_OUTSIDE = re.compile(
+    r"^\s*INTO\s+'|\bTO\s+'|\bFROM\s+'(?:/|file:|~|[^']*\.\.)", re.IGNORECASE
+)
+
+
 def copy_outside(statement: exp.Expression) -> bool:
     """COPY t TO 'file' (the server writes a file or a URL), COPY INTO 's3://...' FROM t
     (Snowflake's export), COPY t FROM '/abs/path' (the server reads its own files). A
     load from a relative file or a URL into a table is ordinary ETL; STDOUT is no file."""
+    if statement.key == "command":  # options sqlglot's default dialect cannot read
+        return COPY_OUTSIDE.search(statement.text("expression")) is not None
     if statement.key != "copy":
         return False
     strings = [f for f in statement.args.get("files") or () if isinstance(f, exp.Literal) and f.is_string]
