@@ -429,7 +429,8 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
         elif node.key in ("delete", "update"):
             where = node.args.get("where")
             # A MERGE's own UPDATE acts on matched rows only: no WHERE needed.
-            if (not where and not isinstance(node.parent, exp.When)) or (where and sql_kinds.all_rows(where.this)):
+            unfiltered = not where and not isinstance(node.parent, exp.When)
+            if unfiltered or (where and sql_kinds.all_rows(where.this, sql_kinds.table_aliases(node))):
                 found.flags.add(f"{node.key}_without_where")
         elif node.key == "cte":
             ctes.add(node.alias_or_name.lower())

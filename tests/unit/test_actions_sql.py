@@ -833,3 +833,25 @@ def test_json_carried_in_a_string_is_read() -> None:
 
 def test_a_string_that_only_looks_like_json_is_harmless() -> None:
     assert sql_json({"note": "{not json; DROP is a word}"}).service != "sql"
+
+
+@pytest.mark.parametrize("text, flag", [
+    ("UPDATE users SET balance = 0 FROM users u2 WHERE users.id = u2.id", "update_without_where"),
+    ("DELETE FROM users USING users u2 WHERE users.id = u2.id", "delete_without_where"),
+    ("DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans)", "delete_without_where"),
+    ("DELETE FROM users WHERE (SELECT count(*) FROM users) > 0", "delete_without_where"),
+])
+def test_a_where_that_never_looks_at_the_row_is_no_where(text: str, flag: str) -> None:
+    assert flag in sql_body(text).flags
+
+
+@pytest.mark.parametrize("text", [
+    "DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans b WHERE b.user_id = users.id)",
+    "DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans WHERE user_id = id)",  # unqualified: maybe the row's
+    "DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans b WHERE b.uid = $1)",
+    "UPDATE users SET name = n.name FROM users_new n WHERE users.id = n.id",
+    "DELETE FROM sessions s USING users u WHERE s.user_id = u.id AND u.deleted",
+    "DELETE FROM t WHERE x = (SELECT max(x) FROM t)",
+])
+def test_correlated_subqueries_and_joins_with_other_tables_filter_rows(text: str) -> None:
+    assert not {"delete_without_where", "update_without_where"} & sql_body(text).flags
