@@ -217,9 +217,10 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
     for statement in sql_find.unblocked(text) if depth < _MAX_DEPTH else ():
         more, _ = _readings(statement, declared, found)
         readings += more or []
-    if not clean:
+    if not clean or sql_find.nested_comment(text):
         # No dialect read every statement: read them one by one, so an unreadable one
-        # flags the text without hiding the others (`FOOBAR; DROP TABLE t`).
+        # flags the text without hiding the others (`FOOBAR; DROP TABLE t`). Nested
+        # comments: a dialect that nests them reads less code than MySQL runs.
         pieces = sql_find.fragments(text) if len(text) > 1 else []
         if len(pieces) > 1:
             readings, clean = _fragment_readings(pieces, declared, found, readings)

@@ -266,32 +266,57 @@ def opened(text: str) -> str | None:
 # on backslashes, `#` and dollar quotes: the standard/Postgres one and MySQL's. An
 # unterminated token runs to the end, as a server would see it.
 # T-SQL's GO (sqlcmd, SSMS, most T-SQL HTTP runners) ends a batch on a line of its own.
-_GO = r"(?P<go>(?m:^[ \t]*GO(?:[ \t]+\d+)?[ \t]*;?[ \t]*$))"
+# A Windows line ends in \r\n, and a comment may follow GO on its line.
+_GO = r"(?P<go>(?m:^[ \t]*GO(?:[ \t]+\d+)?[ \t]*;?[ \t]*(?:--[^\n]*+)?\r?$))"
+# Verbs that start a destructive or code-running statement on a line of their own:
+# where a T-SQL batch without semicolons starts its next statement. Mid-line, prose
+# ("select the drop table option") would split as well as SQL.
+_VERB = r"|(?P<verb>(?m:^)[ \t]*(?:DROP|TRUNCATE|DELETE|UPDATE|INSERT|MERGE|ALTER|CREATE|GRANT|EXEC|EXECUTE|SHUTDOWN)\b)"
 _STANDARD = re.compile(
     _GO + r"|'(?:[^']|'')*+(?:'|\Z)|\"(?:[^\"]|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+"
-    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(?P<tag>\$[A-Za-z_]?\w*\$)(?:.*?(?P=tag)|.*\Z)|;",
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(?P<tag>\$[A-Za-z_]?\w*\$)(?:.*?(?P=tag)|.*\Z)|;" + _VERB,
     re.DOTALL | re.IGNORECASE,
 )
 _MYSQL = re.compile(
-    _GO + r"|'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+|#[^\n]*+"
-    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|;",
+    # MySQL's -- is a comment only before a blank or a control character: `1 --1` is 1 - -1.
+    _GO + r"|'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)"
+    r"|--(?=[\x00-\x20]|\Z)[^\n]*+|#[^\n]*+"
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|;" + _VERB,
     re.DOTALL | re.IGNORECASE,
 )
 
 
 def fragments(text: str) -> list[str]:
     """The statements of `text` split at top-level semicolons, in every lexing that
-    splits it differently, so each can be classified on its own."""
+    splits it differently, so each can be classified on its own; and also before each
+    top-level verb that starts a statement, as T-SQL needs no semicolon between
+    statements (`SELECT 1 DROP TABLE t` is two). Only text no dialect reads gets here."""
     found: dict[str, None] = {}
-    lexings = (_STANDARD, _MYSQL) if re.search(r"[\\#$]", text) else (_STANDARD,)
+    lexings = (_STANDARD, _MYSQL) if re.search(r"[\\#$`-]", text) else (_STANDARD,)
     for lexing in lexings:
-        start = 0
+        start = verb_start = 0
         for token in lexing.finditer(text):
             if token.group() == ";" or token.group("go"):
                 found[text[start : token.start()]] = None
-                start = token.end()
+                if verb_start != start:
+                    found[text[verb_start : token.start()]] = None
+                start = verb_start = token.end()
+            elif token.group("verb") and text[start : token.start()].strip(" \t\r\n\f\v("):
+                found[text[verb_start : token.start()]] = None
+                verb_start = token.start()
         found[text[start:]] = None
+        if verb_start != start:
+            found[text[verb_start:]] = None
     return [f for f in found if f.strip(" \t\r\n\f\v;")]
+
+
+def nested_comment(text: str) -> bool:
+    """Whether a /* comment holds another /*: Postgres nests them, MySQL and T-SQL end
+    at the first */, so the dialects disagree on where code starts again."""
+    return "/*" in text and _NESTED_COMMENT.search(text) is not None
+
+
+_NESTED_COMMENT = re.compile(r"/\*(?:[^*/]|\*(?!/)|/(?!\*))*+/\*")
 
 
 _BATCHES = re.compile(r";|" + _GO)

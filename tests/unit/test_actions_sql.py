@@ -855,3 +855,26 @@ def test_a_where_that_never_looks_at_the_row_is_no_where(text: str, flag: str) -
 ])
 def test_correlated_subqueries_and_joins_with_other_tables_filter_rows(text: str) -> None:
     assert not {"delete_without_where", "update_without_where"} & sql_body(text).flags
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT 1\nDROP TABLE t",  # T-SQL: no semicolon needed between statements
+    "UPDATE a SET b = 1 WHERE id = 2\n  TRUNCATE TABLE t",
+    "SELECT 1\r\nGO\r\nDROP TABLE t",  # GO on a Windows line
+    "SELECT 1\nGO -- next batch\nDROP TABLE t",
+    "SELECT 1 /* /* */ ; DROP TABLE t; /* */ */",  # MySQL ends the comment at the first */
+])
+def test_statements_a_server_separates_without_semicolons_are_read(text: str) -> None:
+    action = parse(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps({"query": text})))
+    assert action is not None and {"drop", "truncate"} & set(action.statements)
+
+
+@pytest.mark.parametrize("text", ["select the drop table option", "SELECT a\n-- DROP TABLE t\nFROM x"])
+def test_prose_and_comments_are_not_split_into_statements(text: str) -> None:
+    action = parse(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps({"query": text})))
+    assert action is None or not {"drop", "unparsed"} & set(action.statements) | set(action.flags)
+
+
+def test_mysql_double_dash_needs_a_blank_to_be_a_comment() -> None:
+    from shield_addon.actions import sql_find
+    assert " DROP TABLE t" in sql_find.fragments("SELECT 1 --1; DROP TABLE t")
