@@ -336,6 +336,8 @@ def _shaped(text: str, nested: bool = False) -> bool:
         return True
     if verb == "copy":  # COPY INTO 's3://...' with options no dialect reads: a Command
         return sql_kinds.COPY_OUTSIDE.search(text[end:]) is not None
+    if verb == "detach":  # ClickHouse DETACH TABLE t
+        return sql_kinds.DETACHED.match(text, end) is not None and bool(_word(text, _word(text, end)[1])[0])
     if verb == "reassign":  # REASSIGN OWNED BY a TO b: everything a owns, given away
         return _REASSIGN.match(text, end) is not None
     if verb == "call":  # CALL name(...)

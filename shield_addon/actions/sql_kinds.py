@@ -41,6 +41,7 @@ KINDS = {
     "execute": "execute",
     "executesql": "execute",  # T-SQL EXEC sp_executesql
     "attach": "attach",  # SQLite/DuckDB ATTACH 'file': see OUTSIDE_VERBS
+    "detach": "detach",  # ClickHouse DETACH TABLE: the table is gone until ATTACHed
 }
 # Data-changing statements that count even when nested, e.g. Postgres'
 # `WITH d AS (DELETE ... RETURNING *) SELECT ...`.
@@ -67,6 +68,7 @@ TYPES = {
     "replace_into": "delete",
     "alter_drop": "delete",
     "rename": "update",
+    "detach_table": "update",  # ClickHouse DETACH TABLE/VIEW/DICTIONARY [PERMANENTLY]: gone for every reader
     "exchange": "update",  # ClickHouse EXCHANGE TABLES a AND b: RENAME both ways
     "create_role": "update",  # a new login or role: who may do what
     "create_trigger": "update",  # code that runs on every later write: a schema change
@@ -111,6 +113,8 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
             return "execute_dynamic"
     elif kind == "create" and statement.key == "command" and _CREATE_ROLE.match(statement.text("expression")):
         return "create_role"
+    elif kind == "detach" and DETACHED.match(_rest(statement, kind)):
+        return "detach_table"
     elif kind == "create" and _created(statement) in TRIGGERS:
         return "create_trigger"
     elif kind == "create" and statement.args.get("replace"):
@@ -151,6 +155,15 @@ _CREATED = re.compile(
     r"\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:CONSTRAINT\s+)?(TRIGGER|RULE|EVENT)\b", re.IGNORECASE
 )
 _REPLACED = re.compile(r"\s*OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?(\w+)", re.IGNORECASE)
+
+
+# SQLite's `DETACH [DATABASE] alias` only closes an attached file: not this.
+DETACHED = re.compile(r"\s*(?:TABLE|VIEW|DICTIONARY)\b|.*\bPERMANENTLY\b", re.IGNORECASE | re.DOTALL)
+
+
+def _rest(statement: exp.Expression, kind: str) -> str:
+    """What follows the verb, from a Command's text or sqlglot's own rendering."""
+    return statement.text("expression") if statement.key == "command" else statement.sql()[len(kind) :]
 
 
 def _created(statement: exp.Expression) -> str:
@@ -200,6 +213,8 @@ def all_rows(condition: exp.Expression, aliases: dict[str, str] | None = None) -
             return True
         if isinstance(condition, (exp.Like, exp.ILike)) and right is not None and right.is_string:
             return set(right.name) <= {"%"}
+    if isinstance(condition, exp.In) and aliases and _own_rows(condition, aliases):
+        return True
     if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
         inner = condition.this
         return inner.left is not None and inner.left == inner.right
@@ -245,8 +260,33 @@ def _same_column(left: exp.Expression | None, right: exp.Expression | None, alia
 
 
 def table_aliases(statement: exp.Expression) -> dict[str, str]:
-    """Each name a statement's tables go by (alias or own name) to the table's name."""
-    return {t.alias_or_name.lower(): t.name.lower() for t in statement.find_all(exp.Table) if t.name}
+    """Each name a statement's tables go by (alias or own name) to the table's name;
+    "" to the table it writes, which unqualified columns name."""
+    aliases = {t.alias_or_name.lower(): t.name.lower() for t in statement.find_all(exp.Table) if t.name}
+    if isinstance(statement.this, exp.Table):
+        aliases[""] = statement.this.name.lower()
+    return aliases
+
+
+def _own_rows(condition: exp.In, aliases: dict[str, str]) -> bool:
+    """`id IN (SELECT id FROM t [LIMIT n])` on t itself: rows picked by no criterion,
+    the batch of a TRUNCATE done as a loop of DELETEs."""
+    query = condition.args.get("query")
+    select = query.this if isinstance(query, exp.Subquery) else query
+    left = condition.this
+    if not isinstance(select, exp.Select) or not isinstance(left, exp.Column) or select.args.get("where"):
+        return False
+    if select.args.get("joins") or len(select.expressions) != 1:
+        return False
+    source = select.args.get("from") or select.args.get("from_")
+    picked = select.expressions[0]
+    return (
+        source is not None
+        and isinstance(source.this, exp.Table)
+        and isinstance(picked, exp.Column)
+        and picked.name.lower() == left.name.lower()
+        and source.this.name.lower() == aliases.get(left.table.lower())
+    )
 
 
 def never_true(condition: exp.Expression) -> bool:

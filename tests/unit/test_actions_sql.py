@@ -878,3 +878,22 @@ def test_prose_and_comments_are_not_split_into_statements(text: str) -> None:
 def test_mysql_double_dash_needs_a_blank_to_be_a_comment() -> None:
     from shield_addon.actions import sql_find
     assert " DROP TABLE t" in sql_find.fragments("SELECT 1 --1; DROP TABLE t")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("DELETE FROM users WHERE id IN (SELECT id FROM users LIMIT 1000)", True),  # a TRUNCATE as a loop
+    ("DELETE FROM users WHERE users.id IN (SELECT id FROM users)", True),
+    ("DELETE FROM users WHERE id IN (SELECT id FROM users WHERE created_at < '2020-01-01' LIMIT 1000)", False),
+    ("DELETE FROM users WHERE id IN (SELECT user_id FROM bans)", False),
+])
+def test_rows_picked_from_the_table_itself_by_no_criterion_are_no_where(text: str, expected: bool) -> None:
+    assert ("delete_without_where" in sql_body(text).flags) is expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("DETACH TABLE events PERMANENTLY", "detach_table"),
+    ("DETACH DICTIONARY d", "detach_table"),
+    ("DETACH DATABASE aux", "detach"),  # SQLite: closes an attached file
+])
+def test_detaching_a_table_hides_it_from_every_reader(text: str, expected: str) -> None:
+    assert expected in sql_body(text).statements
