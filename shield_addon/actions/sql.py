@@ -435,6 +435,10 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
             unfiltered = not where and not isinstance(node.parent, exp.When)
             if unfiltered or (where and sql_kinds.all_rows(where.this, sql_kinds.table_aliases(node))):
                 found.flags.add(f"{node.key}_without_where")
+        elif node.key == "merge" and node.args.get("on") is not None and sql_kinds.all_rows(node.args["on"]):
+            # MERGE ... ON 1 = 1: every target row matches, so WHEN MATCHED acts on all
+            if any(isinstance(w.args.get("then"), exp.Update) for w in node.find_all(exp.When)):
+                found.flags.add("update_without_where")
         elif node.key == "cte":
             ctes.add(node.alias_or_name.lower())
         elif isinstance(node, exp.Table):

@@ -320,6 +320,7 @@ def dropped_container(table: exp.Table) -> str | None:
 RUNS_SQL = frozenset({
     "dblink", "dblink_exec", "dblink_send_query", "dblink_open", "query_to_xml", "query_to_xmlschema",
     "query_to_xml_and_xmlschema", "openquery", "openrowset", "opendatasource",
+    "sp_msforeachtable", "sp_msforeachdb",  # T-SQL: run their string for every table or database
 })
 # Functions and procedures that reach beyond the database's own tables: the server's
 # files, a shell, the network, another server (ClickHouse table functions).
@@ -339,6 +340,12 @@ OUTSIDE = frozenset({
 ADMIN = frozenset({
     "pg_terminate_backend", "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
     "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
+    # T-SQL system procedures that rename, drop, detach or grant: DDL spelt as a call
+    "sp_rename", "sp_renamedb", "sp_detach_db", "sp_dropuser", "sp_dropserver", "sp_droprolemember",
+    "sp_addrolemember", "sp_adduser", "sp_grantdbaccess", "sp_grantlogin", "sp_changedbowner",
+    "sp_addlinkedserver", "sp_addlinkedsrvlogin", "sp_delete_database_backuphistory", "sp_delete_backuphistory",
+    # Amazon RDS for MySQL's stand-ins for KILL and SET GLOBAL
+    "rds_kill", "rds_kill_query", "rds_set_configuration", "rds_stop_replication", "rds_skip_repl_error",
 })
 ADMIN_KINDS = frozenset({"shutdown", "kill", "reconfigure"})
 # ClickHouse SYSTEM statements that stop, drop or kill (SYSTEM FLUSH LOGS does not).

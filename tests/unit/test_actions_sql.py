@@ -897,3 +897,27 @@ def test_rows_picked_from_the_table_itself_by_no_criterion_are_no_where(text: st
 ])
 def test_detaching_a_table_hides_it_from_every_reader(text: str, expected: str) -> None:
     assert expected in sql_body(text).statements
+
+
+@pytest.mark.parametrize("text", [
+    "EXEC sp_rename 'dbo.users', 'users_old'",
+    "EXEC sp_addrolemember 'db_owner', 'agent'",
+    "EXEC sp_detach_db 'prod'",
+    "CALL mysql.rds_kill(1234)",
+])
+def test_system_procedures_that_rename_drop_or_grant_are_server_admin(text: str) -> None:
+    assert "server_admin" in sql_body(text).flags
+
+
+def test_sp_msforeachtable_runs_its_string_as_sql() -> None:
+    action = sql_body("EXEC sp_MSforeachtable 'DROP TABLE ?'")
+    assert ("execute_dynamic" in action.statements, "drop" in action.statements) == (True, True)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("MERGE INTO users t USING (SELECT 1 AS x) s ON 1 = 1 WHEN MATCHED THEN UPDATE SET balance = 0", True),
+    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET x = s.x", False),
+    ("MERGE INTO t USING s ON FALSE WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id)", False),
+])
+def test_a_merge_on_a_tautology_updates_every_row(text: str, expected: bool) -> None:
+    assert ("update_without_where" in sql_body(text).flags) is expected
