@@ -129,6 +129,8 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
         return [(text_body(req), DECLARED)]
     if ct == _FORM:
         return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
+    if ct.startswith("multipart/") and not pinned:  # a form's fields, BigQuery's upload jobs (multipart/related)
+        return _multipart_texts(req, pinned)
     if _JSON_START.match(req.body):
         if not raw_candidate(req.body):
             return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
@@ -138,11 +140,60 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
         doc = _decode_json(req.body)
         if doc is not None:
             return list(_json_texts(doc, pinned))
+        lines = _json_lines(req.body)  # NDJSON: a document a line, each read by a server
+        if lines is not None:
+            return [t for doc in lines for t in _json_texts(doc, pinned)]
     if pinned:
         return [(text_body(req), DECLARED)]
     if ct in _TEXT_TYPES or ct.startswith("text/"):
         return [(text_body(req), LOOSE)]
     return []
+
+
+def _json_lines(body: bytes) -> list[Any] | None:
+    """The documents of a JSON-lines body, or None unless each non-blank line is one."""
+    if b"\n" not in body:
+        return None
+    docs = []
+    for line in body.split(b"\n"):
+        if line.strip():
+            doc = _decode_json(line)
+            if doc is None:
+                return None
+            docs.append(doc)
+    return docs
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
+_PART_NAME = re.compile(rb'(?<![\w])name="?([^";\r\n]*)', re.IGNORECASE)
+_PART_TYPE = re.compile(rb"^content-type:[ \t]*([^;\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_MAX_PARTS = 64
+
+
+def _multipart_texts(req: RequestView, pinned: bool) -> list[Text]:
+    """Each part of a multipart body as a server reads it: a named field as a form
+    field, a JSON part as JSON, any other part as text."""
+    boundary = _BOUNDARY.search(req.header("content-type") or "")
+    if boundary is None:
+        return []  # no server can split it into parts
+    found: list[Text] = []
+    for part in req.body.split(b"--" + boundary.group(1).encode())[1 : _MAX_PARTS + 1]:
+        head, sep, value = part.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, value = part.partition(b"\n\n")
+        if not sep:
+            continue
+        value = value.removesuffix(b"\r\n").removesuffix(b"\n")
+        kind = _PART_TYPE.search(head)
+        if (kind and b"json" in kind.group(1).lower()) or _JSON_START.match(value):
+            doc = _decode_json(value)
+            if doc is not None:
+                found.extend(_json_texts(doc, pinned))
+                continue
+        text = value.decode("utf-8", "replace")
+        name = _PART_NAME.search(head)
+        found.extend(_pair(name.group(1).decode("utf-8", "replace"), text, pinned) if name else [(text, LOOSE)])
+    return found
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')

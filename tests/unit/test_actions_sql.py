@@ -921,3 +921,18 @@ def test_sp_msforeachtable_runs_its_string_as_sql() -> None:
 ])
 def test_a_merge_on_a_tautology_updates_every_row(text: str, expected: bool) -> None:
     assert ("update_without_where" in sql_body(text).flags) is expected
+
+
+def test_sql_in_multipart_parts_is_read_as_each_part_is() -> None:
+    form = '--b\r\nContent-Disposition: form-data; filename="a.txt"; name="sql"\r\n\r\nDROP TABLE users\r\n--b--'
+    related = '--b\r\nContent-Type: application/json\r\n\r\n{"configuration": {"query": {"query": "TRUNCATE ds.t"}}}\r\n--b--'
+    upload = '--b\r\nContent-Disposition: form-data; name="file"; filename="r.csv"\r\n\r\na,b\n1,2\r\n--b--'
+    assert "drop" in sql_body(form, "multipart/form-data; boundary=b").statements
+    assert "truncate" in sql_body(related, "multipart/related; boundary=b").statements
+    assert sql_body(upload, "multipart/form-data; boundary=b") is None or "sql" != parse(
+        request_view("POST", URL, [("Content-Type", "multipart/form-data; boundary=b")], upload)).service
+
+
+def test_sql_in_json_lines_is_read_line_by_line() -> None:
+    body = '{"query": "SELECT 1"}\n{"query": "DROP TABLE users"}\n'
+    assert "drop" in sql_body(body, "application/x-ndjson").statements
