@@ -450,9 +450,9 @@ def outside_statement(statement: exp.Expression, kind: str) -> bool:
     if kind == "copy":
         return copy_outside(statement)
     shape = OUTSIDE_VERBS.get(kind)
-    if shape is None:
-        return False
-    rest = statement.text("expression") if statement.key == "command" else statement.sql()[len(kind) :]
+    if shape is None or (kind == "create" and statement.key != "command"):
+        return False  # sqlglot keeps CREATE LANGUAGE/EXTENSION as text: a parsed CREATE is neither
+    rest = _rest(statement, kind)
     return shape.match(rest) is not None
 
 
