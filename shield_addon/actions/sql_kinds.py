@@ -147,12 +147,12 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
 
 # Objects whose creation is code that runs later, on every write or on a schedule: the
 # DELETE in `CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE ...` runs unseen by us.
-TRIGGERS = frozenset({"TRIGGER", "RULE", "EVENT"})
+TRIGGERS = frozenset({"TRIGGER", "RULE", "EVENT", "TASK"})  # TASK: Snowflake's scheduled statement
 # Objects that hold state beyond their definition: replacing one loses it (an internal
 # stage's files, a stream's offset, a sequence's position, a pipe's load history).
 STATEFUL = frozenset({"STAGE", "STREAM", "SEQUENCE", "PIPE"})
 _CREATED = re.compile(
-    r"\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:CONSTRAINT\s+)?(TRIGGER|RULE|EVENT)\b", re.IGNORECASE
+    r"\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:CONSTRAINT\s+)?(TRIGGER|RULE|EVENT|TASK)\b", re.IGNORECASE
 )
 _REPLACED = re.compile(r"\s*OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?(\w+)", re.IGNORECASE)
 
@@ -321,6 +321,8 @@ RUNS_SQL = frozenset({
     "dblink", "dblink_exec", "dblink_send_query", "dblink_open", "query_to_xml", "query_to_xmlschema",
     "query_to_xml_and_xmlschema", "openquery", "openrowset", "opendatasource",
     "sp_msforeachtable", "sp_msforeachdb",  # T-SQL: run their string for every table or database
+    # Schedulers: the SQL they are given runs later, unseen (pg_cron, Oracle jobs)
+    "cron.schedule", "cron.schedule_in_database", "cron.alter_job", "dbms_job.submit", "dbms_job.change",
 })
 # Functions and procedures that reach beyond the database's own tables: the server's
 # files, a shell, the network, another server (ClickHouse table functions).
@@ -418,7 +420,7 @@ def call_flags(name: str) -> tuple[set[str], bool]:
         flags.add("reaches_outside")
     if name in ADMIN or short in ADMIN:
         flags.add("server_admin")
-    return flags, short in RUNS_SQL
+    return flags, name in RUNS_SQL or short in RUNS_SQL
 
 
 # Statements that open the server's files, load its code or fetch from the network,

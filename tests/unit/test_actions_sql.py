@@ -936,3 +936,17 @@ def test_sql_in_multipart_parts_is_read_as_each_part_is() -> None:
 def test_sql_in_json_lines_is_read_line_by_line() -> None:
     body = '{"query": "SELECT 1"}\n{"query": "DROP TABLE users"}\n'
     assert "drop" in sql_body(body, "application/x-ndjson").statements
+
+
+@pytest.mark.parametrize("text, inner", [
+    ("SELECT cron.schedule('0 * * * *', 'DELETE FROM users')", "delete"),
+    ("SELECT cron.schedule_in_database('wipe', '* * * * *', 'DROP TABLE users', 'prod')", "drop"),
+    ("SELECT dbms_job.submit(j, 'BEGIN DELETE FROM users; END;')", "delete"),
+])
+def test_scheduled_sql_is_dynamic_and_read(text: str, inner: str) -> None:
+    action = sql_body(text)
+    assert ("execute_dynamic" in action.statements, inner in action.statements) == (True, True)
+
+
+def test_a_snowflake_task_is_code_that_runs_later() -> None:
+    assert "create_trigger" in sql_body("CREATE TASK wipe SCHEDULE = '1 minute' AS CALL purge()").statements
