@@ -166,6 +166,10 @@ def _rest(statement: exp.Expression, kind: str) -> str:
     return statement.text("expression") if statement.key == "command" else statement.sql()[len(kind) :]
 
 
+def _created_code(statement: exp.Expression) -> bool:
+    return str(statement.args.get("kind") or "").upper() in ("FUNCTION", "PROCEDURE")
+
+
 def _created(statement: exp.Expression) -> str:
     if statement.key == "command":
         m = _CREATED.match(statement.text("expression"))
@@ -446,11 +450,24 @@ CATALOG_SCHEMAS = frozenset({"pg_catalog", "mysql", "sys", "information_schema",
 CATALOG_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
 
 
+# Functions in native code (C, a MySQL SONAME library) or an untrusted language (by
+# Postgres' convention its name ends in u: plpython3u, plperlu, pltclu) run as the
+# server's OS user: a shell by another name.
+_NATIVE_FUNCTION = re.compile(
+    r"\bLANGUAGE\s+['\"]?(?:c|internal|plsh|plr|\w+u)\b|\bSONAME\b", re.IGNORECASE
+)
+
+
 def outside_statement(statement: exp.Expression, kind: str) -> bool:
-    """ATTACH/LOAD/VACUUM INTO/INSTALL FROM/CREATE LANGUAGE and COPY to or from the
-    server's files: what reaches beyond the database's tables without a function call."""
+    """ATTACH/LOAD/VACUUM INTO/INSTALL FROM/CREATE LANGUAGE, COPY to or from the
+    server's files, native or untrusted functions: what reaches beyond the database's
+    tables without a function call."""
     if kind == "copy":
         return copy_outside(statement)
+    if kind == "create" and (statement.key == "command" or _created_code(statement)):
+        text = statement.text("expression") if statement.key == "command" else statement.sql()
+        if _NATIVE_FUNCTION.search(text):
+            return True
     shape = OUTSIDE_VERBS.get(kind)
     if shape is None or (kind == "create" and statement.key != "command"):
         return False  # sqlglot keeps CREATE LANGUAGE/EXTENSION as text: a parsed CREATE is neither

@@ -950,3 +950,14 @@ def test_scheduled_sql_is_dynamic_and_read(text: str, inner: str) -> None:
 
 def test_a_snowflake_task_is_code_that_runs_later() -> None:
     assert "create_trigger" in sql_body("CREATE TASK wipe SCHEDULE = '1 minute' AS CALL purge()").statements
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("CREATE FUNCTION sh(c text) RETURNS text LANGUAGE plpython3u AS $$ import os $$", True),
+    ("CREATE OR REPLACE FUNCTION sys_exec(text) RETURNS int AS '/tmp/evil.so', 'sys_exec' LANGUAGE C STRICT", True),
+    ("CREATE FUNCTION sys_exec RETURNS INTEGER SONAME 'lib_mysqludf_sys.so'", True),
+    ("CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM 1; END $$", False),
+    ("CREATE FUNCTION f(x int) RETURNS int LANGUAGE sql AS 'SELECT x'", False),
+])
+def test_native_and_untrusted_functions_reach_outside(text: str, expected: bool) -> None:
+    assert ("reaches_outside" in sql_body(text).flags) is expected
