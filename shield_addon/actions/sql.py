@@ -105,7 +105,7 @@ _OBJECTS = frozenset({
     "trigger", "role", "user", "login", "type", "domain", "extension", "policy", "owned",
     "materialized", "temporary", "temp", "unique", "foreign", "event", "system", "default",
     "warehouse", "stage", "stream", "task", "pipe", "server", "publication", "subscription",
-    "tablespace", "collation", "aggregate", "operator", "rule", "synonym", "package",
+    "tablespace", "collation", "aggregate", "operator", "rule", "synonym", "package", "language",
 })
 _DYNAMIC_SHAPES = {
     "exec": re.compile(r"\s*(?:[(@'\"]|N'|(?:IMMEDIATE|sp_executesql)\b)", re.IGNORECASE),
@@ -114,6 +114,7 @@ _DYNAMIC_SHAPES = {
     "prepare": re.compile(r"\s+\w+\s*(?:\([^)]*\))?\s+(?:FROM|AS)\b", re.IGNORECASE),
     "do": re.compile(r"\s*(?:LANGUAGE\s+\w+\s+)?[$']", re.IGNORECASE),
 }
+_REASSIGN = re.compile(r"\s+OWNED\s+BY\b", re.IGNORECASE)
 _MAX_DEPTH = 2
 _PIECES = 32  # statements of one text pre-checked; a hostile text gets no more
 # Kinds whose short forms have none of the keywords `_shaped` wants: SELECT 1,
@@ -216,9 +217,10 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
     for statement in sql_find.unblocked(text) if depth < _MAX_DEPTH else ():
         more, _ = _readings(statement, declared, found)
         readings += more or []
-    if not clean:
+    if not clean or sql_find.nested_comment(text):
         # No dialect read every statement: read them one by one, so an unreadable one
-        # flags the text without hiding the others (`FOOBAR; DROP TABLE t`).
+        # flags the text without hiding the others (`FOOBAR; DROP TABLE t`). Nested
+        # comments: a dialect that nests them reads less code than MySQL runs.
         pieces = sql_find.fragments(text) if len(text) > 1 else []
         if len(pieces) > 1:
             readings, clean = _fragment_readings(pieces, declared, found, readings)
@@ -227,6 +229,9 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
         # the keywords `_shaped` looks for past any limit we would scan to.
         if declared or _shaped(text):
             found.unparsed()
+            verb, end = _word(text)  # MySQL's LOAD DATA INFILE, which sqlglot cannot read
+            if sql_kinds.outside_text(verb, text[end:]):
+                found.flags.add("reaches_outside")
         return  # e.g. {"query": "red shoes"}: a search box, not SQL
     if not clean:
         found.unparsed()
@@ -327,6 +332,14 @@ def _shaped(text: str, nested: bool = False) -> bool:
         return _shaped(rest[options.end() if options else 0 :], nested=True)
     if verb == "system":  # ClickHouse SYSTEM SHUTDOWN; SYSTEM FLUSH LOGS is harmless either way
         return sql_kinds.SYSTEM_ADMIN.match(text, end) is not None
+    if sql_kinds.outside_text(verb, text[end:]):  # ATTACH 'file', LOAD 'lib.so', VACUUM INTO
+        return True
+    if verb == "copy":  # COPY INTO 's3://...' with options no dialect reads: a Command
+        return sql_kinds.COPY_OUTSIDE.search(text[end:]) is not None
+    if verb == "detach":  # ClickHouse DETACH TABLE t
+        return sql_kinds.DETACHED.match(text, end) is not None and bool(_word(text, _word(text, end)[1])[0])
+    if verb == "reassign":  # REASSIGN OWNED BY a TO b: everything a owns, given away
+        return _REASSIGN.match(text, end) is not None
     if verb == "call":  # CALL name(...)
         return bool(_word(text, end)[0]) and "(" in text[end:]
     if verb in sql_kinds.DYNAMIC_WORDS:  # EXEC('...'), EXECUTE IMMEDIATE, PREPARE s FROM, DO $$
@@ -395,6 +408,8 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
             _read_text(inner, True, found, _MAX_DEPTH)
     if sql_kinds.admin_statement(statement, base):
         found.flags.add("server_admin")
+    if sql_kinds.outside_statement(statement, base):
+        found.flags.add("reaches_outside")
     runs_sql = False
     ctes: set[str] = set()
     tables: list[exp.Table] = []
@@ -404,8 +419,12 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
             flags, runs = sql_kinds.call_flags(name)
             found.flags |= flags
             runs_sql |= runs
+            if name == "set_config" and sql_kinds.unsafe_setting(node):
+                found.flags.add("server_admin")
         if node is not statement and node.key in sql_kinds.NESTED:
             found.kinds.append(sql_kinds.KINDS[node.key])
+        if node.key in sql_kinds.NESTED and sql_kinds.catalog_write(node):
+            found.flags.add("server_admin")
         if node.key == "when":  # MERGE ... WHEN MATCHED THEN DELETE (a bare keyword)
             if str(node.args.get("then")).upper() == "DELETE":
                 found.kinds.append("delete")
@@ -413,8 +432,13 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
         elif node.key in ("delete", "update"):
             where = node.args.get("where")
             # A MERGE's own UPDATE acts on matched rows only: no WHERE needed.
-            if (not where and not isinstance(node.parent, exp.When)) or (where and sql_kinds.all_rows(where.this)):
+            unfiltered = not where and not isinstance(node.parent, exp.When)
+            if unfiltered or (where and sql_kinds.all_rows(where.this, sql_kinds.table_aliases(node))):
                 found.flags.add(f"{node.key}_without_where")
+        elif node.key == "merge" and node.args.get("on") is not None and sql_kinds.all_rows(node.args["on"]):
+            # MERGE ... ON 1 = 1: every target row matches, so WHEN MATCHED acts on all
+            if any(isinstance(w.args.get("then"), exp.Update) for w in node.find_all(exp.When)):
+                found.flags.add("update_without_where")
         elif node.key == "cte":
             ctes.add(node.alias_or_name.lower())
         elif isinstance(node, exp.Table):

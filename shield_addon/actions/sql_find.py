@@ -48,7 +48,7 @@ SQL_WORDS = frozenset({
     "rollback", "savepoint", "release", "pragma", "analyze", "explain", "call", "exec", "execute",
     "replace", "upsert", "vacuum", "lock", "do", "values", "table", "rename", "comment", "prepare",
     "deallocate", "declare", "load", "handler", "reindex", "cluster", "refresh", "unload", "attach",
-    "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system",
+    "detach", "backup", "restore", "kill", "shutdown", "optimize", "undrop", "put", "remove", "system", "install", "reassign",
     "exchange",
 })
 def _trie(words: frozenset[str]) -> str:
@@ -127,8 +127,12 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
     ct = req.content_type
     if ct in SQL_CONTENT_TYPES:
         return [(text_body(req), DECLARED)]
-    if ct in (_FORM, "multipart/form-data"):  # a multipart form's text fields are form fields
+    if ct == _FORM:
         return [t for key, value in form_body(req) for t in _pair(key, value, pinned)]
+    if ct == "multipart/form-data":  # text fields as form fields (encodings undone), and JSON or SQL-named parts
+        return [t for key, value in form_body(req) for t in _pair(key, value, pinned)] + _multipart_texts(req, pinned)
+    if ct.startswith("multipart/") and not pinned:  # BigQuery's upload jobs (multipart/related)
+        return _multipart_texts(req, pinned)
     if _JSON_START.match(req.body) or COMMENT_START.match(req.body):  # Json.NET skips a leading comment
         if not raw_candidate(req.body):
             return []  # JSON, or something a JSON server would refuse, without a SQL-looking string
@@ -141,11 +145,62 @@ def _body_texts(req: RequestView, pinned: bool) -> list[Text]:
         lenient = json_documents(req)  # comments, trailing data: what lenient servers read
         if lenient:
             return list(_json_texts(list(lenient), pinned))
+        lines = _json_lines(req.body)  # NDJSON: a document a line, each read by a server
+        if lines is not None:
+            return [t for doc in lines for t in _json_texts(doc, pinned)]
     if pinned:
         return [(text_body(req), DECLARED)]
     if ct in _TEXT_TYPES or ct.startswith("text/"):
         return [(text_body(req), LOOSE)]
     return []
+
+
+def _json_lines(body: bytes) -> list[Any] | None:
+    """The documents of a JSON-lines body, or None unless each non-blank line is one."""
+    if b"\n" not in body:
+        return None
+    docs = []
+    for line in body.split(b"\n"):
+        if line.strip():
+            doc = _decode_json(line)
+            if doc is None:
+                return None
+            docs.append(doc)
+    return docs
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
+_PART_NAME = re.compile(rb'(?<![\w])name="?([^";\r\n]*)', re.IGNORECASE)
+_PART_TYPE = re.compile(rb"^content-type:[ \t]*([^;\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_MAX_PARTS = 64
+
+
+def _multipart_texts(req: RequestView, pinned: bool) -> list[Text]:
+    """Each part of a multipart body as a server reads it: a named field as a form
+    field, a JSON part as JSON, any other part as text."""
+    boundary = _BOUNDARY.search(req.header("content-type") or "")
+    if boundary is None:
+        return []  # no server can split it into parts
+    found: list[Text] = []
+    for part in req.body.split(b"--" + boundary.group(1).encode())[1 : _MAX_PARTS + 1]:
+        head, sep, value = part.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, value = part.partition(b"\n\n")
+        if not sep:
+            continue
+        value = value.removesuffix(b"\r\n").removesuffix(b"\n")
+        name = _PART_NAME.search(head)
+        if b"filename" in head.lower() and not (name and name.group(1).decode("utf-8", "replace").lower() in SQL_KEYS):
+            continue  # an uploaded file (a .sql migration sent to storage) unless it is the SQL field itself
+        kind = _PART_TYPE.search(head)
+        if (kind and b"json" in kind.group(1).lower()) or _JSON_START.match(value):
+            doc = _decode_json(value)
+            if doc is not None:
+                found.extend(_json_texts(doc, pinned))
+                continue
+        text = value.decode("utf-8", "replace")
+        found.extend(_pair(name.group(1).decode("utf-8", "replace"), text, pinned) if name else [(text, LOOSE)])
+    return found
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
@@ -272,32 +327,57 @@ def opened(text: str) -> str | None:
 # on backslashes, `#` and dollar quotes: the standard/Postgres one and MySQL's. An
 # unterminated token runs to the end, as a server would see it.
 # T-SQL's GO (sqlcmd, SSMS, most T-SQL HTTP runners) ends a batch on a line of its own.
-_GO = r"(?P<go>(?m:^[ \t]*GO(?:[ \t]+\d+)?[ \t]*;?[ \t]*$))"
+# A Windows line ends in \r\n, and a comment may follow GO on its line.
+_GO = r"(?P<go>(?m:^[ \t]*GO(?:[ \t]+\d+)?[ \t]*;?[ \t]*(?:--[^\n]*+)?\r?$))"
+# Verbs that start a destructive or code-running statement on a line of their own:
+# where a T-SQL batch without semicolons starts its next statement. Mid-line, prose
+# ("select the drop table option") would split as well as SQL.
+_VERB = r"|(?P<verb>(?m:^)[ \t]*(?:DROP|TRUNCATE|DELETE|UPDATE|INSERT|MERGE|ALTER|CREATE|GRANT|EXEC|EXECUTE|SHUTDOWN)\b)"
 _STANDARD = re.compile(
     _GO + r"|'(?:[^']|'')*+(?:'|\Z)|\"(?:[^\"]|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+"
-    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(?P<tag>\$[A-Za-z_]?\w*\$)(?:.*?(?P=tag)|.*\Z)|;",
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|(?P<tag>\$[A-Za-z_]?\w*\$)(?:.*?(?P=tag)|.*\Z)|;" + _VERB,
     re.DOTALL | re.IGNORECASE,
 )
 _MYSQL = re.compile(
-    _GO + r"|'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)|--[^\n]*+|#[^\n]*+"
-    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|;",
+    # MySQL's -- is a comment only before a blank or a control character: `1 --1` is 1 - -1.
+    _GO + r"|'(?:[^'\\]|\\.|'')*+(?:'|\Z)|\"(?:[^\"\\]|\\.|\"\")*+(?:\"|\Z)|`[^`]*+(?:`|\Z)"
+    r"|--(?=[\x00-\x20]|\Z)[^\n]*+|#[^\n]*+"
+    r"|/\*(?:[^*]|\*(?!/))*+(?:\*/|\Z)|;" + _VERB,
     re.DOTALL | re.IGNORECASE,
 )
 
 
 def fragments(text: str) -> list[str]:
     """The statements of `text` split at top-level semicolons, in every lexing that
-    splits it differently, so each can be classified on its own."""
+    splits it differently, so each can be classified on its own; and also before each
+    top-level verb that starts a statement, as T-SQL needs no semicolon between
+    statements (`SELECT 1 DROP TABLE t` is two). Only text no dialect reads gets here."""
     found: dict[str, None] = {}
-    lexings = (_STANDARD, _MYSQL) if re.search(r"[\\#$]", text) else (_STANDARD,)
+    lexings = (_STANDARD, _MYSQL) if re.search(r"[\\#$`-]", text) else (_STANDARD,)
     for lexing in lexings:
-        start = 0
+        start = verb_start = 0
         for token in lexing.finditer(text):
             if token.group() == ";" or token.group("go"):
                 found[text[start : token.start()]] = None
-                start = token.end()
+                if verb_start != start:
+                    found[text[verb_start : token.start()]] = None
+                start = verb_start = token.end()
+            elif token.group("verb") and text[start : token.start()].strip(" \t\r\n\f\v("):
+                found[text[verb_start : token.start()]] = None
+                verb_start = token.start()
         found[text[start:]] = None
+        if verb_start != start:
+            found[text[verb_start:]] = None
     return [f for f in found if f.strip(" \t\r\n\f\v;")]
+
+
+def nested_comment(text: str) -> bool:
+    """Whether a /* comment holds another /*: Postgres nests them, MySQL and T-SQL end
+    at the first */, so the dialects disagree on where code starts again."""
+    return "/*" in text and _NESTED_COMMENT.search(text) is not None
+
+
+_NESTED_COMMENT = re.compile(r"/\*(?:[^*/]|\*(?!/)|/(?!\*))*+/\*")
 
 
 _BATCHES = re.compile(r";|" + _GO)

