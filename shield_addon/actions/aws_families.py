@@ -352,6 +352,8 @@ def _body_families(
             found.add("data_loss")
         if root is not None and any((e.text or "").strip() != "Enabled" for e in _elements(root, "MfaDelete")):
             found.add("protection_off")
+    if operation in _DYNAMODB_BATCHES and _dynamodb_deletes(operation, body):
+        found.add("delete")
     if operation == "PutPublicAccessBlock":
         root = _xml(body_text)
         if root is None or any(_local(e.tag) in _PUBLIC_BLOCKS and (e.text or "").strip().lower() != "true"
@@ -364,6 +366,31 @@ def _body_families(
                                  and _PUBLIC_PRINCIPAL.search(body_text)):
         found.add("public")
     return found
+
+
+# DynamoDB's batch and transaction forms of DeleteItem (and PartiQL's DELETE), which
+# DeleteItem's own name cannot flag: the delete is in the body.
+_DYNAMODB_BATCHES = frozenset({"BatchWriteItem", "TransactWriteItems", "ExecuteStatement",
+                               "BatchExecuteStatement", "ExecuteTransaction"})
+_PARTIQL_DELETE = re.compile(r"^(?:\s|--[^\n]*\n?|/\*.*?\*/)*delete\b", re.IGNORECASE | re.DOTALL)
+
+
+def _dynamodb_deletes(operation: str, body: object) -> bool:
+    if not isinstance(body, dict):
+        return False
+    if operation == "BatchWriteItem":
+        tables = body.get("RequestItems")
+        return isinstance(tables, dict) and any(
+            isinstance(r, dict) and "DeleteRequest" in r
+            for reqs in tables.values() if isinstance(reqs, list) for r in reqs)
+    if operation == "TransactWriteItems":
+        items = body.get("TransactItems")
+        return isinstance(items, list) and any(isinstance(i, dict) and "Delete" in i for i in items)
+    # ExecuteStatement has one Statement; the batch and transaction forms a list of them.
+    statements = [body] + [s for k in ("Statements", "TransactStatements") if isinstance(body.get(k), list)
+                           for s in body[k]]
+    return any(isinstance(s, dict) and isinstance(s.get("Statement"), str) and _PARTIQL_DELETE.match(s["Statement"])
+               for s in statements)
 
 
 def flatten(body: object, prefix: str = "") -> list[tuple[str, str]]:
