@@ -70,6 +70,8 @@ _SHELL_TOOLS = frozenset({"shell", "bash", "sh", "zsh", "terminal", "exec", "exe
                           "cmd", "powershell", "pwsh", "ssh", "console", "script"})
 _SHELL_KEYS = frozenset({"command", "cmd", "commands", "script", "shell", "commandline", "command_line",
                          "bash", "sh", "argv", "exec"})
+# Where exec-style tools take a program's operands, beside the program under a command key.
+_ARGS_KEYS = frozenset({"args", "arguments", "argv", "argument_list", "parameters", "params", "options", "flags"})
 _SEPARATORS = re.compile(r"\|\||&&|[;\n|&]|\$\(|`")
 _FETCH_AND_RUN = re.compile(r"\b(?:curl|wget|fetch|iwr|invoke-webrequest)\b[^|;\n]*\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b|"
                             r"\b(?:ba|z)?sh\s+-c\s+[\"']?\$\((?:curl|wget)\b|\b(?:ba|z)?sh\s+<\(\s*(?:curl|wget)\b")
@@ -140,6 +142,7 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
             leaves = list(islice(_strings(_field(params, "arguments"), None, 0), MAX_STRINGS))
             runs = bool(name) and _runs_commands(name)
             commands = [t for k, t in leaves if runs or k in _SHELL_KEYS]
+            commands += _argv_lines(_field(params, "arguments"), runs, 0)
             texts = [t for _, t in leaves] + [q for t in commands for q in client_sql(t)]
             found = sql.from_texts([t for t in texts if sql.looks_like_sql(t)])
             if found is not None:
@@ -199,6 +202,29 @@ def client_sql(command: str) -> list[str]:
         closed = len(lines) == 2 and lines[1].strip().isidentifier()
         heredoc = [lines[0] if closed else "\n".join(lines)]
     return outer + inner + heredoc
+
+
+def _argv_lines(doc: Any, runs: bool, depth: int) -> list[str]:
+    """Command lines a tool assembles from parts, the way exec-style APIs take them:
+    {"command": "rm", "args": ["-rf", "/srv"]} and ["rm", "-rf", "/srv"] under a
+    command key (or anywhere in a shell tool) run `rm -rf /srv`, though no single
+    string says so."""
+    out: list[str] = []
+    if depth > MAX_DEPTH or not isinstance(doc, dict):
+        return out
+    program = next((v for k, v in doc.items() if isinstance(v, str) and str(k).lower() in _SHELL_KEYS), "")
+    for k, value in doc.items():
+        key = str(k).lower()
+        if isinstance(value, dict):
+            out += _argv_lines(value, runs, depth + 1)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value[:MAX_STRINGS]):
+            if key in _ARGS_KEYS and program:
+                out.append(" ".join([program, *value[:MAX_STRINGS]]))
+            elif key in _SHELL_KEYS or key in _ARGS_KEYS and runs:
+                out.append(" ".join(value[:MAX_STRINGS]))
+        elif isinstance(value, list):
+            out += [line for v in value[:MAX_STRINGS] for line in _argv_lines(v, runs, depth + 1)]
+    return out
 
 
 def _destroys(argv: list[str]) -> bool:
