@@ -76,7 +76,19 @@ _SEPARATORS = re.compile(r"\|\||&&|[;\n|&]|\$\(|`")
 _FETCH_AND_RUN = re.compile(r"\b(?:curl|wget|fetch|iwr|invoke-webrequest)\b[^|;\n]*\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b|"
                             r"\b(?:ba|z)?sh\s+-c\s+[\"']?\$\((?:curl|wget)\b|\b(?:ba|z)?sh\s+<\(\s*(?:curl|wget)\b")
 _DESTROYING_PROGRAMS = frozenset({"rm", "rmdir", "shred", "unlink", "dd", "mkfs", "wipefs", "truncate", "fdisk", "srm",
-                                  "dropdb", "dropuser"})
+                                  "dropdb", "dropuser", "rimraf",
+                                  # Windows cmd and PowerShell (case-insensitive there too)
+                                  "del", "erase", "rd", "remove-item", "ri", "clear-content", "format",
+                                  "remove-itemproperty", "clear-disk", "format-volume"})
+# Deletes written in the script a command line runs: python -c "shutil.rmtree(...)",
+# node -e "fs.rmSync(...)", ruby -e "FileUtils.rm_rf(...)"; git clean -f deletes every
+# untracked file; scaling to 0 replicas takes a service down (kubectl scale, ecs
+# --desired-count 0), the twin of replicas: 0 in the Kubernetes pack.
+_SCRIPT_DESTROYS = re.compile(
+    r"\bshutil\.rmtree\b|\bos\.(?:remove|unlink|rmdir|removedirs)\s*\(|\bfs\.(?:rm|rmdir|unlink)(?:Sync)?\s*\(|"
+    r"\bFileUtils\.(?:rm|rm_r|rm_rf|rmtree|remove_dir|remove_entry)\b|\bFile\.delete\b|\bPath\([^)]*\)\.unlink\b|"
+    r"\bgit\s+clean\b[^;\n|&]*\s-[a-zA-Z]*f|"
+    r"(?:--replicas|--desired-count|--desired-capacity|--max-size)[=\s]+0(?![\d.])")
 # Options that make a harmless verb destroy: find -delete, rsync/aws s3 sync --delete,
 # terraform apply -destroy, apt-get --purge.
 _DESTROYING_OPTIONS = ("--delete", "--destroy", "--purge")
@@ -181,7 +193,8 @@ def destroys_shell(text: str) -> bool:
     network. Over-reports (`rm` of a temp file counts): a reviewer sees it once."""
     if len(text) > 10_000 or not any(c.isspace() for c in text.strip()):
         return False  # one bare word is a name, an id, or a program run without operands
-    if _FETCH_AND_RUN.search(text) or _FORCE_PUSH.search(text) or _DATASTORE_WIPE.search(text):
+    if (_FETCH_AND_RUN.search(text) or _FORCE_PUSH.search(text) or _DATASTORE_WIPE.search(text)
+            or _SCRIPT_DESTROYS.search(text)):
         return True
     if any(destroys_shell(m.group(2)) for m in _NESTED.finditer(text)):
         return True  # the inner line is shorter than text, so the recursion ends
