@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from .common import strictest, words
+from .mcp import destroys_shell
 
 # Deactivate and Reset are updates: the thing stays and can be turned back on.
 # Simulate and Generate only compute an answer from what exists: reads. Test is
@@ -354,6 +355,8 @@ def _body_families(
             found.add("protection_off")
     if operation in _DYNAMODB_BATCHES and _dynamodb_deletes(operation, body):
         found.add("delete")
+    if operation in _RUN_COMMAND_OPS and any(destroys_shell(c) for c in _run_commands(body)):
+        found.add("delete")  # rm -rf through SSM Run Command is the MCP shell tool's twin
     if operation == "PutPublicAccessBlock":
         root = _xml(body_text)
         if root is None or any(_local(e.tag) in _PUBLIC_BLOCKS and (e.text or "").strip().lower() != "true"
@@ -391,6 +394,23 @@ def _dynamodb_deletes(operation: str, body: object) -> bool:
                            for s in body[k]]
     return any(isinstance(s, dict) and isinstance(s.get("Statement"), str) and _PARTIQL_DELETE.match(s["Statement"])
                for s in statements)
+
+
+# Operations that run shell commands on a host: SSM Run Command (AWS-RunShellScript,
+# AWS-RunPowerShellScript take Parameters.commands), ECS Exec.
+_RUN_COMMAND_OPS = frozenset({"SendCommand", "ExecuteCommand", "StartAutomationExecution", "CreateAssociation"})
+
+
+def _run_commands(body: object) -> list[str]:
+    if not isinstance(body, dict):
+        return []
+    out = [body["command"]] if isinstance(body.get("command"), str) else []
+    params = body.get("Parameters")
+    if isinstance(params, dict):
+        for value in params.values():
+            values = value if isinstance(value, list) else [value]
+            out += [v for v in values[:200] if isinstance(v, str)]
+    return out
 
 
 def flatten(body: object, prefix: str = "") -> list[tuple[str, str]]:
