@@ -85,7 +85,7 @@ _DESTROYING_PROGRAMS = frozenset({"rm", "rmdir", "shred", "unlink", "dd", "mkfs"
 # untracked file; scaling to 0 replicas takes a service down (kubectl scale, ecs
 # --desired-count 0), the twin of replicas: 0 in the Kubernetes pack.
 _SCRIPT_DESTROYS = re.compile(
-    r"\bshutil\.rmtree\b|\bos\.(?:remove|unlink|rmdir|removedirs)\s*\(|\bfs\.(?:rm|rmdir|unlink)(?:Sync)?\s*\(|"
+    r"\bshutil\.rmtree\b|\bos\.(?:remove|unlink|rmdir|removedirs)\s*\(|\bfs(?:\.promises)?\.(?:rm|rmdir|unlink)\s*\(|\.(?:rm|rmdir|unlink)Sync\s*\(|"
     r"\bFileUtils\.(?:rm|rm_r|rm_rf|rmtree|remove_dir|remove_entry)\b|\bFile\.delete\b|\bPath\([^)]*\)\.unlink\b|"
     r"\bgit\s+clean\b[^;\n|&]*\s-[a-zA-Z]*f|"
     r"(?:--replicas|--desired-count|--desired-capacity|--max-size)[=\s]+0(?![\d.])")

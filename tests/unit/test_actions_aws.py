@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shield_addon.actions import Action, aws_catalogue, parse, request_view
+from shield_addon.actions import Action, aws_catalogue, parse, parse_all, request_view
 from shield_addon.actions.aws import verb_type
 from shield_addon.actions.aws_families import classify, known_verb, param_families
 
@@ -604,3 +604,45 @@ def test_a_large_json_body_stays_cheap() -> None:
     for _ in range(5):
         parse(req)
     assert (time.perf_counter() - start) / 5 < 0.02  # generous for a loaded CI machine
+
+
+# --- deletes carried in the body: DynamoDB batches, run-command APIs ----------------------
+
+def aws_flags(name: str, body: object, host: str = "dynamodb.us-east-1.amazonaws.com") -> frozenset[str]:
+    """The AWS parser's flags (the SQL parser also reads a PartiQL body, and parse() may answer with it)."""
+    headers = [*AMZ_JSON, ("X-Amz-Target", name)]
+    found = parse_all(request_view("POST", f"https://{host}/", headers, json.dumps(body)))
+    return next(a for a in found if a.service.startswith("aws:")).flags
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "deletes"),
+    [
+        ("DynamoDB_20120810.BatchWriteItem", {"RequestItems": {"t": [{"DeleteRequest": {"Key": {"id": {"S": "1"}}}}]}}, True),
+        ("DynamoDB_20120810.BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": {"id": {"S": "1"}}}}]}}, False),
+        ("DynamoDB_20120810.TransactWriteItems", {"TransactItems": [{"Put": {}}, {"Delete": {"TableName": "t"}}]}, True),
+        ("DynamoDB_20120810.TransactWriteItems", {"TransactItems": [{"Update": {"TableName": "t"}}]}, False),
+        ("DynamoDB_20120810.ExecuteStatement", {"Statement": " /* x */ delete FROM \"t\" WHERE id = '1'"}, True),
+        ("DynamoDB_20120810.ExecuteStatement", {"Statement": "SELECT * FROM \"t\" WHERE s = 'delete'"}, False),
+        ("DynamoDB_20120810.BatchExecuteStatement", {"Statements": [{"Statement": "INSERT INTO t VALUE {'a': 1}"},
+                                                                   {"Statement": "DELETE FROM t WHERE id = '1'"}]}, True),
+        ("DynamoDB_20120810.ExecuteTransaction", {"TransactStatements": [{"Statement": "DELETE FROM t WHERE id = 1"}]}, True),
+    ],
+)
+def test_dynamodb_batch_and_transaction_deletes_are_the_delete_family(name: str, body: object, deletes: bool) -> None:
+    assert ("aws:delete" in aws_flags(name, body)) is deletes
+
+
+@pytest.mark.parametrize(
+    ("commands", "deletes"),
+    [(["rm -rf /var/lib/postgresql"], True), (["df -h", "ls -la /var/log"], False), ("shred -u /etc/ssl/key.pem", True)],
+)
+def test_ssm_run_command_is_read_as_a_shell(commands: object, deletes: bool) -> None:
+    body = {"DocumentName": "AWS-RunShellScript", "InstanceIds": ["i-1"], "Parameters": {"commands": commands}}
+    assert ("aws:delete" in aws_flags("AmazonSSM.SendCommand", body, host="ssm.us-east-1.amazonaws.com")) is deletes
+
+
+def test_ecs_exec_command_is_read_as_a_shell() -> None:
+    body = {"cluster": "prod", "task": "t1", "command": "rm -rf /data", "interactive": True}
+    assert "aws:delete" in aws_flags("AmazonEC2ContainerServiceV20141113.ExecuteCommand", body,
+                                    host="ecs.us-east-1.amazonaws.com")
