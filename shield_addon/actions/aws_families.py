@@ -286,6 +286,10 @@ _WATCHED_VALUES = _OFF | _FALSE | {"all"}
 
 def _pair_families(key: str, value: str, operation: str, word0: str, service: str) -> set[str]:
     low = value.strip().lower()
+    if low in _OPEN_VALUES:
+        opened = _opened(key, low, operation, word0)
+        if opened or "isable" not in key:  # DisableLogging=true is read below
+            return opened
     if low not in _WATCHED_VALUES and not (low[:1] and low[:1] in "-+0." and (_number(low) or 0) <= 0) and (
             "isable" not in key):
         return set()
@@ -323,6 +327,26 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
     return found
 
 
+# Reachable from the whole internet: a database or cluster made PubliclyAccessible, a
+# rule or endpoint opened to every address (the network twin of Principal "*").
+_OPEN_VALUES = frozenset({"true", "0.0.0.0/0", "::/0"})
+_EGRESS = re.compile(r"egress", re.IGNORECASE)
+
+
+def _opened(key: str, low: str, operation: str, word0: str) -> set[str]:
+    if word0 in _READ_VERBS_OPEN or _EGRESS.search(operation) or _EGRESS.search(key):
+        return set()
+    last = re.split(r"[./]", key)[-1].lower()
+    if low == "true" and last in ("publiclyaccessible", "mappubliciponlaunch", "associatepublicipaddress"):
+        return {"public"} if last == "publiclyaccessible" else set()
+    if low != "true" and "cidr" in key.lower():
+        return {"public"}
+    return set()
+
+
+_READ_VERBS_OPEN = frozenset({"Describe", "Get", "List", "Search", "Check", "Validate", "Test", "Estimate"})
+
+
 def _body_families(
     operation: str, word0: str, body_text: str, body: object, pairs: list[tuple[str, str]]
 ) -> set[str]:
@@ -353,6 +377,8 @@ def _body_families(
             found.add("data_loss")
         if root is not None and any((e.text or "").strip() != "Enabled" for e in _elements(root, "MfaDelete")):
             found.add("protection_off")
+    if operation == "ModifyInstanceAttribute" and _flat_attribute_off(pairs, "disableapitermination"):
+        found.add("protection_off")  # Attribute=disableApiTermination&Value=false, the flat spelling
     if operation in _DYNAMODB_BATCHES and _dynamodb_deletes(operation, body):
         found.add("delete")
     if operation in _RUN_COMMAND_OPS and any(destroys_shell(c) for c in _run_commands(body)):
@@ -369,6 +395,11 @@ def _body_families(
                                  and _PUBLIC_PRINCIPAL.search(body_text)):
         found.add("public")
     return found
+
+
+def _flat_attribute_off(pairs: list[tuple[str, str]], attribute: str) -> bool:
+    named = {k.lower(): v.strip().lower() for k, v in pairs if k.lower() in ("attribute", "value", "value.value")}
+    return named.get("attribute") == attribute and (named.get("value") in _FALSE or named.get("value.value") in _FALSE)
 
 
 # DynamoDB's batch and transaction forms of DeleteItem (and PartiQL's DELETE), which

@@ -646,3 +646,37 @@ def test_ecs_exec_command_is_read_as_a_shell() -> None:
     body = {"cluster": "prod", "task": "t1", "command": "rm -rf /data", "interactive": True}
     assert "aws:delete" in aws_flags("AmazonEC2ContainerServiceV20141113.ExecuteCommand", body,
                                     host="ecs.us-east-1.amazonaws.com")
+
+
+def query_flags(body: str, service: str = "ec2") -> frozenset[str]:
+    headers = [sigv4(service), ("Content-Type", "application/x-www-form-urlencoded")]
+    return parse(request_view("POST", f"https://{service}.us-east-1.amazonaws.com/", headers, body)).flags
+
+
+@pytest.mark.parametrize(
+    ("service", "body", "public"),
+    [
+        ("rds", "Action=ModifyDBInstance&DBInstanceIdentifier=p&PubliclyAccessible=true", True),
+        ("rds", "Action=ModifyDBInstance&DBInstanceIdentifier=p&PubliclyAccessible=false", False),
+        ("rds", "Action=DescribeDBInstances&PubliclyAccessible=true", False),
+        ("redshift", "Action=ModifyCluster&ClusterIdentifier=p&PubliclyAccessible=true", True),
+        ("ec2", "Action=ModifySecurityGroupRules&GroupId=sg-1&SecurityGroupRule.1.SecurityGroupRule.CidrIpv4=0.0.0.0/0", True),
+        ("ec2", "Action=ModifySecurityGroupRules&GroupId=sg-1&SecurityGroupRule.1.SecurityGroupRule.CidrIpv4=10.0.0.0/8", False),
+        ("ec2", "Action=AuthorizeSecurityGroupEgress&GroupId=sg-1&IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0/0", False),
+    ],
+)
+def test_opening_to_the_internet_is_public(service: str, body: str, public: bool) -> None:
+    assert ("aws:public" in query_flags(body, service)) is public
+
+
+def test_flat_disable_api_termination_is_protection_off() -> None:
+    body = "Action=ModifyInstanceAttribute&InstanceId=i-1&Attribute=disableApiTermination&Value=false"
+    assert "aws:protection_off" in query_flags(body)
+    assert "aws:protection_off" not in query_flags(body.replace("=false", "=true"))
+
+
+def test_s3_governance_bypass_header_is_protection_off() -> None:
+    headers = [sigv4("s3"), ("x-amz-bypass-governance-retention", "true"), ("Content-Type", "application/xml")]
+    body = "<Retention><Mode>GOVERNANCE</Mode><RetainUntilDate>2026-12-06T00:00:00Z</RetainUntilDate></Retention>"
+    action = parse(request_view("PUT", "https://b.s3.us-east-1.amazonaws.com/k?retention", headers, body))
+    assert "aws:protection_off" in action.flags
