@@ -72,6 +72,7 @@ _SHELL_KEYS = frozenset({"command", "cmd", "commands", "script", "shell", "comma
                          "bash", "sh", "argv", "exec"})
 # Where exec-style tools take a program's operands, beside the program under a command key.
 _ARGS_KEYS = frozenset({"args", "arguments", "argv", "argument_list", "parameters", "params", "options", "flags"})
+_HTTP_METHOD_KEYS = frozenset({"method", "http_method", "httpmethod", "verb", "request_method"})
 _SEPARATORS = re.compile(r"\|\||&&|[;\n|&]|\$\(|`")
 _FETCH_AND_RUN = re.compile(r"\b(?:curl|wget|fetch|iwr|invoke-webrequest)\b[^|;\n]*\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b|"
                             r"\b(?:ba|z)?sh\s+-c\s+[\"']?\$\((?:curl|wget)\b|\b(?:ba|z)?sh\s+<\(\s*(?:curl|wget)\b")
@@ -161,7 +162,10 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
                 embedded.append(found)
             destroys = any(destroys_shell(t) for t in commands)
             shell = shell or destroys
-            if destroys or (name and destructive_name(name)):
+            # An HTTP tool (http_request, fetch, an API proxy) told to send a DELETE is
+            # the twin of the DELETE itself.
+            http_delete = any(k in _HTTP_METHOD_KEYS and t.strip().upper() == "DELETE" for k, t in leaves)
+            if destroys or http_delete or (name and destructive_name(name)):
                 kind = "delete"
         types.append(kind)
 

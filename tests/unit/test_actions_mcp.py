@@ -267,3 +267,16 @@ def test_command_lines_assembled_from_parts_are_read(arguments: dict[str, object
 def test_script_windows_and_scale_to_zero_deletes(command: str, destroys: bool) -> None:
     action = send(rpc("tools/call", {"name": "shell", "arguments": {"command": command}}))
     assert (action.action_type == "delete") is destroys
+
+
+@pytest.mark.parametrize(
+    ("arguments", "action_type"),
+    [
+        ({"method": "DELETE", "url": "https://api.example.com/v1/projects/7"}, "delete"),
+        ({"request": {"http_method": "delete", "path": "/v1/projects/7"}}, "delete"),
+        ({"method": "GET", "url": "https://api.example.com/v1/projects/7"}, "execute"),
+        ({"body": "please DELETE the draft", "url": "https://api.example.com/"}, "execute"),
+    ],
+)
+def test_an_http_tool_sending_a_delete_is_a_delete(arguments: dict[str, object], action_type: str) -> None:
+    assert send(rpc("tools/call", {"name": "http_request", "arguments": arguments})).action_type == action_type
