@@ -339,7 +339,10 @@ def _opened(key: str, low: str, operation: str, word0: str) -> set[str]:
     last = re.split(r"[./]", key)[-1].lower()
     if low == "true" and last in ("publiclyaccessible", "mappubliciponlaunch", "associatepublicipaddress"):
         return {"public"} if last == "publiclyaccessible" else set()
-    if low != "true" and "cidr" in key.lower():
+    # Only where the range lets traffic in: a security group rule, an endpoint's public
+    # access list. A default route or a network ACL deny to 0.0.0.0/0 is ordinary.
+    lowkey = key.lower()
+    if low != "true" and "cidr" in lowkey and ("security" in words(operation) or "publicaccess" in lowkey):
         return {"public"}
     return set()
 

@@ -680,3 +680,14 @@ def test_s3_governance_bypass_header_is_protection_off() -> None:
     body = "<Retention><Mode>GOVERNANCE</Mode><RetainUntilDate>2026-12-06T00:00:00Z</RetainUntilDate></Retention>"
     action = parse(request_view("PUT", "https://b.s3.us-east-1.amazonaws.com/k?retention", headers, body))
     assert "aws:protection_off" in action.flags
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Action=CreateRoute&RouteTableId=rtb-1&DestinationCidrBlock=0.0.0.0/0&GatewayId=igw-1",
+        "Action=CreateNetworkAclEntry&NetworkAclId=acl-1&RuleNumber=100&Protocol=-1&RuleAction=deny&CidrBlock=0.0.0.0/0",
+    ],
+)
+def test_a_default_route_or_acl_entry_is_not_public(body: str) -> None:
+    assert "aws:public" not in query_flags(body)
