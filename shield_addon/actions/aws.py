@@ -236,6 +236,8 @@ def _request_families(
     for body in json_documents(req) if is_json else (None,):
         own = [p for p in params if p[0] not in body] if isinstance(body, dict) else params  # read with the body
         families |= param_families(operation, own, text, body, service or "")
+    if (req.header("x-amz-bypass-governance-retention") or "").strip().lower() == "true":
+        families.add("protection_off")  # S3 Object Lock in governance mode, overridden for this call
     return families
 
 

@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from .common import strictest, words
+from .mcp import destroys_shell
 
 # Deactivate and Reset are updates: the thing stays and can be turned back on.
 # Simulate and Generate only compute an answer from what exists: reads. Test is
@@ -285,6 +286,10 @@ _WATCHED_VALUES = _OFF | _FALSE | {"all"}
 
 def _pair_families(key: str, value: str, operation: str, word0: str, service: str) -> set[str]:
     low = value.strip().lower()
+    if low in _OPEN_VALUES:
+        opened = _opened(key, low, operation, word0)
+        if opened or "isable" not in key:  # DisableLogging=true is read below
+            return opened
     if low not in _WATCHED_VALUES and not (low[:1] and low[:1] in "-+0." and (_number(low) or 0) <= 0) and (
             "isable" not in key):
         return set()
@@ -322,6 +327,29 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
     return found
 
 
+# Reachable from the whole internet: a database or cluster made PubliclyAccessible, a
+# rule or endpoint opened to every address (the network twin of Principal "*").
+_OPEN_VALUES = frozenset({"true", "0.0.0.0/0", "::/0"})
+_EGRESS = re.compile(r"egress", re.IGNORECASE)
+
+
+def _opened(key: str, low: str, operation: str, word0: str) -> set[str]:
+    if word0 in _READ_VERBS_OPEN or _EGRESS.search(operation) or _EGRESS.search(key):
+        return set()
+    last = re.split(r"[./]", key)[-1].lower()
+    if low == "true" and last in ("publiclyaccessible", "mappubliciponlaunch", "associatepublicipaddress"):
+        return {"public"} if last == "publiclyaccessible" else set()
+    # Only where the range lets traffic in: a security group rule, an endpoint's public
+    # access list. A default route or a network ACL deny to 0.0.0.0/0 is ordinary.
+    lowkey = key.lower()
+    if low != "true" and "cidr" in lowkey and ("security" in words(operation) or "publicaccess" in lowkey):
+        return {"public"}
+    return set()
+
+
+_READ_VERBS_OPEN = frozenset({"Describe", "Get", "List", "Search", "Check", "Validate", "Test", "Estimate"})
+
+
 def _body_families(
     operation: str, word0: str, body_text: str, body: object, pairs: list[tuple[str, str]]
 ) -> set[str]:
@@ -352,6 +380,12 @@ def _body_families(
             found.add("data_loss")
         if root is not None and any((e.text or "").strip() != "Enabled" for e in _elements(root, "MfaDelete")):
             found.add("protection_off")
+    if operation == "ModifyInstanceAttribute" and _flat_attribute_off(pairs, "disableapitermination"):
+        found.add("protection_off")  # Attribute=disableApiTermination&Value=false, the flat spelling
+    if operation in _DYNAMODB_BATCHES and _dynamodb_deletes(operation, body):
+        found.add("delete")
+    if operation in _RUN_COMMAND_OPS and any(destroys_shell(c) for c in _run_commands(body)):
+        found.add("delete")  # rm -rf through SSM Run Command is the MCP shell tool's twin
     if operation == "PutPublicAccessBlock":
         root = _xml(body_text)
         if root is None or any(_local(e.tag) in _PUBLIC_BLOCKS and (e.text or "").strip().lower() != "true"
@@ -364,6 +398,53 @@ def _body_families(
                                  and _PUBLIC_PRINCIPAL.search(body_text)):
         found.add("public")
     return found
+
+
+def _flat_attribute_off(pairs: list[tuple[str, str]], attribute: str) -> bool:
+    named = {k.lower(): v.strip().lower() for k, v in pairs if k.lower() in ("attribute", "value", "value.value")}
+    return named.get("attribute") == attribute and (named.get("value") in _FALSE or named.get("value.value") in _FALSE)
+
+
+# DynamoDB's batch and transaction forms of DeleteItem (and PartiQL's DELETE), which
+# DeleteItem's own name cannot flag: the delete is in the body.
+_DYNAMODB_BATCHES = frozenset({"BatchWriteItem", "TransactWriteItems", "ExecuteStatement",
+                               "BatchExecuteStatement", "ExecuteTransaction"})
+_PARTIQL_DELETE = re.compile(r"^(?:\s|--[^\n]*\n?|/\*.*?\*/)*delete\b", re.IGNORECASE | re.DOTALL)
+
+
+def _dynamodb_deletes(operation: str, body: object) -> bool:
+    if not isinstance(body, dict):
+        return False
+    if operation == "BatchWriteItem":
+        tables = body.get("RequestItems")
+        return isinstance(tables, dict) and any(
+            isinstance(r, dict) and "DeleteRequest" in r
+            for reqs in tables.values() if isinstance(reqs, list) for r in reqs)
+    if operation == "TransactWriteItems":
+        items = body.get("TransactItems")
+        return isinstance(items, list) and any(isinstance(i, dict) and "Delete" in i for i in items)
+    # ExecuteStatement has one Statement; the batch and transaction forms a list of them.
+    statements = [body] + [s for k in ("Statements", "TransactStatements") if isinstance(body.get(k), list)
+                           for s in body[k]]
+    return any(isinstance(s, dict) and isinstance(s.get("Statement"), str) and _PARTIQL_DELETE.match(s["Statement"])
+               for s in statements)
+
+
+# Operations that run shell commands on a host: SSM Run Command (AWS-RunShellScript,
+# AWS-RunPowerShellScript take Parameters.commands), ECS Exec.
+_RUN_COMMAND_OPS = frozenset({"SendCommand", "ExecuteCommand", "StartAutomationExecution", "CreateAssociation"})
+
+
+def _run_commands(body: object) -> list[str]:
+    if not isinstance(body, dict):
+        return []
+    out = [body["command"]] if isinstance(body.get("command"), str) else []
+    params = body.get("Parameters")
+    if isinstance(params, dict):
+        for value in params.values():
+            values = value if isinstance(value, list) else [value]
+            out += [v for v in values[:200] if isinstance(v, str)]
+    return out
 
 
 def flatten(body: object, prefix: str = "") -> list[tuple[str, str]]:

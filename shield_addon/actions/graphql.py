@@ -113,9 +113,49 @@ def _operations(text: str, operation_name: str | None) -> list[tuple[str, list[s
     # the request, and then counting them all is the safe side.
     named = [o for o in operations if operation_name and o.name and o.name.value == operation_name]
     return [
-        (o.operation.value, list(unique(_top_fields(o.selection_set, fragments, set()))))
+        (o.operation.value, list(unique(_top_fields(o.selection_set, fragments, set())
+                                        + (_namespaced(o.selection_set, fragments, "", 0)
+                                           if o.operation.value == "mutation" else []))))
         for o in named or operations
     ] or None
+
+
+# Namespaced mutations put the verb one level down: mutation { users { delete(id: 1) } }.
+# A nested field is read as a mutation when it takes arguments or is a bare delete verb;
+# the rest of a payload's selection (deletedAt, removedCount) is what the answer shows.
+_NAMESPACE_DEPTH = 3
+
+
+def _namespaced(
+    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode], prefix: str, depth: int
+) -> list[str]:
+    if selection_set is None or depth > _NAMESPACE_DEPTH:
+        return []
+    names: list[str] = []
+    for selection in _fields(selection_set, fragments, set()):
+        name = f"{prefix}.{selection.name.value}" if prefix else selection.name.value
+        if depth and (selection.arguments or _field_type(selection.name.value) == "delete" and (
+                len([w for w in words(selection.name.value) if w not in _MODIFIERS]) == 1)):
+            names.append(name)
+        names += _namespaced(selection.selection_set, fragments, name, depth + 1)
+    return names
+
+
+def _fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
+) -> list[FieldNode]:
+    out: list[FieldNode] = []
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            out.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            out += _fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in fragments and name not in seen:
+                seen.add(name)
+                out += _fields(fragments[name].selection_set, fragments, seen)
+    return out
 
 
 def looks_like_graphql(text: str) -> bool:

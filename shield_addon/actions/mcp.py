@@ -70,11 +70,26 @@ _SHELL_TOOLS = frozenset({"shell", "bash", "sh", "zsh", "terminal", "exec", "exe
                           "cmd", "powershell", "pwsh", "ssh", "console", "script"})
 _SHELL_KEYS = frozenset({"command", "cmd", "commands", "script", "shell", "commandline", "command_line",
                          "bash", "sh", "argv", "exec"})
+# Where exec-style tools take a program's operands, beside the program under a command key.
+_ARGS_KEYS = frozenset({"args", "arguments", "argv", "argument_list", "parameters", "params", "options", "flags"})
+_HTTP_METHOD_KEYS = frozenset({"method", "http_method", "httpmethod", "verb", "request_method"})
 _SEPARATORS = re.compile(r"\|\||&&|[;\n|&]|\$\(|`")
 _FETCH_AND_RUN = re.compile(r"\b(?:curl|wget|fetch|iwr|invoke-webrequest)\b[^|;\n]*\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b|"
                             r"\b(?:ba|z)?sh\s+-c\s+[\"']?\$\((?:curl|wget)\b|\b(?:ba|z)?sh\s+<\(\s*(?:curl|wget)\b")
 _DESTROYING_PROGRAMS = frozenset({"rm", "rmdir", "shred", "unlink", "dd", "mkfs", "wipefs", "truncate", "fdisk", "srm",
-                                  "dropdb", "dropuser"})
+                                  "dropdb", "dropuser", "rimraf",
+                                  # Windows cmd and PowerShell (case-insensitive there too)
+                                  "del", "erase", "rd", "remove-item", "ri", "clear-content", "format",
+                                  "remove-itemproperty", "clear-disk", "format-volume"})
+# Deletes written in the script a command line runs: python -c "shutil.rmtree(...)",
+# node -e "fs.rmSync(...)", ruby -e "FileUtils.rm_rf(...)"; git clean -f deletes every
+# untracked file; scaling to 0 replicas takes a service down (kubectl scale, ecs
+# --desired-count 0), the twin of replicas: 0 in the Kubernetes pack.
+_SCRIPT_DESTROYS = re.compile(
+    r"\bshutil\.rmtree\b|\bos\.(?:remove|unlink|rmdir|removedirs)\s*\(|\bfs(?:\.promises)?\.(?:rm|rmdir|unlink)\s*\(|\.(?:rm|rmdir|unlink)Sync\s*\(|"
+    r"\bFileUtils\.(?:rm|rm_r|rm_rf|rmtree|remove_dir|remove_entry)\b|\bFile\.delete\b|\bPath\([^)]*\)\.unlink\b|"
+    r"\bgit\s+clean\b[^;\n|&]*\s-[a-zA-Z]*f|"
+    r"(?:--replicas|--desired-count|--desired-capacity|--max-size)[=\s]+0(?![\d.])")
 # Options that make a harmless verb destroy: find -delete, rsync/aws s3 sync --delete,
 # terraform apply -destroy, apt-get --purge.
 _DESTROYING_OPTIONS = ("--delete", "--destroy", "--purge")
@@ -140,13 +155,17 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
             leaves = list(islice(_strings(_field(params, "arguments"), None, 0), MAX_STRINGS))
             runs = bool(name) and _runs_commands(name)
             commands = [t for k, t in leaves if runs or k in _SHELL_KEYS]
+            commands += _argv_lines(_field(params, "arguments"), runs, 0)
             texts = [t for _, t in leaves] + [q for t in commands for q in client_sql(t)]
             found = sql.from_texts([t for t in texts if sql.looks_like_sql(t)])
             if found is not None:
                 embedded.append(found)
             destroys = any(destroys_shell(t) for t in commands)
             shell = shell or destroys
-            if destroys or (name and destructive_name(name)):
+            # An HTTP tool (http_request, fetch, an API proxy) told to send a DELETE is
+            # the twin of the DELETE itself.
+            http_delete = any(k in _HTTP_METHOD_KEYS and t.strip().upper() == "DELETE" for k, t in leaves)
+            if destroys or http_delete or (name and destructive_name(name)):
                 kind = "delete"
         types.append(kind)
 
@@ -178,7 +197,8 @@ def destroys_shell(text: str) -> bool:
     network. Over-reports (`rm` of a temp file counts): a reviewer sees it once."""
     if len(text) > 10_000 or not any(c.isspace() for c in text.strip()):
         return False  # one bare word is a name, an id, or a program run without operands
-    if _FETCH_AND_RUN.search(text) or _FORCE_PUSH.search(text) or _DATASTORE_WIPE.search(text):
+    if (_FETCH_AND_RUN.search(text) or _FORCE_PUSH.search(text) or _DATASTORE_WIPE.search(text)
+            or _SCRIPT_DESTROYS.search(text)):
         return True
     if any(destroys_shell(m.group(2)) for m in _NESTED.finditer(text)):
         return True  # the inner line is shorter than text, so the recursion ends
@@ -199,6 +219,29 @@ def client_sql(command: str) -> list[str]:
         closed = len(lines) == 2 and lines[1].strip().isidentifier()
         heredoc = [lines[0] if closed else "\n".join(lines)]
     return outer + inner + heredoc
+
+
+def _argv_lines(doc: Any, runs: bool, depth: int) -> list[str]:
+    """Command lines a tool assembles from parts, the way exec-style APIs take them:
+    {"command": "rm", "args": ["-rf", "/srv"]} and ["rm", "-rf", "/srv"] under a
+    command key (or anywhere in a shell tool) run `rm -rf /srv`, though no single
+    string says so."""
+    out: list[str] = []
+    if depth > MAX_DEPTH or not isinstance(doc, dict):
+        return out
+    program = next((v for k, v in doc.items() if isinstance(v, str) and str(k).lower() in _SHELL_KEYS), "")
+    for k, value in doc.items():
+        key = str(k).lower()
+        if isinstance(value, dict):
+            out += _argv_lines(value, runs, depth + 1)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value[:MAX_STRINGS]):
+            if key in _ARGS_KEYS and program:
+                out.append(" ".join([program, *value[:MAX_STRINGS]]))
+            elif key in _SHELL_KEYS or key in _ARGS_KEYS and runs:
+                out.append(" ".join(value[:MAX_STRINGS]))
+        elif isinstance(value, list):
+            out += [line for v in value[:MAX_STRINGS] for line in _argv_lines(v, runs, depth + 1)]
+    return out
 
 
 def _destroys(argv: list[str]) -> bool:

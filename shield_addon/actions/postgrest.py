@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from .base import Action, RequestView
 from .common import method_type
+from .mcp import destructive_name
 
 # Supabase mounts PostgREST at /rest/v1; a pinned plain PostgREST serves from the root.
 _SUPABASE = re.compile(r"/rest/v1/(rpc/)?([^/]+)/?\Z")
@@ -31,7 +32,9 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     if rpc:
         return Action(
             service="postgrest",
-            action_type="execute",
+            # A function named for a delete (delete_all_users, purge_logs) is the RPC
+            # twin of a DELETE, read by the words MCP tool names are read by.
+            action_type="delete" if destructive_name(name) else "execute",
             operation=f"rpc {name}",
             resource_type="function",
             namespace=schema,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shield_addon.actions import Action, aws_catalogue, parse, request_view
+from shield_addon.actions import Action, aws_catalogue, parse, parse_all, request_view
 from shield_addon.actions.aws import verb_type
 from shield_addon.actions.aws_families import classify, known_verb, param_families
 
@@ -604,3 +604,90 @@ def test_a_large_json_body_stays_cheap() -> None:
     for _ in range(5):
         parse(req)
     assert (time.perf_counter() - start) / 5 < 0.02  # generous for a loaded CI machine
+
+
+# --- deletes carried in the body: DynamoDB batches, run-command APIs ----------------------
+
+def aws_flags(name: str, body: object, host: str = "dynamodb.us-east-1.amazonaws.com") -> frozenset[str]:
+    """The AWS parser's flags (the SQL parser also reads a PartiQL body, and parse() may answer with it)."""
+    headers = [*AMZ_JSON, ("X-Amz-Target", name)]
+    found = parse_all(request_view("POST", f"https://{host}/", headers, json.dumps(body)))
+    return next(a for a in found if a.service.startswith("aws:")).flags
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "deletes"),
+    [
+        ("DynamoDB_20120810.BatchWriteItem", {"RequestItems": {"t": [{"DeleteRequest": {"Key": {"id": {"S": "1"}}}}]}}, True),
+        ("DynamoDB_20120810.BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": {"id": {"S": "1"}}}}]}}, False),
+        ("DynamoDB_20120810.TransactWriteItems", {"TransactItems": [{"Put": {}}, {"Delete": {"TableName": "t"}}]}, True),
+        ("DynamoDB_20120810.TransactWriteItems", {"TransactItems": [{"Update": {"TableName": "t"}}]}, False),
+        ("DynamoDB_20120810.ExecuteStatement", {"Statement": " /* x */ delete FROM \"t\" WHERE id = '1'"}, True),
+        ("DynamoDB_20120810.ExecuteStatement", {"Statement": "SELECT * FROM \"t\" WHERE s = 'delete'"}, False),
+        ("DynamoDB_20120810.BatchExecuteStatement", {"Statements": [{"Statement": "INSERT INTO t VALUE {'a': 1}"},
+                                                                   {"Statement": "DELETE FROM t WHERE id = '1'"}]}, True),
+        ("DynamoDB_20120810.ExecuteTransaction", {"TransactStatements": [{"Statement": "DELETE FROM t WHERE id = 1"}]}, True),
+    ],
+)
+def test_dynamodb_batch_and_transaction_deletes_are_the_delete_family(name: str, body: object, deletes: bool) -> None:
+    assert ("aws:delete" in aws_flags(name, body)) is deletes
+
+
+@pytest.mark.parametrize(
+    ("commands", "deletes"),
+    [(["rm -rf /var/lib/postgresql"], True), (["df -h", "ls -la /var/log"], False), ("shred -u /etc/ssl/key.pem", True)],
+)
+def test_ssm_run_command_is_read_as_a_shell(commands: object, deletes: bool) -> None:
+    body = {"DocumentName": "AWS-RunShellScript", "InstanceIds": ["i-1"], "Parameters": {"commands": commands}}
+    assert ("aws:delete" in aws_flags("AmazonSSM.SendCommand", body, host="ssm.us-east-1.amazonaws.com")) is deletes
+
+
+def test_ecs_exec_command_is_read_as_a_shell() -> None:
+    body = {"cluster": "prod", "task": "t1", "command": "rm -rf /data", "interactive": True}
+    assert "aws:delete" in aws_flags("AmazonEC2ContainerServiceV20141113.ExecuteCommand", body,
+                                    host="ecs.us-east-1.amazonaws.com")
+
+
+def query_flags(body: str, service: str = "ec2") -> frozenset[str]:
+    headers = [sigv4(service), ("Content-Type", "application/x-www-form-urlencoded")]
+    return parse(request_view("POST", f"https://{service}.us-east-1.amazonaws.com/", headers, body)).flags
+
+
+@pytest.mark.parametrize(
+    ("service", "body", "public"),
+    [
+        ("rds", "Action=ModifyDBInstance&DBInstanceIdentifier=p&PubliclyAccessible=true", True),
+        ("rds", "Action=ModifyDBInstance&DBInstanceIdentifier=p&PubliclyAccessible=false", False),
+        ("rds", "Action=DescribeDBInstances&PubliclyAccessible=true", False),
+        ("redshift", "Action=ModifyCluster&ClusterIdentifier=p&PubliclyAccessible=true", True),
+        ("ec2", "Action=ModifySecurityGroupRules&GroupId=sg-1&SecurityGroupRule.1.SecurityGroupRule.CidrIpv4=0.0.0.0/0", True),
+        ("ec2", "Action=ModifySecurityGroupRules&GroupId=sg-1&SecurityGroupRule.1.SecurityGroupRule.CidrIpv4=10.0.0.0/8", False),
+        ("ec2", "Action=AuthorizeSecurityGroupEgress&GroupId=sg-1&IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0/0", False),
+    ],
+)
+def test_opening_to_the_internet_is_public(service: str, body: str, public: bool) -> None:
+    assert ("aws:public" in query_flags(body, service)) is public
+
+
+def test_flat_disable_api_termination_is_protection_off() -> None:
+    body = "Action=ModifyInstanceAttribute&InstanceId=i-1&Attribute=disableApiTermination&Value=false"
+    assert "aws:protection_off" in query_flags(body)
+    assert "aws:protection_off" not in query_flags(body.replace("=false", "=true"))
+
+
+def test_s3_governance_bypass_header_is_protection_off() -> None:
+    headers = [sigv4("s3"), ("x-amz-bypass-governance-retention", "true"), ("Content-Type", "application/xml")]
+    body = "<Retention><Mode>GOVERNANCE</Mode><RetainUntilDate>2026-12-06T00:00:00Z</RetainUntilDate></Retention>"
+    action = parse(request_view("PUT", "https://b.s3.us-east-1.amazonaws.com/k?retention", headers, body))
+    assert "aws:protection_off" in action.flags
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Action=CreateRoute&RouteTableId=rtb-1&DestinationCidrBlock=0.0.0.0/0&GatewayId=igw-1",
+        "Action=CreateNetworkAclEntry&NetworkAclId=acl-1&RuleNumber=100&Protocol=-1&RuleAction=deny&CidrBlock=0.0.0.0/0",
+    ],
+)
+def test_a_default_route_or_acl_entry_is_not_public(body: str) -> None:
+    assert "aws:public" not in query_flags(body)

@@ -282,3 +282,19 @@ def test_a_hostile_multipart_body_stays_cheap() -> None:
 def test_keys_in_any_case_like_a_go_server() -> None:
     action = _graphql_request({"Query": "mutation { deleteUser(id: 1) { id } }", "OperationName": None})
     assert (action.service, action.action_type) == ("graphql", "delete")
+
+
+@pytest.mark.parametrize(
+    ("query", "action_type"),
+    [
+        ("mutation { users { delete(id: 1) { id } } }", "delete"),
+        ("mutation { admin { project(id: 7) { destroy } } }", "delete"),
+        ("mutation { ns { ...F } } fragment F on UsersMutations { remove(id: 1) }", "delete"),
+        # a payload's fields are what the answer shows, not what runs
+        ("mutation { createUser(name: \"a\") { user { deletedAt removedCount } } }", "create"),
+        ("mutation { updateOrder(id: 1) { order { lineItems(first: 5) { id } } } }", "update"),
+        ("query { users { delete } }", "read"),
+    ],
+)
+def test_namespaced_mutations_are_read_one_level_down(query: str, action_type: str) -> None:
+    assert gql(query).action_type == action_type

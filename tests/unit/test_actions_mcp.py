@@ -231,3 +231,52 @@ def test_prose_in_a_message_tool_is_not_read_as_a_command() -> None:
     # the same words under a command key, or in a shell tool, are a command line
     assert send(rpc("tools/call", {"name": "post_note", "arguments": {"cmd": "rm -rf /tmp/x"}})).action_type == "delete"
     assert send(rpc("tools/call", {"name": "terminal", "arguments": {"input": "rm -rf /tmp/x"}})).action_type == "delete"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "destroys"),
+    [
+        ({"command": "rm", "args": ["-rf", "/srv/data"]}, True),
+        ({"command": "ls", "args": ["-la", "/srv/data"]}, False),
+        ({"cmd": ["rm", "-rf", "/srv"]}, True),
+        ({"cmd": ["git", "status"]}, False),
+        ({"job": {"program": "x", "steps": [{"command": "kubectl", "argv": ["delete", "ns", "prod"]}]}}, True),
+    ],
+)
+def test_command_lines_assembled_from_parts_are_read(arguments: dict[str, object], destroys: bool) -> None:
+    action = send(rpc("tools/call", {"name": "run_command", "arguments": arguments}))
+    assert (action.action_type == "delete") is destroys
+
+
+@pytest.mark.parametrize(
+    ("command", "destroys"),
+    [
+        ("python3 -c \"import shutil; shutil.rmtree('/srv')\"", True),
+        ("node -e \"require('fs').rmSync('/srv', {recursive: true})\"", True),
+        ("python3 -c \"import os; print(os.listdir('/srv'))\"", False),
+        ("git clean -fdx", True),
+        ("git clean -nd", False),
+        ("Remove-Item -Recurse -Force C:\\data", True),
+        ("del /f /s /q C:\\data\\*", True),
+        ("Get-ChildItem C:\\data", False),
+        ("kubectl scale deploy/api --replicas=0", True),
+        ("kubectl scale deploy/api --replicas=10", False),
+        ("aws ecs update-service --service api --desired-count 0", True),
+    ],
+)
+def test_script_windows_and_scale_to_zero_deletes(command: str, destroys: bool) -> None:
+    action = send(rpc("tools/call", {"name": "shell", "arguments": {"command": command}}))
+    assert (action.action_type == "delete") is destroys
+
+
+@pytest.mark.parametrize(
+    ("arguments", "action_type"),
+    [
+        ({"method": "DELETE", "url": "https://api.example.com/v1/projects/7"}, "delete"),
+        ({"request": {"http_method": "delete", "path": "/v1/projects/7"}}, "delete"),
+        ({"method": "GET", "url": "https://api.example.com/v1/projects/7"}, "execute"),
+        ({"body": "please DELETE the draft", "url": "https://api.example.com/"}, "execute"),
+    ],
+)
+def test_an_http_tool_sending_a_delete_is_a_delete(arguments: dict[str, object], action_type: str) -> None:
+    assert send(rpc("tools/call", {"name": "http_request", "arguments": arguments})).action_type == action_type

@@ -99,3 +99,13 @@ def test_pinned_plain_postgrest_serves_tables_from_the_root() -> None:
 def test_pinned_plain_postgrest_rpc() -> None:
     action = parse(request_view("POST", "https://pg.internal/rpc/reset"), {"postgrest": ["pg.internal"]})
     assert action.operation == "rpc reset"
+
+
+@pytest.mark.parametrize(
+    ("function", "action_type"),
+    [("delete_all_users", "delete"), ("purge_old_logs", "delete"), ("list_deleted_users", "execute"),
+     ("search_orders", "execute")],
+)
+def test_rpc_named_for_a_delete_is_a_delete(function: str, action_type: str) -> None:
+    action = rest("POST", f"/rpc/{function}", [("Content-Type", "application/json")], "{}")
+    assert (action.resource_type, action.resource_name, action.action_type) == ("function", function, action_type)
