@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from .common import strictest, words
-from .mcp import destroys_shell
+from .destructive import destroys_shell
 
 # Deactivate and Reset are updates: the thing stays and can be turned back on.
 # Simulate and Generate only compute an answer from what exists: reads. Test is

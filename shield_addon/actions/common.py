@@ -380,42 +380,52 @@ _FIELD_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+
 # RFC 2231's extended form, `name*=UTF-8''%5Fmethod`, which Go's mime.ParseMediaType decodes.
 _EXTENDED_NAME = re.compile(rb"(?:^|;)\s*name\*\s*=\s*([\w!#$&+.^`|~-]*)'[\w-]*'([^\s;]+)", re.IGNORECASE)
 _PART_ENCODING = re.compile(rb"^content-transfer-encoding\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+_PART_TYPE = re.compile(rb"^content-type\s*:\s*([^;\r\n]*)", re.IGNORECASE | re.MULTILINE)
 # Fields read from one multipart body: a form an agent fills has a handful.
 MULTIPART_FIELDS = 200
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart body: its field name (None without one), whether it is an
+    uploaded file, its content type, and its bytes with the transfer encoding undone."""
+
+    name: str | None
+    is_file: bool
+    content_type: str
+    value: bytes
+
+
 @functools.lru_cache(maxsize=1)
-def multipart_fields(body: bytes, content_type: str) -> tuple[tuple[str, str], ...]:
-    """The named fields of a multipart/form-data body that are not file uploads, as text.
-    A part's quoted-printable or base64 transfer encoding is undone (Go's mime/multipart
-    undoes quoted-printable by itself). Malformed parts are skipped, never guessed at."""
+def multipart_parts(body: bytes, content_type: str) -> tuple[Part, ...]:
+    """The parts of a multipart body (form-data, related, ...). A part's quoted-printable or
+    base64 transfer encoding is undone (Go's mime/multipart undoes quoted-printable by
+    itself). Malformed parts are skipped, never guessed at."""
     m = _BOUNDARY.search(content_type)
     if m is None:
         return ()
     delimiter = b"--" + (m.group(1) or m.group(2)).encode("latin-1", "replace")
-    out: list[tuple[str, str]] = []
-    for part in body.split(delimiter)[1:MULTIPART_FIELDS + 1]:
-        if part.startswith(b"--"):  # the closing delimiter
+    out: list[Part] = []
+    for chunk in body.split(delimiter)[1:MULTIPART_FIELDS + 1]:
+        if chunk.startswith(b"--"):  # the closing delimiter
             break
-        field = _multipart_field(part)
-        if field is not None:
-            out.append(field)
+        part = _multipart_part(chunk)
+        if part is not None:
+            out.append(part)
     return tuple(out)
 
 
-def _multipart_field(part: bytes) -> tuple[str, str] | None:
-    head, sep, value = part.lstrip(b" \t").partition(b"\r\n\r\n")
+def multipart_fields(body: bytes, content_type: str) -> tuple[tuple[str, str], ...]:
+    """The named fields of a multipart/form-data body that are not file uploads, as text."""
+    return tuple((p.name, p.value.decode("utf-8", "replace")) for p in multipart_parts(body, content_type)
+                 if p.name is not None and not p.is_file)
+
+
+def _multipart_part(chunk: bytes) -> Part | None:
+    head, sep, value = chunk.lstrip(b" \t").partition(b"\r\n\r\n")
     if not sep:
-        head, sep, value = part.partition(b"\n\n")  # bare LF line ends, which some parsers accept
+        head, sep, value = chunk.partition(b"\n\n")  # bare LF line ends, which some parsers accept
     if not sep:
-        return None
-    disposition = next((line for line in head.splitlines() if line.lower().startswith(b"content-disposition:")), None)
-    if disposition is None or b"filename" in disposition.lower():
-        return None
-    params = disposition.split(b":", 1)[1]
-    extended = _EXTENDED_NAME.search(params)
-    name = _FIELD_NAME.search(params)
-    if extended is None and name is None:
         return None
     value = value[:-2] if value.endswith(b"\r\n") else value.removesuffix(b"\n")
     encoding = _PART_ENCODING.search(head)
@@ -427,13 +437,25 @@ def _multipart_field(part: bytes) -> tuple[str, str] | None:
             value = base64.b64decode(value)
     except ValueError:
         return None
+    kind = _PART_TYPE.search(head)
+    part_type = kind.group(1).strip().decode("latin-1").lower() if kind else ""
+    disposition = next((line for line in head.splitlines() if line.lower().startswith(b"content-disposition:")), None)
+    if disposition is None:
+        return Part(None, False, part_type, value)  # multipart/related: a document, not a field
+    params = disposition.split(b":", 1)[1]
+    return Part(_field_name(params), b"filename" in params.lower(), part_type, value)
+
+
+def _field_name(params: bytes) -> str | None:
+    extended = _EXTENDED_NAME.search(params)
     if extended is not None:  # it wins over a plain name, as in Go
         charset = extended.group(1).decode("ascii") or "utf-8"
         try:
-            field = unquote_to_bytes(extended.group(2)).decode(charset, "replace")
+            return unquote_to_bytes(extended.group(2)).decode(charset, "replace")
         except LookupError:
             return None
-    else:
-        raw = name.group(1) if name.group(1) is not None else name.group(2)
-        field = raw.decode("utf-8", "replace")
-    return field, value.decode("utf-8", "replace")
+    name = _FIELD_NAME.search(params)
+    if name is None:
+        return None
+    raw = name.group(1) if name.group(1) is not None else name.group(2)
+    return raw.decode("utf-8", "replace")

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 from .base import Action, RequestView
 from .common import method_type
-from .mcp import destructive_name
+from .destructive import destructive_name
 
 # Supabase mounts PostgREST at /rest/v1; a pinned plain PostgREST serves from the root.
 _SUPABASE = re.compile(r"/rest/v1/(rpc/)?([^/]+)/?\Z")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .base import RequestView
-from .common import COMMENT_START, decodes_as_json, form_body, json_documents, text_body
+from .common import COMMENT_START, decodes_as_json, form_body, json_documents, multipart_parts, text_body
 
 DECLARED, FIELD, LOOSE = "declared", "field", "loose"
 Text = tuple[str, str]  # (text, one of DECLARED FIELD LOOSE)
@@ -169,37 +169,21 @@ def _json_lines(body: bytes) -> list[Any] | None:
     return docs
 
 
-_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
-_PART_NAME = re.compile(rb'(?<![\w])name="?([^";\r\n]*)', re.IGNORECASE)
-_PART_TYPE = re.compile(rb"^content-type:[ \t]*([^;\r\n]*)", re.IGNORECASE | re.MULTILINE)
-_MAX_PARTS = 64
-
-
 def _multipart_texts(req: RequestView, pinned: bool) -> list[Text]:
-    """Each part of a multipart body as a server reads it: a named field as a form
-    field, a JSON part as JSON, any other part as text."""
-    boundary = _BOUNDARY.search(req.header("content-type") or "")
-    if boundary is None:
-        return []  # no server can split it into parts
+    """Each part of a multipart body as a server reads it: a JSON part as JSON, a named field
+    as a form field, any other part as text; an uploaded file only when it is sent as the
+    SQL field itself (a .sql migration sent to storage is a file, not a statement)."""
     found: list[Text] = []
-    for part in req.body.split(b"--" + boundary.group(1).encode())[1 : _MAX_PARTS + 1]:
-        head, sep, value = part.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, value = part.partition(b"\n\n")
-        if not sep:
+    for part in multipart_parts(req.body, req.header("content-type") or ""):
+        if part.is_file and (part.name or "").lower() not in SQL_KEYS:
             continue
-        value = value.removesuffix(b"\r\n").removesuffix(b"\n")
-        name = _PART_NAME.search(head)
-        if b"filename" in head.lower() and not (name and name.group(1).decode("utf-8", "replace").lower() in SQL_KEYS):
-            continue  # an uploaded file (a .sql migration sent to storage) unless it is the SQL field itself
-        kind = _PART_TYPE.search(head)
-        if (kind and b"json" in kind.group(1).lower()) or _JSON_START.match(value):
-            doc = _decode_json(value)
+        if "json" in part.content_type or _JSON_START.match(part.value):
+            doc = _decode_json(part.value)
             if doc is not None:
                 found.extend(_json_texts(doc, pinned))
                 continue
-        text = value.decode("utf-8", "replace")
-        found.extend(_pair(name.group(1).decode("utf-8", "replace"), text, pinned) if name else [(text, LOOSE)])
+        text = part.value.decode("utf-8", "replace")
+        found.extend(_pair(part.name, text, pinned) if part.name is not None else [(text, LOOSE)])
     return found
 
 
