@@ -58,14 +58,21 @@ def parse(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -
     return next(a for a in found if a.action_type == worst)
 
 
-def parse_all(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None) -> tuple[Action, ...]:
+# Parsers that read only the body, query and headers, never the method or path: their
+# answer is the same for every reading of one request, so `readings` asks them once.
+_SAME_FOR_EVERY_READING = frozenset({"sql", "mcp"})
+
+
+def parse_all(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None,
+              shared: dict[str, Action | None] | None = None) -> tuple[Action, ...]:
     """Every action `req` carries, one per parser that reads it; the REST reading when
     none does. `pinned` maps a service name to host globs (case-insensitive) whose
     requests that service's parser must read, e.g. {"kubernetes": ["*.k8s.internal"]};
     a host pinned to "rest" is read by method alone.
 
     Never raises on anything in the request; raises ValueError for an unknown service
-    name in `pinned`, which is configuration, not traffic.
+    name in `pinned`, which is configuration, not traffic. `shared`: the answers of the
+    parsers in _SAME_FOR_EVERY_READING, kept between readings of one request.
     """
     service = pinned_service(req.host, pinned) if pinned else None
     if service == "rest":
@@ -73,7 +80,14 @@ def parse_all(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = Non
     else:
         found = []
         for name, parser in PARSERS.items():
-            action = _forced(name, req) if name == service else _run(name, parser, req, False)
+            if name == service:
+                action = _forced(name, req)
+            elif shared is not None and name in _SAME_FOR_EVERY_READING:
+                if name not in shared:
+                    shared[name] = _run(name, parser, req, False)
+                action = shared[name]
+            else:
+                action = _run(name, parser, req, False)
             if action is not None:
                 found.append(action)
         found = found or [rest.parse(req)]
@@ -109,7 +123,8 @@ def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None
     if resolved != req.path:
         variants.append(dataclasses.replace(req, path=resolved))
     variants += [dataclasses.replace(v, method=m) for v in list(variants) for m in overrides(req)]
-    return tuple(Reading(v, a) for v in variants for a in parse_all(v, pinned))
+    shared: dict[str, Action | None] = {}
+    return tuple(Reading(v, a) for v in variants for a in parse_all(v, pinned, shared))
 
 
 def overrides(req: RequestView) -> tuple[str, ...]:

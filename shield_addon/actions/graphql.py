@@ -299,18 +299,7 @@ def _persisted_type(name: str) -> str:
 def _top_fields(
     selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
 ) -> list[str]:
-    names: list[str] = []
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            names.append(selection.name.value)
-        elif isinstance(selection, InlineFragmentNode):
-            names += _top_fields(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in fragments and name not in seen:  # fragment cycles are invalid but parse
-                seen.add(name)
-                names += _top_fields(fragments[name].selection_set, fragments, seen)
-    return names
+    return [field.name.value for field in _fields(selection_set, fragments, seen)]
 
 
 def _action_type(kind: str, fields: list[str]) -> str:

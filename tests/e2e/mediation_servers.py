@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.e2e.protocols.clients import proxy_auth
 from tests.e2e.protocols.servers import WsEcho
@@ -23,16 +23,12 @@ BANNER = b"SSH-2.0-OpenSSH_9.6 shield-test-banner\r\n"
 
 
 @dataclass
-class BannerServer:
-    """A server-first TCP service, like ssh or a database: it greets every connection with
-    BANNER and keeps whatever the peer sends."""
+class Listener:
+    """A loopback TCP listener on a free port; each connection goes to `connected`."""
 
-    accepted: int = 0
-    received: bytearray = field(default_factory=bytearray)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
 
-    def start(self) -> BannerServer:
+    def start(self) -> Self:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self.accept, daemon=True).start()
@@ -47,9 +43,25 @@ class BannerServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with self.lock:
-                self.accepted += 1
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+            self.connected(conn)
+
+    def connected(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class BannerServer(Listener):
+    """A server-first TCP service, like ssh or a database: it greets every connection with
+    BANNER and keeps whatever the peer sends."""
+
+    accepted: int = 0
+    received: bytearray = field(default_factory=bytearray)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connected(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.accepted += 1
+        threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def serve(self, conn: socket.socket) -> None:
         with conn:
@@ -193,37 +205,22 @@ def raw_http(proxy_port: int, request: bytes, timeout: float = 15) -> tuple[int,
 
 
 @dataclass
-class UpgradeServer:
+class UpgradeServer(Listener):
     """An HTTP server that answers any request with `101 Switching Protocols` to a protocol
     that is not WebSocket, then greets with BANNER: after the 101, mitmproxy would relay the
     connection as a raw stream."""
 
-    port: int = 0
     requests: int = 0
 
-    def start(self) -> UpgradeServer:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.sock.close()
-
-    def accept(self) -> None:
-        while True:
+    def connected(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                head += chunk
+            self.requests += 1
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw-db\r\nConnection: Upgrade\r\n\r\n" + BANNER)
+            conn.settimeout(2)
             try:
-                conn, _ = self.sock.accept()
+                conn.recv(4096)
             except OSError:
-                return
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
-                    head += chunk
-                self.requests += 1
-                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw-db\r\nConnection: Upgrade\r\n\r\n" + BANNER)
-                conn.settimeout(2)
-                try:
-                    conn.recv(4096)
-                except OSError:
-                    pass
+                pass
