@@ -8,6 +8,10 @@ hooks:  every hook shield has (http_connect, requestheaders, an async request, r
         response, error, update, client_disconnected), each returning at once.
 thread: the same, and the request hook waits for a future that another thread resolves in
         batches, like the journal's group commit (no fsync, no work): the cost of the hand-off.
+writer: the same, and the request hook waits for shield's own audit writer process to have
+        fsync'd a two-column event (BENCH_NULL_AUDIT, BENCH_NULL_CONF: its directories), the
+        response hook sends one without waiting: the cost of "durable before forwarded" with
+        the mechanism shield uses, and nothing else of shield.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import queue
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 MODE = os.environ.get("BENCH_NULL_MODE", "hooks")
@@ -25,8 +30,18 @@ MODE = os.environ.get("BENCH_NULL_MODE", "hooks")
 class NullShield:
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self.link: Any = None
         if MODE == "thread":
             threading.Thread(target=self._writer, name="null-writer", daemon=True).start()
+        if MODE == "writer":
+            from shield_addon.core.model import AuditDir
+            from shield_addon.writer import process
+            from shield_addon.writer.link import WriterLink
+
+            audit = AuditDir(Path(os.environ["BENCH_NULL_AUDIT"]))
+            self.link = WriterLink(audit.journal, process.arguments(audit.root, Path(os.environ["BENCH_NULL_CONF"]),
+                                                                    process.FSYNC, 1.0, 1000, 60, 1))
+            self.link.start()
 
     def _writer(self) -> None:
         while True:
@@ -50,6 +65,8 @@ class NullShield:
             fut: Future = Future()
             self.queue.put(fut)
             await asyncio.wrap_future(fut)
+        elif self.link:
+            await self.link.submit_async({"stage": "request", "flow_id": f.id})
 
     def responseheaders(self, f: Any) -> None:
         pass
@@ -57,6 +74,8 @@ class NullShield:
     def response(self, f: Any) -> None:
         if MODE == "thread":
             self.queue.put(Future())  # like shield's response event: submitted, not awaited
+        elif self.link:
+            self.link.submit({"stage": "response", "flow_id": f.id})
 
     def error(self, f: Any) -> None:
         pass
@@ -66,6 +85,10 @@ class NullShield:
 
     def client_disconnected(self, client: Any) -> None:
         pass
+
+    def done(self) -> None:
+        if self.link:
+            self.link.close()
 
 
 addons = [NullShield()]

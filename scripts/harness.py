@@ -152,6 +152,20 @@ class Proxy:
     def held(self, flt: str = "~all") -> int:
         return self.command("count", flt)["held"]
 
+    def writer_pid(self) -> int | None:
+        """The proxy's audit writer process, if one is running now."""
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            return None
+        for child in children:
+            try:
+                if "shield_addon.writer" in child.cmdline():
+                    return child.pid
+            except psutil.Error:
+                continue
+        return None
+
     def wait_held(self, flt: str, n: int = 1, timeout: float = 15) -> None:
         wait_for(lambda: self.held(flt) >= n, timeout, f"{n} held flow(s) matching {flt}")
 

@@ -109,6 +109,7 @@ class Journal:
         self.seq = 0
         self.head = record.GENESIS
         self.tip = (0, record.GENESIS)  # (seq, row_hash) as one value: other threads read it
+        self.synced = self.tip  # the last (seq, row_hash) known to be on disk
         self.chain_id = ""
         self._fd: int | None = None
         self._size = 0
@@ -117,8 +118,9 @@ class Journal:
 
     # ------------------------------------------------------------ lifecycle
 
-    def open(self) -> None:
-        """Repair a torn tail, resume seq and prev_hash from the last line, start writing."""
+    def open(self, thread: bool = True) -> None:
+        """Repair a torn tail, resume seq and prev_hash from the last line, start writing
+        (thread=False: no writer thread; the caller appends itself)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         segs = segments(self.dir)
         if segs:
@@ -127,11 +129,12 @@ class Journal:
                 last = self._last_row(segs[-2][1])
             if last:
                 self.seq, self.head, self.chain_id = last["seq"], last["row_hash"], last["chain_id"]
-                self.tip = (self.seq, self.head)
+                self.tip = self.synced = (self.seq, self.head)
         self.chain_id = self.chain_id or self._chain_id_file()
         self._open_segment(segs[-1][1] if segs else None)
-        self._thread = threading.Thread(target=self._run, name="shield-journal", daemon=True)
-        self._thread.start()
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="shield-journal", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         if self._thread:
@@ -139,6 +142,7 @@ class Journal:
             self._thread.join()
             self._thread = None
         if self._fd is not None:
+            self.sync()
             os.close(self._fd)
             self._fd = None
 
@@ -173,6 +177,7 @@ class Journal:
 
     def _open_segment(self, path: Path | None) -> None:
         if self._fd is not None:
+            self.sync()  # lines written without sync must not be left behind unsynced
             os.close(self._fd)
         if path is None:
             path = self.dir / f"seg-{self.seq + 1:012d}.jsonl"
@@ -232,11 +237,26 @@ class Journal:
                 self._commit(batch)
 
     def _commit(self, batch: list[tuple[dict[str, Any], Future]]) -> None:
+        try:
+            rows = self.append([event for event, _ in batch])
+        except JournalError as err:
+            for _, fut in batch:
+                fut.set_exception(err)
+            self._wake_loops(batch)
+            return
+        for row, (_, fut) in zip(rows, batch):
+            fut.set_result(row)
+        self._wake_loops(batch)
+        self.committed()
+
+    def append(self, events: list[dict[str, Any]], sync: bool = True) -> list[dict[str, Any]]:
+        """Seal events into the chain and write them with one `write`; with sync, also
+        fdatasync them. All or nothing: on JournalError no line of the batch stays."""
         seq, head = self.seq, self.head
         rows, lines = [], []
         # The writer stamps the time, so ts never goes backwards along seq.
         now = record.utc_text(time.time())
-        for event, _ in batch:
+        for event in events:
             seq += 1
             row = record.seal({**event, "ts": now}, seq, self.chain_id, head)
             head = row["row_hash"]
@@ -247,24 +267,32 @@ class Journal:
             if self._size and self._size + len(data) > self.segment_bytes:
                 self._open_segment(self.dir / f"seg-{self.seq + 1:012d}.jsonl")
             self._write_all(data)
-            os.fdatasync(self._fd)
+            if sync:
+                os.fdatasync(self._fd)
         except OSError as e:
             self._undo()
             err = JournalError(e.errno, f"audit journal write failed: {e.strerror or e}")
-            for _, fut in batch:
-                fut.set_exception(err)
-            self._wake_loops(batch)
             log.error("%s", err)
-            return
+            raise err from e
         self._size += len(data)
         self.seq, self.head = seq, head
         self.tip = (seq, head)
-        for row, (_, fut) in zip(rows, batch):
-            fut.set_result(row)
-        self._wake_loops(batch)
+        if sync:
+            self.synced = self.tip
+        return rows
+
+    def sync(self) -> None:
+        """Make every written line durable (after appends with sync=False)."""
+        if self.synced != self.tip and self._fd is not None:
+            tip = self.tip
+            os.fdatasync(self._fd)
+            self.synced = tip
+
+    def committed(self) -> None:
+        """Tell on_commit (the checkpointer) that the chain is durable up to `synced`."""
         if self.on_commit:
             try:
-                self.on_commit(seq, head)
+                self.on_commit(*self.synced)
             except Exception:  # noqa: BLE001 - a checkpoint failure must not stop the journal
                 log.exception("journal: after-commit hook failed")
 

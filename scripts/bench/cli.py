@@ -28,8 +28,8 @@ What it does, in one run (about 9 minutes with the defaults on 2 cores; --quick:
    Every request is checked to be allowed by both rule sets before the first run, and after each
    shield process the journal must hold one allowed `request` event per request sent.
 3. Per run: requests/s, p50/p99 latency, CPU ms per request of the proxy process (user+system
-   time of all its threads, with reaped children, via psutil; shield starts no helper process,
-   its threads are in the process and are listed), peak RSS (sampled every 0.25 s during the run),
+   time of all its threads and of its audit writer process, via psutil; each thread and the
+   writer are listed), peak RSS of both together (sampled every 0.25 s during the run),
    and the background: CPU used on the machine by anything but the proxy, nginx and this client.
    A run with more than 0.15 cores of background (or steal time, or errors) is flagged
    UNRELIABLE and the medians are also given without its round.

@@ -29,6 +29,16 @@ def thread_cpu(pid: int) -> dict[int, float]:
         return {}
 
 
+def family_cpu(pid: int) -> float:
+    """Seconds of CPU of a process and its live descendants (shield's audit writer)."""
+    return sum(cpu_seconds(p) for p in family(pid))
+
+
+def children_cpu(pid: int) -> dict[int, float]:
+    """Seconds of CPU of each live descendant, keyed by minus its pid (apart from thread ids)."""
+    return {-p: cpu_seconds(p) for p in family(pid)[1:]}
+
+
 def family(pid: int) -> list[int]:
     """A process and all its descendants (nginx's master and worker)."""
     try:
@@ -69,8 +79,8 @@ def fs_type(path: Path) -> str:
 
 
 class PeakRss:
-    """The highest RSS of a process between start() and stop(), sampled every `every` seconds
-    by a thread (psutil has no portable high-water mark)."""
+    """The highest RSS of a process and its descendants together between start() and stop(),
+    sampled every `every` seconds by a thread (psutil has no portable high-water mark)."""
 
     def __init__(self, pid: int, every: float = 0.05):
         self.pid, self.every = pid, every
@@ -90,8 +100,15 @@ class PeakRss:
     def _run(self) -> None:
         while True:
             try:
-                self.peak = max(self.peak, rss_mib(self.pid))
+                self.peak = max(self.peak, rss_mib(self.pid) + sum(_rss_or_0(p) for p in family(self.pid)[1:]))
             except ProcessLookupError:
                 return
             if self._stop.wait(self.every):
                 return
+
+
+def _rss_or_0(pid: int) -> float:
+    try:
+        return rss_mib(pid)
+    except ProcessLookupError:  # the writer restarting
+        return 0.0

@@ -104,10 +104,12 @@ def check_trail(p: Proxy) -> bool:
 
 def calibration(launcher: Launcher, args: argparse.Namespace, work: Path, up: Upstream) -> dict[str, Any]:
     """bare mitmdump against mitmdump with a do-nothing addon that has shield's hooks (null-hooks),
-    and one whose request hook also waits for another thread, like the journal (null-thread)."""
+    one whose request hook also waits for another thread (null-thread, the journal thread of
+    old), and one that waits for shield's audit writer process to fsync a tiny event
+    (null-writer: the mechanism of "durable before forwarded" alone)."""
     out("\n== Calibration: what mitmproxy charges for an addon with shield's hooks, before any work (http) ==")
     runs: list[Run] = []
-    kinds = ("bare", "null-hooks", "null-thread")
+    kinds = ("bare", "null-hooks", "null-thread", "null-writer")
     for rnd in range(1, args.calibration_rounds + 1):
         for kind in kinds if rnd % 2 else tuple(reversed(kinds)):
             p = start_proxy(launcher, kind, work, up, None, [], f"cal{rnd}-{kind}")

@@ -35,7 +35,7 @@ NULL_ADDON = Path(__file__).resolve().parent.parent / "bench_null_addon.py"
 
 @dataclass
 class Proxy:
-    """A proxy under test; `kind` is bare, null-hooks, null-thread (mitmdump) or shield."""
+    """A proxy under test; `kind` is bare, null-hooks, null-thread, null-writer (mitmdump) or shield."""
 
     kind: str
     proc: subprocess.Popen
@@ -74,6 +74,7 @@ def start_proxy(launcher: Launcher, kind: str, work: Path, up: Upstream, rules_d
         if kind.startswith("null-"):  # a do-nothing addon with shield's hooks (scripts/bench_null_addon.py)
             args += ["-s", str(NULL_ADDON)]
             env["BENCH_NULL_MODE"] = kind.removeprefix("null-")
+            env["BENCH_NULL_AUDIT"], env["BENCH_NULL_CONF"] = str(d / "audit"), str(conf)
     else:
         audit = d / "audit"
         args = [sys.executable, "-m", "shield_addon.cli", "run", "--headless", "--confdir", str(conf), *common,
@@ -204,8 +205,9 @@ class FsyncProbe:
 
 def snapshot(pid: int | None, up: Upstream) -> dict[str, Any]:
     busy, steal = procstat.system_cpu()
-    return {"t": time.perf_counter(), "proxy": procstat.cpu_seconds(pid) if pid else 0.0,
-            "threads": procstat.thread_cpu(pid) if pid else {}, "up": up.cpu(), "me": procstat.self_cpu(), "busy": busy,
+    return {"t": time.perf_counter(), "proxy": procstat.family_cpu(pid) if pid else 0.0,
+            "threads": {**procstat.thread_cpu(pid), **procstat.children_cpu(pid)} if pid else {},
+            "up": up.cpu(), "me": procstat.self_cpu(), "busy": busy,
             "steal": steal}
 
 
@@ -267,6 +269,8 @@ def label_threads(r: Run, p: Proxy) -> None:
             name = "exited threads"
         elif tid == p.pid:
             name = "main (event loop)"
+        elif tid < 0:
+            name = "writer process"
         else:
             name = p.thread_names.get(tid, "other threads" if p.thread_names else "other threads (names need py-spy)")
             name = re.sub(r"_\d+$", "_*", name)  # asyncio_0, asyncio_1 -> asyncio_*

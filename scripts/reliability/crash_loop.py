@@ -3,13 +3,16 @@
 directory, and check after every crash that nothing was lost and nothing went upstream
 unrecorded.
 
-    python scripts/crash_loop.py [--rounds 20] [--agents 16] [--seed N] [--dir DIR] [--keep] [--smoke]
+    python scripts/crash_loop.py [--rounds 20] [--agents 16] [--victim both|proxy|writer] [--seed N] [--dir DIR]
+                                 [--keep] [--smoke]
 
 Each round starts (or restarts) `shield run --headless` on the same confdir and audit dir.
 AGENTS agents send a mix (allowed GET/POST/SQL, denied, held and approved by a reviewer
 through mitmproxy's `shield.approve`); one to three more requests are held and never
-decided. At a random moment, 0.2-3 s after those are journaled, the proxy gets SIGKILL.
-Then, from the files on disk:
+decided. At a random moment, 0.2-3 s after those are journaled, the proxy gets SIGKILL; in
+writer rounds (--victim writer, or every other round with the default `both`) its audit writer
+process gets SIGKILL first, and the proxy only once a new writer has let 20 more requests
+through. Then, from the files on disk:
   - every request the upstream received has its `request` event (nothing forwarded unrecorded);
   - no denied or undecided request reached upstream, and none reached it twice;
   - seq is gapless from 1 and no request was journaled twice;
@@ -20,7 +23,7 @@ decision. After the last round: one more restart, a few requests, a clean stop, 
 verify`, and audit.duckdb holding exactly the journal's rows.
 
 Prints a line per round and a summary; exits 1 on any failure. (tests/e2e/test_durability.py
-runs a 3-round version in CI.) --smoke: 1 round, 4 agents, the kill 0.2-0.5 s after the holds,
+runs a 3-round version in CI.) --smoke: 2 rounds (the proxy, then the writer), 4 agents, the kill 0.2-0.5 s after the holds,
 every check as above: that the tool works, in seconds (tests/scripts/ runs it).
 """
 
@@ -153,6 +156,7 @@ class Loop:
     rng: random.Random
     agents: int
     latest_kill: float  # seconds after the holds are journaled
+    victim: str = "both"  # proxy, writer, or both (writer in even rounds)
     held: dict[str, str] = field(default_factory=dict)  # flow_id -> path, of everything held at any crash
     totals: Counter = field(default_factory=Counter)
 
@@ -176,6 +180,9 @@ class Loop:
             problems.append(str(e))
         moment = self.rng.uniform(0.2, self.latest_kill)
         time.sleep(moment)  # the random moment of the crash, not a synchronisation
+        writer_round = self.victim == "writer" or self.victim == "both" and r % 2 == 0
+        if writer_round:
+            problems += kill_the_writer(proxy, self.upstream, tag)
         os.kill(proxy.proc.pid, signal.SIGKILL)
         proxy.proc.wait(10)
         reviewer.stop()
@@ -186,7 +193,8 @@ class Loop:
         self.totals.update({"requests": load.total, "forwarded": stats["forwarded"], "held_at_crash": len(stats["held_at_crash"]),
                             "approved": reviewer.approved, "denied": load.statuses[("deny", 403)]})
         verdict = "OK" if not problems else "FAILED: " + "; ".join(problems)
-        print(f"round {r:>2}/{rounds}: killed {moment:.2f}s after the holds, {load.total} requests "
+        print(f"round {r:>2}/{rounds}: killed {'the writer, then the proxy' if writer_round else 'the proxy'} "
+              f"{moment:.2f}s after the holds, {load.total} requests "
               f"({stats['forwarded']} forwarded, {load.statuses[('deny', 403)]} denied, {reviewer.approved} approved, "
               f"{len(stats['held_at_crash'])} held at the crash); journal {stats['events']} events, seq ..{stats['last']}; "
               f"restart {restart_s:.1f}s; {verdict}", flush=True)
@@ -221,6 +229,22 @@ class Loop:
         return [f"final: {p}" for p in problems]
 
 
+def kill_the_writer(proxy: Proxy, upstream: HTTPUpstream, tag: str) -> list[str]:
+    """SIGKILL the audit writer under load; the proxy must start another and go on."""
+    first = proxy.writer_pid()
+    if first is None:
+        return ["no audit writer process to kill"]
+    os.kill(first, signal.SIGKILL)
+    try:
+        wait_for(lambda: proxy.writer_pid() not in (None, first), 30, "a new audit writer")
+        before = sum(n for p, n in upstream.counts.items() if f"/{tag}" in p)
+        wait_for(lambda: sum(n for p, n in upstream.counts.items() if f"/{tag}" in p) >= before + 20, 60,
+                 "traffic through the new writer")
+    except AssertionError as e:
+        return [str(e)]
+    return []
+
+
 async def three_requests(proxy: Proxy, upstream: HTTPUpstream) -> list[int]:
     agent = Agent(proxy.port, "agent-after-crashes")
     try:
@@ -233,14 +257,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="crash_loop.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--agents", type=int, default=16)
+    ap.add_argument("--victim", choices=["both", "proxy", "writer"], default="both",
+                    help="what gets SIGKILL: the proxy, its audit writer then the proxy, or each in turn (default)")
     ap.add_argument("--seed", type=int, default=None, help="for a reproducible choice of moments")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a new temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (always kept on failure)")
-    ap.add_argument("--smoke", action="store_true", help="1 round, 4 agents, an early kill: checks the tool works, in seconds")
+    ap.add_argument("--smoke", action="store_true", help="2 rounds, 4 agents, early kills: checks the tool works, in seconds")
     args = ap.parse_args(argv)
     args.latest_kill = 3.0
     if args.smoke:
-        args.rounds, args.agents, args.latest_kill = 1, 4, 0.5
+        args.rounds, args.agents, args.latest_kill = 2, 4, 0.5
     return args
 
 
@@ -250,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.dir or Path(tempfile.mkdtemp(prefix="shield-crash-loop-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"crash loop: {args.rounds} rounds, {args.agents} agents, seed {seed}, work dir {work}", flush=True)
-    loop = Loop(work, HTTPUpstream(keep=False).start(), random.Random(seed), args.agents, args.latest_kill)
+    loop = Loop(work, HTTPUpstream(keep=False).start(), random.Random(seed), args.agents, args.latest_kill,
+                args.victim)
     failures: list[str] = []
     t_all = time.monotonic()
     try:

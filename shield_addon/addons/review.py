@@ -147,8 +147,8 @@ class Review:
 
     def restore(self) -> None:
         """Retry-mode holds survive a restart: replay their events from the newly opened journal."""
-        assert self.trail.journal is not None
-        book = rebuild(self.trail.journal.dir, float(ctx.options.shield_approval_ttl) or review.APPROVAL_TTL,
+        assert self.trail.journal_dir is not None
+        book = rebuild(self.trail.journal_dir, float(ctx.options.shield_approval_ttl) or review.APPROVAL_TTL,
                        ctx.options.shield_hold_timeout or None)
         for hold in self.book.waiting.values():
             book.by_id[hold.hold_id] = book.waiting[hold.hold_id] = book.by_flow[hold.hold_id] = hold

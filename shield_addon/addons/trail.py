@@ -1,12 +1,12 @@
-"""The audit trail's addon: the journal, its ingester and checkpoints, and writing events.
+"""The audit trail's addon: the audit writer, and writing events.
 
 A flow's request event is durable before the flow goes on; when it cannot be written the flow
-is refused (shield_fail=closed) or forwarded and marked NOT RECORDED (open).
+is refused (shield_fail=closed) or forwarded and marked NOT RECORDED (open). The journal, its
+checkpoints and the DuckDB ingest run in the writer (shield_addon/writer/), a process of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -17,29 +17,37 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from shield_addon import checkpoints, record, store
+from shield_addon import record
 from shield_addon.core.model import AuditDir
-from shield_addon.journal import Journal, JournalError
+from shield_addon.journal import JournalError
+from shield_addon.writer import process
+from shield_addon.writer.link import WriterLink
 
 log = logging.getLogger("shield")
 
 
 class Trail:
     def __init__(self) -> None:
-        self.journal: Journal | None = None
-        self.ingester: store.Ingester | None = None
-        self.checkpointer: checkpoints.Checkpointer | None = None
+        self.link: WriterLink | None = None
+        self.journal_dir: Path | None = None
         self.redactor = record.Redactor(b"")
         self.redactions = record.Redactions()
         self.opened: list[Callable[[], None]] = []  # called once the journal is open
         self.closing: list[Callable[[], None]] = []  # called at shutdown, before it closes
-        self._ticker: asyncio.Task | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option("shield_dir", str, "./shield-audit", "Audit directory: journal, audit.duckdb.")
         loader.add_option("shield_body_limit", int, 65536, "Bytes of each body stored (digest and size always).")
         loader.add_option("shield_fail", str, "closed", "When the journal cannot be written: closed (refuse 503) or open.",
                           choices=["closed", "open"])
+        loader.add_option("shield_durability", str, process.FSYNC,
+                          "Before a flow goes on, its request event is: fsync'd (fsync), or written to the OS and "
+                          "fsync'd within shield_sync_interval (write: survives a proxy crash, not a power loss).",
+                          choices=[process.FSYNC, process.WRITE])
+        loader.add_option("shield_sync_interval", float, 1.0, "With shield_durability=write: seconds between fsyncs.")
+        loader.add_option("shield_writer", str, "process",
+                          "Where the journal writer runs: a process of its own, or a thread of the proxy.",
+                          choices=["process", "thread"])
         loader.add_option("shield_ingest_interval", int, 1, "Seconds between journal -> audit.duckdb batches.")
         loader.add_option("shield_checkpoint_events", int, 1000, "Sign the chain's head at least every N events.")
         loader.add_option("shield_checkpoint_seconds", int, 60, "... and every N seconds while events arrive.")
@@ -47,7 +55,7 @@ class Trail:
     def configure(self, updated: set[str]) -> None:
         if "confdir" in updated:
             self.redact_with(self.redactions)
-        if "shield_dir" in updated:
+        if updated & WRITER_OPTIONS:
             self.open(AuditDir(Path(ctx.options.shield_dir).expanduser()))
 
     def redact_with(self, redactions: record.Redactions) -> None:
@@ -57,62 +65,45 @@ class Trail:
 
     def open(self, audit: AuditDir) -> None:
         self.close()
-        confdir = Path(ctx.options.confdir).expanduser()
+        o = ctx.options
+        if o.shield_sync_interval <= 0:
+            raise exceptions.OptionsError("shield: shield_sync_interval must be more than 0 seconds")
+        args = process.arguments(audit.root.absolute(), Path(o.confdir).expanduser().absolute(), o.shield_durability,
+                                 o.shield_sync_interval, o.shield_checkpoint_events, o.shield_checkpoint_seconds,
+                                 o.shield_ingest_interval)
+        link = WriterLink(audit.journal, args, in_thread=o.shield_writer == "thread")
         try:
-            key = checkpoints.load_or_create_key(confdir)
-            journal = Journal(audit.journal)
-            journal.open()
-        except (OSError, ValueError) as e:
-            raise exceptions.OptionsError(f"shield: cannot open the audit trail in {audit.root} "
-                                          f"(signing key in {confdir}): {e}") from e
-        self.checkpointer = checkpoints.Checkpointer(
-            audit.checkpoints, key, journal.chain_id,
-            ctx.options.shield_checkpoint_events, ctx.options.shield_checkpoint_seconds)
-        journal.on_commit = self.checkpointer.on_commit
-        self.journal = journal
-        self.ingester = store.Ingester(audit.root, lambda: journal.seq, ctx.options.shield_ingest_interval)
-        self.ingester.start()
+            link.start()
+        except JournalError as e:
+            raise exceptions.OptionsError(f"shield: {e}") from e
+        self.link, self.journal_dir = link, audit.journal
         for fn in self.opened:
             fn()
 
     def close(self) -> None:
-        if self.ingester:
-            self.ingester.stop(final=False)
-        if self.journal:
-            self.journal.close()
-            if self.checkpointer:
-                self.checkpointer.checkpoint(*self.journal.tip)  # a clean shutdown signs the tail
-        if self.ingester:
-            self.ingester.once()
-        self.journal = self.ingester = self.checkpointer = None
+        if self.link:
+            self.link.close()  # the writer signs the tail and brings audit.duckdb up to date
+        self.link = None
 
     def running(self) -> None:
-        self._ticker = asyncio.get_running_loop().create_task(self.tick())
+        if self.link:
+            self.link.attach()
         # asyncio delivers SIGTERM as one byte through the loop's self-pipe, which a burst
         # of log lines can fill: the signal is then lost and the proxy runs on. A plain
         # handler is called by the interpreter itself.
         signal.signal(signal.SIGTERM, lambda *_: ctx.master.shutdown())
 
     def done(self) -> None:
-        if self._ticker:
-            self._ticker.cancel()
         for fn in self.closing:
             fn()
         self.close()
 
-    async def tick(self) -> None:
-        """Once a second: sign a head that waited long enough."""
-        while True:
-            await asyncio.sleep(1)
-            if self.checkpointer and self.journal:
-                await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.tick, *self.journal.tip)
-
     async def write(self, event: dict[str, Any], f: http.HTTPFlow | None = None) -> bool:
         """Durably journal an event; False means the flow must not go on (fail closed)."""
         try:
-            if self.journal is None:
+            if self.link is None:
                 raise JournalError("the audit journal is not open")
-            await self.journal.submit_async(event)
+            await self.link.submit_async(event)
             return True
         except JournalError as e:
             if ctx.options.shield_fail == "open":
@@ -127,13 +118,15 @@ class Trail:
 
     def submit(self, event: dict[str, Any]) -> None:
         """Journal an event without waiting (it follows a request event already on disk)."""
-        if self.journal is not None:
-            self.journal.submit(event).add_done_callback(_log_failure)
+        try:
+            if self.link is not None:
+                self.link.submit(event)
+        except JournalError as e:
+            log.error("shield: %s: event not recorded (%s)", e, event.get("stage"))
 
 
-def _log_failure(fut: Any) -> None:
-    if fut.exception():
-        log.error("shield: %s", fut.exception())
+WRITER_OPTIONS = {"shield_dir", "shield_durability", "shield_sync_interval", "shield_writer", "shield_ingest_interval",
+                  "shield_checkpoint_events", "shield_checkpoint_seconds"}
 
 
 def redaction_key(confdir: Path) -> bytes:

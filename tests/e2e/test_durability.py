@@ -109,6 +109,39 @@ def test_kill_9_under_load_loses_no_request_event_and_forwards_nothing_unrecorde
     assert con.execute("SELECT count(*), max(seq) FROM events").fetchone() == (len(journal(proxy)), len(journal(proxy)))
 
 
+@pytest.mark.timeout(180)
+def test_kill_9_of_the_audit_writer_under_load_loses_nothing_and_the_proxy_goes_on(tmp_path: Path, upstream: Upstream) -> None:
+    """The writer is a process of its own: killed mid-load, what it acknowledged is on disk,
+    nothing goes upstream unrecorded meanwhile, and a new writer continues the same chain."""
+    proxy = start_proxy(tmp_path, "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any",
+                        upstream_ca=upstream.ca_file, control=False)
+    try:
+        first = wait_for(proxy.writer_pid, 10, "the audit writer")
+        stop = threading.Event()
+        t = threading.Thread(target=hammer, args=(proxy, upstream, "wkill-", stop))
+        t.start()
+        try:
+            wait_for(lambda: len(upstream.hits_for("wkill-")) >= 20, 60, "traffic")
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: proxy.writer_pid() not in (None, first), 30, "a new audit writer")
+            after_restart = len(upstream.hits_for("wkill-"))
+            wait_for(lambda: len(upstream.hits_for("wkill-")) >= after_restart + 20, 60, "traffic through the new writer")
+        finally:
+            stop.set()
+            t.join(30)
+        rows = journal(proxy)
+        recorded = {r["path"] for r in rows if r["stage"] == "request"}
+        hit = {h.path for h in upstream.hits_for("wkill-")}
+        assert hit <= recorded, f"forwarded without a request event: {sorted(hit - recorded)[:5]}"
+        assert not any("/deny/" in p or "/hold/" in p for p in hit)
+        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    finally:
+        proxy.stop()
+    out = verify(proxy)
+    assert out.returncode == 0, out.stdout
+    assert "the audit writer is gone" in proxy.log.read_text()
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs for the audit directory, so the disk can really fill up."""

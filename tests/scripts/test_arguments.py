@@ -40,10 +40,10 @@ def test_bench_proxy_rejects_an_unknown_flag(capsys: pytest.CaptureFixture[str])
     assert "--roundz" in capsys.readouterr().err
 
 
-def test_crash_loop_smoke_is_one_round_with_an_early_kill() -> None:
+def test_crash_loop_smoke_is_two_rounds_with_early_kills() -> None:
     assert (crash_loop.parse_args([]).rounds, crash_loop.parse_args([]).latest_kill) == (20, 3.0)
     a = crash_loop.parse_args(["--smoke", "--seed", "7"])
-    assert (a.rounds, a.agents, a.latest_kill, a.seed) == (1, 4, 0.5, 7)
+    assert (a.rounds, a.agents, a.latest_kill, a.seed, a.victim) == (2, 4, 0.5, 7, "both")
 
 
 def test_soak_smoke_is_seconds_long_and_the_analyst_hold_must_fit(capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ def test_bench_proxy_smoke(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert {r["proxy"] for r in figures["runs"]} == {"bare", "shield"}
     assert figures["runs"][0]["requests"] > 0 and figures["runs"][0]["peak_rss_mib"] > 0
-    assert set(figures["calibration"]) == {"null-hooks", "null-thread"}
+    assert set(figures["calibration"]) == {"null-hooks", "null-thread", "null-writer"}
     assert "shield/http" in figures["figures"]
 
 
@@ -65,8 +65,9 @@ def test_bench_queries_smoke() -> None:
 @pytest.mark.timeout(120)
 def test_crash_loop_smoke() -> None:
     out = run("crash_loop.py", "--smoke", "--seed", "1")
-    assert "round  1/1: killed" in out and "; OK" in out
-    assert "summary: 1 rounds" in out and "0 failure(s)" in out
+    assert "round  1/2: killed the proxy" in out and "round  2/2: killed the writer, then the proxy" in out
+    assert out.count("; OK") >= 3  # both rounds and the final restart
+    assert "summary: 2 rounds" in out and "0 failure(s)" in out
 
 
 @pytest.mark.timeout(120)

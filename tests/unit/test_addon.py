@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,10 +36,6 @@ class Shield:
         self.request, self.requestheaders, self.websocket_message = self.gate.request, self.gate.requestheaders, \
             self.gate.websocket_message
         self.client_disconnected, self.load_rules = self.review.client_disconnected, self.rulebook.reload
-
-    @property
-    def journal(self):  # noqa: ANN201
-        return self.trail.journal
 
     @property
     def ruleset(self):  # noqa: ANN201
@@ -220,16 +217,17 @@ async def test_shadow_mode_forwards_but_records_the_verdict(shield, tmp_path: Pa
 
 async def test_journal_failure_refuses_the_flow_with_503(shield, tmp_path: Path) -> None:
     s, _ = shield
-    real_fd, s.journal._fd = s.journal._fd, os.open("/dev/full", os.O_WRONLY)  # a full disk
-    try:
-        f = flow()
-        await s.request(f)
-    finally:
-        os.close(s.journal._fd)
-        s.journal._fd = real_fd
+    os.kill(s.trail.link.pid, signal.SIGKILL)  # the writer is gone, whatever it was doing
+    f = flow()
+    await s.request(f)
     assert f.response.status_code == 503
     assert json.loads(f.response.content)["decision"] == "refused"
     assert events(tmp_path, "request") == []
+    await until(lambda: s.trail.link.down is None)  # a new writer: flows go on
+    g = flow()
+    await s.request(g)
+    assert g.response is None
+    assert [e["flow_id"] for e in events(tmp_path, "request")] == [g.id]
 
 
 def test_bad_rules_stop_the_proxy_from_starting(tmp_path: Path) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from shield_addon.writer.process import main
+
+sys.exit(main())
