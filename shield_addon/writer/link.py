@@ -1,7 +1,9 @@
 """The proxy's end of the audit writer: events out, watermarks in, on the event loop's own socket.
 
 Events queued in one turn of the event loop leave in one `send` and share one future: the
-watermark that covers the last of them releases them all. The answers arrive on a socket the
+watermark that covers the last of them releases them all. An event nobody waits for (a
+response, a decision: its request event is already on disk) lingers until the next event that
+is waited for, or LINGER seconds: it rides along instead of waking the writer on its own. The answers arrive on a socket the
 loop already watches, so no thread has to wake the loop up. When the writer is gone, every
 event waiting for it fails (the flows are refused) and a new writer is started; flows go on
 when it is ready.
@@ -32,6 +34,8 @@ log = logging.getLogger("shield")
 STARTUP_WAIT = 60.0  # seconds: opening a journal repairs its tail and may wait for the last writer's lock
 CLOSE_WAIT = 30.0
 RESTART_FIRST, RESTART_MAX = 0.2, 5.0
+LINGER = 0.05  # seconds an event nobody waits for may wait for company
+LINGER_BYTES = 256 << 10  # ... unless this much is queued
 NOT_OPEN = "the audit journal is not open"
 
 
@@ -119,6 +123,8 @@ class WriterLink:
         self.groups: deque[Group] = deque()  # sent, waiting for their watermark
         self.closing = False
         self._writing = False
+        self._soon = False  # a flush is due in this turn of the loop
+        self._later: asyncio.TimerHandle | None = None  # ... or when the lingering is over
         self._restart: asyncio.Task | None = None
 
     @property
@@ -172,6 +178,9 @@ class WriterLink:
         loop.add_reader(self.sock.fileno(), self._readable)
 
     def _detach(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+        self._soon, self._later = False, None
         if self.loop is not None and self.sock is not None:
             try:
                 self.loop.remove_reader(self.sock.fileno())
@@ -233,8 +242,13 @@ class WriterLink:
         group = self.group
         if group is None:
             group = self.group = Group(self.sent)
-            loop.call_soon(self._flush)
         group.last = self.sent
+        if wait or len(self.out) > LINGER_BYTES:
+            if not self._soon:
+                self._soon = True
+                loop.call_soon(self._flush)
+        elif self._later is None and not self._soon:
+            self._later = loop.call_later(LINGER, self._flush)
         if wait and group.future is None:
             group.future = loop.create_future()
         return group.future if wait else None
@@ -245,6 +259,10 @@ class WriterLink:
             self.group = None
 
     def _flush(self) -> None:
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         self._seal_group()
         if self.sock is None or self._writing or not self.out:
             return

@@ -66,6 +66,20 @@ async def test_events_of_one_turn_share_one_future_and_are_on_disk_when_it_resol
     assert report.events == report.signed_seq == 51  # the clean end signed the tail; audit.duckdb agrees
 
 
+async def test_an_event_nobody_waits_for_rides_along_or_leaves_after_the_linger(tmp_path: Path) -> None:
+    link = link_for(tmp_path)
+    try:
+        link.submit({"stage": "response", "flow_id": "r1"})
+        await asyncio.sleep(0)
+        assert link.out, "sent on its own, waking the writer for nothing"
+        await asyncio.wait_for(link.submit_async({"stage": "request", "flow_id": "q1"}), 10)
+        assert [r["flow_id"] for r in rows(tmp_path)] == ["r1", "q1"]  # in the order they were made
+        link.submit({"stage": "response", "flow_id": "r2"})
+        await until(lambda: len(rows(tmp_path)) == 3, timeout=5)  # alone, it leaves after the linger
+    finally:
+        link.close()
+
+
 async def test_a_value_orjson_refuses_still_reaches_the_journal(tmp_path: Path) -> None:
     link = link_for(tmp_path)
     try:
