@@ -5,6 +5,7 @@ like mitmproxy's own defaults. Each owns one concern; shared state is passed exp
 from __future__ import annotations
 
 from shield_addon.addons.gate import Gate
+from shield_addon.addons.heap import Heap
 from shield_addon.addons.identity import Identity
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
@@ -16,4 +17,4 @@ trail = Trail()
 rulebook = Rulebook(trail)
 review = Review(trail, rulebook)
 gate = Gate(trail, rulebook, review)
-addons = [rulebook, trail, review, gate, Tunnel(gate), Identity()]
+addons = [rulebook, trail, review, gate, Tunnel(gate), Identity(), Heap()]  # Heap last: it freezes what they loaded
