@@ -6,6 +6,7 @@ value a user gives is bound as a parameter, never pasted into SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -111,6 +112,17 @@ def flow_prefix_sql(bounded: bool) -> str:
     return (f"SELECT flow_id, first_seq, last_seq FROM flows WHERE flow_id >= ?{upper} AND starts_with(flow_id, ?) "
             "ORDER BY flow_id LIMIT ?")
 
+
+def flow_ids_by_prefix_sql(sources: Sequence[str], bounded: bool) -> str:
+    """The ids that start with a prefix in any of `sources`, in order (bind prefix_range's
+    bounds and the prefix once per source, then the limit)."""
+    cond = "flow_id >= ?" + (" AND flow_id < ?" if bounded else "") + " AND starts_with(flow_id, ?)"
+    union = " UNION ALL ".join(f"SELECT flow_id FROM {s} WHERE {cond}" for s in sources)
+    return f"SELECT DISTINCT flow_id FROM ({union}) ORDER BY flow_id LIMIT ?"
+
+
+# A flow's seq range among the journal's rows not yet in audit.duckdb.
+FLOW_IN_TAIL = "SELECT flow_id, min(seq), max(seq) FROM journal_tail WHERE flow_id = ? GROUP BY flow_id"
 
 _MAX_CHAR = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)  # not characters: UTF-8 cannot hold them

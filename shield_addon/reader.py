@@ -62,7 +62,7 @@ class Reader:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The session with every view: for questions in the user's own SQL."""
-        return self._ask(*VIEWS)
+        return self._ask(*VIEWS, "flows")
 
     def close(self) -> None:
         if self._session is not None:
@@ -84,7 +84,7 @@ class Reader:
     def flow(self, prefix: str) -> Flow:
         """The flow whose id is `prefix` or, if none is, the one flow whose id starts with it."""
         con = self._ask()
-        found = session.find_flows(con, prefix, sources=self._session.flow_sources)
+        found = self._session.find_flows(prefix)  # type: ignore[union-attr]  # _ask opened it
         if not found:
             raise ReaderError(f"no flow with id {prefix!r}")
         if len(found) > 1:

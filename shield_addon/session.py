@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,26 +60,59 @@ def tail_files(journal_dir: Path, after_seq: int) -> list[Path]:
 
 @dataclass
 class Session:
-    """A reader's connection, and what find_flows needs to know of it: where a flow's row
-    is, by precedence (the tail's merged flows hide their older rows in audit.flows)."""
+    """A reader's connection. What a question needs is made when it is first asked: the
+    views (a few ms each to bind) and, with an unfolded journal tail, `flows` with the tail
+    folded in (tens of ms); `show` needs neither."""
 
     con: duckdb.DuckDBPyConnection
-    flow_sources: tuple[str, ...] = ("flows",)
+    file_flows: bool  # audit.duckdb has a `flows` table
     views: set[str] = field(default_factory=set)
 
     def add_views(self, names: Iterable[str]) -> duckdb.DuckDBPyConnection:
-        """Create the views `names` need that are not there yet (each costs a few ms to bind)."""
-        for name in views_for(list(names)):
+        """Create `flows` and the views `names` need that are not there yet."""
+        names = list(names)
+        wanted = views_for([n for n in names if n != "flows"])
+        if ("flows" in names or FLOWS_VIEWS & set(wanted)) and "flows" not in self.views:
+            self.con.execute("CREATE TEMP VIEW flows AS " + (
+                _flows_with_tail(self.con) if self.file_flows else fold_sql("events")))
+            self.views.add("flows")
+        for name in wanted:
             if name not in self.views:
                 self.con.execute(f"CREATE TEMP VIEW {name} AS {VIEWS[name]}")
                 self.views.add(name)
         return self.con
 
+    def find_flows(self, prefix: str, limit: int = 6) -> list[tuple[str, int, int]]:
+        """find_flows without folding the tail into `flows`: ids are looked up in audit.flows
+        by equality alone (its PRIMARY KEY index) and in the journal tail."""
+        if not self.file_flows:
+            self.add_views(["flows"])
+            return find_flows(self.con, prefix, limit)
+        if exact := self._flow(prefix):
+            return [exact]
+        low, high = queries.prefix_range(prefix)
+        bounds = [low, *([high] if high is not None else []), prefix]
+        ids = self.con.execute(queries.flow_ids_by_prefix_sql(("audit.flows", "journal_tail"), high is not None),
+                               [*bounds, *bounds, limit]).fetchall()
+        return [f for (flow_id,) in ids if (f := self._flow(flow_id))]
 
-def open_session(audit_dir: Path, wait: float = LOCK_WAIT, views: Iterable[str] = VIEWS) -> Session:
-    """An in-memory session with `events` and `flows` (audit.duckdb + the journal's newer
-    lines), `checkpoints` and the given views. The file is attached read-only, so it never
-    blocks another reader."""
+    def _flow(self, flow_id: str) -> tuple[str, int, int] | None:
+        """(flow_id, first_seq, last_seq) over audit.flows and the journal tail."""
+        found = [*self.con.execute(queries.flow_exact_sql("audit.flows"), [flow_id]).fetchall(),
+                 *self.con.execute(queries.FLOW_IN_TAIL, [flow_id]).fetchall()]
+        if not found:
+            return None
+        return flow_id, min(f[1] for f in found), max(f[2] for f in found)
+
+
+# The views that read `flows` (directly or through timeline).
+FLOWS_VIEWS = {"timeline", "by_agent", "denials"}
+
+
+def open_session(audit_dir: Path, wait: float = LOCK_WAIT, views: Iterable[str] = (*VIEWS, "flows")) -> Session:
+    """An in-memory session with `events` (audit.duckdb + the journal's newer lines),
+    `checkpoints` and the given views (and `flows`). The file is attached read-only, so
+    it never blocks another reader."""
     layout = AuditDir(audit_dir)
     con = duckdb.connect(":memory:")
     db = layout.db
@@ -98,18 +131,12 @@ def open_session(audit_dir: Path, wait: float = LOCK_WAIT, views: Iterable[str] 
     older = ["SELECT * FROM audit.events"] if "events" in tables else []
     # BY NAME: a file written before the LATER_COLUMNS existed reads them as NULL.
     con.execute("CREATE TEMP VIEW events AS " + " UNION ALL BY NAME ".join([*older, "SELECT * FROM journal_tail"]))
-    sources: tuple[str, ...] = ("flows",)
-    if "flows" in tables:
-        flows_sql, sources = _flows_with_tail(con)
-    else:
-        flows_sql = fold_sql("events")
-    con.execute("CREATE TEMP VIEW flows AS " + flows_sql)
     log = layout.checkpoints
     if log.exists() and log.stat().st_size:  # the log, not the table: it is never behind
         con.execute("CREATE TEMP VIEW checkpoints AS " + read_checkpoints_sql(log))
     else:
         con.execute(CREATE_CHECKPOINTS.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
-    session = Session(con, sources)
+    session = Session(con, "flows" in tables)
     session.add_views(views)
     return session
 
@@ -119,14 +146,14 @@ def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyC
     return open_session(audit_dir, wait).con
 
 
-def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> tuple[str, tuple[str, ...]]:
+def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> str:
     """audit.flows with the journal tail folded in: the tail's continuing flows are fetched
     by id, merged, and hidden from audit.flows by rowid, so no query joins every flow.
-    Also where to look a flow up by id, newest first: any filter beside `flow_id = ?` (the
-    rowids hidden) keeps DuckDB from the PRIMARY KEY index (a 100-200 ms scan at 10 M events)."""
+    (That rowid filter also keeps DuckDB from the PRIMARY KEY index for `flow_id = ?` on
+    this view: Session.find_flows looks ids up in audit.flows itself.)"""
     con.execute(f"CREATE TEMP TABLE tail_flows AS {fold_sql('journal_tail')}")
     if not con.execute("SELECT count(*) FROM tail_flows").fetchone()[0]:
-        return "SELECT * FROM audit.flows", ("audit.flows",)
+        return "SELECT * FROM audit.flows"
     con.execute(f"CREATE TEMP TABLE tail_continuing AS {continuing_sql('journal_tail')}")
     ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_continuing").fetchall()]
     con.execute("CREATE TEMP TABLE tail_base AS SELECT rowid AS base_rowid, * FROM audit.flows WHERE "
@@ -135,17 +162,14 @@ def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> tuple[str, tuple[str, ..
     con.execute("CREATE TEMP TABLE tail_merged AS "
                 + merge_sql("tail_flows", "(SELECT * EXCLUDE (base_rowid) FROM tail_base)"))
     keep = "" if not rowids else " WHERE NOT " + id_filter("rowid", rowids, "SELECT base_rowid FROM tail_base")
-    return f"SELECT * FROM audit.flows{keep} UNION ALL SELECT * FROM tail_merged", ("tail_merged", "audit.flows")
+    return f"SELECT * FROM audit.flows{keep} UNION ALL SELECT * FROM tail_merged"
 
 
-def find_flows(con: duckdb.DuckDBPyConnection, prefix: str, limit: int = 6,
-               sources: Sequence[str] = ("flows",)) -> list[tuple[str, int, int]]:
-    """(flow_id, first_seq, last_seq) of the flows whose id is `prefix` or, if none is, of at
-    most `limit` whose id starts with it, in id order. `sources`: Session.flow_sources, where
-    an id is looked up through the index, the first that has it winning."""
-    for source in sources:
-        if exact := con.execute(queries.flow_exact_sql(source), [prefix]).fetchall():
-            return exact
+def find_flows(con: duckdb.DuckDBPyConnection, prefix: str, limit: int = 6) -> list[tuple[str, int, int]]:
+    """(flow_id, first_seq, last_seq) of the flow whose id is `prefix` or, if none is, of at
+    most `limit` flows whose id starts with it, in id order; over the `flows` view."""
+    if exact := con.execute(queries.flow_exact_sql(), [prefix]).fetchall():
+        return exact
     low, high = queries.prefix_range(prefix)
     return con.execute(queries.flow_prefix_sql(high is not None),
                        [low, *([high] if high is not None else []), prefix, limit]).fetchall()
