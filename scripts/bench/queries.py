@@ -1,6 +1,6 @@
 """Query benchmark for the audit store (issue #5): synthetic events, then the `shield` commands an analyst runs.
 
-    python scripts/bench_queries.py [--events 10000000] [--dir DIR] [--keep] [--reuse] [--out FILE] [--smoke]
+    python scripts/bench_queries.py [--events 10000000] [--dir DIR] [--keep] [--reuse] [--no-export] [--out FILE] [--smoke]
 
 1. Generates --events events in DuckDB SQL alone (range() + hash()) straight into DIR/audit.duckdb `events`
    (exactly record.COLUMNS, seq follows ts), and the next 5,000 into DIR/bench-tail.parquet for step 4: 50 agents
@@ -10,15 +10,16 @@
    the body sha256s; bodies are templates (they compress better than real traffic); hold_id/hold_key stay NULL.
 2. store.ingest sets the file up as for a real trail and builds `flows` from the events: timed, it is what
    opening a file written before `flows` existed costs once (the upgrade).
-3. Each command warm, on one store.connect_reader session with the statements the CLI runs (median/p90 of 7
+3. Each command warm, asked of one open reader.Reader as the CLI asks it (median/p90 of 7
    after a warm-up), and as a new `shield` process (wall time, median of 5 after a warm-up; `shield --version`
    is the interpreter's share): timeline by agent over an hour and by namespace over a day, counts by decision
    and by rule (`shield sql` on the timeline), `shield show` by full id and by an 8-char prefix. EXPLAIN ANALYZE
-   of each statement of a command that misses 300 ms warm.
+   of each statement of a command that misses 50 ms warm.
 4. On a copy of the file (DIR/tail/, deleted after): 5,000 events written by journal.Journal, resuming from a
    segment that ends with the file's last row, so they chain on as the proxy's would; connect_reader with that
-   unfolded tail and timelines over it; then store.Ingester folds the tail in 1,000-event batches (append + fold
-   into `flows`, the proxy's per-batch cost). The tail's flows must be the same merged on read and folded.
+   unfolded tail, timelines and `show` (a tail flow, a flow continued in the tail, a prefix) over it; then
+   store.Ingester folds the tail in 1,000-event batches (append + fold into `flows`, the proxy's per-batch
+   cost). The tail's flows must be the same merged on read and folded.
 5. `shield export --format parquet` of everything in a child process: wall time and peak RSS (sampled every
    50 ms); killed when its RSS passes --rss-limit-gib.
 
