@@ -6,6 +6,7 @@ value a user gives is bound as a parameter, never pasted into SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -97,8 +98,49 @@ def timeline_sql(where: str, limit: bool) -> str:
     return sql + " ORDER BY ts, flow_id"
 
 
-FLOW_EXACT = "SELECT flow_id, first_seq, last_seq FROM flows WHERE flow_id = ?"
-FLOW_PREFIX = "SELECT flow_id, first_seq, last_seq FROM flows WHERE starts_with(flow_id, ?) ORDER BY flow_id LIMIT ?"
+def flow_exact_sql(source: str = "flows") -> str:
+    """One flow by its whole id: `flow_id = ?` and nothing else, so DuckDB answers it from
+    the PRIMARY KEY index (the session names the source, never the user)."""
+    return f"SELECT flow_id, first_seq, last_seq FROM {source} WHERE flow_id = ?"
+
+
+def flow_prefix_sql(bounded: bool) -> str:
+    """The flows whose id starts with a prefix, in id order (bind prefix_range's bounds, the
+    prefix, the limit). The range is a plain comparison DuckDB filters inside the scan;
+    starts_with keeps the answer exact whatever the bounds."""
+    upper = " AND flow_id < ?" if bounded else ""
+    return (f"SELECT flow_id, first_seq, last_seq FROM flows WHERE flow_id >= ?{upper} AND starts_with(flow_id, ?) "
+            "ORDER BY flow_id LIMIT ?")
+
+
+def flow_ids_by_prefix_sql(sources: Sequence[str], bounded: bool) -> str:
+    """The ids that start with a prefix in any of `sources`, in order (bind prefix_range's
+    bounds and the prefix once per source, then the limit)."""
+    cond = "flow_id >= ?" + (" AND flow_id < ?" if bounded else "") + " AND starts_with(flow_id, ?)"
+    union = " UNION ALL ".join(f"SELECT flow_id FROM {s} WHERE {cond}" for s in sources)
+    return f"SELECT DISTINCT flow_id FROM ({union}) ORDER BY flow_id LIMIT ?"
+
+
+# A flow's seq range among the journal's rows not yet in audit.duckdb.
+FLOW_IN_TAIL = "SELECT flow_id, min(seq), max(seq) FROM journal_tail WHERE flow_id = ? GROUP BY flow_id"
+
+_MAX_CHAR = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)  # not characters: UTF-8 cannot hold them
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """(low, high): every string that starts with `prefix` is >= low and < high; high is
+    None when nothing bounds it (an empty prefix, or one of only U+10FFFF). DuckDB orders
+    VARCHAR by its UTF-8 bytes, which is code point order."""
+    head = prefix.rstrip(chr(_MAX_CHAR))
+    if not head:
+        return prefix, None
+    nxt = ord(head[-1]) + 1
+    if nxt in _SURROGATES:
+        nxt = _SURROGATES.stop
+    return prefix, head[:-1] + chr(nxt)
+
+
 FLOW_EVENTS = "SELECT * FROM events WHERE seq BETWEEN ? AND ? AND flow_id = ? ORDER BY seq"
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
-from shield_addon import queries, store
+from shield_addon import queries, session
 from shield_addon.core.model import AuditDir
+from shield_addon.duck import duckdb
 from shield_addon.queries import NO_FILTER, Filters, ReaderError
+from shield_addon.schema import VIEWS
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -48,21 +48,26 @@ READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 class Reader:
-    def __init__(self, root: str | Path, wait: float = store.LOCK_WAIT):
+    def __init__(self, root: str | Path, wait: float = session.LOCK_WAIT):
         self.dir = AuditDir(Path(root).expanduser())
         self.wait = wait
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._session: session.Session | None = None
+
+    def _ask(self, *views: str) -> duckdb.DuckDBPyConnection:
+        """The session, opened on the first question, with the views this one reads."""
+        if self._session is None:
+            self._session = session.open_session(self.dir.root, self.wait, views)
+        return self._session.add_views(views)
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            self._con = store.connect_reader(self.dir.root, self.wait)
-        return self._con
+        """The session with every view: for questions in the user's own SQL."""
+        return self._ask(*VIEWS, "flows")
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        if self._session is not None:
+            self._session.con.close()
+            self._session = None
 
     def __enter__(self) -> Reader:
         return self
@@ -73,19 +78,20 @@ class Reader:
     def timeline(self, filters: Filters = NO_FILTER, limit: int | None = None) -> Rows:
         """One row per flow, oldest first; with `limit`, the newest N of them."""
         where, params = filters.where()
-        cur = self.con.execute(queries.timeline_sql(where, bool(limit)), [*params, *([limit] if limit else [])])
+        cur = self._ask("timeline").execute(queries.timeline_sql(where, bool(limit)), [*params, *([limit] if limit else [])])
         return Rows([d[0] for d in cur.description], cur.fetchall())
 
     def flow(self, prefix: str) -> Flow:
         """The flow whose id is `prefix` or, if none is, the one flow whose id starts with it."""
-        found = store.find_flows(self.con, prefix)
+        con = self._ask()
+        found = self._session.find_flows(prefix)  # type: ignore[union-attr]  # _ask opened it
         if not found:
             raise ReaderError(f"no flow with id {prefix!r}")
         if len(found) > 1:
             raise ReaderError(f"{prefix!r} is ambiguous: {', '.join(f[0] for f in found[:5])}")
         flow_id, first_seq, last_seq = found[0]
-        events = store.rows_as_dicts(self.con.execute(queries.FLOW_EVENTS, [first_seq, last_seq, flow_id]))
-        return Flow(events, store.chain_status(self.con, [e["seq"] for e in events]))
+        events = session.rows_as_dicts(con.execute(queries.FLOW_EVENTS, [first_seq, last_seq, flow_id]))
+        return Flow(events, session.chain_status(con, [e["seq"] for e in events]))
 
     def query(self, sql: str) -> Rows:
         """Read-only SQL over the tables and views: anything but SELECT, WITH or EXPLAIN is refused."""
@@ -105,15 +111,15 @@ class Reader:
     def recorded_requests(self, filters: Filters = NO_FILTER) -> list[dict[str, Any]]:
         """The `request` events of the flows the filters select, in order (for `rules replay`)."""
         where, params = filters.where()
-        return store.rows_as_dicts(self.con.execute(queries.recorded_requests_sql(where), params))
+        return session.rows_as_dicts(self._ask("timeline").execute(queries.recorded_requests_sql(where), params))
 
     def flows(self, filters: Filters = NO_FILTER) -> FlowSet:
         """The flows the filters select, for counts and pages (the report)."""
-        return FlowSet(self.con, filters)
+        return FlowSet(self._ask("timeline", "holds"), filters)
 
     def events(self, filters: Filters = NO_FILTER) -> EventSelection:
         """The events of the flows the filters select; every event without filters (exports)."""
-        return EventSelection(self.con, filters)
+        return EventSelection(self._ask("timeline"), filters)
 
     def export(self, fmt: str, out: Path, filters: Filters = NO_FILTER,
                described: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -136,7 +142,7 @@ class Reader:
 
     def store_tables(self) -> set[str]:
         """The tables of audit.duckdb; empty when there is no such file."""
-        return store.table_names(self.con, "audit") if self.dir.db.exists() else set()
+        return session.table_names(self._ask(), "audit") if self.dir.db.exists() else set()
 
 
 class FlowSet:
@@ -202,6 +208,8 @@ class EventSelection:
     def write_parquet(self, out: Path, chain: str) -> None:
         # Bounded memory: by default DuckDB may take 80 % of RAM and buffers 524,288 rows per
         # open partition.
+        from shield_addon import store  # the writer's module: only an export needs its memory_limit
+
         self.con.execute(f"SET memory_limit = '{store.memory_limit(0.5, 4 << 30)}'")
         self.con.execute("SET partitioned_write_flush_threshold = 100000")
         self.con.execute(queries.export_parquet_sql(out, chain, store.sql_str))

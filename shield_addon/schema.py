@@ -168,6 +168,16 @@ VIEWS = {  # in dependency order
     "timeline": TIMELINE_SQL, "holds": HOLDS_SQL, "pending": PENDING_SQL,
     "by_agent": BY_AGENT_SQL, "by_reviewer": BY_REVIEWER_SQL, "denials": DENIALS_SQL,
 }
+# The views each view reads (besides the tables): a reader creates only what its question needs.
+VIEW_NEEDS = {"pending": ("holds",), "by_agent": ("timeline",), "by_reviewer": ("holds",), "denials": ("timeline",)}
+
+
+def views_for(names: Sequence[str]) -> list[str]:
+    """`names` and the views they read, in VIEWS' (dependency) order."""
+    wanted = set(names)
+    for name in names:
+        wanted.update(VIEW_NEEDS.get(name, ()))
+    return [v for v in VIEWS if v in wanted]
 
 # ---------------------------------------------------------------- checkpoints
 
@@ -182,6 +192,25 @@ def read_checkpoints_sql(log: Path) -> str:
     names = ", ".join(n for n, _ in CHECKPOINT_COLUMNS)
     return (f"SELECT {names} FROM read_json({sql_str(str(log))}, format='newline_delimited', columns={cols}, "
             f"ignore_errors=true) WHERE seq IS NOT NULL")
+
+
+# ---------------------------------------------------------------- the journal in SQL
+
+# read_json must read JSON-typed columns as text: as JSON it would re-quote them and
+# the stored text would no longer be what was hashed.
+_READ_COLUMNS = "{" + ", ".join(
+    f"'{n}': '{'VARCHAR' if t == 'JSON' else t}'" for n, t in record.COLUMNS
+) + "}"
+_SELECT_COLUMNS = ", ".join(f"{n}::JSON AS {n}" if t == "JSON" else n for n, t in record.COLUMNS)
+
+
+def read_journal_sql(files: Sequence[Path]) -> str:
+    """A SELECT of journal rows with the events table's types (bind seq bounds as ?, ?)."""
+    file_list = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
+    return (
+        f"SELECT {_SELECT_COLUMNS} FROM read_json({file_list}, format='newline_delimited', "
+        f"columns={_READ_COLUMNS}, ignore_errors=true) WHERE seq > ? AND seq <= ?"
+    )
 
 
 # ---------------------------------------------------------------- the chain in SQL

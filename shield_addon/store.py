@@ -14,13 +14,12 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
-from shield_addon import queries, record
+from shield_addon import record
 from shield_addon.core.model import AuditDir
 from shield_addon.journal import BATCH_BYTES, Cursor, line_seq, new_lines, tail_files  # noqa: F401 - re-exported
 
@@ -40,6 +39,7 @@ from shield_addon.schema import (  # noqa: F401 - re-exported
     id_filter,
     merge_sql,
     read_checkpoints_sql,
+    read_journal_sql,
     sql_list,
     sql_str,
 )
@@ -48,35 +48,21 @@ from shield_addon.schema import CREATE_EVENTS as _CREATE_EVENTS
 from shield_addon.schema import CREATE_FLOWS as _CREATE_FLOWS
 from shield_addon.schema import MERGE as _MERGE
 
+# The reading side (the CLI's session) lives in session.py, which imports no writer code.
+from shield_addon.session import (  # noqa: F401 - re-exported
+    LOCK_WAIT,
+    chain_status,
+    connect_reader,
+    find_flows,
+    is_lock_error,
+    rows_as_dicts,
+    table_names,
+)
+
 log = logging.getLogger(__name__)
 
 LAYOUT = AuditDir(Path())  # file names only; AuditDir(root) gives the paths
 DB_NAME, CHECKPOINT_LOG, JOURNAL_DIR = LAYOUT.db.name, LAYOUT.checkpoints.name, LAYOUT.journal.name
-LOCK_WAIT = 20.0  # seconds a reader waits for the ingester to let go of the file
-
-# read_json must read JSON-typed columns as text: as JSON it would re-quote them and
-# the stored text would no longer be what was hashed.
-_READ_COLUMNS = "{" + ", ".join(
-    f"'{n}': '{'VARCHAR' if t == 'JSON' else t}'" for n, t in record.COLUMNS
-) + "}"
-_SELECT_COLUMNS = ", ".join(f"{n}::JSON AS {n}" if t == "JSON" else n for n, t in record.COLUMNS)
-
-
-def chain_status(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, tuple[bool, bool]]:
-    """(hash_ok, link_ok) of the given events: each hash recomputed in SQL, each prev_hash
-    compared with the row before it."""
-    want = sorted(set(seqs) | {s - 1 for s in seqs if s > 1})
-    if not want:
-        return {}
-    rows = con.execute(chain_rows_sql(want), [want[0], want[-1]]).fetchall()
-    by_seq = {r[0]: r for r in rows}
-    out = {}
-    for s in seqs:
-        _, _, prev, hash_ok = by_seq[s]
-        before = by_seq.get(s - 1)
-        expected = record.GENESIS if s == 1 else (before[1] if before else None)
-        out[s] = (bool(hash_ok), prev == expected)
-    return out
 
 
 def memory_limit(share: float, cap: int) -> str:
@@ -86,27 +72,7 @@ def memory_limit(share: float, cap: int) -> str:
     return f"{min(cap, int(ram * share)) >> 20}MB"
 
 
-def read_journal_sql(files: Sequence[Path]) -> str:
-    """A SELECT of journal rows with the events table's types (bind seq bounds as ?, ?)."""
-    file_list = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
-    return (
-        f"SELECT {_SELECT_COLUMNS} FROM read_json({file_list}, format='newline_delimited', "
-        f"columns={_READ_COLUMNS}, ignore_errors=true) WHERE seq > ? AND seq <= ?"
-    )
-
-
-def is_lock_error(e: Exception) -> bool:
-    text = str(e)
-    return "lock" in text.lower() or "different configuration" in text
-
-
 # ---------------------------------------------------------------- writing (the proxy)
-
-
-def table_names(con: duckdb.DuckDBPyConnection, database: str | None = None) -> set[str]:
-    """The tables of `database`, or of the connection's own file when None."""
-    return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE database_name = coalesce(?, current_database())", [database]).fetchall()}
 
 
 def set_up(con: duckdb.DuckDBPyConnection) -> None:
@@ -268,82 +234,3 @@ class Ingester:
             # fifth of a core. Readers merge the journal tail, so they stay current anyway.
             # Capped: after a 30 s catch-up the next round must not wait two minutes.
             wait = max(self.interval, min(INGEST_WAIT_MAX, INGEST_BACKOFF * (time.monotonic() - started)))
-
-
-# ---------------------------------------------------------------- reading (CLI, analysts)
-
-
-def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyConnection:
-    """An in-memory session with `events` and `flows` (audit.duckdb + the journal's newer
-    lines) and the views. The file is attached read-only, so it never blocks another reader."""
-    layout = AuditDir(audit_dir)
-    con = duckdb.connect(":memory:")
-    db = layout.db
-    have = 0
-    tables: set[str] = set()
-    if db.exists():
-        _attach(con, db, wait)
-        tables = table_names(con, "audit")
-        if "events" in tables:
-            have = con.execute("SELECT coalesce(max(seq), 0) FROM audit.events").fetchone()[0]
-    files = tail_files(layout.journal, have)
-    if files:
-        con.execute("CREATE TEMP TABLE journal_tail AS " + read_journal_sql(files), [have, 2**62])
-    else:
-        con.execute("CREATE TEMP TABLE journal_tail (" + ", ".join(f"{n} {t}" for n, t in record.COLUMNS) + ")")
-    older = ["SELECT * FROM audit.events"] if "events" in tables else []
-    # BY NAME: a file written before the LATER_COLUMNS existed reads them as NULL.
-    con.execute("CREATE TEMP VIEW events AS " + " UNION ALL BY NAME ".join([*older, "SELECT * FROM journal_tail"]))
-    con.execute("CREATE TEMP VIEW flows AS " + (
-        _flows_with_tail(con) if "flows" in tables else fold_sql("events")))
-    log = layout.checkpoints
-    if log.exists() and log.stat().st_size:  # the log, not the table: it is never behind
-        con.execute("CREATE TEMP VIEW checkpoints AS " + read_checkpoints_sql(log))
-    else:
-        con.execute(_CREATE_CHECKPOINTS.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
-    for name, sql in VIEWS.items():
-        con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
-    return con
-
-
-def _flows_with_tail(con: duckdb.DuckDBPyConnection) -> str:
-    """audit.flows with the journal tail folded in: the tail's continuing flows are fetched
-    by id, merged, and hidden from audit.flows by rowid, so no query joins every flow."""
-    con.execute(f"CREATE TEMP TABLE tail_flows AS {fold_sql('journal_tail')}")
-    if not con.execute("SELECT count(*) FROM tail_flows").fetchone()[0]:
-        return "SELECT * FROM audit.flows"
-    con.execute(f"CREATE TEMP TABLE tail_continuing AS {continuing_sql('journal_tail')}")
-    ids = [r[0] for r in con.execute("SELECT flow_id FROM tail_continuing").fetchall()]
-    con.execute("CREATE TEMP TABLE tail_base AS SELECT rowid AS base_rowid, * FROM audit.flows WHERE "
-                + id_filter("flow_id", ids, "SELECT flow_id FROM tail_continuing"))
-    rowids = [r[0] for r in con.execute("SELECT base_rowid FROM tail_base").fetchall()]
-    con.execute("CREATE TEMP TABLE tail_merged AS "
-                + merge_sql("tail_flows", "(SELECT * EXCLUDE (base_rowid) FROM tail_base)"))
-    keep = "" if not rowids else " WHERE NOT " + id_filter("rowid", rowids, "SELECT base_rowid FROM tail_base")
-    return f"SELECT * FROM audit.flows{keep} UNION ALL SELECT * FROM tail_merged"
-
-
-def find_flows(con: duckdb.DuckDBPyConnection, prefix: str, limit: int = 6) -> list[tuple[str, int, int]]:
-    """(flow_id, first_seq, last_seq) of the flows whose id is `prefix` or starts with it:
-    the exact id first, an index lookup."""
-    exact = con.execute(queries.FLOW_EXACT, [prefix]).fetchall()
-    return exact or con.execute(queries.FLOW_PREFIX, [prefix, limit]).fetchall()
-
-
-def _attach(con: duckdb.DuckDBPyConnection, db: Path, wait: float) -> None:
-    deadline = time.monotonic() + wait
-    delay = 0.01
-    while True:
-        try:
-            con.execute(f"ATTACH {sql_str(str(db))} AS audit (READ_ONLY)")
-            return
-        except duckdb.Error as e:
-            if not is_lock_error(e) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)  # the ingester holds the file for well under a second
-        delay = min(delay * 2, 0.2)
-
-
-def rows_as_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]

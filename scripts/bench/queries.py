@@ -1,6 +1,6 @@
 """Query benchmark for the audit store (issue #5): synthetic events, then the `shield` commands an analyst runs.
 
-    python scripts/bench_queries.py [--events 10000000] [--dir DIR] [--keep] [--reuse] [--out FILE] [--smoke]
+    python scripts/bench_queries.py [--events 10000000] [--dir DIR] [--keep] [--reuse] [--no-export] [--out FILE] [--smoke]
 
 1. Generates --events events in DuckDB SQL alone (range() + hash()) straight into DIR/audit.duckdb `events`
    (exactly record.COLUMNS, seq follows ts), and the next 5,000 into DIR/bench-tail.parquet for step 4: 50 agents
@@ -10,15 +10,16 @@
    the body sha256s; bodies are templates (they compress better than real traffic); hold_id/hold_key stay NULL.
 2. store.ingest sets the file up as for a real trail and builds `flows` from the events: timed, it is what
    opening a file written before `flows` existed costs once (the upgrade).
-3. Each command warm, on one store.connect_reader session with the statements the CLI runs (median/p90 of 7
+3. Each command warm, asked of one open reader.Reader as the CLI asks it (median/p90 of 7
    after a warm-up), and as a new `shield` process (wall time, median of 5 after a warm-up; `shield --version`
    is the interpreter's share): timeline by agent over an hour and by namespace over a day, counts by decision
    and by rule (`shield sql` on the timeline), `shield show` by full id and by an 8-char prefix. EXPLAIN ANALYZE
-   of each statement of a command that misses 300 ms warm.
+   of each statement of a command that misses 50 ms warm.
 4. On a copy of the file (DIR/tail/, deleted after): 5,000 events written by journal.Journal, resuming from a
    segment that ends with the file's last row, so they chain on as the proxy's would; connect_reader with that
-   unfolded tail and timelines over it; then store.Ingester folds the tail in 1,000-event batches (append + fold
-   into `flows`, the proxy's per-batch cost). The tail's flows must be the same merged on read and folded.
+   unfolded tail, timelines and `show` (a tail flow, a flow continued in the tail, a prefix) over it; then
+   store.Ingester folds the tail in 1,000-event batches (append + fold into `flows`, the proxy's per-batch
+   cost). The tail's flows must be the same merged on read and folded.
 5. `shield export --format parquet` of everything in a child process: wall time and peak RSS (sampled every
    50 ms); killed when its RSS passes --rss-limit-gib.
 
@@ -57,10 +58,11 @@ from scripts.bench.querytools import (
     SIZES,
     SMOKE,
     TARGET_MS,
-    Recorder,
+    WARM_TARGET_MS,
     explain,
     figure,
     fmt_ms,
+    recorded,
     run_measured,
     shield,
     stats,
@@ -68,6 +70,7 @@ from scripts.bench.querytools import (
     work,
 )
 from shield_addon import __version__, journal, record, store
+from shield_addon.reader import Reader
 
 MARKER = ".shield-bench"
 DOC = __doc__ or ""
@@ -114,18 +117,18 @@ def choose_queries(con: duckdb.DuckDBPyConnection, audit_dir: Path) -> list[tupl
     ]
 
 
-def commands(con: duckdb.DuckDBPyConnection, queries: list[tuple[str, list[str]]], results: dict[str, Any]) -> None:
+def commands(audit_dir: Path, queries: list[tuple[str, list[str]]], results: dict[str, Any]) -> None:
     results["explain"] = {}
-    for name, argv in queries:
-        fn = work(argv)
-        warm, rows = timed(lambda f=fn: f(con))
-        figure(results, f"{name} warm", warm, rows)
-        figure(results, f"{name} new process", shield(argv))
-        if warm["median"] >= TARGET_MS:
-            rec = Recorder(con)
-            fn(rec)
-            results["explain"][name] = lines = [ln for sql, params in rec.seen for ln in explain(con, sql, params)]
-            print("\n".join(lines))
+    with Reader(audit_dir) as reader:
+        for name, argv in queries:
+            fn = work(argv)
+            warm, rows = timed(lambda f=fn: f(reader))
+            figure(results, f"{name} warm", warm, rows)
+            figure(results, f"{name} new process", shield(argv))
+            if warm["median"] >= WARM_TARGET_MS:
+                results["explain"][name] = lines = [ln for sql, params in recorded(reader, fn)
+                                                    for ln in explain(reader.con, sql, params)]
+                print("\n".join(lines))
 
 
 def journal_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -166,11 +169,19 @@ def tail(audit_dir: Path, queries: list[tuple[str, list[str]]], results: dict[st
     con = store.connect_reader(tdir)
     in_file = {r[0] for r in con.execute(f"SELECT flow_id FROM audit.flows WHERE flow_id IN {store.sql_list(ids)}").fetchall()}
     last_hour = ["timeline", "--since", "1h", "--json", "--dir", str(tdir)]
-    for name, argv in [(n, a) for n, a in queries if n.startswith("timeline")] + [("timeline-last-hour", last_hour)]:
-        fn = work(argv)
-        st, rows = timed(lambda f=fn: f(con))
-        figure(results, f"{name} warm, with tail", st, rows)
-    figure(results, "timeline-last-hour new process, with tail", shield(last_hour))
+    tail_id = sealed[-1]["flow_id"]  # a flow of the tail's, and one it continues from the file
+    older_id = next((i for i in ids if i in in_file), tail_id)
+    with_tail = [(n, a) for n, a in queries if n.startswith("timeline")] + [("timeline-last-hour", last_hour)] + [
+        ("show-id", ["show", tail_id, "--json", "--dir", str(tdir)]),
+        ("show-id-continued", ["show", older_id, "--json", "--dir", str(tdir)]),
+        ("show-prefix8", ["show", tail_id[:8], "--json", "--dir", str(tdir)])]
+    with Reader(tdir) as reader:
+        for name, argv in with_tail:
+            fn = work(argv)
+            st, rows = timed(lambda f=fn: f(reader))
+            figure(results, f"{name} warm, with tail", st, rows)
+    for name, argv in with_tail[-4:]:
+        figure(results, f"{name} new process, with tail", shield(argv))
     merged = con.execute(f"SELECT * FROM flows WHERE flow_id IN {store.sql_list(ids)} ORDER BY flow_id").fetchall()
     con.close()
 
@@ -248,6 +259,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", help="also write every figure as JSON to this file")
     ap.add_argument("--rss-limit-gib", type=float, default=12.0,
                     help="kill the export process when its RSS passes this (default 12 GiB; the box is shared)")
+    ap.add_argument("--no-export", action="store_true",
+                    help="skip step 5 (the full export: minutes and GiBs), e.g. when re-measuring the commands on a --reuse'd store")
     ap.add_argument("--smoke", action="store_true",
                     help="2,000 events, one run of each figure, a 300-event tail: checks the tool works, in seconds")
     args = ap.parse_args(argv)
@@ -328,12 +341,13 @@ def run(args: argparse.Namespace, audit_dir: Path, results: dict[str, Any]) -> N
     figure(results, "shield --version (interpreter + imports)", shield(["--version"]))
     figure(results, "connect_reader, empty journal", timed(lambda: store.connect_reader(audit_dir).close())[0])
     print("\n== the commands: warm (one reader, the CLI's statements) and as a new `shield` process")
-    commands(con, queries, results)
     con.close()
+    commands(audit_dir, queries, results)
     print(f"\n== a {SIZES.tail:,}-event journal tail not yet in audit.duckdb (on a copy of the file)")
     tail(audit_dir, queries, results)
-    print("\n== full export, in a child process")
-    export(audit_dir, results, int(args.rss_limit_gib * 2**30))
+    if not args.no_export:
+        print("\n== full export, in a child process")
+        export(audit_dir, results, int(args.rss_limit_gib * 2**30))
     summary(results)
 
 

@@ -20,7 +20,6 @@ from shield_addon.cli.parser import (  # noqa: F401 - the CLI's public names
     where_clause,
 )
 from shield_addon.cli.render import render, shorten  # noqa: F401
-from shield_addon.queries import ReaderError
 
 COMMANDS = {  # command -> (module in this package, function)
     "timeline": ("timeline", "cmd_timeline"), "show": ("show", "cmd_show"), "sql": ("data", "cmd_sql"),
@@ -44,14 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return command(args.cmd)(args)
-    except (UsageError, ReaderError) as e:
+    except UsageError as e:
         print(f"shield: {e}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:
-        agents, duckdb = sys.modules.get("shield_addon.agents"), sys.modules.get("duckdb")
-        if agents and isinstance(e, agents.AgentError):
+        # Each checked only if its module was loaded: importing one to catch its errors is
+        # what a command that never needed it would pay for.
+        queries, agents = sys.modules.get("shield_addon.queries"), sys.modules.get("shield_addon.agents")
+        duckdb = sys.modules.get("duckdb") or sys.modules.get("_duckdb")  # shield_addon.duck loads the engine alone
+        if queries and isinstance(e, queries.ReaderError) or agents and isinstance(e, agents.AgentError):
             print(f"shield: {e}", file=sys.stderr)
             return EXIT_USAGE
         if duckdb and isinstance(e, duckdb.Error):  # a locked or damaged store must not end in a traceback

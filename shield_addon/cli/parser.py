@@ -6,12 +6,14 @@ import argparse
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shield_addon import __version__, paths
 from shield_addon.core.durations import HINT, parse_duration
 from shield_addon.core.model import Decision
-from shield_addon.queries import Filters
+
+if TYPE_CHECKING:
+    from shield_addon.queries import Filters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SHELLS = ("bash", "fish", "powershell")  # agents.SHELLS, without importing bcrypt for --help
@@ -51,6 +53,8 @@ def add_filters(p: argparse.ArgumentParser) -> None:
 
 def filters_of(args: argparse.Namespace) -> Filters:
     """The filter flags as the reader's Filters; a bad --since/--until is a UsageError."""
+    from shield_addon.queries import Filters  # with its SQL and the schema: data commands only
+
     given: dict[str, Any] = {flag: getattr(args, flag, None) for flag, _ in FILTERS}
     for flag in TIME_FLAGS:
         text = getattr(args, flag, None)

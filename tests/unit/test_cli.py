@@ -181,6 +181,6 @@ def test_commands_without_data_do_not_load_duckdb(tmp_path) -> None:
     for argv in (["--help"], ["env", "x", "--confdir", str(tmp_path)], ["agents", "list", "--confdir", str(tmp_path)],
                  ["rules", "check"]):
         probe = ("import sys\nfrom shield_addon.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-                 "print('LOADED' if 'duckdb' in sys.modules else 'NOT LOADED', file=sys.stderr)")
+                 "print('LOADED' if {'duckdb', '_duckdb'} & set(sys.modules) else 'NOT LOADED', file=sys.stderr)")
         cp = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
         assert cp.stderr.strip().endswith("NOT LOADED"), (argv, cp.stderr[-500:])
