@@ -13,6 +13,9 @@ from __future__ import annotations
 
 try:
     import _duckdb as duckdb
+
+    if not all(hasattr(duckdb, name) for name in ("connect", "Error", "StatementType")):
+        raise ImportError("an engine module of another shape")  # a DuckDB that moved things: take the package
 except ImportError:  # DuckDB < 1.4: the engine is duckdb.duckdb, loaded by the package
     import duckdb  # type: ignore[no-redef]
 
