@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
 import uuid
@@ -26,10 +25,10 @@ from typing import Any
 import orjson
 
 from shield_addon import record
+from shield_addon.segments import SEGMENT_RE, line_seq, segments, tail_files  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-SEGMENT_RE = re.compile(r"^seg-(\d{12})\.jsonl$")
 SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_BATCH = 1000
 
@@ -50,14 +49,6 @@ def _settle_all(pairs: list[tuple[asyncio.Future, Future]]) -> None:
 
 class JournalError(OSError):
     """The journal could not make an event durable."""
-
-
-def segments(directory: Path) -> list[tuple[int, Path]]:
-    """(first seq, path) of every segment, in order."""
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), directory / p) for p in os.listdir(directory) if (m := SEGMENT_RE.match(p))]
-    return sorted(found)
 
 
 def read_rows(directory: Path, after_seq: int = 0, on_bad: Callable[[Path, int], None] | None = None,
@@ -325,11 +316,6 @@ class Journal:
 # ---------------------------------------------------------------- reading for ingest
 
 
-def tail_files(journal_dir: Path, after_seq: int) -> list[Path]:
-    segs = segments(journal_dir)
-    return [p for i, (first, p) in enumerate(segs) if i + 1 == len(segs) or segs[i + 1][0] > after_seq + 1]
-
-
 @dataclass
 class Cursor:
     """Where the last ingest stopped in the journal: the next one reads only newer bytes,
@@ -337,15 +323,6 @@ class Cursor:
     path: Path | None = None
     offset: int = 0  # just after the line of `seq`
     seq: int = 0
-
-
-def line_seq(line: bytes) -> int | None:
-    """The seq of a journal line, which the writer always puts first."""
-    if line.startswith(b'{"seq":'):
-        end = line.find(b",", 7)
-        if end > 7 and line[7:end].isdigit():
-            return int(line[7:end])
-    return None
 
 
 BATCH_BYTES = 32 << 20

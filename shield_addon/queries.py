@@ -14,7 +14,7 @@ from typing import Any
 
 from shield_addon.core.globs import glob_sql
 from shield_addon.core.model import LAPSED, REFUSED, Decision, sql_in
-from shield_addon.schema import HELD, chain_check_sql, fold_sql
+from shield_addon.schema import HEAD_CHARS, HELD, chain_check_sql, fold_sql
 
 
 class ReaderError(ValueError):
@@ -120,6 +120,15 @@ def flow_ids_by_prefix_sql(sources: Sequence[str], bounded: bool) -> str:
     union = " UNION ALL ".join(f"SELECT flow_id FROM {s} WHERE {cond}" for s in sources)
     return f"SELECT DISTINCT flow_id FROM ({union}) ORDER BY flow_id LIMIT ?"
 
+
+# Candidates for an id prefix: the ids with its first HEAD_CHARS characters (equality alone,
+# the one filter DuckDB answers without reading every id), and the tail's ids.
+FLOW_HEADS = "SELECT flow_id FROM audit.flow_heads WHERE head = ?"
+TAIL_IDS_BY_PREFIX = "SELECT DISTINCT flow_id FROM journal_tail WHERE starts_with(flow_id, ?)"
+HEADS_DISAGREE = f"""SELECT flow_id FROM (
+    (SELECT left(flow_id, {HEAD_CHARS}) AS head, flow_id FROM audit.flows EXCEPT ALL SELECT head, flow_id FROM audit.flow_heads)
+    UNION ALL
+    (SELECT head, flow_id FROM audit.flow_heads EXCEPT ALL SELECT left(flow_id, {HEAD_CHARS}), flow_id FROM audit.flows)) LIMIT 1"""
 
 # A flow's seq range among the journal's rows not yet in audit.duckdb.
 FLOW_IN_TAIL = "SELECT flow_id, min(seq), max(seq) FROM journal_tail WHERE flow_id = ? GROUP BY flow_id"

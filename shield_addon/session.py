@@ -8,10 +8,11 @@ names, so older callers keep working.
 
 from __future__ import annotations
 
-import os
-import re
+import contextlib
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from shield_addon.core.model import AuditDir
 from shield_addon.duck import duckdb
 from shield_addon.schema import (
     CREATE_CHECKPOINTS,
+    HEAD_CHARS,
     VIEWS,
     chain_rows_sql,
     continuing_sql,
@@ -32,11 +34,9 @@ from shield_addon.schema import (
     sql_str,
     views_for,
 )
+from shield_addon.segments import offset_after, tail_files
 
 LOCK_WAIT = 20.0  # seconds a reader waits for the ingester to let go of the file
-# journal.SEGMENT_RE: the reader lists segments without importing the writer
-# (tests/unit/test_session.py checks both agree).
-SEGMENT_RE = re.compile(r"^seg-(\d{12})\.jsonl$")
 
 
 def is_lock_error(e: Exception) -> bool:
@@ -50,14 +50,6 @@ def table_names(con: duckdb.DuckDBPyConnection, database: str | None = None) -> 
                                       "WHERE database_name = coalesce(?, current_database())", [database]).fetchall()}
 
 
-def tail_files(journal_dir: Path, after_seq: int) -> list[Path]:
-    """The segments that may hold rows after `after_seq` (journal.tail_files)."""
-    if not journal_dir.is_dir():
-        return []
-    segs = sorted((int(m.group(1)), journal_dir / p) for p in os.listdir(journal_dir) if (m := SEGMENT_RE.match(p)))
-    return [p for i, (first, p) in enumerate(segs) if i + 1 == len(segs) or segs[i + 1][0] > after_seq + 1]
-
-
 @dataclass
 class Session:
     """A reader's connection. What a question needs is made when it is first asked: the
@@ -67,6 +59,7 @@ class Session:
     con: duckdb.DuckDBPyConnection
     file_flows: bool  # audit.duckdb has a `flows` table
     views: set[str] = field(default_factory=set)
+    file_heads: bool = False  # ... and `flow_heads`
 
     def add_views(self, names: Iterable[str]) -> duckdb.DuckDBPyConnection:
         """Create `flows` and the views `names` need that are not there yet."""
@@ -90,6 +83,10 @@ class Session:
             return find_flows(self.con, prefix, limit)
         if exact := self._flow(prefix):
             return [exact]
+        if self.file_heads and len(prefix) >= HEAD_CHARS:
+            ids = {i for (i,) in self.con.execute(queries.FLOW_HEADS, [prefix[:HEAD_CHARS]]).fetchall() if i.startswith(prefix)}
+            ids.update(i for (i,) in self.con.execute(queries.TAIL_IDS_BY_PREFIX, [prefix]).fetchall())
+            return [f for flow_id in sorted(ids)[:limit] if (f := self._flow(flow_id))]
         low, high = queries.prefix_range(prefix)
         bounds = [low, *([high] if high is not None else []), prefix]
         ids = self.con.execute(queries.flow_ids_by_prefix_sql(("audit.flows", "journal_tail"), high is not None),
@@ -125,7 +122,8 @@ def open_session(audit_dir: Path, wait: float = LOCK_WAIT, views: Iterable[str] 
             have = con.execute("SELECT coalesce(max(seq), 0) FROM audit.events").fetchone()[0]
     files = tail_files(layout.journal, have)
     if files:
-        con.execute("CREATE TEMP TABLE journal_tail AS " + read_journal_sql(files), [have, 2**62])
+        with tail_of(files, have) as paths:
+            con.execute("CREATE TEMP TABLE journal_tail AS " + read_journal_sql(paths), [have, 2**62])
     else:
         con.execute("CREATE TEMP TABLE journal_tail (" + ", ".join(f"{n} {t}" for n, t in record.COLUMNS) + ")")
     older = ["SELECT * FROM audit.events"] if "events" in tables else []
@@ -136,9 +134,24 @@ def open_session(audit_dir: Path, wait: float = LOCK_WAIT, views: Iterable[str] 
         con.execute("CREATE TEMP VIEW checkpoints AS " + read_checkpoints_sql(log))
     else:
         con.execute(CREATE_CHECKPOINTS.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
-    session = Session(con, "flows" in tables)
+    session = Session(con, "flows" in tables, file_heads="flow_heads" in tables)
     session.add_views(views)
     return session
+
+
+@contextlib.contextmanager
+def tail_of(files: list[Path], have: int) -> Iterator[list[Path]]:
+    """The journal files to read for the rows after `have`: the first from where they
+    start (copied to a temporary file: read_json reads whole files), the others whole."""
+    start = offset_after(files[0], have)
+    if not start:
+        yield files
+        return
+    with open(files[0], "rb") as src, tempfile.NamedTemporaryFile(suffix=".jsonl") as part:
+        src.seek(start)
+        shutil.copyfileobj(src, part)
+        part.flush()
+        yield [Path(part.name), *files[1:]]
 
 
 def connect_reader(audit_dir: Path, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyConnection:

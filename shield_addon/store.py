@@ -27,6 +27,7 @@ from shield_addon.journal import BATCH_BYTES, Cursor, line_seq, new_lines, tail_
 from shield_addon.schema import (  # noqa: F401 - re-exported
     CANONICAL_SQL,
     CHECKPOINT_COLUMNS,
+    CREATE_FLOW_HEADS,
     FLOW_FOLDS,
     LITERAL_IN_MAX,
     TIMELINE_COLUMNS,
@@ -36,6 +37,7 @@ from shield_addon.schema import (  # noqa: F401 - re-exported
     chain_rows_sql,
     continuing_sql,
     fold_sql,
+    heads_sql,
     id_filter,
     merge_sql,
     read_checkpoints_sql,
@@ -83,9 +85,13 @@ def set_up(con: duckdb.DuckDBPyConnection) -> None:
         if name in record.LATER_COLUMNS:
             con.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {typ}")
     con.execute(_CREATE_CHECKPOINTS)
-    if "flows" not in table_names(con):
+    tables = table_names(con)
+    if "flows" not in tables:
         con.execute(_CREATE_FLOWS)
         con.execute(f"INSERT INTO flows {fold_sql('events')} ORDER BY ts, flow_id")
+    if "flow_heads" not in tables:
+        con.execute(CREATE_FLOW_HEADS)
+        con.execute(f"INSERT INTO flow_heads {heads_sql('flows')} ORDER BY head")
     for name, sql in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
     con.execute("COMMIT")
@@ -109,6 +115,7 @@ def fold(con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int, look_up_
         con.execute(f"UPDATE flows AS o SET {sets} FROM batch_flows n WHERE o.flow_id = n.flow_id AND "
                     + id_filter("o.flow_id", old, "SELECT flow_id FROM batch_continuing"))
     new = "" if not old else " WHERE NOT " + id_filter("flow_id", old, "SELECT flow_id FROM flows")
+    con.execute(f"INSERT INTO flow_heads {heads_sql('batch_flows')}{new}")
     con.execute(f"INSERT INTO flows SELECT * FROM batch_flows{new} ORDER BY ts, flow_id")
 
 

@@ -121,6 +121,10 @@ def compare_db(reader: Reader, report: Report) -> None:
         # to, or a timeline read from it could tell a different story than the chained rows.
         report.problems.append(Problem(bad[1], "flows disagree with events",
                                        f"flow {bad[0]}: its row in audit.duckdb's flows is not what its events say"))
+    if "flow_heads" in tables and (bad := con.execute(queries.HEADS_DISAGREE).fetchone()):
+        # Not evidence, but `show` by an id prefix looks there: a flow missing from it would hide.
+        report.problems.append(Problem(None, "flow_heads disagree with flows",
+                                       f"flow {bad[0]} is in one and not the other (or under another head)"))
     files = journal.segments(reader.dir.journal)
     if not files:
         return

@@ -181,6 +181,15 @@ def test_a_flow_summary_edited_in_duckdb_is_caught(trail: Path) -> None:
     assert out.returncode == 1 and out.stdout.startswith("BROKEN: seq 13: flows disagree with events"), out.stdout
 
 
+def test_a_flow_hidden_from_the_prefix_lookup_is_caught(trail: Path) -> None:
+    """`show` by an id prefix looks in flow_heads: a flow removed there would hide from it."""
+    con = duckdb.connect(str(trail / "audit.duckdb"))
+    con.execute("DELETE FROM flow_heads WHERE flow_id = 'f12'")
+    con.close()
+    out = verify(trail)
+    assert out.returncode == 1 and "flow_heads disagree with flows: flow f12" in out.stdout, out.stdout
+
+
 def test_the_chain_checks_in_sql_alone(trail: Path) -> None:
     """The README's query: the same hashes recomputed by DuckDB, no Python involved."""
     con = duckdb.connect(str(trail / "audit.duckdb"), read_only=True)
