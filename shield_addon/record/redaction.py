@@ -413,8 +413,11 @@ def redact_url(redactor: Redactor, scheme: str, host: str, port: int, path: str,
     return f"{scheme}://{netloc}{path}" + ("?" + urlencode(q, quote_via=quote, safe="[]:/") if q else "")
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps's, built once
+
+
 def headers_json(headers: list[list[str]]) -> str:
-    return json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(headers)
 
 
 def sha256(data: bytes | None) -> str | None:
