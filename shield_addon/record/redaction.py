@@ -112,7 +112,9 @@ _SECRET_LITERALS = ("-----BEGIN", "sk-", "sk_", "rk_", "whsec_", "AKIA", "ASIA",
 # most ~20 KB, and a window that redaction shrank below the cut is read again, wider.
 CUT_MARGIN = 32 * 1024
 # No token, key=value pair or field name runs across one of these: a window ends just after one.
+_DELIMITERS = " \t\n\r\f\v\"'<>&"
 _DELIMITER = re.compile(r"[\s\"'<>&]")
+_NEAR = 2048  # bytes each side of a binary body's cut redacted together (tokens and pairs are shorter)
 # A window that ends inside a field's value or a private key: the rest of it is hidden too.
 _OPEN_FIELD = re.compile(r'"([^"\\\n]{1,64})"\s*:\s*\Z')
 _PEM_BEGIN = re.compile(r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----")
@@ -332,14 +334,30 @@ class Redactor:
 
     def _binary(self, raw: bytes, limit: int, margin: int) -> bytes:
         """Bytes that are not UTF-8: the ASCII secrets they carry redacted in the first `limit`
-        bytes (as latin-1 text, one character a byte). A secret across the cut is redacted as
-        the wider window sees it, cut where the plain head's redaction ends."""
+        bytes (as latin-1 text, one character a byte); a secret across the cut as the bytes
+        around the cut show it."""
         head = self.text(raw[:limit].decode("latin-1"))
         if len(raw) > limit:
-            wide = self._bounded_text(raw.decode("latin-1"), limit, margin)
-            if not wide.startswith(head):
-                head = wide[: len(head)]
+            head = self._across_cut(raw, limit, margin, head)
         return head.encode("latin-1", "replace")
+
+    def _across_cut(self, raw: bytes, limit: int, margin: int, head: str) -> str:
+        """`head`, the first `limit` bytes redacted on their own, with a secret that runs across
+        the cut redacted whole: the bytes from a delimiter _NEAR before the cut to one _NEAR
+        after it are redacted together, and head's end is taken from them when they differ.
+        A private key open in head (it may have begun long before) takes the wide window."""
+        begin = head.rfind("-----BEGIN")
+        if begin < 0 or "-----END" in head[begin:]:
+            text = raw[: limit + 4 * _NEAR].decode("latin-1")
+            start = max(text.rfind(c, 0, max(0, limit - _NEAR)) for c in _DELIMITERS) + 1
+            end = _DELIMITER.search(text, limit + _NEAR)
+            if end is not None or len(text) == len(raw):
+                before = self.text(text[start:limit])
+                around = self._close_tail(self.text(text[start: end.end() if end else len(text)]))
+                if head.endswith(before):
+                    return head if around.startswith(before) else head[: len(head) - len(before)] + around[: len(before)]
+        wide = self._bounded_text(raw.decode("latin-1"), limit, margin)
+        return head if wide.startswith(head) else wide[: len(head)]
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
