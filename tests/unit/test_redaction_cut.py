@@ -100,11 +100,15 @@ def test_a_large_json_body_stores_the_prefix_of_the_whole_redacted_document() ->
         assert R.body(raw, "application/json", limit) == whole_then_cut(full, limit)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-        st.sampled_from(["a", "password", "session_id", "token_count", "x", "é"]) | st.text(max_size=8), inner, max_size=5),
-    max_leaves=40)
+NAMES = st.sampled_from(["a", "password", "session_id", "token_count", "x", "é"]) | st.text(max_size=8)
+
+
+def containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=5) | st.dictionaries(NAMES, inner, max_size=5)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+                           containers, max_leaves=40)
 
 
 @settings(max_examples=300, deadline=None)
