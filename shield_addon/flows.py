@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -18,6 +19,32 @@ from shield_addon.core.hosts import canonical_host
 from shield_addon.rules import Rule, Verdict
 
 ANONYMOUS = "anonymous@{ip}"
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps's, built once
+# An agent calls a few hosts again and again: each is folded (IDNA, IP spellings) once.
+_canonical_host = functools.lru_cache(maxsize=1024)(canonical_host)
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Sent:
+    """What a request carries, read out of mitmproxy once for the view, the rules and the record
+    (each read decodes every header, or parses the query, again)."""
+
+    headers: Pairs  # names as sent, in order
+    query: Pairs
+    content_type: str | None  # every content-type value joined, as Headers.get gives it
+
+
+def sent_of(req: http.Request) -> Sent:
+    headers = tuple(req.headers.items(multi=True))
+    return Sent(headers, tuple(req.query.items(multi=True)), header_of(headers, "content-type"))
+
+
+def header_of(headers: Pairs, name: str) -> str | None:
+    """mitmproxy's Headers.get: every value under the name, in any case, joined by ", "."""
+    values = [v for k, v in headers if k.lower() == name]
+    return ", ".join(values) if values else None
 
 
 def agent_of(flow: http.HTTPFlow) -> str:
@@ -61,19 +88,21 @@ def request_body(req: http.Request) -> bytes | None:
     return decoded.body if decoded.body is not None else req.raw_content
 
 
-def view_of(flow: http.HTTPFlow, body: bytes | None = None) -> RequestView:
+def view_of(flow: http.HTTPFlow, body: bytes | None = None, sent: Sent | None = None) -> RequestView:
     req = flow.request
     if body is None:
         body = request_body(req)
-    body = as_utf8(body or b"", req.headers.get("content-type"))
+    if sent is None:
+        sent = sent_of(req)
+    body = as_utf8(body or b"", sent.content_type)
     return RequestView(
         method=req.method.upper(),
         scheme=req.scheme,
-        host=canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
+        host=_canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
         port=req.port,
         path=normal_path(req.path.split("?", 1)[0]),  # /v1/%72efunds is /v1/refunds to the server
-        query=tuple(req.query.items(multi=True)),
-        headers=tuple((k.lower(), v) for k, v in req.headers.items(multi=True)),
+        query=sent.query,
+        headers=tuple((k.lower(), v) for k, v in sent.headers),
         body=body or b"",
     )
 
@@ -93,7 +122,7 @@ def judged_flow(flow: http.HTTPFlow, view: RequestView) -> http.HTTPFlow:
     return judged
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowState:
     """What the addon knows about one live flow, between its hooks."""
 
@@ -103,12 +132,14 @@ class FlowState:
     verdict: Verdict | None = None
     refused: bool = False
     decided: dict[str, Any] = field(default_factory=dict)
+    sent: Sent | None = None  # the request as read at its first hook, until it is judged
 
 
-def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor) -> dict[str, Any]:
+def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor, sent: Sent | None = None) -> dict[str, Any]:
     req = flow.request
     peer = flow.client_conn.peername
     path = redactor.text(req.path.split("?", 1)[0])
+    query = sent.query if sent is not None else req.query.items(multi=True)
     return {
         "flow_id": flow.id,
         "agent": agent,
@@ -118,17 +149,21 @@ def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor) -> 
         "host": req.host,
         "port": req.port,
         "path": path,
-        "url": record.redact_url(redactor, req.scheme, req.host, req.port, path, req.query.items(multi=True)),
+        "url": record.redact_url(redactor, req.scheme, req.host, req.port, path, query),
     }
 
 
 def request_columns(req: http.Request, redactor: record.Redactor, body_limit: int,
-                    decoded: bytes | None = None) -> dict[str, Any]:
-    """`decoded`: the body view_of already decoded, so a gzip body is not inflated twice."""
-    content_type = req.headers.get("content-type", "").lower()
+                    decoded: bytes | None = None, sent: Sent | None = None) -> dict[str, Any]:
+    """`decoded`: the body view_of already decoded, so a gzip body is not inflated twice;
+    `sent`: the headers as they are now (with the gate's own), read once."""
+    if sent is None:
+        sent = sent_of(req)
+    content_type = (sent.content_type or "").lower()
     body = None if req.raw_content is None else decoded if decoded is not None else request_body(req)
     return {
-        "request_headers": record.headers_json(redactor.headers(req.headers.items(multi=True))),
+        # digest and size are of the body as it travels, before decoding and redaction
+        "request_headers": _COMPACT.encode(redactor.headers(sent.headers)),
         "request_body": redactor.body(body, content_type, body_limit),
         "request_body_size": None if req.raw_content is None else len(req.raw_content),
         "request_sha256": record.sha256(req.raw_content),
@@ -177,7 +212,7 @@ def actions_json(verdict: Verdict) -> str | None:
         if a.flags:
             item["flags"] = sorted(a.flags)
         out.append(item)
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(out)
 
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/stream+json")
@@ -214,7 +249,8 @@ class Tap:
 def response_columns(flow: http.HTTPFlow, redactor: record.Redactor, body_limit: int, tap: Tap | None = None) -> dict[str, Any]:
     resp = flow.response
     assert resp is not None
-    content_type = resp.headers.get("content-type", "").lower()
+    headers = tuple(resp.headers.items(multi=True))
+    content_type = (header_of(headers, "content-type") or "").lower()
     if tap is not None:  # streamed: the body went by in chunks; the tap saw them (still encoded)
         body, size, digest = bytes(tap.head), tap.size, tap.hash.hexdigest()
     else:
@@ -226,7 +262,7 @@ def response_columns(flow: http.HTTPFlow, redactor: record.Redactor, body_limit:
         digest = record.sha256(resp.raw_content)
     return {
         "status_code": resp.status_code,
-        "response_headers": record.headers_json(redactor.headers(resp.headers.items(multi=True))),
+        "response_headers": _COMPACT.encode(redactor.headers(headers)),
         "response_body": redactor.body(body, content_type, body_limit),
         "response_body_size": size,
         "response_sha256": digest,

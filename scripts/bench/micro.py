@@ -123,9 +123,10 @@ class Request:
     def __init__(self, f: http.HTTPFlow, rs: pipeline.RuleSet, redactor: Any, listen_port: int):
         self.f, self.rs, self.redactor = f, rs, redactor
         self.agent = pipeline.agent_of(f)
-        self.base = pipeline.base_columns(f, self.agent, redactor)
+        self.sent = pipeline.sent_of(f.request)
+        self.base = pipeline.base_columns(f, self.agent, redactor, self.sent)
         self.body = pipeline.body_of(f)
-        self.view = pipeline.view_of(f, self.body)
+        self.view = pipeline.view_of(f, self.body, self.sent)
         pipeline.clear_caches()
         self.readings = pipeline.parse(self.view, rs)
         self.subject = pipeline.Subject(self.view, self.readings[0].action, f, self.agent)
@@ -138,16 +139,18 @@ class Request:
         self.resp_row = pipeline.seal({**self.resp_event, "ts": NOW}, 2, CHAIN, self.row["row_hash"])
 
     def request_event(self) -> dict[str, Any]:
-        return pipeline.request_event(self.base, self.f.request, self.body, self.verdict, self.redactor, self.rs.sha256, LIMIT)
+        return pipeline.request_event(self.base, self.f.request, self.body, self.verdict, self.redactor, self.rs.sha256, LIMIT,
+                                      sent=self.sent)
 
     def whole(self) -> bytes:
         """Everything the proxy does for an allowed request before it forwards it, in order."""
         agent = pipeline.agent_of(self.f)
-        base = pipeline.base_columns(self.f, agent, self.redactor)
+        sent = pipeline.sent_of(self.f.request)
+        base = pipeline.base_columns(self.f, agent, self.redactor, sent)
         body = pipeline.body_of(self.f)
-        view = pipeline.view_of(self.f, body)
+        view = pipeline.view_of(self.f, body, sent)
         verdict = pipeline.decide(pipeline.parse(view, self.rs), self.rs, pipeline.Context(agent=agent, flow=self.f, own=self.own))
-        event = pipeline.request_event(base, self.f.request, body, verdict, self.redactor, self.rs.sha256, LIMIT)
+        event = pipeline.request_event(base, self.f.request, body, verdict, self.redactor, self.rs.sha256, LIMIT, sent=sent)
         return pipeline.journal_line(pipeline.seal({**event, "ts": NOW}, 1, CHAIN, pipeline.GENESIS))
 
 
@@ -169,11 +172,12 @@ def request_steps(r: Request) -> list[Step]:
            ("    body: the key=value scan over the whole text", lambda: pipeline.SECRET_PAIR.sub("", text), None)]
     return [
         ("request: agent_of", lambda: pipeline.agent_of(r.f), None),
-        ("request: base_columns (url+path redaction)", lambda: pipeline.base_columns(r.f, r.agent, redactor), None),
+        ("request: sent_of (headers, query, content type)", lambda: pipeline.sent_of(req), None),
+        ("request: base_columns (url+path redaction)", lambda: pipeline.base_columns(r.f, r.agent, redactor, r.sent), None),
         ("  of which redact_url", lambda: pipeline.redact_url(redactor, req.scheme, req.host, req.port, redactor.text(path),
                                                                req.query.items(multi=True)), None),
         ("request: body_of (decoding)", lambda: pipeline.body_of(r.f), None),
-        ("request: view_of", lambda: pipeline.view_of(r.f, r.body), None),
+        ("request: view_of", lambda: pipeline.view_of(r.f, r.body, r.sent), None),
         ("request: actions.parse (all parsers)", lambda: pipeline.parse(r.view, r.rs), clear),
         ("request: decide (rules + built-in rules)", lambda: pipeline.decide(r.readings, r.rs, r.context), None),
         ("  of which rules.evaluate", lambda: pipeline.evaluate(r.rs, r.subject), None),

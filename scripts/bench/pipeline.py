@@ -2,8 +2,8 @@
 they live. The benchmarks call these, never a copy of them; when the pipeline moves, repoint
 the lines here (each says which hook or function of the proxy it stands for).
 
-Today's path (shield_addon.addons.gate.Gate.judge, then Trail.write):
-    decoded_body -> view_of -> actions.parse -> decide (rules.evaluate + built-in rules)
+Today's path (shield_addon.addons.gate.Gate.start and .judge, then Trail.write):
+    sent_of -> base_columns -> decoded_body -> view_of -> actions.parse -> decide (rules.evaluate + built-in rules)
     -> request_event (request_columns + action_columns) -> record.seal -> journal_line
 """
 
@@ -27,11 +27,12 @@ from shield_addon.record import redaction as _redaction
 __all__ = ["PARSERS", "Context", "Journal", "RuleSet", "Subject", "action_columns", "agent_of", "base_columns", "body_of",
            "bundled_rules", "clear_caches", "decide", "default_reviewer", "evaluate", "journal_line", "load_rules", "own_address",
            "parse", "parse_rules", "read_rows", "redactor", "request_columns", "request_event", "response_columns",
-           "responseheaders", "seal", "segments", "view_of"]
+           "responseheaders", "seal", "segments", "sent_of", "view_of"]
 
 RuleSet, Subject = rules.RuleSet, rules.Subject
 PARSERS: dict[str, Any] = {**actions.PARSERS, "rest": actions.rest.parse}  # each parser alone: parser(view, pinned)
 agent_of = flows.agent_of  # Gate.start
+sent_of = flows.sent_of  # Gate.start: headers, query and content type, read out of mitmproxy once
 base_columns = flows.base_columns  # Gate.start: the columns every event of a flow repeats
 request_columns = flows.request_columns  # inside request_event
 action_columns = flows.action_columns  # inside request_event
@@ -49,8 +50,8 @@ def body_of(f: http.HTTPFlow) -> bytes | None:
     return decoded.body if decoded.body is not None else f.request.raw_content
 
 
-def view_of(f: http.HTTPFlow, body: bytes | None = None) -> actions.RequestView:
-    return flows.view_of(f, body_of(f) if body is None else body)
+def view_of(f: http.HTTPFlow, body: bytes | None = None, sent: flows.Sent | None = None) -> actions.RequestView:
+    return flows.view_of(f, body_of(f) if body is None else body, sent)
 
 
 def parse(view: actions.RequestView, ruleset: rules.RuleSet) -> tuple[actions.Reading, ...]:
@@ -79,12 +80,13 @@ def own_address(host: str, port: int, own: Iterable[tuple[str, int]]) -> bool:
 
 
 def request_event(base: dict[str, Any], req: http.Request, body: bytes | None, verdict: rules.Verdict, redactor: record.Redactor,
-                  ruleset_sha256: str, body_limit: int = 65536, mode: str = "enforce") -> dict[str, Any]:
+                  ruleset_sha256: str, body_limit: int = 65536, mode: str = "enforce", sent: flows.Sent | None = None
+                  ) -> dict[str, Any]:
     """The request event, as gate.request_event builds it (that one reads mitmproxy's ctx.options
     for mode and body limit; here they are arguments)."""
     enforced = verdict.enforced if mode == "enforce" else "allow"
     return {**base, "stage": "request", "decision": {"allow": "allowed", "deny": "blocked", "hold": None}[enforced],
-            **flows.request_columns(req, redactor, body_limit, body),
+            **flows.request_columns(req, redactor, body_limit, body, sent),
             **flows.action_columns(verdict.action, verdict, mode, ruleset_sha256)}
 
 

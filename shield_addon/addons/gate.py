@@ -27,6 +27,7 @@ from shield_addon.core.decide import decide
 from shield_addon.core.hosts import canonical_host
 from shield_addon.flows import (
     FlowState,
+    Sent,
     Tap,
     action_columns,
     agent_of,
@@ -37,6 +38,7 @@ from shield_addon.flows import (
     refuse,
     request_columns,
     response_columns,
+    sent_of,
     should_stream,
     view_of,
 )
@@ -156,7 +158,9 @@ class Gate:
             state.refused = True
             self.trail.submit({**state.base, "stage": "request", "decision": "blocked", "verdict": "deny",
                                "error": f"answered by the proxy before the rules: HTTP {f.response.status_code}",
-                               **request_columns(f.request, self.trail.redactor, ctx.options.shield_body_limit)})
+                               **request_columns(f.request, self.trail.redactor, ctx.options.shield_body_limit,
+                                                 sent=state.sent)})
+            state.sent = None
             return
         resolved = await self.where.resolved(f.request.host, f.request.port)
         try:
@@ -184,7 +188,8 @@ class Gate:
 
     def start(self, f: http.HTTPFlow) -> FlowState:
         agent = agent_of(f)
-        state = FlowState(agent, base_columns(f, agent, self.trail.redactor))
+        sent = sent_of(f.request)
+        state = FlowState(agent, base_columns(f, agent, self.trail.redactor, sent), sent=sent)
         if f.is_replay == "request":
             # A reviewer's replay sends the same mitmproxy flow again: in the trail it is a new
             # attempt with an id of its own, so every flow_id has one request event, its first.
@@ -196,18 +201,21 @@ class Gate:
         """View, actions, verdict, and the request event built once from them."""
         decoded = decoded_body(f.request)
         body = decoded.body if decoded.body is not None else f.request.raw_content
-        view = view_of(f, body)
+        sent, state.sent = state.sent or sent_of(f.request), None
+        view = view_of(f, body, sent)
         ruleset = self.rulebook.ruleset
         readings = actions.readings(view, ruleset.services)
         unreadable = decoded.problem if f.request.raw_content else None
         if f.is_replay == "request":  # a reviewer's replay carries the mark of its first pass
             f.request.headers.pop(VIA_HEADER, None)
+            sent.headers = tuple(f.request.headers.items(multi=True))
         came_back = self.via in f.request.headers.get_all(VIA_HEADER)
         f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
+        sent.headers += ((VIA_HEADER, self.via),)  # Headers.add appends: the record's headers are the request's
         context = self.where.context(f, state.agent, view, unreadable, came_back, resolved)
         verdict = decide(readings, ruleset, self.contacts.fill(f.id, ruleset, view, context))
         state.action, state.verdict = verdict.action, verdict
-        return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256)
+        return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256, sent)
 
     def untracked(self, f: http.HTTPFlow) -> FlowState:
         """A flow that never reached the request hook (too large, malformed, TLS failure)."""
@@ -216,10 +224,10 @@ class Gate:
 
 
 def request_event(state: FlowState, req: http.Request, body: bytes | None, verdict: Any, redactor: record.Redactor,
-                  ruleset_sha256: str) -> dict[str, Any]:
-    """The flow's request event, from the view's body and the verdict."""
+                  ruleset_sha256: str, sent: Sent | None = None) -> dict[str, Any]:
+    """The flow's request event, from the view's body, headers and query, and the verdict."""
     mode = ctx.options.shield_mode
     enforced = verdict.enforced if mode == "enforce" else "allow"
     return {**state.base, "stage": "request", "decision": {"allow": "allowed", "deny": "blocked", "hold": None}[enforced],
-            **request_columns(req, redactor, ctx.options.shield_body_limit, body),
+            **request_columns(req, redactor, ctx.options.shield_body_limit, body, sent),
             **action_columns(verdict.action, verdict, mode, ruleset_sha256)}

@@ -6,12 +6,15 @@ Pure: no mitmproxy, no I/O.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # json.dumps(s, ensure_ascii=False) of a str, without the dumps
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -104,6 +107,19 @@ _JSON_FIELD = re.compile(r'"([^"\\\n]{1,64})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 # Every _SECRET_VALUE match contains one of these: a long text without any skips the regex.
 _SECRET_LITERALS = ("-----BEGIN", "sk-", "sk_", "rk_", "whsec_", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_",
                     "ghr_", "github_pat_", "xox", "xapp-", "AIza", "SG.", "eyJ")
+# The stored part of a body is `limit` bytes; redaction reads this many characters past it (and
+# on to the next delimiter), so a secret across the cut is still seen whole: a PEM block is at
+# most ~20 KB, and a window that redaction shrank below the cut is read again, wider.
+CUT_MARGIN = 32 * 1024
+# No token, key=value pair or field name runs across one of these: a window ends just after one.
+_DELIMITERS = " \t\n\r\f\v\"'<>&"
+_DELIMITER = re.compile(r"[\s\"'<>&]")
+_NEAR = 2048  # bytes each side of a binary body's cut redacted together (tokens and pairs are shorter)
+# A window that ends inside a field's value or a private key: the rest of it is hidden too.
+_OPEN_FIELD = re.compile(r'"([^"\\\n]{1,64})"\s*:\s*\Z')
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----")
+_TOO_DEEP = "[truncated: nested too deep]"
+_MAX_DEPTH = 64
 _PREFILTER_FROM = 64  # characters; below, the regex is cheaper than the literal checks
 _CACHE_MAX = 4096  # names and header values remembered (they repeat on every request)
 _CACHED_VALUE_MAX = 256  # longer header values are redacted each time, not remembered
@@ -190,11 +206,11 @@ class Redactor:
         return f"{name}{sep}{self.mark(value)}{end}"
 
     def json(self, doc: Any, depth: int = 0) -> Any:
-        if depth > 64:
-            return "[truncated: nested too deep]"
+        if depth > _MAX_DEPTH:
+            return _TOO_DEEP
         if isinstance(doc, dict):
             return {
-                k: self.mark(_scalar(v)) if not isinstance(v, (dict, list)) and self.secret_name(str(k), _scalar(v))
+                k: self.mark(_scalar(v)) if not isinstance(v, (dict, list)) and self._secret_field(str(k), v)
                 else self.json(v, depth + 1)
                 for k, v in doc.items()
             }
@@ -204,37 +220,144 @@ class Redactor:
             return self.text(doc)
         return doc
 
-    def body(self, raw: bytes | None, content_type: str, limit: int) -> str | None:
+    def _secret_field(self, name: str, value: Any) -> bool:
+        """secret_name(name, _scalar(value)), with the value written out only for a session id."""
+        kind = self.name_kind(name)
+        return kind == SECRET or kind == SESSION and credential_shaped(_scalar(value))
+
+    def json_text(self, doc: Any, limit: int | None = None) -> str:
+        """json.dumps(self.json(doc), ensure_ascii=False, separators=(",", ":")), redacted and
+        written only until more than `limit` characters are out: every character is at least a
+        byte, so what would follow is past the cut. The same pieces as json.dumps, in its order."""
+        out: list[str] = []
+        try:
+            self._emit(doc, 0, out, sys.maxsize if limit is None else limit)
+        except _Full:
+            pass
+        return "".join(out)
+
+    def _emit(self, v: Any, depth: int, out: list[str], left: int) -> int:
+        """Append v, redacted and encoded, to out; return how many characters are still wanted
+        (_Full when none are). As json(): a value past depth 64 is the truncation mark, and a
+        secret field's scalar value is its fingerprint."""
+        if depth > _MAX_DEPTH:
+            piece = encode_basestring(_TOO_DEEP)
+        elif type(v) is str:
+            piece = encode_basestring(self.text(v))
+        elif type(v) is dict:
+            if not v:
+                piece = "{}"
+            else:
+                sep = "{"
+                for k, x in v.items():
+                    left = _spend(out, sep + encode_basestring(k) + ":", left)
+                    if type(x) is not dict and type(x) is not list and self._secret_field(k, x):
+                        left = _spend(out, encode_basestring(self.mark(_scalar(x))), left)
+                    else:
+                        left = self._emit(x, depth + 1, out, left)
+                    sep = ","
+                piece = "}"
+        elif type(v) is list:
+            if not v:
+                piece = "[]"
+            else:
+                sep = "["
+                for x in v:
+                    left = self._emit(x, depth + 1, out, _spend(out, sep, left))
+                    sep = ","
+                piece = "]"
+        else:
+            piece = _scalar_json(v)
+        return _spend(out, piece, left)
+
+    def body(self, raw: bytes | None, content_type: str, limit: int, margin: int = CUT_MARGIN) -> str | None:
         """The body as stored: redacted, as text, cut to `limit` bytes. Binary bodies are
-        stored as `base64:` text so nothing in the trail can be a terminal escape."""
+        stored as `base64:` text so nothing in the trail can be a terminal escape.
+        Only what is stored is redacted (plus `margin` characters past the cut): the same
+        text as redacting the whole body and cutting it, but for a secret that runs past the
+        margin, which is then hidden from where it starts."""
         if raw is None:
             return None
         if not raw:
             return ""
         text = _decode(raw)
         if text is None:
-            # Not UTF-8: redact what ASCII secrets the bytes carry, then store them as base64.
-            import base64
-
-            redacted = self.text(raw[:limit].decode("latin-1")).encode("latin-1", "replace")
-            return "base64:" + base64.b64encode(redacted).decode()
+            return "base64:" + base64.b64encode(self._binary(raw, limit, margin)).decode()
         stripped = text.lstrip()
         if stripped[:1] in ("{", "[") and ("json" in content_type or not content_type):
             try:
-                text = json.dumps(self.json(json.loads(text)), ensure_ascii=False, separators=(",", ":"))
+                text = self.json_text(json.loads(text), limit)
             except (ValueError, RecursionError):
-                text = self.text(text)
+                text = self._bounded_text(text, limit, margin)
         elif "x-www-form-urlencoded" in content_type:
             pairs = parse_qsl(text, keep_blank_values=True)
             redacted = self.query(pairs)
             if redacted != pairs:  # re-encode only when something was redacted: keep the body as sent
                 text = urlencode(redacted, quote_via=quote, safe="[]:")
         else:
-            text = self.text(text)
-        encoded = text.encode("utf-8", "surrogateescape")
+            text = self._bounded_text(text, limit, margin)
+        try:
+            encoded = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a JSON "\ud800" escape: no byte stands for it; the cut drops it
+            encoded = text.encode("utf-8", "surrogatepass")
         if len(encoded) > limit:
             text = encoded[:limit].decode("utf-8", "ignore") + f"…[cut at {limit} bytes]"
         return text
+
+    def _bounded_text(self, text: str, limit: int, margin: int) -> str:
+        """self.text(text) as far as its first `limit` bytes go: redacted from a window that
+        ends past the cut at a delimiter, widened while redaction leaves it too short."""
+        n = limit + margin
+        while n < len(text):
+            end = _DELIMITER.search(text, n)
+            if end is None:
+                break  # no delimiter left: the window would be the whole text
+            window = self._close_tail(self.text(text[: end.end()]))
+            if len(window) > limit + margin // 2:
+                return window
+            n *= 2
+        return self.text(text)
+
+    def _close_tail(self, text: str) -> str:
+        """A window can end inside a private key or a secret field's quoted value, which the
+        whole text would redact as one: hide it from its start to the window's end."""
+        begin = text.rfind("-----BEGIN")
+        if begin >= 0 and "-----END" not in text[begin:] and _PEM_BEGIN.match(text, begin):
+            return text[:begin] + self.mark(text[begin:])
+        quote_at = _last_open_quote(text)
+        if quote_at is not None and quote_at + 1 < len(text):
+            name = _OPEN_FIELD.search(text, max(0, quote_at - 256), quote_at)
+            value = text[quote_at + 1:]
+            if name and not value.startswith("[redacted:") and self.secret_name(name.group(1), value):
+                return text[: quote_at + 1] + self.mark(value)
+        return text
+
+    def _binary(self, raw: bytes, limit: int, margin: int) -> bytes:
+        """Bytes that are not UTF-8: the ASCII secrets they carry redacted in the first `limit`
+        bytes (as latin-1 text, one character a byte); a secret across the cut as the bytes
+        around the cut show it."""
+        head = self.text(raw[:limit].decode("latin-1"))
+        if len(raw) > limit:
+            head = self._across_cut(raw, limit, margin, head)
+        return head.encode("latin-1", "replace")
+
+    def _across_cut(self, raw: bytes, limit: int, margin: int, head: str) -> str:
+        """`head`, the first `limit` bytes redacted on their own, with a secret that runs across
+        the cut redacted whole: the bytes from a delimiter _NEAR before the cut to one _NEAR
+        after it are redacted together, and head's end is taken from them when they differ.
+        A private key open in head (it may have begun long before) takes the wide window."""
+        begin = head.rfind("-----BEGIN")
+        if begin < 0 or "-----END" in head[begin:]:
+            text = raw[: limit + 4 * _NEAR].decode("latin-1")
+            start = max(text.rfind(c, 0, max(0, limit - _NEAR)) for c in _DELIMITERS) + 1
+            end = _DELIMITER.search(text, limit + _NEAR)
+            if end is not None or len(text) == len(raw):
+                before = self.text(text[start:limit])
+                around = self._close_tail(self.text(text[start: end.end() if end else len(text)]))
+                if head.endswith(before):
+                    return head if around.startswith(before) else head[: len(head) - len(before)] + around[: len(before)]
+        wide = self._bounded_text(raw.decode("latin-1"), limit, margin)
+        return head if wide.startswith(head) else wide[: len(head)]
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
@@ -245,6 +368,50 @@ def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
 
 def _scalar(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
+
+
+class _Full(Exception):
+    """json_text has written all that will be stored."""
+
+
+def _spend(out: list[str], piece: str, left: int) -> int:
+    """Append a piece; the characters still wanted after it."""
+    out.append(piece)
+    left -= len(piece)
+    if left < 0:
+        raise _Full
+    return left
+
+
+_FLOAT_WORDS = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
+
+
+def _scalar_json(v: Any) -> str:
+    """json.dumps of a number, true, false or null, as its C encoder writes them."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if type(v) is int:
+        return int.__repr__(v)
+    if type(v) is float:
+        return "NaN" if v != v else _FLOAT_WORDS.get(v) or float.__repr__(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _last_open_quote(text: str) -> int | None:
+    """Where the last unescaped double quote is (a value may open there), or None."""
+    at = text.rfind('"')
+    while at >= 0:
+        start = at
+        while start > 0 and text[start - 1] == "\\":
+            start -= 1
+        if (at - start) % 2 == 0:
+            return at
+        at = text.rfind('"', 0, at)
+    return None
 
 
 def _decode(raw: bytes) -> str | None:
@@ -264,11 +431,12 @@ def redact_url(redactor: Redactor, scheme: str, host: str, port: int, path: str,
     return f"{scheme}://{netloc}{path}" + ("?" + urlencode(q, quote_via=quote, safe="[]:/") if q else "")
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps's, built once
+
+
 def headers_json(headers: list[list[str]]) -> str:
-    return json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(headers)
 
 
 def sha256(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
-
-
