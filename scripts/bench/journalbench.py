@@ -1,5 +1,6 @@
-"""Journal throughput with the chain and signed checkpoints on, as the trail addon runs it
-(Journal.submit / submit_async through pipeline.py), and DuckDB ingest of what it wrote."""
+"""Journal throughput with the chain and signed checkpoints on: the Journal class alone
+(submit / submit_async through pipeline.py), and through the audit writer process as the trail
+addon runs it (WriterLink); DuckDB ingest of what it wrote."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from scripts.bench import pipeline
 from scripts.bench.micro import LIMIT
 from scripts.bench.testflows import load_flows
 from shield_addon import checkpoints, store
 from shield_addon.core.model import AuditDir
+from shield_addon.writer import process
+from shield_addon.writer.link import WriterLink
 
 Event = dict[str, Any]
 
@@ -157,4 +162,54 @@ def bench_journal(work: Path, n_burst: int, seconds: float, small_rows: int = 10
     for audit_dir, tag in ((small, "small"), (audit, "big")):
         res.update(ingest_batches(audit_dir, tag, events))
     res["fdatasync_ms"] = fdatasync_ms(audit)
+    return res
+
+
+def bench_writer(work: Path, n_burst: int, seconds: float) -> dict[str, float]:
+    """The same two loads through the writer process: events out through the socket, each
+    awaited one released by the writer's watermark. CPU of this process's loop and of the
+    writer (its ingest thread included) per event."""
+    audit = AuditDir(work / "micro-writer")
+    link = WriterLink(audit.journal, process.arguments(audit.root, work / "micro-conf", process.FSYNC, 1.0, 1000, 60, 1))
+    link.start()
+    assert link.pid is not None
+    writer = psutil.Process(link.pid)
+    req_event, resp_event = sample_events()
+    res: dict[str, float] = {}
+
+    def cpu() -> tuple[float, float, float]:
+        t = writer.cpu_times()
+        return time.process_time(), t.user + t.system, time.perf_counter()
+
+    async def burst() -> None:
+        futures = [link.submit_async(ev) for ev in pair_events(req_event, resp_event, n_burst, "wb")]
+        await futures[-1]  # one turn of the loop: one future for all
+
+    async def flows(stop: float, counts: list[int]) -> None:
+        while time.perf_counter() < stop:
+            counts[0] += 1
+            flow_id = f"wc-{counts[0]}"
+            await link.submit_async({**req_event, "flow_id": flow_id})
+            link.submit({**resp_event, "flow_id": flow_id})
+
+    async def closed() -> int:
+        counts = [0]
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(flows(stop, counts) for _ in range(10)))
+        await link.submit_async({"stage": "ruleset"})  # drain
+        return counts[0]
+
+    try:
+        a = cpu()
+        asyncio.run(burst())
+        b = cpu()
+        res.update(w_burst_events_s=n_burst / (b[2] - a[2]), w_burst_loop_us=(b[0] - a[0]) / n_burst * 1e6,
+                   w_burst_writer_us=(b[1] - a[1]) / n_burst * 1e6)
+        n = asyncio.run(closed())
+        c = cpu()
+        events = 2 * n + 1
+        res.update(w_c10_flows_s=n / (c[2] - b[2]), w_c10_events_s=events / (c[2] - b[2]),
+                   w_c10_loop_us=(c[0] - b[0]) / events * 1e6, w_c10_writer_us=(c[1] - b[1]) / events * 1e6)
+    finally:
+        link.close()
     return res

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench import pipeline, procstat
-from scripts.bench.journalbench import bench_journal
+from scripts.bench.journalbench import bench_journal, bench_writer
 from scripts.bench.micro import bench_parse_total, bench_parsers, bench_rules, gate_steps, index_potential, rule_cost_by_check
 from scripts.bench.rulegen import generated_rules
 from scripts.bench.testflows import body_flow, load_flows, realistic_flows, subject_of
@@ -91,6 +91,12 @@ def journal_figures(work: Path, args: argparse.Namespace) -> dict[str, float]:
     out(f"  10 flows (await request event, response event not awaited): {j['c10_flows_s']:.0f} flows/s = "
         f"{j['c10_events_s']:.0f} events/s, mean batch {j['c10_mean_batch']:.1f} events, "
         f"{j['c10_cpu_us_per_event']:.0f} µs CPU per event")
+    w = bench_writer(work, args.journal_burst, args.journal_seconds)
+    j.update(w)
+    out(f"  through the writer process (WriterLink, as the proxy): burst {w['w_burst_events_s']:8.0f} events/s, "
+        f"{w['w_burst_loop_us']:.1f} µs loop CPU + {w['w_burst_writer_us']:.0f} µs writer CPU per event")
+    out(f"    10 flows: {w['w_c10_flows_s']:.0f} flows/s = {w['w_c10_events_s']:.0f} events/s, {w['w_c10_loop_us']:.1f} µs loop CPU "
+        f"+ {w['w_c10_writer_us']:.0f} µs writer CPU (with its ingest) per event")
     out(f"  DuckDB ingest of {j['ingest_rows']} rows: {j['ingest_rows_s']:.0f} rows/s, {j['ingest_cpu_us_per_row']:.1f} µs CPU per row")
     for tag in ("small", "big"):
         out(f"  one ingest batch, the current segment holding ~{j[f'segment_{tag}_rows']} rows ({j[f'segment_{tag}_mib']:.1f} MiB): "
