@@ -8,7 +8,7 @@ allowed GETs (60 %), allowed JSON POSTs of 0.1-3 KB (15 %), SQL SELECTs (5 %), r
 rule denies (10 %), and requests a rule holds (10 %), which a reviewer thread approves a few
 times a second through mitmproxy's `shield.approve` (scripts/reviewer_addon.py).
 
-Every --report seconds one line: throughput, the proxy's RSS, journal size, audit.duckdb size,
+Every --report seconds one line: throughput, the RSS of the proxy and its writer process, journal size, audit.duckdb size,
 and the ingest lag (the journal's newest seq minus audit.duckdb's, read by opening the file
 read-only between ingest batches). At the end: the answers were all as the rules say, every
 request upstream saw has exactly one request event, seq is gapless, `shield verify` passes,
@@ -46,6 +46,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
+
 from scripts.bench.procstat import cpu_seconds
 from scripts.bench.stats import slope
 from scripts.harness import stop_process
@@ -69,7 +71,7 @@ CATCH_UP = 60.0  # seconds audit.duckdb may take to catch up once the analyst le
 
 
 class Sampler(threading.Thread):
-    """The proxy's RSS every `every` seconds."""
+    """The RSS of the proxy and its audit writer process together, every `every` seconds."""
 
     def __init__(self, pid: int, every: float = 2.0):
         super().__init__(name="rss-sampler", daemon=True)
@@ -81,10 +83,24 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.halt.is_set():
             try:
-                self.samples.append((time.monotonic() - self.t0, rss_mib(self.pid)))
+                self.samples.append((time.monotonic() - self.t0, rss_mib(self.pid) + children_rss_mib(self.pid)))
             except ProcessLookupError:
                 return  # the proxy died: the report loop says so
             self.halt.wait(self.every)
+
+
+def children_rss_mib(pid: int) -> float:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for child in children:
+        try:
+            total += child.memory_info().rss / 2**20
+        except psutil.Error:
+            continue  # the writer restarting
+    return total
 
 
 class Analyst(threading.Thread):
@@ -211,7 +227,7 @@ def watch(proxy: Proxy, load: Load, reviewer: Reviewer, analyst: Analyst | None,
         lag = "busy" if dseq is None else str(jseq - dseq)
         held = "  (analyst holds audit.duckdb)" if analyst and analyst.holding else ""
         print(f"{now - t0:>5.0f}s {n:>9} {(n - last_n) / (now - last_t):>6.0f} {load.unexpected:>10} "
-              f"{(cpu - last_cpu) / (now - last_t) * 100:>8.0f}% {rss_mib(proxy.proc.pid):>8.1f} "
+              f"{(cpu - last_cpu) / (now - last_t) * 100:>8.0f}% {rss_mib(proxy.proc.pid) + children_rss_mib(proxy.proc.pid):>8.1f} "
               f"{dir_mib(proxy.audit_dir / 'journal'):>11.1f} "
               f"{dir_mib(proxy.audit_dir / 'audit.duckdb'):>10.1f} {lag:>10} {reviewer.approved:>8}{held}", flush=True)
         last_t, last_n, last_cpu = now, n, cpu
