@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -21,7 +20,6 @@ from shield_addon.rules import Rule, Verdict
 ANONYMOUS = "anonymous@{ip}"
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps's, built once
 # An agent calls a few hosts again and again: each is folded (IDNA, IP spellings) once.
-_canonical_host = functools.lru_cache(maxsize=1024)(canonical_host)
 
 Pairs = tuple[tuple[str, str], ...]
 
@@ -98,7 +96,7 @@ def view_of(flow: http.HTTPFlow, body: bytes | None = None, sent: Sent | None = 
     return RequestView(
         method=req.method.upper(),
         scheme=req.scheme,
-        host=_canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
+        host=canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
         port=req.port,
         path=normal_path(req.path.split("?", 1)[0]),  # /v1/%72efunds is /v1/refunds to the server
         query=sent.query,

@@ -147,9 +147,28 @@ def overrides(req: RequestView) -> tuple[str, ...]:
 def pinned_service(host: str, pinned: Mapping[str, Sequence[str]]) -> str | None:
     """The service `host` is pinned to, if any. Config loaders may call it once with a
     dummy host to have an unknown service name refused early."""
-    unknown = set(pinned) - set(SERVICES)
-    if unknown:
-        raise ValueError(f"unknown service {sorted(unknown)} in pinned hosts; known: {list(SERVICES)}")
+    entry = _PINNED.get(id(pinned))
+    if entry is None or entry[0] is not pinned:
+        unknown = set(pinned) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown service {sorted(unknown)} in pinned hosts; known: {list(SERVICES)}")
+        if len(_PINNED) >= 8:
+            _PINNED.clear()
+        entry = _PINNED[id(pinned)] = (pinned, {})
+    known = entry[1]
+    if host not in known:
+        if len(known) >= 4096:
+            known.clear()
+        known[host] = _pinned_service(host, pinned)
+    return known[host]
+
+
+# A rule set's pins, and the answer for each host seen: every reading of every request asked
+# again, and matching ~20 globs was two thirds of reading a plain GET (10 of 15 µs).
+_PINNED: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, str | None]]] = {}
+
+
+def _pinned_service(host: str, pinned: Mapping[str, Sequence[str]]) -> str | None:
     host = host.lower()
     for service in SERVICES:  # a fixed precedence, whatever order the mapping has
         globs = pinned.get(service) or ()

@@ -9,6 +9,7 @@ machine's addresses.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -64,6 +65,7 @@ def _bare(host: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked several times for every request
 def ip_of(host: str) -> IP | None:
     """The address an IP literal in any spelling means; None for a name."""
     text = _bare(host)
@@ -72,6 +74,7 @@ def ip_of(host: str) -> IP | None:
     return inet_aton(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_host(host: str) -> str:
     """Lower case, no trailing dot, IDNA-folded; an IP literal as its canonical address."""
     text = _bare(host)
