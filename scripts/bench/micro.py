@@ -143,7 +143,8 @@ class Request:
                                       sent=self.sent)
 
     def whole(self) -> bytes:
-        """Everything the proxy does for an allowed request before it forwards it, in order."""
+        """Everything the proxy's event loop does for an allowed request before it awaits the
+        writer, in order: the event ends as the line sent to the writer process."""
         agent = pipeline.agent_of(self.f)
         sent = pipeline.sent_of(self.f.request)
         base = pipeline.base_columns(self.f, agent, self.redactor, sent)
@@ -151,7 +152,7 @@ class Request:
         view = pipeline.view_of(self.f, body, sent)
         verdict = pipeline.decide(pipeline.parse(view, self.rs), self.rs, pipeline.Context(agent=agent, flow=self.f, own=self.own))
         event = pipeline.request_event(base, self.f.request, body, verdict, self.redactor, self.rs.sha256, LIMIT, sent=sent)
-        return pipeline.journal_line(pipeline.seal({**event, "ts": NOW}, 1, CHAIN, pipeline.GENESIS))
+        return pipeline.wire_line(event)
 
 
 NOW = "2026-11-27T10:00:00.000000Z"
@@ -187,9 +188,10 @@ def request_steps(r: Request) -> list[Step]:
         ("  of which body redaction", lambda: redactor.body(r.body, ct, LIMIT), None),
         ("  of which sha256 of the body", lambda: pipeline.sha256(req.raw_content), None),
         *(big if len(text) > LIMIT else []),
-        ("journal: seal request event (canonical + sha256)", lambda: pipeline.seal({**r.event, "ts": NOW}, 1, "c", pipeline.GENESIS),
-         None),
-        ("journal: journal_line of the request row", lambda: pipeline.journal_line(r.row), None),
+        ("request: wire_line (the event as sent to the writer)", lambda: pipeline.wire_line(r.event), None),
+        ("writer process: seal request event (canonical + sha256)",
+         lambda: pipeline.seal({**r.event, "ts": NOW}, 1, "c", pipeline.GENESIS), None),
+        ("writer process: journal_line of the request row", lambda: pipeline.journal_line(r.row), None),
     ]
 
 
@@ -198,8 +200,9 @@ def response_steps(r: Request) -> list[Step]:
         ("update hook x4 (after each flow hook): reviewer lookup", lambda: [pipeline.default_reviewer() for _ in range(4)], None),
         ("response: responseheaders (header + should_stream)", lambda: pipeline.responseheaders(r.f), None),
         ("response: response_columns", lambda: pipeline.response_columns(r.f, r.redactor, LIMIT), None),
-        ("journal: seal response event", lambda: pipeline.seal({**r.resp_event, "ts": NOW}, 2, "c", r.row["row_hash"]), None),
-        ("journal: journal_line of the response row", lambda: pipeline.journal_line(r.resp_row), None),
+        ("response: wire_line", lambda: pipeline.wire_line(r.resp_event), None),
+        ("writer process: seal response event", lambda: pipeline.seal({**r.resp_event, "ts": NOW}, 2, "c", r.row["row_hash"]), None),
+        ("writer process: journal_line of the response row", lambda: pipeline.journal_line(r.resp_row), None),
     ]
 
 
@@ -208,7 +211,8 @@ def gate_steps(f: http.HTTPFlow, rs: pipeline.RuleSet, redactor: Any, budget: fl
     """The proxy's per-request work, step by step, with its own functions (µs, median); the last
     line times the request steps in one call (no setup between them)."""
     r = Request(f, rs, redactor, listen_port)
-    steps = [*request_steps(r), *response_steps(r), ("= request path in one call (to the journal line)", r.whole, pipeline.clear_caches)]
+    whole = ("= request path on the loop in one call (to the line sent to the writer)", r.whole, pipeline.clear_caches)
+    steps = [*request_steps(r), *response_steps(r), whole]
     res = []
     for name, fn, setup in steps:
         try:

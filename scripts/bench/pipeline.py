@@ -23,11 +23,12 @@ from shield_addon.core.context import Context
 from shield_addon.core.decide import decide as _decide
 from shield_addon.journal import Journal, journal_line, read_rows, segments
 from shield_addon.record import redaction as _redaction
+from shield_addon.writer import link as _link
 
 __all__ = ["PARSERS", "Context", "Journal", "RuleSet", "Subject", "action_columns", "agent_of", "base_columns", "body_of",
            "bundled_rules", "clear_caches", "decide", "default_reviewer", "evaluate", "journal_line", "load_rules", "own_address",
            "parse", "parse_rules", "read_rows", "redactor", "request_columns", "request_event", "response_columns",
-           "responseheaders", "seal", "segments", "sent_of", "view_of"]
+           "responseheaders", "seal", "segments", "sent_of", "view_of", "wire_line"]
 
 RuleSet, Subject = rules.RuleSet, rules.Subject
 PARSERS: dict[str, Any] = {**actions.PARSERS, "rest": actions.rest.parse}  # each parser alone: parser(view, pinned)
@@ -37,7 +38,8 @@ base_columns = flows.base_columns  # Gate.start: the columns every event of a fl
 request_columns = flows.request_columns  # inside request_event
 action_columns = flows.action_columns  # inside request_event
 response_columns = flows.response_columns  # Gate.response
-seal = record.seal  # Journal's writer thread: canonical form + SHA-256, in the chain
+seal = record.seal  # the writer process: canonical form + SHA-256, in the chain
+wire_line = _link.wire_line  # Trail.write / submit: the event as one line to the writer process
 redact_url, headers_json, sha256 = record.redact_url, record.headers_json, record.sha256
 SECRET_VALUE, SECRET_PAIR = _redaction._SECRET_VALUE, _redaction._SECRET_PAIR  # the body redactor's two scans
 default_reviewer = _review.default_reviewer  # asked by the review addon's update hook

@@ -30,8 +30,9 @@ def test_every_step_of_the_request_path_runs(bundled: pipeline.RuleSet, monkeypa
         names = [n for n, _ in steps]
         assert not [n for n in names if "failed" in n]
         assert all(t >= 0 and not math.isnan(t) for _, t in steps)
-        assert "journal: journal_line of the request row" in names
-        assert names[-1].startswith("= request path in one call")
+        assert "request: wire_line (the event as sent to the writer)" in names
+        assert "writer process: journal_line of the request row" in names
+        assert names[-1].startswith("= request path on the loop in one call")
 
 
 def test_the_request_event_is_the_gates(bundled: pipeline.RuleSet) -> None:
