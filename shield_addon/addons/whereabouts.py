@@ -23,17 +23,20 @@ LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
 class Whereabouts:
     def __init__(self) -> None:
         self._own: frozenset[tuple[str, int]] | None = None
+        self.reverse = False  # a reverse proxy's Host names the proxy, not its upstream
 
     def configure(self, updated: set[str]) -> None:
         if updated & LISTEN_OPTIONS:
             self._own = None
+        if "mode" in updated:
+            self.reverse = any(str(m).startswith("reverse") for m in ctx.options.mode)
 
     def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
                 came_back: bool = False, resolved: tuple[str, ...] = ()) -> Context:
         own = self.own_addresses()
         judged = judged_flow(f, view) if f is not None else None  # as `filter:` rules see it
         return Context(agent=agent, flow=judged, own=own, local_ips=local_ips(), resolved=resolved, unreadable=unreadable,
-                       destinations=destinations(f, view.port) if f is not None else (), came_back=came_back)
+                       destinations=destinations(f, view.port) if f is not None and not self.reverse else (), came_back=came_back)
 
     async def resolved(self, host: str, port: int) -> tuple[str, ...]:
         """What a name resolves to, asked only when the port is one the proxy listens on (a name
@@ -66,9 +69,7 @@ class Whereabouts:
 def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:
     """The other names of the server this request goes to: the Host header (or HTTP/2's
     :authority) and the TLS SNI. Each must name the connection's target, or a request sent to
-    one server would be judged, and recorded, as another's."""
-    if any(str(m).startswith("reverse") for m in ctx.options.mode):
-        return ()  # a reverse proxy's Host names the proxy, not its upstream
+    one server would be judged, and recorded, as another's. (Not asked of a reverse proxy.)"""
     found = []
     if f.request.host_header:
         # A Host without a port names the server, not the port: clients leave the port out.
