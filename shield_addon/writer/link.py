@@ -37,6 +37,7 @@ RESTART_FIRST, RESTART_MAX = 0.2, 5.0
 LINGER = 0.05  # seconds an event nobody waits for may wait for company
 LINGER_BYTES = 256 << 10  # ... unless this much is queued
 NOT_OPEN = "the audit journal is not open"
+ERRORS = "writer.err"  # in the audit directory: what the writer process printed, if anything
 
 
 def wire_line(event: dict[str, Any]) -> bytes:
@@ -56,7 +57,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Child:
     """The writer: a process (the default) or a thread of the proxy (shield_writer=thread)."""
 
-    def __init__(self, sock: socket.socket, args: list[str], in_thread: bool) -> None:
+    def __init__(self, sock: socket.socket, args: list[str], in_thread: bool, errors: Path | None = None) -> None:
         self.proc: subprocess.Popen | None = None
         self.thread: threading.Thread | None = None
         if in_thread:
@@ -67,11 +68,24 @@ class Child:
         env = dict(os.environ)  # the writer imports this very package, wherever it was loaded from
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(shield_addon.__file__).parents[1]),
                                                         env.get("PYTHONPATH")) if p)
+        # Its log lines reach the proxy's log through the socket; the terminal is mitmproxy's
+        # console, so whatever else it might print (a traceback, should it ever fail) goes
+        # to a file beside the journal.
+        err: Any = subprocess.DEVNULL
+        if errors:
+            try:
+                errors.parent.mkdir(parents=True, exist_ok=True)
+                err = open(errors, "ab")  # noqa: SIM115 - the child keeps it
+            except OSError:
+                errors = None  # an audit dir it cannot write: the writer itself will say so, through the socket
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "shield_addon.writer", "--fd", str(sock.fileno()), *args],
-                                         pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL, env=env)
+                                         pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=err, env=env)
         finally:
             sock.close()
+            if errors:
+                err.close()
 
     @property
     def pid(self) -> int | None:
@@ -139,21 +153,26 @@ class WriterLink:
 
     def _spawn(self) -> tuple[Child, socket.socket, bytes, str]:
         ours, theirs = socket.socketpair()
-        child = Child(theirs, self.args, self.in_thread)
+        child = Child(theirs, self.args, self.in_thread, self.dir.parent / ERRORS)
         ours.settimeout(STARTUP_WAIT)
         data = b""
+        answer = None
         try:
-            while b"\n" not in data:
-                chunk = ours.recv(4096)
-                if not chunk:
-                    raise JournalError(f"the audit writer exited (status {child.wait(5)}) before it was ready")
-                data += chunk
+            while answer is None or answer.kind == "L":  # what it logs while it opens the journal, then R or F
+                while b"\n" not in data:
+                    chunk = ours.recv(4096)
+                    if not chunk:
+                        raise JournalError(f"the audit writer exited (status {child.wait(5)}) before it was ready")
+                    data += chunk
+                line, _, data = data.partition(b"\n")
+                answer = wire.parse(line)
+                if answer.kind == "L":
+                    log.log(answer.n, "shield writer: %s", answer.text)
         except (OSError, JournalError) as e:
             ours.close()
             child.stop()
             raise e if isinstance(e, JournalError) else JournalError(f"the audit writer did not start: {e}") from e
-        line, _, rest = data.partition(b"\n")
-        answer = wire.parse(line)
+        rest = data
         if answer.kind != "R":
             ours.close()
             child.stop()
@@ -317,6 +336,9 @@ class WriterLink:
         while (end := self.inbox.find(b"\n")) >= 0:
             answer = wire.parse(bytes(self.inbox[:end]))
             del self.inbox[: end + 1]
+            if answer.kind == "L":
+                log.log(answer.n, "shield writer: %s", answer.text)
+                continue
             if answer.kind == "F":
                 log.error("shield: %s: events not recorded", answer.text)
             self._release(answer.n, answer.text if answer.kind == "F" else None)
@@ -341,7 +363,7 @@ class WriterLink:
     def _lost(self, why: str) -> None:
         """The writer is gone: refuse what waits for it, refuse new flows, start another."""
         status = self.child.wait(0) if self.child else None
-        self.down = f"the audit writer is gone ({why}; exit status {status}); restarting it"
+        self.down = f"the audit writer is gone ({why}; exit status {status}; see {ERRORS}); restarting it"
         log.error("shield: %s", self.down)
         loop = self.loop
         self._detach()

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import socket
-import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,32 @@ def event_of(line: bytes) -> dict[str, Any]:
         return json.loads(line)
 
 
+class Outbox:
+    """The socket's sending side, shared by the serving loop and the log handler (the ingest
+    thread logs too): one line at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.lock = sock, threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            self.sock.sendall(data)
+
+
+class ToProxy(logging.Handler):
+    """The writer's log lines, into the proxy's log."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__(logging.WARNING)
+        self.outbox = outbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.outbox.send(wire.log_lines(record.levelno, self.format(record)))
+        except OSError:
+            pass  # the proxy is gone: nobody to tell
+
+
 class Writer:
     def __init__(self, audit: AuditDir, confdir: Path, durability: str = FSYNC, sync_interval: float = 1.0,
                  checkpoint_events: int = 1000, checkpoint_seconds: float = 60, ingest_interval: float = 1.0):
@@ -83,7 +109,7 @@ class Writer:
         self.received = 0
         self.synced_at = self.ticked_at = time.monotonic()
 
-    def serve(self, sock: socket.socket) -> None:
+    def serve(self, sock: socket.socket, outbox: Outbox) -> None:
         """Until the proxy closes its end: read, append, answer."""
         buf = bytearray()
         while True:
@@ -104,7 +130,7 @@ class Writer:
                     del buf[:cut]
                     answer = self.commit(lines)
                     try:
-                        sock.sendall(answer)
+                        outbox.send(answer)
                     except OSError:
                         return
             self.housekeeping()
@@ -171,19 +197,24 @@ class Writer:
         os.close(self.lock)
 
 
-def run(sock: socket.socket, options: argparse.Namespace) -> int:
-    """Open the writer, say ready (or why not), serve until the proxy lets go, close."""
+def run(sock: socket.socket, options: argparse.Namespace, own_process: bool = False) -> int:
+    """Open the writer, say ready (or why not), serve until the proxy lets go, close.
+    own_process: its log lines go to the proxy through the socket."""
+    outbox = Outbox(sock)
+    if own_process:
+        logging.getLogger().addHandler(ToProxy(outbox))
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         writer = Writer(AuditDir(Path(options.audit)), Path(options.confdir), options.durability,
                         options.sync_interval, options.checkpoint_events, options.checkpoint_seconds,
                         options.ingest_interval)
     except (OSError, ValueError) as e:
-        sock.sendall(wire.failed(0, f"cannot open the audit trail in {options.audit} "
-                                    f"(signing key in {options.confdir}): {e}"))
+        outbox.send(wire.failed(0, f"cannot open the audit trail in {options.audit} "
+                                   f"(signing key in {options.confdir}): {e}"))
         return 1
     try:
-        sock.sendall(wire.ready(writer.journal.seq, writer.journal.chain_id))
-        writer.serve(sock)
+        outbox.send(wire.ready(writer.journal.seq, writer.journal.chain_id))
+        writer.serve(sock, outbox)
     finally:
         writer.close()
         sock.close()
@@ -216,5 +247,4 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM sent to the whole process group must not stop it before.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="shield writer: %(message)s")
-    return run(socket.socket(fileno=options.fd), options)
+    return run(socket.socket(fileno=options.fd), options, own_process=True)

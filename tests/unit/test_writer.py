@@ -4,6 +4,7 @@ modes, a writer killed mid-load, one writer per audit directory. Real processes,
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -164,3 +165,19 @@ def test_a_writer_that_cannot_open_the_journal_says_why(tmp_path: Path) -> None:
     (tmp_path / "audit" / "journal").write_text("not a directory")
     with pytest.raises(JournalError, match="cannot open the audit trail"):
         link_for(tmp_path)
+
+
+def test_what_the_writer_logs_reaches_the_proxys_log_not_the_terminal(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """mitmproxy's console owns the terminal: the writer's lines travel through the socket."""
+    link = link_for(tmp_path)
+    link.submit({"stage": "ruleset", "path": "rules.yaml"})
+    link.close()
+    [seg] = (tmp_path / "audit" / "journal").iterdir()
+    with open(seg, "ab") as f:
+        f.write(b'{"seq":2,"torn')  # a crash mid-write: the next writer cuts it and says so
+    with caplog.at_level(logging.WARNING, logger="shield"):
+        link_for(tmp_path).close()
+    assert any("shield writer: journal seg-" in r.getMessage() and "torn last line" in r.getMessage() for r in caplog.records)
+    out, err = capfd.readouterr()
+    assert "torn" not in out + err
