@@ -161,6 +161,9 @@ class Writer:
             self.journal.append(events, sync=self.durability == FSYNC)
         except JournalError as e:
             return wire.failed(self.received, str(e))
+        except Exception as e:  # noqa: BLE001 - a bug of ours on one batch must not take every later flow down
+            log.exception("shield: the audit writer could not seal a batch")
+            return wire.failed(self.received, f"the audit writer could not seal the batch: {e!r}")
         if self.durability == FSYNC:
             self.synced_at = time.monotonic()
             self.journal.committed()
