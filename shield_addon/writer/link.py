@@ -168,7 +168,7 @@ class WriterLink:
                 answer = wire.parse(line)
                 if answer.kind == "L":
                     log.log(answer.n, "shield writer: %s", answer.text)
-        except (OSError, JournalError) as e:
+        except (OSError, ValueError, JournalError) as e:  # ValueError: it answered something unreadable
             ours.close()
             child.stop()
             raise e if isinstance(e, JournalError) else JournalError(f"the audit writer did not start: {e}") from e
@@ -334,7 +334,11 @@ class WriterLink:
     def _take(self, data: bytes) -> None:
         self.inbox += data
         while (end := self.inbox.find(b"\n")) >= 0:
-            answer = wire.parse(bytes(self.inbox[:end]))
+            try:
+                answer = wire.parse(bytes(self.inbox[:end]))
+            except ValueError as e:  # it cannot be trusted to count any more: a new one
+                self._lost(str(e))
+                return
             del self.inbox[: end + 1]
             if answer.kind == "L":
                 log.log(answer.n, "shield writer: %s", answer.text)
