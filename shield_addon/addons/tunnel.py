@@ -49,7 +49,7 @@ class Tunnel:
             f.marked = MARKERS["blocked"]
         self.gate.trail.submit(event)
 
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+    async def next_layer(self, nextlayer: layer.NextLayer) -> None:
         # Script addons are asked before mitmproxy's own NextLayer: let it choose first (it
         # leaves a layer another addon set alone), then judge what it chose.
         chooser = ctx.master.addons.get("nextlayer")
@@ -65,7 +65,11 @@ class Tunnel:
         if verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":
             nextlayer.layer = Closed(context)
             event["outcome"] = "refused"
-        self.gate.trail.submit(event)
+            self.gate.trail.submit(event)
+            return
+        # The stream's request event: on disk before a byte is relayed, like an HTTP request's.
+        if not await self.gate.trail.write(event):
+            nextlayer.layer = Closed(context)
 
     def tcp_end(self, f: tcp.TCPFlow) -> None:
         """An allowed raw stream, recorded per direction: size, digest and its redacted start."""

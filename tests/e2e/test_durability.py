@@ -4,6 +4,7 @@ nothing goes upstream unrecorded."""
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import json
 import os
 import random
@@ -21,6 +22,7 @@ import pytest
 
 from shield_addon.journal import read_rows
 from tests.e2e.harness import HERE, Proxy, Upstream, start_proxy, wait_for
+from tests.e2e.mediation_servers import BANNER, BannerServer, connect_tunnel, read_until_closed
 
 
 def journal(proxy: Proxy) -> list[dict]:
@@ -284,3 +286,49 @@ def test_an_analyst_holding_the_file_delays_ingest_never_a_flow(tmp_path: Path, 
         wait_for(caught_up, 15, "ingest to catch up once the analyst let go")
     finally:
         proxy.stop()
+
+
+RAW_TCP_RULES = """\
+version: 1
+default: allow
+rules:
+  - id: allow-raw-tcp-by-name
+    match: {method: TCP, host: localhost}
+    action: allow
+    message: The tests' banner server, by this name only
+"""
+
+
+@pytest.mark.timeout(120)
+def test_raw_tcp_a_rule_allows_is_not_relayed_while_its_event_cannot_be_written(tmp_path: Path) -> None:
+    """A raw stream is judged when its layer is chosen: that judgement is its request event,
+    and like any request event it is on disk before a byte is relayed (shield_fail=closed)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RAW_TCP_RULES)
+    proxy = start_proxy(tmp_path, "--set", f"shield_rules={rules}", "--set", "proxyauth=any", control=False)
+    banner = BannerServer().start()
+    try:
+        writer = wait_for(proxy.writer_pid, 10, "the audit writer")
+        lock = os.open(proxy.audit_dir / "writer.lock", os.O_RDWR)
+        try:
+            os.kill(writer, signal.SIGKILL)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # once the dead writer let go; its successor now waits for us
+            s, head = connect_tunnel(proxy.port, f"localhost:{banner.port}", "raw-tcp-unrecorded")
+            with s:
+                if head.startswith(b"HTTP/1.1 200"):
+                    s.sendall(b"SSH-2.0-OpenSSH_9.6 agent\r\n")
+                relayed = read_until_closed(s, 5)
+            assert BANNER not in relayed and banner.accepted == 0, "relayed with its event unwritten"
+        finally:
+            os.close(lock)  # the waiting writer takes over
+        wait_for(lambda: "the audit writer is back" in proxy.log.read_text(), 30, "the writer back")
+        s, head = connect_tunnel(proxy.port, f"localhost:{banner.port}", "raw-tcp-recorded")
+        with s:
+            s.sendall(b"SSH-2.0-OpenSSH_9.6 agent\r\n")
+            assert BANNER in read_until_closed(s, 3)
+        judged = [r for r in journal(proxy) if r["agent"] == "raw-tcp-recorded" and r.get("rule_id")]
+        assert [(r["stage"], r["verdict"]) for r in judged] == [("tcp", "allow")]
+    finally:
+        banner.stop()
+        proxy.stop()
+    assert verify(proxy).returncode == 0
