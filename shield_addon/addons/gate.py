@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Coroutine
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -80,10 +81,20 @@ class Gate:
             if should_stream(f.response) and not f.response.stream:
                 f.response.stream = self.taps[f.id] = Tap(ctx.options.shield_body_limit)
 
-    def response(self, f: http.HTTPFlow) -> None:
+    def response(self, f: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         state = self.state.pop(f.id, None) or self.untracked(f)
         if f.response is not None and f.response.status_code == 101 and f.websocket is None:
-            self.judge_upgrade(f, state)
+            # Awaited by mitmproxy before the 101 goes on (a hook may return an awaitable);
+            # every other response stays a plain call, with no coroutine per request.
+            return self.upgrade(f, state)
+        self.answered(f, state)
+        return None
+
+    async def upgrade(self, f: http.HTTPFlow, state: FlowState) -> None:
+        await self.judge_upgrade(f, state)
+        self.answered(f, state)
+
+    def answered(self, f: http.HTTPFlow, state: FlowState) -> None:
         outcome = "refused" if state.refused else "forwarded"
         self.contacts.settle(f.id, forwarded=not state.refused)
         self.trail.submit({**state.base, "stage": "response", "outcome": outcome, **response_columns(
@@ -134,20 +145,25 @@ class Gate:
                       "rule": rule.id if rule else None, "message": rule.message if rule else "audit journal unavailable"}
             ctx.master.commands.call("inject.websocket", f, True, json.dumps(notice).encode(), True)
 
-    def judge_upgrade(self, f: http.HTTPFlow, state: FlowState) -> None:
+    async def judge_upgrade(self, f: http.HTTPFlow, state: FlowState) -> None:
         """A 101 to anything but a WebSocket turns the connection into a raw stream that
         mitmproxy relays byte for byte: judged like raw TCP through a tunnel (builtin:raw-tcp
-        unless a rule allows `method: TCP` there), and refused before the 101 reaches the agent."""
+        unless a rule allows `method: TCP` there), and refused before the 101 reaches the agent.
+        An allowed stream's event is on disk before the 101 goes on, or it is refused (503)."""
         ruleset = self.rulebook.ruleset
         view = actions.RequestView(TCP, "tcp", canonical_host(f.request.host), f.request.port, f.request.path)
         verdict = decide(actions.readings(view, ruleset.services), ruleset, self.where.context(f, state.agent, view, None))
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
-        self.trail.submit({**state.base, **action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
-                           "stage": "tcp", "method": TCP, "operation": "upgrade",
-                           "decision": "allowed" if enforced == "allow" else "blocked"})
+        event = {**state.base, **action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
+                 "stage": "tcp", "method": TCP, "operation": "upgrade",
+                 "decision": "allowed" if enforced == "allow" else "blocked"}
         if enforced != "allow":
+            self.trail.submit(event)
             state.refused = True
             refuse(f, 403, "blocked", "upgrade to a raw stream refused by rule", verdict.enforced_rule)
+        elif not await self.trail.write(event, f):
+            state.refused = True
+            refuse(f, 503, "refused", "audit journal unavailable: upgrade refused, nothing was relayed")
 
     # ------------------------------------------------------------ the gate
 

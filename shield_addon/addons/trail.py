@@ -105,7 +105,9 @@ class Trail:
                 raise JournalError("the audit journal is not open")
             await self.link.submit_async(event)
             return True
-        except JournalError as e:
+        except Exception as e:  # noqa: BLE001 - not only JournalError: whatever keeps an event off disk refuses its flow
+            if not isinstance(e, JournalError):
+                log.exception("shield: could not send an event to the audit writer")
             if ctx.options.shield_fail == "open":
                 log.error("shield: %s: flow %s forwarded NOT RECORDED (shield_fail=open)", e, event.get("flow_id"))
                 if f is not None:

@@ -27,6 +27,7 @@ import orjson
 
 import shield_addon
 from shield_addon.journal import JournalError
+from shield_addon.record.text import safe_text
 from shield_addon.writer import process, wire
 
 log = logging.getLogger("shield")
@@ -167,7 +168,7 @@ class WriterLink:
                 line, _, data = data.partition(b"\n")
                 answer = wire.parse(line)
                 if answer.kind == "L":
-                    log.log(answer.n, "shield writer: %s", answer.text)
+                    log.log(answer.n, "shield writer: %s", safe_text(answer.text))
         except (OSError, ValueError, JournalError) as e:  # ValueError: it answered something unreadable
             ours.close()
             child.stop()
@@ -176,7 +177,7 @@ class WriterLink:
         if answer.kind != "R":
             ours.close()
             child.stop()
-            raise JournalError(answer.text)
+            raise JournalError(safe_text(answer.text))
         ours.setblocking(False)
         return child, ours, rest, answer.text
 
@@ -341,10 +342,10 @@ class WriterLink:
                 return
             del self.inbox[: end + 1]
             if answer.kind == "L":
-                log.log(answer.n, "shield writer: %s", answer.text)
+                log.log(answer.n, "shield writer: %s", safe_text(answer.text))
                 continue
             if answer.kind == "F":
-                log.error("shield: %s: events not recorded", answer.text)
+                log.error("shield: %s: events not recorded", safe_text(answer.text))
             self._release(answer.n, answer.text if answer.kind == "F" else None)
 
     def _release(self, upto: int, error: str | None) -> None:

@@ -340,3 +340,51 @@ async def test_an_ip_in_any_spelling_is_one_host_to_the_rules(shield, tmp_path: 
     f = flow()
     f.request.host = "0x7f000001"
     assert view_of(f).host == "127.0.0.1"
+
+
+UPGRADE_RULES = """\
+version: 1
+default: allow
+rules:
+  - id: allow-raw-tcp
+    match: {method: TCP}
+    action: allow
+"""
+
+
+async def test_an_allowed_upgrade_to_a_raw_stream_waits_for_its_event_or_is_refused(tmp_path: Path) -> None:
+    """After a 101 mitmproxy relays bytes no hook sees: the stream's verdict is its request
+    event, on disk before the 101 goes on, like any request's."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(UPGRADE_RULES)
+    s = Shield()
+    with taddons.context(*s.addons) as tctx:
+        tctx.configure(s.trail, confdir=str(tmp_path / "conf"), shield_rules=str(rules), shield_dir=str(tmp_path / "audit"))
+        try:
+            for writer_up in (True, False):
+                f = flow("GET", f"/upgrade-{writer_up}")
+                await s.request(f)
+                f.response = tflow.tresp(status_code=101)
+                f.response.headers["upgrade"] = "raw-db"
+                if not writer_up:
+                    os.kill(s.trail.link.pid, signal.SIGKILL)
+                answered = s.gate.response(f)
+                assert answered is not None  # a coroutine mitmproxy awaits before the 101 goes on
+                await answered
+                tcp = [e for e in events(tmp_path, "tcp") if e["flow_id"] == f.id]
+                if writer_up:
+                    assert f.response.status_code == 101 and [e["decision"] for e in tcp] == ["allowed"]
+                else:
+                    assert f.response.status_code == 503 and tcp == []
+            plain = flow("GET", "/plain")
+            plain.response = tflow.tresp()
+            assert s.gate.response(plain) is None  # every other response: a plain call
+        finally:
+            s.done()
+
+
+async def test_an_event_that_cannot_be_sent_refuses_its_flow_not_only_a_journal_error(shield, tmp_path: Path) -> None:
+    """A bug that raises something else than JournalError must not let the flow through unrecorded."""
+    s, _ = shield
+    assert await s.trail.write({"stage": "request", "flow_id": "odd", "path": object()}) is False
+    assert await s.trail.write({"stage": "request", "flow_id": "fine", "path": "/"}) is True
