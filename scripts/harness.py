@@ -169,8 +169,8 @@ class Proxy:
     def wait_held(self, flt: str, n: int = 1, timeout: float = 15) -> None:
         wait_for(lambda: self.held(flt) >= n, timeout, f"{n} held flow(s) matching {flt}")
 
-    def shield(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        cp = subprocess.run([*SHIELD, *args, "--dir", str(self.audit_dir)], capture_output=True, text=True, timeout=60,
+    def shield(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        cp = subprocess.run([*SHIELD, *args, "--dir", str(self.audit_dir)], capture_output=True, text=True, timeout=timeout,
                             env={**os.environ, "COLUMNS": "200"})  # wide enough that tables don't fold words
         if check and cp.returncode != 0:
             raise AssertionError(f"shield {' '.join(args)} exited {cp.returncode}: {cp.stderr}")

@@ -44,7 +44,8 @@ def start(workdir: Path, *extra: str) -> Proxy:
 
 
 def verify(proxy: Proxy) -> tuple[bool, str]:
-    out = proxy.shield("verify", "--confdir", str(proxy.confdir), check=False)
+    # A 30-minute soak leaves ~1.7 M events (2.7 GB of journal): minutes of hashing, not 60 s.
+    out = proxy.shield("verify", "--confdir", str(proxy.confdir), check=False, timeout=1800)
     return out.returncode == 0, (out.stdout + out.stderr).strip()
 
 
