@@ -1,14 +1,14 @@
 """The append-only journal: JSON-lines segments, hash-chained, group-committed with fsync.
 
 The journal, not DuckDB, carries durability: a flow waits only for its line to be on
-disk. One writer thread takes whatever is queued, seals it into the chain, writes it
-with one `write` and one `fdatasync`, then acknowledges every event of the batch
-(group commit: many flows, one fsync).
+disk. `append` seals a batch into the chain and writes it with one `write` and one
+`fdatasync` (group commit: many flows, one fsync); the audit writer process calls it
+(shield_addon/writer/). `submit` queues an event for a thread of the journal's own that
+appends whatever is queued, for code without a writer process (tools, tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -31,20 +31,6 @@ log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_BATCH = 1000
-
-
-def _settle(afut: asyncio.Future, fut: Future) -> None:
-    if afut.done():
-        return
-    if fut.exception() is not None:
-        afut.set_exception(fut.exception())
-    else:
-        afut.set_result(fut.result())
-
-
-def _settle_all(pairs: list[tuple[asyncio.Future, Future]]) -> None:
-    for afut, fut in pairs:
-        _settle(afut, fut)
 
 
 class JournalError(OSError):
@@ -192,18 +178,6 @@ class Journal:
             self._queue.put((event, fut))
         return fut
 
-    def submit_async(self, event: dict[str, Any]) -> asyncio.Future:
-        """Like submit, for the event loop: the acks of one batch reach the loop in one
-        wake-up, not one per event. (A thousand wake-ups at once fill the loop's self-pipe,
-        and asyncio then drops the byte that delivers SIGTERM.)"""
-        loop = asyncio.get_running_loop()
-        afut = loop.create_future()
-        fut = self.submit(event)
-        fut.loop_future = (loop, afut)  # type: ignore[attr-defined]
-        if fut.done():
-            _settle(afut, fut)
-        return afut
-
     def write(self, event: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
         """Submit and wait: for code that is not async (shutdown, CLI)."""
         return self.submit(event).result(timeout)
@@ -233,11 +207,9 @@ class Journal:
         except JournalError as err:
             for _, fut in batch:
                 fut.set_exception(err)
-            self._wake_loops(batch)
             return
         for row, (_, fut) in zip(rows, batch):
             fut.set_result(row)
-        self._wake_loops(batch)
         self.committed()
 
     def append(self, events: list[dict[str, Any]], sync: bool = True) -> list[dict[str, Any]]:
@@ -286,18 +258,6 @@ class Journal:
                 self.on_commit(*self.synced)
             except Exception:  # noqa: BLE001 - a checkpoint failure must not stop the journal
                 log.exception("journal: after-commit hook failed")
-
-    @staticmethod
-    def _wake_loops(batch: list[tuple[dict[str, Any], Future]]) -> None:
-        by_loop: dict[Any, list[tuple[asyncio.Future, Future]]] = {}
-        for _, fut in batch:
-            if pair := getattr(fut, "loop_future", None):
-                by_loop.setdefault(pair[0], []).append((pair[1], fut))
-        for loop, pairs in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, pairs)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits any more
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)

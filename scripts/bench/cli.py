@@ -38,8 +38,8 @@ What it does, in one run (about 9 minutes with the defaults on 2 cores; --quick:
 5. Micro-figures, in this process, in CPU time: rule evaluation with 10/100/500 generated rules
    (and the bundled set, and bundled+500); action parsing per parser; the cost of each step the
    proxy runs per request (its own functions, called through scripts/bench/pipeline.py, on
-   mitmproxy test flows); journal commits/s with the chain and checkpoints on (Journal.submit and
-   submit_async, lines written with orjson as the journal does); DuckDB ingest rows/s and the cost
+   mitmproxy test flows); journal commits/s with the chain and checkpoints on (the Journal alone,
+   and through the audit writer process as the proxy uses it); DuckDB ingest rows/s and the cost
    of one ingest batch.
    Calibration: bare against mitmdump with scripts/bench_null_addon.py, a do-nothing addon with
    shield's hooks, and one whose request hook also waits for another thread (like the journal).

@@ -1,5 +1,5 @@
 """Journal throughput with the chain and signed checkpoints on: the Journal class alone
-(submit / submit_async through pipeline.py), and through the audit writer process as the trail
+(its own writer thread, through pipeline.py), and through the audit writer process as the trail
 addon runs it (WriterLink); DuckDB ingest of what it wrote."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,31 +61,33 @@ def burst(j: pipeline.Journal, events: list[Event]) -> dict[str, float]:
 
 
 def closed_loop(j: pipeline.Journal, req_event: Event, resp_event: Event, seconds: float, batches: list[int]) -> dict[str, float]:
-    """10 flows, each awaiting its request event, then submitting its response event without
-    waiting (what the addon does), on an asyncio loop."""
+    """10 flows, each waiting for its request event, then submitting its response event
+    without waiting (what the addon does), each flow a thread."""
     batches.clear()
-    counts = {"req": 0}
+    counts = [0] * 10
+    stop = time.perf_counter() + seconds
 
-    async def flow_loop(stop: float) -> None:
+    def flow_loop(n: int) -> None:
         while time.perf_counter() < stop:
-            flow_id = f"c10-{counts['req']}-{id(stop)}"
-            counts["req"] += 1
-            await j.submit_async({**req_event, "flow_id": flow_id})
+            counts[n] += 1
+            flow_id = f"c10-{n}-{counts[n]}"
+            j.submit({**req_event, "flow_id": flow_id}).result()
             j.submit({**resp_event, "flow_id": flow_id})
-
-    async def main() -> None:
-        stop = time.perf_counter() + seconds
-        await asyncio.gather(*(flow_loop(stop) for _ in range(10)))
 
     seq0 = j.seq
     c0, t0 = time.process_time(), time.perf_counter()
-    asyncio.run(main())
+    threads = [threading.Thread(target=flow_loop, args=(n,)) for n in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     j.write({"stage": "ruleset"})  # drain
     dt = time.perf_counter() - t0
     events = j.seq - seq0
-    return {"c10_flows_s": counts["req"] / dt, "c10_events_s": events / dt,
+    flows = sum(counts)
+    return {"c10_flows_s": flows / dt, "c10_events_s": events / dt,
             "c10_cpu_us_per_event": (time.process_time() - c0) / events * 1e6,
-            "c10_mean_batch": events / max(1, len(batches)), "c10_wait_ms": 1000 * 10 / (counts["req"] / dt)}
+            "c10_mean_batch": events / max(1, len(batches)), "c10_wait_ms": 1000 * 10 / (flows / dt)}
 
 
 def ingest_all(audit: Path) -> dict[str, float]:

@@ -188,9 +188,9 @@ class WriterLink:
         self.down = None
         self.attach()
 
-    def attach(self) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Read the writer's answers on the running loop (a new loop replaces an old one)."""
-        loop = _running_loop()
+        loop = loop or _running_loop()
         if loop is None or loop is self.loop or self.sock is None:
             return
         self._detach()
@@ -258,7 +258,7 @@ class WriterLink:
             self.groups.append(Group(self.sent))
             self._send_blocking()
             return None
-        self.attach()
+        self.attach(loop)
         group = self.group
         if group is None:
             group = self.group = Group(self.sent)

@@ -24,21 +24,23 @@ IN_TAIL = ["abcd1236-0008", "tail\U0010ffff-0009"]
 CONTINUED = "cont-0007"
 
 
+def journal_requests(audit: Path, flow_ids: list[str], *more: dict) -> None:
+    """A request event per flow id (then `more` events), appended to the journal."""
+    j = Journal(audit / "journal")
+    j.open()
+    for fid in flow_ids:
+        j.write({"flow_id": fid, "stage": "request", "agent": "a", "method": "GET", "host": "h", "path": "/"})
+    for event in more:
+        j.write(event)
+    j.close()
+
+
 @pytest.fixture(scope="module")
 def trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
     audit = tmp_path_factory.mktemp("session") / "audit"
-    j = Journal(audit / "journal")
-    j.open()
-    for fid in IN_FILE:
-        j.write({"flow_id": fid, "stage": "request", "agent": "a", "method": "GET", "host": "h", "path": "/"})
-    j.close()
+    journal_requests(audit, IN_FILE)
     store.ingest(audit)
-    j = Journal(audit / "journal")
-    j.open()
-    for fid in IN_TAIL:
-        j.write({"flow_id": fid, "stage": "request", "agent": "a", "method": "GET", "host": "h", "path": "/"})
-    j.write({"flow_id": CONTINUED, "stage": "response", "status_code": 200})
-    j.close()
+    journal_requests(audit, IN_TAIL, {"flow_id": CONTINUED, "stage": "response", "status_code": 200})
     return audit
 
 
@@ -80,11 +82,7 @@ def test_the_session_finds_what_the_folded_flows_view_finds(trail: Path) -> None
 
 def test_a_file_from_before_the_prefix_lookup_gets_it_at_the_next_ingest(tmp_path: Path) -> None:
     audit = tmp_path / "audit"
-    j = Journal(audit / "journal")
-    j.open()
-    for fid in IN_FILE:
-        j.write({"flow_id": fid, "stage": "request", "agent": "a", "method": "GET", "host": "h", "path": "/"})
-    j.close()
+    journal_requests(audit, IN_FILE)
     store.ingest(audit)
     con = duckdb.connect(str(audit / "audit.duckdb"))
     con.execute("DROP TABLE flow_heads")
@@ -161,11 +159,7 @@ def test_offset_after_finds_where_the_newer_rows_start(tmp_path: Path, scan_belo
 
 def test_a_reader_reads_only_the_rows_after_the_store(tmp_path: Path) -> None:
     audit = tmp_path / "audit"
-    j = Journal(audit / "journal")
-    j.open()
-    for i in range(40):
-        j.write({"flow_id": f"f{i}", "stage": "request", "agent": "a", "method": "GET", "host": "h", "path": f"/{i}"})
-    j.close()
+    journal_requests(audit, [f"f{i}" for i in range(40)])
     store.ingest(audit, upto_seq=33)
     s = session.open_session(audit)
     try:
