@@ -12,7 +12,7 @@ from mitmproxy import http
 
 from shield_addon import record
 from shield_addon.actions import Action, RequestView
-from shield_addon.actions.common import normal_path
+from shield_addon.actions.common import normal_path, split_target
 from shield_addon.core.decoding import Decoded, decode_body, decode_text, text_encoding
 from shield_addon.core.hosts import canonical_host
 from shield_addon.rules import Rule, Verdict
@@ -98,11 +98,16 @@ def view_of(flow: http.HTTPFlow, body: bytes | None = None, sent: Sent | None = 
         scheme=req.scheme,
         host=canonical_host(req.host),  # 0x7f000001 and 127.0.0.1 are one host to every rule
         port=req.port,
-        path=normal_path(req.path.split("?", 1)[0]),  # /v1/%72efunds is /v1/refunds to the server
+        path=normal_path(target_path(req.path)),  # /v1/%72efunds is /v1/refunds to the server
         query=sent.query,
         headers=tuple((k.lower(), v) for k, v in sent.headers),
         body=body or b"",
     )
+
+
+def target_path(target: str) -> str:
+    """The path of a request target, in origin or absolute form, without its query."""
+    return split_target(target.split("?", 1)[0])[1]
 
 
 def judged_flow(flow: http.HTTPFlow, view: RequestView) -> http.HTTPFlow:
@@ -136,7 +141,7 @@ class FlowState:
 def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor, sent: Sent | None = None) -> dict[str, Any]:
     req = flow.request
     peer = flow.client_conn.peername
-    path = redactor.text(req.path.split("?", 1)[0])
+    path = redactor.text(target_path(req.path))  # HTTP/2's absolute form: the path the server routes
     query = sent.query if sent is not None else req.query.items(multi=True)
     return {
         "flow_id": flow.id,

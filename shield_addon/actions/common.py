@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes, urlsplit
 
 from shield_addon.core import decoding
 
@@ -76,14 +76,38 @@ def normal_path(path: str) -> str:
     return _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
 
 
+# RFC 9112 3.2.2 / RFC 9113 8.3.1: a request target in absolute form, `scheme://authority/path`.
+_ABSOLUTE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.DOTALL)
+
+
+def split_target(target: str) -> tuple[str | None, str]:
+    """(authority, origin-form path) of a request target. HTTP/2's `:path` may be in absolute
+    form (`https://host/api/...`), which Go's server, among others, routes by its path: the
+    authority is one more name of the destination, the path is what the rules judge. A target
+    that is neither (`api/v1/x`) is read from the root, as lenient servers do; `*` stays."""
+    m = _ABSOLUTE.match(target)
+    if m is not None:
+        rest = m.group("rest")
+        return m.group("authority").rpartition("@")[2], rest if rest.startswith("/") else "/" + rest
+    if target.startswith("/") or target == "*":
+        return None, target
+    return None, "/" + target
+
+
 _MATRIX = re.compile(r";[^/]*")
 _SLASHES = re.compile(r"//+")
 
 
 def routed_path(path: str) -> str:
-    """The path as lenient servers route it: `;matrix` parameters dropped (Tomcat, Spring),
-    repeated slashes merged (nginx), dot segments resolved, no trailing slash (Express,
-    Flask with strict_slashes off). The path as sent is judged too: this is the other reading."""
+    """The path as lenient servers route it: every escape decoded (Go's URL.Path, which the
+    Kubernetes API server routes by, decodes `%2F`), `;matrix` parameters dropped (Tomcat,
+    Spring), repeated slashes merged (nginx), dot segments resolved, no trailing slash
+    (Express, Flask with strict_slashes off). The path as sent is judged too: this is the
+    other reading."""
+    if "%" in path:
+        path = unquote(path, errors="surrogateescape")
+    if "#" in path:  # a fragment is never sent; a server that sees one ignores it
+        path = path.split("#", 1)[0]
     if ";" in path:
         path = _MATRIX.sub("", path)
     if "//" in path:

@@ -12,6 +12,7 @@ import socket
 from mitmproxy import ctx, http
 
 from shield_addon import actions
+from shield_addon.actions.common import split_target
 from shield_addon.core import hosts
 from shield_addon.core.context import Context
 from shield_addon.flows import judged_flow
@@ -68,9 +69,12 @@ class Whereabouts:
 
 def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:
     """The other names of the server this request goes to: the Host header (or HTTP/2's
-    :authority) and the TLS SNI. Each must name the connection's target, or a request sent to
+    :authority), the authority of a target in absolute form and the TLS SNI. Each must name the connection's target, or a request sent to
     one server would be judged, and recorded, as another's. (Not asked of a reverse proxy.)"""
     found = []
+    authority = split_target(f.request.path)[0]
+    if authority:  # HTTP/2's :path in absolute form names a server too
+        found.append(hosts.split_authority(authority, f.request.scheme, default=port))
     if f.request.host_header:
         # A Host without a port names the server, not the port: clients leave the port out.
         found.append(hosts.split_authority(f.request.host_header, f.request.scheme, default=port))

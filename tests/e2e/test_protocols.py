@@ -25,7 +25,7 @@ from mitmproxy.net import encoding
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from tests.e2e.harness import HERE, Proxy, make_cert, rss_mib, start_proxy, wait_for
-from tests.e2e.protocols.clients import HTTP1Conn, WsClient, proxy_auth, raw_exchange, responses
+from tests.e2e.protocols.clients import H2Conn, HTTP1Conn, WsClient, proxy_auth, raw_exchange, responses
 from tests.e2e.protocols.servers import BINARY, MIB, H2Upstream, HTTPUpstream, WsEcho, pattern_sha256, tls_context
 
 pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
@@ -173,6 +173,38 @@ async def test_http2_streams_on_one_connection_one_held_while_the_others_complet
         assert ev["response"]["status_code"] == 200 and ev["request"]["agent"] == "agent-h2"
     held_flow = flow(proxy, approved.headers["x-shield-flow-id"], ("request", "decision", "response"))
     assert held_flow["decision"]["decision"] == "approved" and held_flow["request"]["request_sha256"] == sha(b'{"n":1}')
+
+
+@pytest.mark.parametrize(("method", "target", "rule"), [
+    ("GET", "https://localhost:{port}/deny/h2-absolute", "deny-refunds"),
+    ("GET", "HTTPS://LOCALHOST:{port}/deny/h2-absolute-upper", "deny-refunds"),
+    ("GET", "deny/h2-no-slash", "deny-refunds"),
+    ("DELETE", "https://localhost:{port}/apis/apps/v1/namespaces/prod/deployments/h2-k8s-absolute", "k8s-delete"),
+    ("DELETE", "https://localhost:{port}//apis/apps/v1/namespaces/prod/./deployments/h2-dots", "k8s-delete"),
+    ("GET", "https://elsewhere.example/h2/absolute-elsewhere", "builtin:destination-mismatch"),
+    ("GET", "https://localhost:1/h2/absolute-other-port", "builtin:destination-mismatch"),
+])
+def test_an_http2_path_in_absolute_form_is_judged_by_the_path_the_server_routes(
+        proxy: Proxy, servers: Servers, method: str, target: str, rule: str) -> None:
+    """Go's HTTP/2 server routes `:path https://host/api/...` by its path: the rules judge that
+    path, and an authority naming another server is refused like a Host that does."""
+    h2 = servers.h2
+    target = target.format(port=h2.port)
+    marker = target.rsplit("/", 1)[1]
+    conn = H2Conn(proxy.port, "agent-h2-absolute", "localhost", h2.port, str(proxy.ca))
+    try:
+        stream = conn.send([(":method", method), (":scheme", "https"), (":authority", f"localhost:{h2.port}"),
+                            (":path", target)])
+        if rule == "k8s-delete":  # held until a reviewer decides
+            proxy.wait_held(f"~u {marker}")
+            proxy.command("shield.deny", f"~u {marker}", "not", "today")
+        status, body = conn.response(stream, timeout=15)
+    finally:
+        conn.close()
+    assert h2.hits_for(marker) == []
+    assert status == 403 and json.loads(body)["rule"] == rule
+    ev = proxy.flow_events(marker, "request")[0]
+    assert ev["rule_id"] == rule and ev["path"].endswith(marker) and "://" not in ev["path"]
 
 
 def test_http2_responses_do_not_fill_the_log_with_header_warnings(proxy: Proxy, servers: Servers) -> None:

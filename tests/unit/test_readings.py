@@ -169,6 +169,30 @@ def test_a_path_with_dot_segments_is_also_judged_resolved() -> None:
         assert rules.judge(rs, actions.readings(request_view("POST", "https://api.stripe.com" + twin))).verdict == "deny", twin
 
 
+def test_a_path_with_escaped_slashes_or_a_fragment_is_also_judged_as_decoding_servers_route_it() -> None:
+    """Go's URL.Path, which the Kubernetes API server routes by, decodes `%2F`: the escaped twin
+    of a path a rule names is judged as that path too."""
+    rs = rules.parse_text('version: 1\nrules:\n  - {id: refunds, match: {path: "^/v1/refunds/[^/]+$"}, action: deny}\n')
+    for twin in ("/v1%2Frefunds%2Fre_1", "/v1/refunds%2fre_1", "/v1/refunds/re_1#x", "/v1/charges%2F..%2Frefunds/re_1"):
+        assert rules.judge(rs, actions.readings(request_view("POST", "https://api.stripe.com" + twin))).verdict == "deny", twin
+
+
+@pytest.mark.parametrize(("target", "split"), [
+    ("/api/v1/pods", (None, "/api/v1/pods")),
+    ("https://kube.example/api/v1/pods", ("kube.example", "/api/v1/pods")),
+    ("HTTPS://user:pw@kube.example:6443/api", ("kube.example:6443", "/api")),
+    ("http://kube.example", ("kube.example", "/")),
+    ("https://kube.example?x", ("kube.example", "/?x")),
+    ("api/v1/pods", (None, "/api/v1/pods")),
+    ("*", (None, "*")),
+])
+def test_a_request_target_in_absolute_form_is_split_into_its_authority_and_the_path_servers_route(
+        target: str, split: tuple[str | None, str]) -> None:
+    from shield_addon.actions.common import split_target
+
+    assert split_target(target) == split
+
+
 def test_filter_rules_see_the_canonical_host_and_path_while_the_flow_is_sent_as_written(tmp_path) -> None:
     from shield_addon.flows import judged_flow, view_of
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -196,3 +197,69 @@ class WsClient:
             pass
         finally:
             self.sock.close()
+
+
+class H2Conn:
+    """HTTP/2 through the proxy's CONNECT with every frame under the test's control: pseudo-headers
+    no library client would send (`:path` in absolute form), resets of one stream."""
+
+    def __init__(self, proxy_port: int, agent: str, host: str, port: int, ca: str, timeout: float = 10):
+        import h2.config
+        import h2.connection
+
+        raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    f"Proxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = raw.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"proxy closed the CONNECT: {head!r}")
+            head += chunk
+        if head.split()[1] != b"200":
+            raise ConnectionError(f"CONNECT refused: {head!r}")
+        tls = ssl.create_default_context(cafile=ca)
+        tls.set_alpn_protocols(["h2"])
+        self.sock = tls.wrap_socket(raw, server_hostname=host)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+        self.conn.initiate_connection()
+        self.sock.sendall(self.conn.data_to_send())
+        self.done: dict[int, tuple[int, bytes]] = {}
+        self._open: dict[int, tuple[int, bytearray]] = {}
+
+    def send(self, headers: list[tuple[str, str]], body: bytes = b"") -> int:
+        stream = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream, headers, end_stream=not body)
+        if body:
+            self.conn.send_data(stream, body, end_stream=True)
+        self.sock.sendall(self.conn.data_to_send())
+        return stream
+
+    def reset(self, stream: int) -> None:
+        self.conn.reset_stream(stream)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def response(self, stream: int, timeout: float = 10) -> tuple[int, bytes]:
+        import h2.events
+
+        deadline = time.monotonic() + timeout
+        while stream not in self.done:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the proxy closed the connection")
+            for ev in self.conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    self._open[ev.stream_id] = (int(dict(ev.headers)[":status"]), bytearray())
+                elif isinstance(ev, h2.events.DataReceived):
+                    self._open[ev.stream_id][1].extend(ev.data)
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    status, body = self._open.pop(ev.stream_id)
+                    self.done[ev.stream_id] = (status, bytes(body))
+            self.sock.sendall(self.conn.data_to_send())
+        return self.done[stream]
+
+    def close(self) -> None:
+        self.sock.close()
