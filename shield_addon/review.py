@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shield_addon import record
+from shield_addon.core import credentials
 from shield_addon.core.model import Decision, Stage
 
 # Defaults, each written once.
@@ -45,10 +46,11 @@ def hold_key(secret: bytes, agent: str, method: str, url: str, body_sha256: str 
 
 
 # Headers that differ between two sends of the same request without changing what it
-# does: clocks, signatures over them, tracing, SDK attempt counters, transport. Every
-# other header is part of what an approval is bound to (X-Amz-Target, Content-Type,
-# method overrides, x-amz-acl, If-Match, Destination...): an unknown header on a retry
-# costs a new hold, never a wrong approval.
+# does: clocks, signatures over them (the credential they are made with is bound, see
+# `meaning`), tracing, SDK attempt counters, transport. Every other header is part of
+# what an approval is bound to (X-Amz-Target, Content-Type, method overrides, x-amz-acl,
+# If-Match, Destination...): an unknown header on a retry costs a new hold, never a wrong
+# approval.
 VOLATILE_HEADERS = frozenset({
     "date", "authorization", "proxy-authorization", "user-agent", "content-length", "host", "connection",
     "keep-alive", "te", "accept-encoding", "expect", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256",
@@ -62,10 +64,14 @@ VOLATILE_PREFIXES = ("amz-sdk-", "x-stainless-", "x-datadog-", "x-b3-", "x-shiel
 def meaning(headers: Iterable[tuple[str, str]], readings: Iterable[tuple[str, Any]]) -> str:
     """The parts of a request that a retry must repeat for an approval to cover it, beyond
     method, URL and body: the non-volatile headers (sorted: their order changes nothing) and
-    every action the parsers read, with the method each was read under."""
+    every action the parsers read, with the method each was read under. And the credential the
+    request acts with (who the token or signing key is, not its signature): another credential
+    is another request to approve."""
+    headers = tuple(headers)
     kept = sorted((k.lower(), v) for k, v in headers
                   if k.lower() not in VOLATILE_HEADERS and not k.lower().startswith(VOLATILE_PREFIXES))
     parts = [f"{k}: {v}" for k, v in kept]
+    parts += [f"credential {k}: {v}" for k, v in credentials.credentials(headers)]
     for method, a in readings:
         parts.append(f"{method} {a.service} {a.action_type} {a.operation} {a.resource_type} {a.namespace} "
                      f"{a.resource_name} {','.join(a.tables)} {','.join(a.statements)} {','.join(sorted(a.flags))}")

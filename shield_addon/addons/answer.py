@@ -18,6 +18,7 @@ from mitmproxy import ctx, http
 
 from shield_addon import record, review, rules
 from shield_addon.addons.console import MARKERS, hold_comment, note, redraw
+from shield_addon.core import credentials
 from shield_addon.flows import FlowState, forwarded_request, refuse, snapshot
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class RetryAnswer:
         if hold.flow is None or new:
             hold.base = {k: v for k, v in state.base.items() if k != "hold_id"}
             self.owner.show(f, hold)
-        hold.flow.comment = f"{hold_comment(state, rule, timeout, p.on_timeout)} | retry mode, " \
+        credential = credentials.describe(f.request.headers.items(multi=True), self.owner.trail.redactor.mark)
+        hold.flow.comment = f"{hold_comment(state, rule, timeout, p.on_timeout, credential)} | retry mode, " \
                             f"{hold.attempts} attempt(s): approve with y, deny with N"
         redraw(hold.flow)

@@ -36,14 +36,16 @@ def note(hold: review.Hold, text: str, marker: str | None = None) -> None:
 
 
 def hold_comment(state: FlowState, rule: rules.Rule | None, timeout: float | None = None,
-                 on_timeout: str = "deny") -> str:
+                 on_timeout: str = "deny", credential: str | None = None) -> str:
     """What the reviewer reads first, as a sentence: 'agent deploy-bot wants kubernetes
-    delete deployments/web in prod | rule k8s-delete-in-prod (critical): ... | deny at 14:05:09'."""
+    delete deployments/web in prod | rule k8s-delete-in-prod (critical): ... | deny at 14:05:09';
+    `credential`: who the request acts as at its server (credentials.describe)."""
     a = state.verdict.action if state.verdict else None
     rule_text = f"rule {rule.id} ({rule.severity})" + (f": {rule.message}" if rule.message else "") if rule \
         else "the default verdict"
     deadline = time.strftime("%H:%M:%S", time.localtime(time.time() + timeout)) if timeout else None
-    parts = [f"agent {state.agent} wants {describe(a)}" if a else f"agent {state.agent}", rule_text,
+    who = f"agent {state.agent}" + (f" as {credential}" if credential else "")
+    parts = [f"{who} wants {describe(a)}" if a else who, rule_text,
              f"{on_timeout} at {deadline} unless decided" if deadline else "waits for a decision"]
     return record.safe_text(" | ".join(parts))
 

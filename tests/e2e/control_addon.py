@@ -37,6 +37,8 @@ class Control:
             flows = [f for f in self.flows.values() if flt(f) and (not req.get("held") or f.intercepted)]
             if req["cmd"] == "count":
                 result = {"ok": True, "n": len(flows), "held": sum(f.intercepted for f in flows)}
+            elif req["cmd"] == "comments":  # what the console shows the reviewer beside each flow
+                result = {"ok": True, "comments": [f.comment for f in flows]}
             else:
                 ctx.master.commands.call(req["cmd"], flows, *req.get("args", []))
                 result = {"ok": True, "n": len(flows)}

@@ -90,6 +90,36 @@ def test_an_approval_is_bound_to_the_headers_that_change_meaning_not_to_volatile
     assert again.status_code == 200 and len(upstream.hits_for("/retry/trail-1")) == 1
 
 
+def jwt(sub: str) -> str:
+    import base64
+    import json
+
+    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{part({'alg': 'none'})}.{part({'sub': sub})}.c2ln"
+
+
+def test_an_approval_is_bound_to_the_credential_it_was_asked_with(rproxy: Proxy, upstream: Upstream) -> None:
+    """A DELETE held with a read-only token and approved must not go through with an admin
+    token, another signing key or impersonation headers: each is a new hold. The reviewer sees
+    which credential they approve."""
+    url = upstream.url("/retry/cred-1", tls=True)
+    reader = {"authorization": f"Bearer {jwt('system:serviceaccount:ci:reader')}"}
+    hold = send(rproxy, url, headers=reader).json()["hold_id"]
+    [comment] = rproxy.command("comments", "~u /retry/cred-1")["comments"]
+    assert "as authorization [redacted:" in comment and "(sub system:serviceaccount:ci:reader)" in comment
+    approve(rproxy, "/retry/cred-1")
+    wait_for(lambda: rproxy.events(f"stage = 'decision' AND hold_id = '{hold}'"), 10, "the approval")
+    sigv4 = "AWS4-HMAC-SHA256 Credential=AKIAADMIN/20261205/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab"
+    for twin in ({"authorization": f"Bearer {jwt('system:admin')}"}, {"authorization": sigv4}, {},
+                 {**reader, "impersonate-user": "system:admin"}, {**reader, "impersonate-group": "system:masters"},
+                 {**reader, "x-amz-security-token": "session-of-admin"}, {**reader, "authorization": "Basic YWRtaW46eA=="}):
+        r = send(rproxy, url, headers=twin)
+        assert r.status_code == 409 and r.json()["hold_id"] != hold, twin
+    assert upstream.hits_for("/retry/cred-1") == []
+    assert send(rproxy, url, headers=reader).status_code == 200
+    assert len(upstream.hits_for("/retry/cred-1")) == 1
+
+
 def test_a_denial_is_answered_on_the_retry_then_the_agent_may_ask_again(rproxy: Proxy, upstream: Upstream) -> None:
     url = upstream.url("/retry/deny-1")
     hold = send(rproxy, url).json()["hold_id"]
