@@ -19,7 +19,8 @@ EXPECT_KEYS = {"action", "rule", "matched", "service", "action_type", "operation
 def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
     """A mitmproxy flow for a request given as {method, url, headers, body}, so `filter:`
     matchers see what the proxy would see. Headers: a mapping or a list of pairs; a body
-    that is not text is sent as JSON (and says so, unless a content-type is given)."""
+    that is not text is sent as JSON (and says so, unless a content-type is given). Text is
+    encoded by its Content-Encoding; bytes (`!!binary` in YAML) are sent as they are."""
     body = request.get("body") or ""
     raw = request.get("headers") or {}
     headers = [(str(k), str(v)) for k, v in (raw.items() if isinstance(raw, Mapping) else raw)]
@@ -32,7 +33,13 @@ def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
         if not any(k.lower() == "content-type" for k, _ in headers):
             headers.append(("content-type", "application/json"))
     fields = [(k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in headers]
-    req = http.Request.make(str(request.get("method", "GET")).upper(), str(request["url"]), content, fields)
+    # Bytes are the body as it travels: make() would encode them again, or drop a
+    # Content-Encoding it cannot apply (`identity, gzip`).
+    raw = isinstance(body, bytes)
+    req = http.Request.make(str(request.get("method", "GET")).upper(), str(request["url"]), b"" if raw else content, fields)
+    if raw:
+        req.headers = http.Headers(fields)
+        req.raw_content = body
     client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0), timestamp_start=0.0)
     f = http.HTTPFlow(client, connection.Server(address=(req.host, req.port)))
     f.request = req

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 
 from . import aws, graphql, kubernetes, mcp, postgrest, rest, sql
 from .base import ACTION_TYPES, Action, RequestView
-from .common import body_flags, form_body, json_body, request_view, routed_path, strictest
+from .common import body_flags, form_body, json_body, part_views, request_view, routed_path, strictest
 
 __all__ = [
     "ACTION_TYPES",
@@ -117,14 +117,20 @@ def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None
     """Every action of `req` as sent, then of `req` with each method an override names, and
     with its path as lenient servers route it (`/v1/x/../refunds`, `/v1//refunds/`,
     `/v1/refunds;x=1`): the server may honour the override or not, normalise the path or
-    not, so each is judged and the strictest wins."""
+    not, so each is judged and the strictest wins. Then each part of a multipart body, read
+    as a body of its own."""
     variants = [req]
     resolved = routed_path(req.path)
     if resolved != req.path:
         variants.append(dataclasses.replace(req, path=resolved))
     variants += [dataclasses.replace(v, method=m) for v in list(variants) for m in overrides(req)]
     shared: dict[str, Action | None] = {}
-    return tuple(Reading(v, a) for v in variants for a in parse_all(v, pinned, shared))
+    found = [Reading(v, a) for v in variants for a in parse_all(v, pinned, shared)]
+    # Each part of a multipart body is a body to the application that reads it (an uploaded
+    # .sql file, a JSON-RPC call, a manifest): every parser reads it as one.
+    every_file = bool(pinned) and pinned_service(req.host, pinned or {}) is not None
+    found += [Reading(p, a) for p in part_views(req, every_file) for a in parse_all(p, pinned)]
+    return tuple(found)
 
 
 def overrides(req: RequestView) -> tuple[str, ...]:

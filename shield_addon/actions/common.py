@@ -191,8 +191,17 @@ def body_flags(req: RequestView) -> frozenset[str]:
     """Facts about how the body was read, for the action's flags: `duplicate_keys`,
     `multi_document` (YAML), `body_too_large` (YAML past YAML_LIMIT, not read) and
     `body_unparsed` (a body declared JSON or YAML that we could not read, or refused to:
-    invalid, too deep, an alias bomb). The server may read what we did not."""
-    return read_body(req).flags
+    invalid, too deep, an alias bomb; a multipart body with more parts than are read). The
+    server may read what we did not."""
+    flags = read_body(req).flags
+    if req.content_type.startswith("multipart/") and _more_parts_than_read(req):
+        flags |= {"body_unparsed"}
+    return flags
+
+
+def _more_parts_than_read(req: RequestView) -> bool:
+    m = _BOUNDARY.search(req.header("content-type") or "")
+    return m is not None and req.body.count(b"--" + (m.group(1) or m.group(2)).encode("latin-1", "replace")) > MULTIPART_FIELDS + 1
 
 
 @dataclass(frozen=True)
@@ -405,6 +414,7 @@ _FIELD_NAME = re.compile(rb'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+
 _EXTENDED_NAME = re.compile(rb"(?:^|;)\s*name\*\s*=\s*([\w!#$&+.^`|~-]*)'[\w-]*'([^\s;]+)", re.IGNORECASE)
 _PART_ENCODING = re.compile(rb"^content-transfer-encoding\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 _PART_TYPE = re.compile(rb"^content-type\s*:\s*([^;\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_PART_FULL_TYPE = re.compile(rb"^content-type\s*:\s*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 # Fields read from one multipart body: a form an agent fills has a handful.
 MULTIPART_FIELDS = 200
 
@@ -416,8 +426,9 @@ class Part:
 
     name: str | None
     is_file: bool
-    content_type: str
+    content_type: str  # lower case, without parameters
     value: bytes
+    full_type: str = ""  # as sent, with its parameters (a charset, a nested boundary)
 
 
 @functools.lru_cache(maxsize=1)
@@ -437,6 +448,45 @@ def multipart_parts(body: bytes, content_type: str) -> tuple[Part, ...]:
         if part is not None:
             out.append(part)
     return tuple(out)
+
+
+# Parts read as bodies of their own, and how deep multiparts nest (a multipart/mixed part of a
+# form): past these the parts are not read (more parts than MULTIPART_FIELDS: `body_unparsed`).
+PART_VIEWS = 200
+PART_DEPTH = 2
+_UNDECLARED = frozenset({"", "text/plain", "application/octet-stream"})
+
+
+def part_views(req: RequestView, every_file: bool = False, depth: int = PART_DEPTH) -> list[RequestView]:
+    """Each part of a multipart body as a request of its own: the part's bytes as the body
+    (text in another encoding as UTF-8), its content type as the request's, so every parser
+    reads a JSON part or an uploaded application/sql file as it reads a body. Nested
+    multiparts are opened too. An uploaded file of no particular type is data, not a
+    statement to guess at (a .sql migration sent to storage), unless `every_file` (a host
+    pinned to a service: its parser reads whatever it is sent)."""
+    if not req.content_type.startswith("multipart/") or not req.body or depth == 0:
+        return []
+    out: list[RequestView] = []
+    for part in multipart_parts(req.body, req.header("content-type") or ""):
+        if not part.value or (part.is_file and part.content_type in _UNDECLARED and not every_file):
+            continue
+        headers = tuple((k, v) for k, v in req.headers if k not in ("content-type", "content-encoding"))
+        view = RequestView(req.method, req.scheme, req.host, req.port, req.path, req.query,
+                           (*headers, ("content-type", part.full_type)) if part.full_type else headers,
+                           _as_utf8(part.value, part.full_type))
+        out.append(view)
+        out.extend(part_views(view, every_file, depth - 1))
+        if len(out) >= PART_VIEWS:
+            break
+    return out[:PART_VIEWS]
+
+
+def _as_utf8(body: bytes, content_type: str) -> bytes:
+    encoding = decoding.text_encoding(body, content_type)
+    if encoding in ("utf-8", "ascii", "us-ascii"):
+        return body
+    text = decoding.decode_text(body, content_type)
+    return body if text is None else text.encode("utf-8", "surrogatepass")
 
 
 def multipart_fields(body: bytes, content_type: str) -> tuple[tuple[str, str], ...]:
@@ -463,11 +513,13 @@ def _multipart_part(chunk: bytes) -> Part | None:
         return None
     kind = _PART_TYPE.search(head)
     part_type = kind.group(1).strip().decode("latin-1").lower() if kind else ""
+    full = _PART_FULL_TYPE.search(head)
+    full_type = full.group(1).strip().decode("latin-1") if full else ""
     disposition = next((line for line in head.splitlines() if line.lower().startswith(b"content-disposition:")), None)
     if disposition is None:
-        return Part(None, False, part_type, value)  # multipart/related: a document, not a field
+        return Part(None, False, part_type, value, full_type)  # multipart/related: a document, not a field
     params = disposition.split(b":", 1)[1]
-    return Part(_field_name(params), b"filename" in params.lower(), part_type, value)
+    return Part(_field_name(params), b"filename" in params.lower(), part_type, value, full_type)
 
 
 def _field_name(params: bytes) -> str | None:

@@ -208,3 +208,31 @@ def test_filter_rules_see_the_canonical_host_and_path_while_the_flow_is_sent_as_
     plain = ruletest.flow_for({"method": "GET", "url": "https://api.github.com/v1/x"})
     assert judged_flow(plain, view_of(plain)) is plain
 
+
+
+def multipart(*parts: tuple[str, str, bytes]) -> tuple[list[tuple[str, str]], bytes]:
+    """(headers, body) of a form whose parts are (disposition params, content type, bytes)."""
+    body = b"".join(b"--B0und\r\nContent-Disposition: form-data; " + p.encode() + b"\r\n"
+                    + (f"Content-Type: {t}\r\n".encode() if t else b"") + b"\r\n" + v + b"\r\n" for p, t, v in parts)
+    return [("Content-Type", "multipart/form-data; boundary=B0und")], body + b"--B0und--\r\n"
+
+
+def test_each_multipart_part_is_read_as_a_body_and_an_untyped_file_only_where_a_service_is_pinned() -> None:
+    drop = rules.parse_text("version: 1\nrules:\n  - {id: sql-drop, match: {sql: {statement: [drop]}}, action: deny}\n")
+    headers, body = multipart(('name="file"; filename="q.sql"', "", b"DROP TABLE users;"))
+    untyped = request_view("POST", "https://db.example.com/import", headers, body)
+    assert rules.judge(drop, actions.readings(untyped)).verdict == "allow"  # a .sql file sent to storage is data
+    pinned = {"sql": ["db.example.com"]}
+    assert rules.judge(drop, actions.readings(untyped, pinned)).verdict == "deny"  # a SQL service runs what it gets
+    headers, body = multipart(('name="file"; filename="q.sql"', "application/sql", b"DROP TABLE users;"))
+    declared = request_view("POST", "https://db.example.com/import", headers, body)
+    assert rules.judge(drop, actions.readings(declared)).verdict == "deny"
+
+
+def test_a_multipart_body_with_more_parts_than_are_read_says_so() -> None:
+    from shield_addon.actions import common
+
+    headers, body = multipart(*[('name="f"', "", b"x")] * (common.MULTIPART_FIELDS + 1))
+    assert "body_unparsed" in actions.parse(request_view("POST", "https://api.example.com/x", headers, body)).flags
+    headers, body = multipart(*[('name="f"', "", b"x")] * 3)
+    assert "body_unparsed" not in actions.parse(request_view("POST", "https://api.example.com/x", headers, body)).flags
