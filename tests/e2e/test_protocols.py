@@ -264,6 +264,39 @@ def test_compressed_request_bodies_are_decoded_for_the_rules(proxy: Proxy, serve
     assert servers.plain.hits_for(f"/pay/{enc}") == []
 
 
+@pytest.mark.parametrize(("name", "codec", "content_type", "coding"), [
+    ("utf16-bom", "utf-16", "application/json", None),
+    ("utf32-bom", "utf-32", "application/json", None),
+    ("utf16le-charset", "utf-16-le", "application/json; charset=UTF-16LE", None),
+    ("utf8-bom-x-gzip", "utf-8-sig", "application/json", "identity, X-GZIP"),
+    ("multipart-utf16-part", "utf-16", "multipart/form-data; boundary=B0und", None),
+])
+def test_text_in_any_encoding_the_server_decodes_is_judged_as_that_text(
+        proxy: Proxy, servers: Servers, name: str, codec: str, content_type: str, coding: str | None) -> None:
+    """Python servers decode JSON in UTF-16/32 by its BOM or charset; the rules read the same text.
+    The upstream would get the bytes as sent (the record keeps their digest)."""
+    plain = json.dumps({"query": "DROP TABLE users"})
+    sent = plain.encode(codec)
+    if content_type.startswith("multipart/"):
+        sent = (b'--B0und\r\nContent-Disposition: form-data; name="q"\r\nContent-Type: application/json\r\n\r\n'
+                + sent + b"\r\n--B0und--\r\n")
+    if coding:
+        sent = encoding.encode(sent, "gzip")
+    path = f"/v1/query/text-{name}"
+    headers = {"content-type": content_type, **({"content-encoding": coding} if coding else {})}
+
+    def post() -> httpx.Response:
+        with client(proxy, "agent-text") as c:
+            return c.post(servers.plain.url(path), content=sent, headers=headers)
+
+    fut = pool.submit(post)
+    proxy.wait_held(f"~u {path}")  # held by the sql rule: it read the statement
+    proxy.command("shield.deny", f"~u {path}", "no", "drops")
+    assert fut.result(15).status_code == 403 and servers.plain.hits_for(path) == []
+    [req] = proxy.flow_events(path, "request")
+    assert (req["rule_id"], req["service"], req["request_sha256"]) == ("sql-drop", "sql", sha(sent))
+
+
 def test_binary_and_non_utf8_bodies_are_stored_as_base64_with_their_digest(proxy: Proxy, servers: Servers) -> None:
     latin1 = "café naïve, Straße".encode("latin-1")
     with client(proxy, "agent-binary") as c:
