@@ -38,7 +38,8 @@ class Control:
             if req["cmd"] == "count":
                 result = {"ok": True, "n": len(flows), "held": sum(f.intercepted for f in flows)}
             else:
-                ctx.master.commands.call(req["cmd"], flows, *req.get("args", []))
+                flows_arg = [flows] if req.get("flows", True) else []  # shield.pending takes none
+                ctx.master.commands.call(req["cmd"], *flows_arg, *req.get("args", []))
                 result = {"ok": True, "n": len(flows)}
         except Exception as e:  # the test wants to see the error, not a dead socket
             result = {"ok": False, "error": repr(e)}
