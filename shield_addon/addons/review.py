@@ -131,8 +131,13 @@ class Review:
         """A wait-mode hold whose agent reset its stream ends abandoned now (mitmproxy
         itself would only drop the request once the hold ends, and tell no addon before)."""
         why = self.streams.withdrawn(hold.flow) if hold.mode == review.WAIT and hold.flow is not None else None
-        return why is not None and self.settle(hold, review.ABANDONED, None, "stream_reset",
-                                               f"the agent withdrew the request while held: {why}")
+        if why is None:
+            return False
+        if not hold.flow.client_conn.state & connection.ConnectionState.CAN_READ:
+            # The whole connection went (mitmproxy queues that too): the same record as
+            # client_disconnected, whichever of the two sees it first.
+            return self.settle(hold, review.ABANDONED, None, "client_disconnected", "the agent disconnected while held")
+        return self.settle(hold, review.ABANDONED, None, "stream_reset", f"the agent withdrew the request while held: {why}")
 
     def settle(self, hold: review.Hold, decision: str, who: str | None, via: str, comment: str | None = None) -> bool:
         """Take a hold's one decision; False if another one already won."""

@@ -152,10 +152,10 @@ def test_a_reset_stream_ends_its_hold_abandoned_at_once_and_is_never_forwarded(p
 
 
 def send_raw(proxy: Proxy, upstream: Upstream, tls: bool, agent: str, path: str, head: bytes, body: bytes,
-             cut: bool = False) -> bytes:
+             cut: bool = False, keep_open: bool = False) -> Any:
     """One HTTP/1 request as raw bytes, plain through the proxy or inside CONNECT/TLS; `cut`
-    hangs up right after sending. Returns what came back before the connection ended,
-    failing if it did not end within DEADLINE (a hang)."""
+    hangs up right after sending, `keep_open` returns the open socket. Otherwise returns what
+    came back before the connection ended, failing if it did not end within DEADLINE (a hang)."""
     if tls:
         sock: socket.socket = tunnel(proxy, upstream, agent, "http/1.1")
         host = f"localhost:{upstream.https_port}"
@@ -165,6 +165,9 @@ def send_raw(proxy: Proxy, upstream: Upstream, tls: bool, agent: str, path: str,
         host = f"127.0.0.1:{upstream.http_port}"
         auth = base64.b64encode(f"{agent}:x".encode()).decode()
         start = f"POST http://{host}{path} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: Basic {auth}\r\n"
+    if keep_open:
+        sock.sendall(start.encode() + head + b"\r\n" + body)
+        return sock
     with sock:
         sock.sendall(start.encode() + head + b"\r\n" + body)
         if cut:
@@ -186,6 +189,21 @@ def send_raw(proxy: Proxy, upstream: Upstream, tls: bool, agent: str, path: str,
 def recorded_error(proxy: Proxy, path: str) -> dict[str, Any]:
     [err] = wait_for(lambda: rows_for(proxy, path, "error"), 10, f"the error event of {path}")
     return err
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_an_http1_agent_that_hangs_up_while_held_is_recorded_as_disconnected(proxy: Proxy, upstream: Upstream,
+                                                                             tls: bool) -> None:
+    """mitmproxy queues a hang-up behind the hold like a stream reset; it is still recorded as
+    the agent's disconnection, whichever of the two notices first."""
+    path = f"/hold/withdraw-gone-{tls}"
+    sock = send_raw(proxy, upstream, tls, "agent-gone", path, b"Content-Length: 0\r\n", b"", keep_open=True)
+    proxy.wait_held(f"~u {path}")
+    sock.close()
+    [d] = wait_for(lambda: rows_for(proxy, path, "decision"), 10, "the abandoned decision")
+    assert d["decision"] == "abandoned" and d["operation"] == "client_disconnected"
+    proxy.command("shield.approve", f"~u {path}")
+    assert upstream.hits_for(path) == []
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
