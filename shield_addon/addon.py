@@ -4,6 +4,7 @@ like mitmproxy's own defaults. Each owns one concern; shared state is passed exp
 
 from __future__ import annotations
 
+from shield_addon.addons.crashes import Crashes
 from shield_addon.addons.gate import Gate
 from shield_addon.addons.heap import Heap
 from shield_addon.addons.identity import Identity
@@ -17,4 +18,4 @@ trail = Trail()
 rulebook = Rulebook(trail)
 review = Review(trail, rulebook)
 gate = Gate(trail, rulebook, review)
-addons = [rulebook, trail, review, gate, Tunnel(gate), Identity(), Heap()]  # Heap last: it freezes what they loaded
+addons = [rulebook, trail, review, Crashes(trail), gate, Tunnel(gate), Identity(), Heap()]  # Heap last: it freezes what they loaded

@@ -21,11 +21,13 @@ from typing import Any
 
 from mitmproxy import command, connection, ctx, http
 from mitmproxy import flow as mflow
+from mitmproxy.proxy import layer
 
 from shield_addon import record, review
 from shield_addon.addons.answer import RetryAnswer, WaitAnswer
 from shield_addon.addons.console import KEYS, MARKERS, note, redraw
 from shield_addon.addons.rulebook import Rulebook
+from shield_addon.addons.streams import Streams
 from shield_addon.addons.trail import Trail
 from shield_addon.journal import read_rows
 
@@ -54,6 +56,7 @@ class Review:
         self.book = review.Book()
         self.wakes: dict[str, asyncio.Event] = {}  # wait mode: the held hook's alarm
         self.wait, self.retry = WaitAnswer(self), RetryAnswer(self)
+        self.streams = Streams()  # what an agent withdrew while held (an HTTP/2 stream reset)
         self._ticker: asyncio.Task | None = None
         trail.opened.append(self.restore)
         trail.closing.append(self.shutdown)
@@ -78,7 +81,11 @@ class Review:
             for f in flows:
                 self.observe(f)
 
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        self.streams.next_layer(nextlayer)
+
     def client_disconnected(self, client: connection.Client) -> None:
+        self.streams.client_disconnected(client.id)
         for hold in list(self.book.waiting.values()):
             if hold.flow.client_conn.id == client.id:
                 self.settle(hold, review.ABANDONED, None, "client_disconnected", "the agent disconnected while held")
@@ -86,14 +93,14 @@ class Review:
     @command.command("shield.approve")
     def approve(self, flows: Sequence[mflow.Flow]) -> None:
         """Approve held flows: they are forwarded once."""
-        n = sum(self.settle(h, review.APPROVED, reviewer(), "shield.approve") for h in self.book.held(f.id for f in flows))
+        n = sum(self.settle(h, review.APPROVED, reviewer(), "shield.approve") for h in self.undecided(flows))
         log.warning("shield: approved %d held flow(s)", n)
 
     @command.command("shield.deny")
     def deny(self, flows: Sequence[mflow.Flow], *reason: str) -> None:
         """Deny held flows; the agent gets a 403 with the reason."""
         comment = " ".join(reason).strip() or None
-        n = sum(self.settle(h, review.DENIED, reviewer(), "shield.deny", comment) for h in self.book.held(f.id for f in flows))
+        n = sum(self.settle(h, review.DENIED, reviewer(), "shield.deny", comment) for h in self.undecided(flows))
         log.warning("shield: denied %d held flow(s)", n)
 
     @command.command("shield.pending")
@@ -109,12 +116,28 @@ class Review:
     def observe(self, f: mflow.Flow) -> None:
         """Turn what mitmproxy's own commands did to a held flow into a decision."""
         hold = self.book.by_flow.get(f.id)
-        if hold is None or hold.mode != review.WAIT or hold.status != review.PENDING:
+        if hold is None or hold.mode != review.WAIT or hold.status != review.PENDING or self.withdraw(hold):
             return
         if killed(f):
             self.settle(hold, review.KILLED, reviewer(), "flow.kill")
         elif not f.intercepted:
             self.settle(hold, review.APPROVED, reviewer(), "flow.resume")
+
+    def undecided(self, flows: Sequence[mflow.Flow]) -> list[review.Hold]:
+        """The pending holds of these flows that a reviewer can still decide."""
+        return [h for h in self.book.held(f.id for f in flows) if not self.withdraw(h)]
+
+    def withdraw(self, hold: review.Hold) -> bool:
+        """A wait-mode hold whose agent reset its stream ends abandoned now (mitmproxy
+        itself would only drop the request once the hold ends, and tell no addon before)."""
+        why = self.streams.withdrawn(hold.flow) if hold.mode == review.WAIT and hold.flow is not None else None
+        if why is None:
+            return False
+        if not hold.flow.client_conn.state & connection.ConnectionState.CAN_READ:
+            # The whole connection went (mitmproxy queues that too): the same record as
+            # client_disconnected, whichever of the two sees it first.
+            return self.settle(hold, review.ABANDONED, None, "client_disconnected", "the agent disconnected while held")
+        return self.settle(hold, review.ABANDONED, None, "stream_reset", f"the agent withdrew the request while held: {why}")
 
     def settle(self, hold: review.Hold, decision: str, who: str | None, via: str, comment: str | None = None) -> bool:
         """Take a hold's one decision; False if another one already won."""
