@@ -50,7 +50,8 @@ class WaitAnswer:
         o.show(f, hold)
         o.wakes[hold.hold_id] = asyncio.Event()
         f.intercept()
-        f.comment = hold_comment(state, rule, timeout, p.on_timeout)
+        f.comment = hold_comment(state, rule, timeout, p.on_timeout,
+                                 credentials.describe(f.request.headers.items(multi=True), o.trail.redactor.mark))
         redraw(f)  # the console shows it now
         try:
             await self.wait(hold, f)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -289,6 +290,18 @@ async def test_the_hold_comment_speaks_in_actions(shield, tmp_path: Path, caplog
     assert re.search(r"\| deny at \d\d:\d\d:\d\d unless decided$", f.comment)
     tctx.master.commands.call("shield.pending")
     assert "1 held flow(s)" in caplog.text and "/apis/apps/v1/namespaces/prod/deployments/web" in caplog.text
+    tctx.master.commands.call("shield.deny", [f])
+    await asyncio.wait_for(task, 5)
+
+
+async def test_the_hold_comment_names_the_credential_the_request_acts_with(shield) -> None:
+    s, tctx = shield
+    f = flow("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web")
+    f.request.headers["authorization"] = "Basic " + base64.b64encode(b"reader:pw").decode()
+    task = asyncio.create_task(s.request(f))
+    await until(lambda: f.intercepted)
+    assert re.match(r"agent agent-1 as authorization \[redacted:[0-9a-f]{12}\] \(reader\) wants kubernetes delete", f.comment)
+    assert "pw" not in f.comment
     tctx.master.commands.call("shield.deny", [f])
     await asyncio.wait_for(task, 5)
 
