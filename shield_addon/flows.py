@@ -136,7 +136,8 @@ class FlowState:
 def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor, sent: Sent | None = None,
                  limit: int = record.VALUE_LIMIT) -> dict[str, Any]:
     """The columns every event of a flow repeats: each value the agent chose is at most
-    `limit` bytes (then cut and marked), so a huge URL is not written again and again."""
+    `limit` bytes (then cut and marked), so a huge URL is not written again and again. The
+    agent's name is cut at VALUE_LIMIT whatever `limit` says: its budget is kept under it."""
     req = flow.request
     peer = flow.client_conn.peername
     query = sent.query if sent is not None else tuple(req.query.items(multi=True))
@@ -144,7 +145,7 @@ def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor, sen
     path = redactor.window(raw_path, limit)
     return {
         "flow_id": flow.id,
-        "agent": record.cut(agent, limit, agent),
+        "agent": record.cut(agent, record.VALUE_LIMIT, agent),
         "client_ip": peer[0] if peer else None,
         "method": record.cut(req.method, limit, req.method),
         "scheme": req.scheme,
