@@ -110,12 +110,12 @@ class Gate:
             # A streamed response the agent stopped reading (an SDK hangs up at `[DONE]`):
             # it got what the tap saw; record that, with why the stream ended early.
             self.trail.submit({**state.base, "stage": "response", "outcome": "forwarded",
-                               "error": f.error.msg if f.error else None,
+                               "error": error_text(f),
                                **response_columns(f, self.trail.redactor, ctx.options.shield_body_limit, tap)})
             return
         refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
         self.trail.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
-                           "error": f.error.msg if f.error else None,
+                           "error": error_text(f),
                            "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error
                            else None})
 
@@ -274,6 +274,11 @@ class Gate:
         """A flow that never reached the request hook (too large, malformed, TLS failure)."""
         agent = agent_of(f)
         return FlowState(agent, base_columns(f, agent, self.trail.redactor))
+
+
+def error_text(f: http.HTTPFlow) -> str | None:
+    """mitmproxy's reason for an error, which may quote the request (its host, its line)."""
+    return record.cut(f.error.msg, record.VALUE_LIMIT, f.error.msg) if f.error else None
 
 
 def request_event(state: FlowState, req: http.Request, body: bytes | None, verdict: Any, redactor: record.Redactor,

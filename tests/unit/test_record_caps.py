@@ -152,3 +152,16 @@ def test_long_names_are_not_remembered() -> None:
     r.secret_name("x" * 10_000)
     r.secret_name("page")
     assert list(r._secret_names) == ["page"]
+
+
+def test_an_error_that_quotes_a_huge_request_is_cut() -> None:
+    from mitmproxy.flow import Error
+
+    from shield_addon.addons.gate import error_text
+
+    f = flow("https://api.example.com/x")
+    msg = "Server connection to ('" + "h" * (1 << 20) + "', 80) failed"
+    f.error = Error(msg)
+    assert marked(error_text(f), msg, VALUE_LIMIT).startswith("Server connection to ('hhh")
+    f.error = Error("peer closed connection")
+    assert error_text(f) == "peer closed connection"
