@@ -24,6 +24,8 @@ import pytest
 from mitmproxy.net import encoding
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
+from shield_addon.record import VALUE_LIMIT
+from shield_addon.record.redaction import cut_mark
 from tests.e2e.harness import HERE, Proxy, make_cert, rss_mib, start_proxy, wait_for
 from tests.e2e.protocols.clients import HTTP1Conn, WsClient, proxy_auth, raw_exchange, responses
 from tests.e2e.protocols.servers import BINARY, MIB, H2Upstream, HTTPUpstream, WsEcho, pattern_sha256, tls_context
@@ -395,8 +397,13 @@ def test_odd_urls_are_recorded_as_forwarded(proxy: Proxy, servers: Servers, path
     [hit] = [h for h in servers.plain.hits if h.path == path]
     req = flow(proxy, headers["x-shield-flow-id"])["request"]
     assert hit.path == path
+    url = f"http://127.0.0.1:{servers.plain.port}{path}"
+    if len(url) > VALUE_LIMIT:  # stored up to the cap, then its size and digest (docs/trail.md, Bounded)
+        assert req["path"] == path[:VALUE_LIMIT] + cut_mark(VALUE_LIMIT, path.encode())
+        assert req["url"] == url[:VALUE_LIMIT] + cut_mark(VALUE_LIMIT, url.encode())
+        return
     assert req["path"] == path.split("?")[0], "the recorded path is the one upstream received"
-    assert req["url"] == f"http://127.0.0.1:{servers.plain.port}{path}"
+    assert req["url"] == url
 
 
 def test_a_raw_utf8_request_target_is_refused_before_it_becomes_a_flow(proxy: Proxy, servers: Servers) -> None:
