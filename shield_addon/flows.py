@@ -138,21 +138,26 @@ class FlowState:
     sent: Sent | None = None  # the request as read at its first hook, until it is judged
 
 
-def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor, sent: Sent | None = None) -> dict[str, Any]:
+def base_columns(flow: http.HTTPFlow, agent: str, redactor: record.Redactor, sent: Sent | None = None,
+                 limit: int = record.VALUE_LIMIT) -> dict[str, Any]:
+    """The columns every event of a flow repeats: each value the agent chose is at most
+    `limit` bytes (then cut and marked), so a huge URL is not written again and again. The
+    agent's name is cut at VALUE_LIMIT whatever `limit` says: its budget is kept under it."""
     req = flow.request
     peer = flow.client_conn.peername
-    path = redactor.text(target_path(req.path))  # HTTP/2's absolute form: the path the server routes
-    query = sent.query if sent is not None else req.query.items(multi=True)
+    query = sent.query if sent is not None else tuple(req.query.items(multi=True))
+    raw_path = target_path(req.path)  # HTTP/2's absolute form: the path the server routes
+    path = redactor.window(raw_path, limit)
     return {
         "flow_id": flow.id,
-        "agent": agent,
+        "agent": record.cut(agent, record.VALUE_LIMIT, agent),
         "client_ip": peer[0] if peer else None,
-        "method": req.method,
+        "method": record.cut(req.method, limit, req.method),
         "scheme": req.scheme,
-        "host": req.host,
+        "host": record.cut(req.host, limit, req.host),
         "port": req.port,
-        "path": path,
-        "url": record.redact_url(redactor, req.scheme, req.host, req.port, path, query),
+        "path": record.cut(path, limit, raw_path),
+        "url": record.stored_url(redactor, req.scheme, req.host, req.port, req.path, query, limit, path),
     }
 
 
@@ -302,7 +307,7 @@ def forwarded_request(req: http.Request, redactor: record.Redactor, body_limit: 
     return json.dumps(
         {
             "method": req.method,
-            "url": record.redact_url(redactor, req.scheme, req.host, req.port, req.path.split("?", 1)[0], req.query.items(multi=True)),
+            "url": record.stored_url(redactor, req.scheme, req.host, req.port, req.path, tuple(req.query.items(multi=True))),
             "headers": json.loads(cols["request_headers"]),
             "body": cols["request_body"],
             "body_sha256": cols["request_sha256"],

@@ -81,17 +81,15 @@ _ABSOLUTE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/
 
 
 def split_target(target: str) -> tuple[str | None, str]:
-    """(authority, origin-form path) of a request target. HTTP/2's `:path` may be in absolute
-    form (`https://host/api/...`), which Go's server, among others, routes by its path: the
-    authority is one more name of the destination, the path is what the rules judge. A target
-    that is neither (`api/v1/x`) is read from the root, as lenient servers do; `*` stays."""
+    """(authority, path) of a request target. HTTP/2's `:path` may be in absolute form
+    (`https://host/api/...`), which Go's server, among others, routes by its path: the
+    authority is one more name of the destination, the path is what the rules judge. Any
+    other target is its own path, as sent."""
     m = _ABSOLUTE.match(target)
-    if m is not None:
-        rest = m.group("rest")
-        return m.group("authority").rpartition("@")[2], rest if rest.startswith("/") else "/" + rest
-    if target.startswith("/") or target == "*":
+    if m is None:
         return None, target
-    return None, "/" + target
+    rest = m.group("rest")
+    return m.group("authority").rpartition("@")[2], rest if rest.startswith("/") else "/" + rest
 
 
 _MATRIX = re.compile(r";[^/]*")
@@ -100,14 +98,18 @@ _SLASHES = re.compile(r"//+")
 
 def routed_path(path: str) -> str:
     """The path as lenient servers route it: every escape decoded (Go's URL.Path, which the
-    Kubernetes API server routes by, decodes `%2F`), `;matrix` parameters dropped (Tomcat,
-    Spring), repeated slashes merged (nginx), dot segments resolved, no trailing slash
-    (Express, Flask with strict_slashes off). The path as sent is judged too: this is the
-    other reading."""
+    Kubernetes API server routes by, decodes `%2F`), backslashes as slashes, a target without
+    its leading slash read from the root, `;matrix` parameters dropped (Tomcat, Spring),
+    repeated slashes merged (nginx), dot segments resolved, no trailing slash (Express, Flask
+    with strict_slashes off). The path as sent is judged too: this is the other reading."""
     if "%" in path:
         path = unquote(path, errors="surrogateescape")
     if "#" in path:  # a fragment is never sent; a server that sees one ignores it
         path = path.split("#", 1)[0]
+    if "\\" in path:  # WHATWG URL parsers (Node, Bun, Deno) and IIS read a backslash as a slash
+        path = path.replace("\\", "/")
+    if not path.startswith("/") and path != "*":  # `api/v1/x`, read from the root
+        path = "/" + path
     if ";" in path:
         path = _MATRIX.sub("", path)
     if "//" in path:

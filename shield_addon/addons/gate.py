@@ -23,6 +23,7 @@ from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
 from shield_addon.addons.whereabouts import Whereabouts
+from shield_addon.core.budget import TRAIL_BUDGET
 from shield_addon.core.builtin import TCP
 from shield_addon.core.decide import decide
 from shield_addon.core.hosts import canonical_host
@@ -46,6 +47,7 @@ from shield_addon.flows import (
 
 log = logging.getLogger("shield")
 VIA_HEADER = "x-shield-via"
+BRIEF = 256  # bytes of each value (path, URL, host) recorded of a request refused for the agent's trail budget
 
 
 class Gate:
@@ -108,12 +110,12 @@ class Gate:
             # A streamed response the agent stopped reading (an SDK hangs up at `[DONE]`):
             # it got what the tap saw; record that, with why the stream ended early.
             self.trail.submit({**state.base, "stage": "response", "outcome": "forwarded",
-                               "error": f.error.msg if f.error else None,
+                               "error": error_text(f),
                                **response_columns(f, self.trail.redactor, ctx.options.shield_body_limit, tap)})
             return
         refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
         self.trail.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
-                           "error": f.error.msg if f.error else None,
+                           "error": error_text(f),
                            "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error
                            else None})
 
@@ -126,6 +128,9 @@ class Gate:
             return
         msg = f.websocket.messages[-1]
         agent = agent_of(f)
+        if msg.from_client and not msg.injected and not self.trail.allows(agent):
+            self.message_over_budget(f, msg, agent)
+            return
         event = {**base_columns(f, agent, self.trail.redactor), "stage": "message"}
         if not msg.from_client or msg.injected:
             self.trail.submit({**event, **message_columns(msg, self.trail.redactor, ctx.options.shield_body_limit)})
@@ -144,6 +149,19 @@ class Gate:
             notice = {"error": "message not delivered", "decision": "blocked" if rule else "refused", "flow_id": f.id,
                       "rule": rule.id if rule else None, "message": rule.message if rule else "audit journal unavailable"}
             ctx.master.commands.call("inject.websocket", f, True, json.dumps(notice).encode(), True)
+
+    def message_over_budget(self, f: http.HTTPFlow, msg: Any, agent: str) -> None:
+        """A message from an agent that spent its share of the trail: not delivered, and
+        recorded small (its size and digest)."""
+        msg.drop()
+        rule = TRAIL_BUDGET
+        self.trail.submit({**base_columns(f, agent, self.trail.redactor, limit=BRIEF), "stage": "message",
+                           "operation": "client->server", "decision": "blocked", "verdict": "deny", "rule_id": rule.id,
+                           "matched_rules": [rule.id], "severity": rule.severity, "mode": "enforce",
+                           "request_body_size": len(msg.content), "request_sha256": record.sha256(msg.content)})
+        notice = {"error": "message not delivered", "decision": "blocked", "flow_id": f.id, "rule": rule.id,
+                  "message": rule.message}
+        ctx.master.commands.call("inject.websocket", f, True, json.dumps(notice).encode(), True)
 
     async def judge_upgrade(self, f: http.HTTPFlow, state: FlowState) -> None:
         """A 101 to anything but a WebSocket turns the connection into a raw stream that
@@ -168,6 +186,9 @@ class Gate:
     # ------------------------------------------------------------ the gate
 
     async def gate(self, f: http.HTTPFlow) -> None:
+        if not self.trail.allows(agent_of(f)):
+            await self.over_budget(f)
+            return
         state = self.start(f)
         if f.response is not None:
             # Answered before the rules (proxyauth's 407): record the attempt, hold nothing.
@@ -202,10 +223,26 @@ class Gate:
         elif enforced == "hold":
             await self.review.wait.hold(f, state)
 
-    def start(self, f: http.HTTPFlow) -> FlowState:
+    async def over_budget(self, f: http.HTTPFlow) -> None:
+        """An agent that spent its share of the trail: refused 429 before the rules, and
+        recorded small (no headers or body, each value cut at BRIEF bytes)."""
+        state = self.start(f, BRIEF)
+        state.sent = None
+        state.refused, state.decided = True, {"decision": "blocked"}
+        rule = TRAIL_BUDGET
+        await self.trail.write({**state.base, "stage": "request", "decision": "blocked", "verdict": "deny",
+                                "rule_id": rule.id, "matched_rules": [rule.id], "severity": rule.severity,
+                                "mode": "enforce"}, f)
+        if f.response is None:  # not answered before the rules (proxyauth's 407 stays)
+            refuse(f, 429, "blocked", "request refused: this agent's share of the audit trail is spent", rule)
+            assert f.response is not None
+            f.response.headers["retry-after"] = str(max(1, self.trail.retry_after(state.agent)))
+        f.marked = MARKERS["blocked"]
+
+    def start(self, f: http.HTTPFlow, limit: int = record.VALUE_LIMIT) -> FlowState:
         agent = agent_of(f)
         sent = sent_of(f.request)
-        state = FlowState(agent, base_columns(f, agent, self.trail.redactor, sent), sent=sent)
+        state = FlowState(agent, base_columns(f, agent, self.trail.redactor, sent, limit), sent=sent)
         if f.is_replay == "request":
             # A reviewer's replay sends the same mitmproxy flow again: in the trail it is a new
             # attempt with an id of its own, so every flow_id has one request event, its first.
@@ -237,6 +274,11 @@ class Gate:
         """A flow that never reached the request hook (too large, malformed, TLS failure)."""
         agent = agent_of(f)
         return FlowState(agent, base_columns(f, agent, self.trail.redactor))
+
+
+def error_text(f: http.HTTPFlow) -> str | None:
+    """mitmproxy's reason for an error, which may quote the request (its host, its line)."""
+    return record.cut(f.error.msg, record.VALUE_LIMIT, f.error.msg) if f.error else None
 
 
 def request_event(state: FlowState, req: http.Request, body: bytes | None, verdict: Any, redactor: record.Redactor,

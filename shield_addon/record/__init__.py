@@ -5,12 +5,16 @@ is written anywhere passes redaction first.
 
 from shield_addon.record.chain import GENESIS, check_chain, row_hash, seal
 from shield_addon.record.redaction import (
+    HEADERS_LIMIT,
     SECRET_HEADERS,
+    VALUE_LIMIT,
     Redactions,
     Redactor,
+    cut,
     headers_json,
     redact_url,
     sha256,
+    stored_url,
 )
 from shield_addon.record.schema import (
     CANONICAL_VERSION,
@@ -25,7 +29,7 @@ from shield_addon.record.schema import (
 from shield_addon.record.text import safe_text, utc_text
 
 __all__ = [
-    "CANONICAL_VERSION", "COLUMNS", "COLUMN_NAMES", "COLUMN_SET", "GENESIS", "LATER_COLUMNS", "SECRET_HEADERS", "Redactions", "Redactor",
-    "UnknownColumn", "canonical", "check_chain", "check_columns", "headers_json", "redact_url", "row_hash", "safe_text",
-    "seal", "sha256", "utc_text",
+    "CANONICAL_VERSION", "COLUMNS", "COLUMN_NAMES", "COLUMN_SET", "GENESIS", "HEADERS_LIMIT", "LATER_COLUMNS", "SECRET_HEADERS",
+    "VALUE_LIMIT", "Redactions", "Redactor", "UnknownColumn", "canonical", "check_chain", "check_columns", "cut", "headers_json",
+    "redact_url", "row_hash", "safe_text", "seal", "sha256", "stored_url", "utc_text",
 ]

@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # json.dumps(s, ensure_ascii=False) of a str, without the dumps
 from typing import Any
@@ -122,7 +122,13 @@ _TOO_DEEP = "[truncated: nested too deep]"
 _MAX_DEPTH = 64
 _PREFILTER_FROM = 64  # characters; below, the regex is cheaper than the literal checks
 _CACHE_MAX = 4096  # names and header values remembered (they repeat on every request)
-_CACHED_VALUE_MAX = 256  # longer header values are redacted each time, not remembered
+_CACHED_VALUE_MAX = 256  # longer header values and names are redacted each time, not remembered
+# The record of one value an agent chose (path, URL, method, a header's name or value) and of a
+# request's or response's headers together: past these, the stored text is cut and marked
+# `…[cut at LIMIT of SIZE bytes, sha256 HEX]` (size and digest of the value as sent). The rules
+# always judge the whole request; only the record is bounded.
+VALUE_LIMIT = 8 * 1024
+HEADERS_LIMIT = 64 * 1024
 
 
 def _may_hold_token(text: str) -> bool:
@@ -153,7 +159,8 @@ class Redactor:
         known = self._secret_names.get(name, "?")
         if known == "?":
             known = SECRET if self.extra_fields and self.extra_fields.search(name) else name_kind(name)
-            _remember(self._secret_names, name, known)
+            if len(name) <= _CACHED_VALUE_MAX:  # a megabyte-long name is not kept for the next request
+                _remember(self._secret_names, name, known)
         return known
 
     def secret_name(self, name: str, value: str | None = None) -> bool:
@@ -171,18 +178,33 @@ class Redactor:
         fp = hmac.new(self.key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:12]
         return f"[redacted:{fp}]"
 
-    def headers(self, headers: Iterable[tuple[str, str]]) -> list[list[str]]:
+    def headers(self, headers: Iterable[tuple[str, str]], value_limit: int = VALUE_LIMIT,
+                block_limit: int = HEADERS_LIMIT) -> list[list[str]]:
+        """Redacted [name, value] pairs; a name or value past `value_limit` bytes is cut and
+        marked, and once the names and values stored reach `block_limit` bytes the rest are
+        left out for one last pair: the cut marker of the whole block (its size and digest as
+        an HTTP/1.1 header block, `name: value` lines) and how many were left out."""
+        headers = headers if isinstance(headers, (list, tuple)) else list(headers)
         out = []
-        for name, value in headers:
+        used = 0
+        for i, (name, value) in enumerate(headers):
             if self.secret_header(name, value):
                 value = self.mark(value)
             elif (known := self._header_texts.get(value)) is not None:
                 value = known
+            elif len(value) > value_limit // 4:  # may be past the limit: redacted only as far as it is stored
+                value = self.capped(value, value_limit)
             else:
                 redacted = self.text(value)
                 if len(value) <= _CACHED_VALUE_MAX and redacted == value:  # nothing secret in it
                     _remember(self._header_texts, value, redacted)
                 value = redacted
+            if len(name) > value_limit // 4:
+                name = self.capped(name, value_limit)
+            used += _size(name) + _size(value)
+            if used > block_limit:
+                out.append([cut_mark(block_limit, header_block(headers)), f"{len(headers) - i} more headers"])
+                break
             out.append([name, value])
         return out
 
@@ -304,6 +326,18 @@ class Redactor:
             text = encoded[:limit].decode("utf-8", "ignore") + f"…[cut at {limit} bytes]"
         return text
 
+    def capped(self, value: str, limit: int = VALUE_LIMIT, margin: int = CUT_MARGIN) -> str:
+        """One value as stored (a path, a header): redacted, at most `limit` bytes of it, then
+        the cut marker with the size and SHA-256 of the value as sent."""
+        return cut(self.window(value, limit, margin), limit, value)
+
+    def window(self, text: str, limit: int, margin: int = CUT_MARGIN) -> str:
+        """self.text(text), or for a text past `limit` bytes as much of it as makes its first
+        `limit` bytes the same (a secret across the cut redacted whole, as for bodies)."""
+        if len(text) <= limit:
+            return self.text(text)
+        return self._bounded_text(text, limit, margin)
+
     def _bounded_text(self, text: str, limit: int, margin: int) -> str:
         """self.text(text) as far as its first `limit` bytes go: redacted from a window that
         ends past the cut at a delimiter, widened while redaction leaves it too short."""
@@ -420,6 +454,78 @@ def _decode(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")  # what mitmproxy decoded, byte for byte
+    except UnicodeEncodeError:  # a surrogate no byte stands for (a JSON escape)
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _size(text: str) -> int:
+    """Bytes of a text as UTF-8."""
+    return len(text) if text.isascii() else len(_utf8(text))
+
+
+def cut_mark(limit: int, whole: bytes) -> str:
+    """What a value cut at `limit` bytes ends with: how long it was and its digest, so two cut
+    values can still be told apart, and matched against another record of the request."""
+    return f"…[cut at {limit} of {len(whole)} bytes, sha256 {hashlib.sha256(whole).hexdigest()}]"
+
+
+def cut(stored: str, limit: int, whole: str) -> str:
+    """`stored` (the redacted `whole`) if it is at most `limit` bytes; else its first `limit`
+    bytes and the cut marker of `whole`."""
+    if len(stored) <= limit // 4:
+        return stored
+    encoded = _utf8(stored)
+    if len(encoded) <= limit:
+        return stored
+    return encoded[:limit].decode("utf-8", "ignore") + cut_mark(limit, _utf8(whole))
+
+
+def header_block(headers: Iterable[tuple[str, str]]) -> bytes:
+    """Headers as an HTTP/1.1 message carries them: what a header block's size and digest are of."""
+    return b"".join(_utf8(name) + b": " + _utf8(value) + b"\r\n" for name, value in headers)
+
+
+def origin(scheme: str, host: str, port: int) -> str:
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = f"[{host}]" if ":" in host else host
+    if port != default:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
+
+
+def stored_url(redactor: Redactor, scheme: str, host: str, port: int, target: str,
+               query: Sequence[tuple[str, str]], limit: int = VALUE_LIMIT, path: str | None = None) -> str:
+    """The URL as stored: origin, redacted path and query, at most `limit` bytes, then the cut
+    marker of the URL as sent (origin and request target). `target` is the path and query as
+    sent, `query` its parsed pairs; `path`, the path already redacted (window(path, limit))."""
+    head = origin(scheme, host, port)
+    raw_path = target.split("?", 1)[0]
+    if path is None:
+        path = redactor.window(raw_path, limit)
+    if len(head) + len(target) <= limit:
+        url = redact_url(redactor, scheme, host, port, path, query)
+    else:  # only the pairs that can show before the cut are redacted and encoded
+        url = head + path + _bounded_query(redactor, query, limit - len(head) - len(path))
+    return cut(url, limit, head + target)
+
+
+def _bounded_query(redactor: Redactor, query: Iterable[tuple[str, str]], left: int) -> str:
+    """`?` and the redacted, encoded pairs until `left` characters are out. A pair's name decides
+    whether its value is a secret before either is shortened."""
+    pieces: list[str] = []
+    for name, value in query:
+        if left < 0:
+            break
+        value = redactor.mark(value) if redactor.secret_name(name, value) else redactor.window(value, max(left, 0))
+        piece = urlencode([(name[: max(left, 0) + 1], value)], quote_via=quote, safe="[]:/")
+        pieces.append(piece)
+        left -= len(piece) + 1
+    return "?" + "&".join(pieces) if pieces else ""
 
 
 def redact_url(redactor: Redactor, scheme: str, host: str, port: int, path: str, query: Iterable[tuple[str, str]]) -> str:

@@ -132,6 +132,7 @@ class WriterLink:
         self.down: str | None = NOT_OPEN  # why events cannot be written now; None while they can
         self.chain_id = ""
         self.sent = 0  # events sent to this writer
+        self.last_line = 0  # bytes of the last event queued (what an agent's budget is charged)
         self.out = bytearray()
         self.inbox = bytearray()
         self.group: Group | None = None  # this turn's events, not sent yet
@@ -251,7 +252,9 @@ class WriterLink:
     def _queue(self, event: dict[str, Any], wait: bool) -> asyncio.Future | None:
         if self.down is not None:
             raise JournalError(self.down)
-        self.out += wire_line(event)
+        line = wire_line(event)
+        self.out += line
+        self.last_line = len(line)
         self.sent += 1
         loop = _running_loop()
         if loop is None:  # a hook outside the loop (start-up): send now and wait for nothing

@@ -24,6 +24,8 @@ import pytest
 from mitmproxy.net import encoding
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
+from shield_addon.record import VALUE_LIMIT
+from shield_addon.record.redaction import cut_mark
 from tests.e2e.harness import HERE, Proxy, make_cert, rss_mib, start_proxy, wait_for
 from tests.e2e.protocols.clients import H2Conn, HTTP1Conn, WsClient, proxy_auth, raw_exchange, responses
 from tests.e2e.protocols.servers import BINARY, MIB, H2Upstream, HTTPUpstream, WsEcho, pattern_sha256, tls_context
@@ -460,8 +462,13 @@ def test_odd_urls_are_recorded_as_forwarded(proxy: Proxy, servers: Servers, path
     [hit] = [h for h in servers.plain.hits if h.path == path]
     req = flow(proxy, headers["x-shield-flow-id"])["request"]
     assert hit.path == path
+    url = f"http://127.0.0.1:{servers.plain.port}{path}"
+    if len(url) > VALUE_LIMIT:  # stored up to the cap, then its size and digest (docs/trail.md, Bounded)
+        assert req["path"] == path[:VALUE_LIMIT] + cut_mark(VALUE_LIMIT, path.encode())
+        assert req["url"] == url[:VALUE_LIMIT] + cut_mark(VALUE_LIMIT, url.encode())
+        return
     assert req["path"] == path.split("?")[0], "the recorded path is the one upstream received"
-    assert req["url"] == f"http://127.0.0.1:{servers.plain.port}{path}"
+    assert req["url"] == url
 
 
 def test_a_raw_utf8_request_target_is_refused_before_it_becomes_a_flow(proxy: Proxy, servers: Servers) -> None:
@@ -502,7 +509,9 @@ def test_odd_header_values_are_recorded_and_the_chain_still_verifies(proxy: Prox
     assert ["X-Utf8", "värde ☃"] in recorded
     [latin1] = [v for k, v in recorded if k == "X-Latin1"]
     assert latin1 and set(latin1) == {"\ufffd"}, "undecodable bytes become U+FFFD, never a broken row"
-    assert ["X-Empty", ""] in recorded and ["X-Tab", "a\tb"] in recorded and ["X-Long", "v" * 12000] in recorded
+    assert ["X-Empty", ""] in recorded and ["X-Tab", "a\tb"] in recorded
+    long = "v" * 12000  # past the cap of a header value: its start, then its size and digest
+    assert ["X-Long", long[:VALUE_LIMIT] + cut_mark(VALUE_LIMIT, long.encode())] in recorded
     assert ["X-Escape", "\x1b[31mred"] in recorded and ["X-Dup", "1"] in recorded and ["X-Dup", "2"] in recorded
     assert {k.lower() for k, _ in hit.headers} <= header_names(req["request_headers"])
     out = proxy.shield("verify", "--confdir", str(proxy.confdir), check=False)

@@ -401,3 +401,22 @@ async def test_an_event_that_cannot_be_sent_refuses_its_flow_not_only_a_journal_
     s, _ = shield
     assert await s.trail.write({"stage": "request", "flow_id": "odd", "path": object()}) is False
     assert await s.trail.write({"stage": "request", "flow_id": "fine", "path": "/"}) is True
+
+
+async def test_an_agent_past_its_trail_budget_is_refused_429_and_recorded_small(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    tctx.configure(s.trail, shield_agent_budget=10_000)
+    f = flow("GET", "/x/" + "a" * 30_000)  # one request event (~17 KB of path and URL) spends it
+    await s.request(f)
+    assert f.response is None
+    f = flow("GET", "/x/" + "b" * 30_000)
+    await s.request(f)
+    assert f.response.status_code == 429 and int(f.response.headers["retry-after"]) >= 1
+    body = json.loads(f.response.content)
+    assert (body["decision"], body["rule"]) == ("blocked", "builtin:trail-budget")
+    refused = events(tmp_path, "request")[-1]
+    assert (refused["flow_id"], refused["rule_id"], refused["decision"]) == (f.id, "builtin:trail-budget", "blocked")
+    assert refused["request_headers"] is None and len(refused["path"]) < 400 and "…[cut at 256 of" in refused["url"]
+    other = flow("GET", "/x/1", user="agent-2")
+    await s.request(other)
+    assert other.response is None, "another agent is not refused"
