@@ -13,6 +13,8 @@ import dataclasses
 import json
 from typing import Any
 
+from shield_addon.core import decoding
+
 from .base import RequestView
 
 GRAPHQL_TYPES = {"subscribe", "start"}  # the message types that carry a GraphQL operation
@@ -33,9 +35,23 @@ def message_view(handshake: RequestView, text: str) -> RequestView:
 
 
 def binary_message_view(handshake: RequestView, data: bytes) -> RequestView:
-    """A binary message: judged by rules on its bytes (body:) and destination, as a POST."""
+    """A binary message: judged by rules on its bytes (body:) and destination, as a POST. Text
+    the server's reader would find in it (a JSON document) is read as a text message: gzip
+    undone (bounded), UTF-16/32 told by a BOM or zero bytes, as a JSON reader given the bytes
+    does."""
+    if data[:2] == _GZIP_MAGIC:
+        unzipped = decoding.decode_body(data, "gzip")
+        if unzipped.body is not None:
+            data = unzipped.body
+    text = decoding.decode_text(data)
+    # Text only when it reads as a document: other binary (protobuf, msgpack) has zero bytes too.
+    if text is not None and text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
+        return message_view(handshake, text.lstrip("\ufeff"))
     headers = (*(h for h in handshake.headers if h[0] != "content-type"), ("content-type", "application/octet-stream"))
     return dataclasses.replace(handshake, method="POST", headers=headers, body=data)
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def graphql_payload(doc: Any) -> dict[str, Any] | None:

@@ -205,18 +205,29 @@ BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codec
 
 def text_encoding(body: bytes, content_type: str | None) -> str:
     """How a server would decode `body`: a byte-order mark first (UTF-32 before UTF-16: its BOM
-    starts with UTF-16's), then the charset parameter, then JSON's own detection (UTF-16/32
-    without a BOM shows itself by its zero bytes), else UTF-8."""
+    starts with UTF-16's), then JSON's own detection of UTF-16/32 by its zero bytes, then the
+    charset parameter if it names an encoding, else UTF-8. Zero bytes beat the charset:
+    Flask, Starlette and Jackson hand the bytes to a JSON reader that detects them and never
+    looks at the label, so a UTF-16 body labelled `charset=utf-8` is UTF-16 to them."""
     for bom, name in BOMS:
         if body.startswith(bom):
             return name
-    for param in (content_type or "").split(";")[1:]:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset" and value.strip().strip('"'):
-            return value.strip().strip('"').lower()
     if b"\x00" in body[:4]:
         return json.detect_encoding(body)
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        name = value.strip().strip('"').lower()
+        if key.strip().lower() == "charset" and name:
+            return name if _known(name) else "utf-8"
     return "utf-8"
+
+
+def _known(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
 
 
 def decode_text(body: bytes, content_type: str | None = None) -> str | None:

@@ -175,7 +175,7 @@ class Redactor:
         return self.secret_name(low, value)
 
     def mark(self, secret: str) -> str:
-        fp = hmac.new(self.key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:12]
+        fp = hmac.new(self.key, _utf8(secret), hashlib.sha256).hexdigest()[:12]
         return f"[redacted:{fp}]"
 
     def headers(self, headers: Iterable[tuple[str, str]], value_limit: int = VALUE_LIMIT,
@@ -318,10 +318,7 @@ class Redactor:
                 text = urlencode(redacted, quote_via=quote, safe="[]:")
         else:
             text = self._bounded_text(text, limit, margin)
-        try:
-            encoded = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a JSON "\ud800" escape: no byte stands for it; the cut drops it
-            encoded = text.encode("utf-8", "surrogatepass")
+        encoded = _utf8(text)  # a JSON "\ud800" escape has no byte of its own: the cut drops it
         if len(encoded) > limit:
             text = encoded[:limit].decode("utf-8", "ignore") + f"…[cut at {limit} bytes]"
         return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -99,3 +100,17 @@ def test_a_binary_message_is_a_post_of_its_bytes() -> None:
 
     v = binary_message_view(SOCKET, b"\x00\x01DROP")
     assert (v.method, v.content_type, v.body) == ("POST", "application/octet-stream", b"\x00\x01DROP")
+
+
+@pytest.mark.parametrize("data", [
+    '{"query": "DROP TABLE users"}'.encode("utf-16"),
+    '{"query": "DROP TABLE users"}'.encode("utf-32-le"),
+    gzip.compress(b'{"query": "DROP TABLE users"}'),
+    gzip.compress('{"query": "DROP TABLE users"}'.encode("utf-16")),
+])
+def test_a_binary_message_holding_json_in_another_encoding_or_gzip_is_read_as_that_json(data: bytes) -> None:
+    from shield_addon.actions.messages import binary_message_view
+
+    v = binary_message_view(SOCKET, data)
+    assert (v.content_type, json.loads(v.body)) == ("application/json", {"query": "DROP TABLE users"})
+    assert actions.parse(v).service == "sql"

@@ -80,6 +80,12 @@ def test_lone_surrogates_become_replacement_characters() -> None:
     json.dumps(row, ensure_ascii=False).encode()
 
 
+def test_a_secret_with_a_lone_surrogate_is_still_fingerprinted() -> None:
+    r = record.Redactor(b"k")
+    assert r.headers([("authorization", "Bearer \ud800abc")])[0][1].startswith("[redacted:")
+    assert "[redacted:" in r.text('{"password": "\ud800x"}')
+
+
 def test_safe_text_defuses_terminal_escapes() -> None:
     s = record.safe_text("ok\x1b[2J\x1b]0;pwned\x07\u202e")
     assert "\x1b" not in s and "\x07" not in s and "\u202e" not in s and "\\x1b[2J" in s
