@@ -68,8 +68,10 @@ def meaning(headers: Iterable[tuple[str, str]], readings: Iterable[tuple[str, An
     request acts with (who the token or signing key is, not its signature): another credential
     is another request to approve."""
     headers = tuple(headers)
-    kept = sorted((k.lower(), v) for k, v in headers
-                  if k.lower() not in VOLATILE_HEADERS and not k.lower().startswith(VOLATILE_PREFIXES))
+    # By name only: the order of a repeated header's values can change what a server takes.
+    kept = sorted(((k.lower(), v) for k, v in headers
+                   if k.lower() not in VOLATILE_HEADERS and not k.lower().startswith(VOLATILE_PREFIXES)),
+                  key=lambda kv: kv[0])
     parts = [f"{k}: {v}" for k, v in kept]
     parts += [f"credential {k}: {v}" for k, v in credentials.credentials(headers)]
     for method, a in readings:

@@ -143,6 +143,8 @@ def test_the_meaning_of_a_request_keeps_what_changes_it_and_drops_what_varies_pe
     delete = [(k, "CloudTrail.DeleteTrail" if k == "X-Amz-Target" else v) for k, v in stop]
     assert review.meaning(stop, ()) != review.meaning(delete, ())
     assert review.meaning(stop, ()) != review.meaning([*stop, ("X-HTTP-Method-Override", "DELETE")], ())
+    twice = [("X-HTTP-Method-Override", "PATCH"), ("X-HTTP-Method-Override", "DELETE")]
+    assert review.meaning(twice, ()) != review.meaning(twice[::-1], ())  # servers take the first, or the last
     read = Action("sql", "read", "SELECT", tables=("t",))
     drop = Action("sql", "delete", "DROP", tables=("t",))
     assert review.meaning((), [("POST", read)]) != review.meaning((), [("POST", drop)])
