@@ -19,6 +19,7 @@ from shield_addon import actions
 from shield_addon.actions import RequestView
 from shield_addon.addons.console import MARKERS
 from shield_addon.addons.gate import Gate
+from shield_addon.core.budget import TRAIL_BUDGET
 from shield_addon.core.builtin import CONNECT, TCP
 from shield_addon.core.decide import decide
 from shield_addon.flows import ANONYMOUS, agent_of, refuse
@@ -44,6 +45,11 @@ class Tunnel:
         verdict, event = self.judge(view, agent, f.client_conn.peername, f.client_conn.id)
         if f.response is not None:  # proxyauth's 407: answered before the rules
             event.update(decision="blocked", error=f"answered by the proxy before the rules: HTTP {f.response.status_code}")
+        elif not self.gate.trail.allows(agent):
+            event.update(flow_id=f.client_conn.id, decision="blocked", verdict="deny", rule_id=TRAIL_BUDGET.id,
+                         matched_rules=[TRAIL_BUDGET.id], severity=TRAIL_BUDGET.severity)
+            refuse(f, 429, "blocked", "tunnel refused: this agent's share of the audit trail is spent", TRAIL_BUDGET)
+            f.marked = MARKERS["blocked"]
         elif verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":
             refuse(f, 403, "blocked", "tunnel blocked by rule", verdict.enforced_rule)
             f.marked = MARKERS["blocked"]
@@ -62,7 +68,11 @@ class Tunnel:
         agent = self.agents.get(context.client.id, ANONYMOUS.format(ip=context.client.peername[0]))
         verdict, event = self.judge(RequestView(TCP, "tcp", str(host).lower(), port, ""), agent, context.client.peername,
                                     nextlayer.layer.flow.id)
-        if verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":
+        over = not self.gate.trail.allows(agent)
+        if over:
+            event.update(decision="blocked", verdict="deny", rule_id=TRAIL_BUDGET.id, matched_rules=[TRAIL_BUDGET.id],
+                         severity=TRAIL_BUDGET.severity)
+        if over or verdict.enforced == "deny" and ctx.options.shield_mode == "enforce":
             nextlayer.layer = Closed(context)
             event["outcome"] = "refused"
             self.gate.trail.submit(event)

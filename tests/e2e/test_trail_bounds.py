@@ -99,6 +99,10 @@ def test_an_agent_that_floods_the_trail_is_refused_429_and_others_are_not(tmp_pa
         assert r.json()["rule"] == "builtin:trail-budget" and int(r.headers["retry-after"]) >= 1
         with httpx.Client(proxy=proxy.url("agent-calm"), trust_env=False, timeout=30) as c:
             assert c.get(upstream.url("/allowed/calm")).status_code == 200
+        # its tunnels too: a CONNECT is refused before anything inside it could be written
+        flood_auth = b"Proxy-Authorization: Basic YWdlbnQtZmxvb2Q6eA==\r\n"  # agent-flood:x
+        status = send(proxy, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (upstream.https_port, flood_auth))
+        assert status.startswith(b"HTTP/1.1 429"), status
         ev = proxy.events("rule_id = 'builtin:trail-budget' AND stage = 'request'")[0]
         assert ev["agent"] == "agent-flood" and ev["decision"] == "blocked" and ev["request_headers"] is None
         assert len(ev["url"]) < 512
