@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -44,6 +45,8 @@ from urllib.parse import unquote
 
 from .base import Action, RequestView
 from .common import first, json_body, json_documents, method_type
+from .destructive import destructive_name
+from .kubernetes_apis import UNKNOWN, argocd, prunes_on_its_own, steve_action, steve_path
 
 _VERBS = {
     "POST": "create",
@@ -116,9 +119,13 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
     lenient = pinned or req.port == _API_PORT
     found = _api_tail(segments, lenient)
     if found is None and "api" in segments:
-        dashboard = _dashboard(req, segments, flags)
-        if dashboard is not None:
-            return dashboard
+        other = _dashboard(req, segments, flags) or argocd(req, segments)
+        if other is not None:
+            return other
+    if found is None:
+        steve = steve_path(req, segments, pinned, _CLUSTER_CORE | _NAMESPACED_CORE)
+        if steve is not None:
+            return _steve(req, steve, flags)
     if found is None:
         # discovery documents and other non-resource paths of a pinned API server
         return _non_resource(req) if pinned else None
@@ -135,6 +142,19 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
 # <ns>/<name>` answers with the Secret's data, `scale/<kind>/<ns>/<name>?scaleBy=N` scales,
 # `pod/<ns>/<name>/shell/<container>` is exec. Read only at these distinctive shapes.
 _DASHBOARD_ROUTES = frozenset({"_raw", "secret", "scale", "pod"})
+
+
+def _steve(req: RequestView, rest: list[str], flags: set[str]) -> Action:
+    """Rancher's Steve API, its path already turned into the API server's (see
+    kubernetes_apis). A `?action=` POST runs an action on the object: one whose name
+    deletes (uninstall of a Helm app) is a delete, any other an update."""
+    flags.add("steve")
+    action = _resource_action(req, rest, flags)
+    name = steve_action(req)
+    if name and action.resource_name:
+        kind = "delete" if destructive_name(name) else "update"
+        action = dataclasses.replace(action, action_type=kind, operation=f"action {name}")
+    return action
 
 
 def _plural(kind: str) -> str:
@@ -403,7 +423,7 @@ _TRIGGERS = (
     b"privileged", b"hostpid", b"hostipc", b"hostnetwork", b"hostprocess", b"hostpath", b"capabilities",
     b"procmount", b"noexecute", b"reclaimpolicy", b"pod-security", b"finalizers", b"replicas", b"$patch",
     b"unconfined", b"selinuxoptions", b"sysctls", b"ownerreferences", b"conversion", b"externalips",
-    b"claimretention",
+    b"claimretention", b"hostport", b"prune",
 )
 _KEY_LENGTHS = frozenset(len(k) for k in (
     *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels",
@@ -423,19 +443,19 @@ _APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 _SECCOMP_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/", "container.seccomp.security.alpha.kubernetes.io/")
 # KEDA scales its target to this many replicas and keeps it there.
 _KEDA_PAUSED = "autoscaling.keda.sh/paused-replicas"
-# What a JSON patch move or copy writes: a value the request does not show.
-UNKNOWN = object()
+# UNKNOWN (kubernetes_apis): what a JSON patch move or copy writes, a value the request does not show.
 
 
 def body_risks(req: RequestView, resource: str, is_update: bool) -> frozenset[str]:
     """Flags for what a create or update does: `privileged_pod` (privileged, host
-    namespaces, hostPath, capabilities beyond Pod Security baseline, unmasked /proc),
+    namespaces, hostPath, a hostPort, capabilities beyond Pod Security baseline, unmasked /proc),
     `noexecute_taint` (a node taint that evicts every pod), `reclaim_delete` (a volume
     whose disk goes with its claim), `psa_privileged` (Pod Security admission switched
     off in a namespace), `conversion_webhook` (a CRD that sends its objects to a webhook),
     and on updates `finalizers_removed` and `scale_to_zero` as a JSON patch, strategic
-    merge directives or KEDA's paused-replicas annotation spell them, and
-    `owner_references` (the garbage collector deletes an object whose owner is gone)."""
+    merge directives or KEDA's paused-replicas annotation spell them,
+    `owner_references` (the garbage collector deletes an object whose owner is gone), and
+    `prune` (an Argo CD Application or Flux Kustomization set to delete what leaves git)."""
     lowered = req.body.lower()
     if (req.content_type != "application/json-patch+json" and b"\\" not in lowered
             and not any(t in lowered for t in _TRIGGERS)):
@@ -455,6 +475,8 @@ def body_risks(req: RequestView, resource: str, is_update: bool) -> frozenset[st
             flags |= _walk_flags(d, resource)
             if is_update:
                 flags |= _update_walk_flags(d)
+                if prunes_on_its_own(resource, d):
+                    flags.add("prune")
     return frozenset(flags)
 
 
@@ -546,6 +568,9 @@ def _walk_flags(doc: Any, resource: str) -> set[str]:
                 flags.add("privileged_pod")
             elif k == "hostpath" and value is not None:
                 flags.add("privileged_pod")
+            elif k == "hostport" and _binds_port(value):
+                # a node port: Pod Security baseline forbids it as it forbids hostNetwork
+                flags.add("privileged_pod")
             elif k == "procmount" and value == "Unmasked":
                 flags.add("privileged_pod")
             elif k == "capabilities" and _adds_capability(value):
@@ -594,6 +619,16 @@ def _update_walk_flags(doc: Any) -> set[str]:
                 if paused is UNKNOWN or _is_zero(paused) or (isinstance(paused, str) and paused.strip() in ("0", "")):
                     flags.add("scale_to_zero")
     return flags
+
+
+def _binds_port(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float):
+        return value != 0
+    return isinstance(value, str) and value.strip() not in ("", "0")
 
 
 def _unconfined_selinux(value: Any) -> bool:
