@@ -318,6 +318,8 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
         found.add("protection_off")
     if last in _CAPACITY and _number(low) == 0 and word0 not in _CREATION_VERBS:
         found |= {"stop", "scale_zero"}
+    if _sending_off(names, last, low, operation, word0):
+        found.add("stop")
     logging = bool(names & _LOGGING_PARAM_WORDS) or service in _AUDIT_SERVICES
     if logging and word0 not in _CREATION_VERBS:
         if last in _SWITCHES and low in _OFF:
@@ -325,6 +327,15 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
         elif "disable" in names and low:  # DisableLogTypes.member.1=audit
             found.add("logging_off")
     return found
+
+
+def _sending_off(names: set[str], last: str, low: str, operation: str, word0: str) -> bool:
+    """Sending switched off: SES UpdateAccountSendingEnabled / UpdateConfigurationSetSendingEnabled
+    Enabled=false, SESv2 PutAccountSendingAttributes / PutConfigurationSetSendingOptions
+    SendingEnabled false. Every email of the account (or set) stops, as a scale to zero would."""
+    if low not in _OFF or word0 in _CREATION_VERBS:
+        return False
+    return last == "sendingenabled" or (last in _SWITCHES and ("sending" in names or "sending" in words(operation)))
 
 
 # Reachable from the whole internet: a database or cluster made PubliclyAccessible, a
@@ -380,6 +391,8 @@ def _body_families(
             found.add("data_loss")
         if root is not None and any((e.text or "").strip() != "Enabled" for e in _elements(root, "MfaDelete")):
             found.add("protection_off")
+    if operation in _CLOUDFRONT_FULL_CONFIGS:
+        found |= _cloudfront_off(body_text)
     if operation == "ModifyInstanceAttribute" and _flat_attribute_off(pairs, "disableapitermination"):
         found.add("protection_off")  # Attribute=disableApiTermination&Value=false, the flat spelling
     if operation in _DYNAMODB_BATCHES and _dynamodb_deletes(operation, body):
@@ -397,6 +410,29 @@ def _body_families(
     if _public_policy(pairs) or (textual and ("rincipal" in body_text or "acs.amazonaws.com" in body_text)
                                  and _PUBLIC_PRINCIPAL.search(body_text)):
         found.add("public")
+    return found
+
+
+# CloudFront's updates send the whole config (XML): what they leave off or set false is off.
+_CLOUDFRONT_FULL_CONFIGS = frozenset({"UpdateDistribution", "UpdateStreamingDistribution"})
+
+
+def _cloudfront_off(body_text: str) -> set[str]:
+    """Access logging turned off (a Logging element whose Enabled is not true), or the
+    distribution itself disabled (its own Enabled false: the site stops being served).
+    A config with no Logging element at all is not flagged: most distributions never log,
+    and holding every update of theirs would teach reviewers to wave these through."""
+    root = _xml(body_text)
+    if root is None:
+        return set()
+    found = set()
+    for logging in _elements(root, "Logging"):
+        enabled = [e for e in logging if _local(e.tag) == "Enabled"]
+        if not enabled or any((e.text or "").strip().lower() != "true" for e in enabled):
+            found.add("logging_off")
+    own = [e for e in root if _local(e.tag) == "Enabled"]
+    if any((e.text or "").strip().lower() != "true" for e in own):
+        found.add("stop")
     return found
 
 

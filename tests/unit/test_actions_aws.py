@@ -691,3 +691,47 @@ def test_s3_governance_bypass_header_is_protection_off() -> None:
 )
 def test_a_default_route_or_acl_entry_is_not_public(body: str) -> None:
     assert "aws:public" not in query_flags(body)
+
+
+# --- logging or sending turned off inside a full config ----------------------------------
+
+CF_URL = "https://cloudfront.amazonaws.com/2020-05-31/distribution/E2Q/config"
+
+
+def cloudfront_config(enabled: str, logging: str | None) -> str:
+    log = "" if logging is None else f"<Logging><Enabled>{logging}</Enabled><Bucket>b</Bucket></Logging>"
+    return (f'<DistributionConfig xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/">'
+            f"<CallerReference>x</CallerReference><Enabled>{enabled}</Enabled>{log}</DistributionConfig>")
+
+
+@pytest.mark.parametrize(("enabled", "logging", "flags"), [
+    ("true", "false", {"aws:logging_off"}),
+    ("false", "true", {"aws:stop"}),
+    ("true", "true", set()),
+    ("true", None, set()),  # no Logging element: not flagged (see _cloudfront_off)
+])
+def test_cloudfront_update_distribution_reads_the_whole_config(enabled: str, logging: str | None, flags: set[str]) -> None:
+    action = parse(request_view("PUT", CF_URL, [sigv4("cloudfront"), ("Content-Type", "text/xml")],
+                                cloudfront_config(enabled, logging)))
+    assert action.operation == "UpdateDistribution"
+    assert {f for f in action.flags if f in ("aws:logging_off", "aws:stop")} == flags
+
+
+@pytest.mark.parametrize(("operation", "value", "stopped"), [
+    ("UpdateAccountSendingEnabled", "false", True),
+    ("UpdateConfigurationSetSendingEnabled", "false", True),
+    ("UpdateAccountSendingEnabled", "true", False),
+])
+def test_ses_sending_switched_off_is_a_stop(operation: str, value: str, stopped: bool) -> None:
+    body = f"Action={operation}&Version=2010-12-01&ConfigurationSetName=t&Enabled={value}"
+    action = parse(request_view("POST", "https://email.us-east-1.amazonaws.com/", [*FORM, sigv4("ses")], body))
+    assert action.operation == operation
+    assert ("aws:stop" in action.flags) is stopped
+
+
+@pytest.mark.parametrize("path", ["/v2/email/account/sending", "/v2/email/configuration-sets/t/sending"])
+def test_sesv2_sending_enabled_false_is_a_stop(path: str) -> None:
+    headers = [("Content-Type", "application/json"), sigv4("ses")]
+    off = parse(request_view("PUT", f"https://email.us-east-1.amazonaws.com{path}", headers, '{"SendingEnabled": false}'))
+    on = parse(request_view("PUT", f"https://email.us-east-1.amazonaws.com{path}", headers, '{"SendingEnabled": true}'))
+    assert ("aws:stop" in off.flags, "aws:stop" in on.flags) == (True, False)
