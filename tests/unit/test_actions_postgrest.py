@@ -109,3 +109,23 @@ def test_pinned_plain_postgrest_rpc() -> None:
 def test_rpc_named_for_a_delete_is_a_delete(function: str, action_type: str) -> None:
     action = rest("POST", f"/rpc/{function}", [("Content-Type", "application/json")], "{}")
     assert (action.resource_type, action.resource_name, action.action_type) == ("function", function, action_type)
+
+
+@pytest.mark.parametrize("query", [
+    "id=gte.0", "id=gt.0", "id=gt.-5", "id=gte.1", "id=not.is.null", "id=neq.-1", "id=neq.0", "id=not.eq.0",
+    "id=neq.00000000-0000-0000-0000-000000000000", "id=lt.9999999999", "email=like.*", "name=ilike.%25",
+    "or=(id.gt.0,id.lte.0)", "or=(status.eq.x,status.neq.x)", "or=(note.is.null,note.not.is.null)",
+    "or=(id.gte.0,status.eq.open)", "and=(id.gt.0,id.not.is.null)", "order_id=gt.0", "select=id&id=gte.0",
+])
+def test_a_filter_every_row_passes_is_flagged(query: str) -> None:
+    assert rest("PATCH", f"/orders?{query}").flags == {"always_true_filter"}
+
+
+@pytest.mark.parametrize("query", [
+    "id=eq.0", "id=gte.1000", "id=gt.5", "id=neq.42", "deleted_at=not.is.null", "amount=gt.0", "status=neq.paid",
+    "customer_id=gt.0", "or=(status.eq.open,status.eq.pending)", "or=(id.gt.5,id.lte.2)",
+    "id=gte.0&customer_id=eq.7", "email=like.*@example.com", "not.or=(id.gt.0,id.lte.0)",
+    "or=(and(id.gt.0,id.lte.0),id.eq.3)",
+])
+def test_a_real_filter_is_not_flagged(query: str) -> None:
+    assert rest("PATCH", f"/orders?{query}").flags == frozenset()
