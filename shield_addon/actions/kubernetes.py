@@ -89,6 +89,7 @@ _NAMESPACED_CORE = frozenset({
     "bindings", "configmaps", "endpoints", "events", "limitranges", "persistentvolumeclaims", "pods",
     "podtemplates", "replicationcontrollers", "resourcequotas", "secrets", "serviceaccounts", "services",
 })
+_CORE = _CLUSTER_CORE | _NAMESPACED_CORE
 _BUILTIN_GROUPS = frozenset({"apps", "batch", "autoscaling", "policy", "extensions"})
 _VERSION = re.compile(r"v\d+(?:(?:alpha|beta)\d+)?\Z")
 _API_PORT = 6443
@@ -118,15 +119,13 @@ def parse(req: RequestView, pinned: bool = False) -> Action | None:
         return _etcd(req, segments, flags)
     lenient = pinned or req.port == _API_PORT
     found = _api_tail(segments, lenient)
-    if found is None and "api" in segments:
-        other = _dashboard(req, segments, flags) or argocd(req, segments)
+    if found is None:
+        other = (_dashboard(req, segments, flags) if "api" in segments else None) or argocd(req, segments)
         if other is not None:
             return other
-    if found is None:
-        steve = steve_path(req, segments, pinned, _CLUSTER_CORE | _NAMESPACED_CORE)
+        steve = steve_path(req, segments, pinned, _CORE)
         if steve is not None:
             return _steve(req, steve, flags)
-    if found is None:
         # discovery documents and other non-resource paths of a pinned API server
         return _non_resource(req) if pinned else None
     start, rest = found
@@ -423,7 +422,7 @@ _TRIGGERS = (
     b"privileged", b"hostpid", b"hostipc", b"hostnetwork", b"hostprocess", b"hostpath", b"capabilities",
     b"procmount", b"noexecute", b"reclaimpolicy", b"pod-security", b"finalizers", b"replicas", b"$patch",
     b"unconfined", b"selinuxoptions", b"sysctls", b"ownerreferences", b"conversion", b"externalips",
-    b"claimretention", b"hostport", b"prune",
+    b"claimretention", b"hostport", b"prune", b"syncstrategy",
 )
 _KEY_LENGTHS = frozenset(len(k) for k in (
     *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels",

@@ -104,6 +104,8 @@ _ARGO_KINDS = frozenset({"applications", "applicationsets"})
 def argocd(req: RequestView, segments: list[str]) -> Action | None:
     """Argo CD's API server: a sync (prune or force deletes), an Application written
     (turning automated prune on), an Application or ApplicationSet deleted."""
+    if len(segments) == 2 and segments[0] in _ARGO_GRPC_SERVICES:
+        return _argocd_grpc(req, segments[0], segments[1])
     if len(segments) < 3 or segments[:2] != ["api", "v1"] or segments[2] not in _ARGO_KINDS:
         return None
     kind, rest = segments[2], segments[3:]
@@ -145,12 +147,48 @@ def argocd(req: RequestView, segments: list[str]) -> Action | None:
     )
 
 
+# The argocd CLI speaks gRPC (or gRPC-web) to the same server: /application.ApplicationService/Sync.
+_ARGO_GRPC_SERVICES = {"application.ApplicationService": "applications",
+                       "applicationset.ApplicationSetService": "applicationsets"}
+
+
+def _argocd_grpc(req: RequestView, service: str, method: str) -> Action | None:
+    """The gRPC twins, read from the method name: Delete deletes (cascade is the default),
+    a Sync whose protobuf body carries the sync option Prune=true or Force=true deletes.
+    A Sync's `prune` boolean is a protobuf field this reader does not decode: read as an
+    update (see the pack's comments)."""
+    kind = _ARGO_GRPC_SERVICES[service]
+    flags = {"argocd"}
+    if method == "Delete":
+        action_type = "delete"
+        flags.add("prune")
+    elif method == "Sync":
+        body = req.body.replace(b" ", b"").lower()
+        deletes = b"prune=true" in body or b"force=true" in body
+        action_type = "delete" if deletes else "update"
+        if deletes:
+            flags.add("prune")
+    elif method in ("Get", "List", "Watch", "ManagedResources", "ResourceTree", "PodLogs", "GetManifests"):
+        action_type = "read"
+    else:
+        action_type = "update"
+    return Action(service="kubernetes", action_type=action_type, operation=method.lower(),
+                  resource_type=kind, flags=frozenset(flags))
+
+
 def _shows_argocd(req: RequestView) -> bool:
     if "argo" in req.host:
         return True
     if "argocd.token=" in (req.header("cookie") or ""):
         return True
     return any(k in ("cascade", "propagationPolicy", "appNamespace") for k, _ in req.query)
+
+
+def _operation_deletes(sync: dict[Any, Any]) -> bool:
+    """An Application's operation.sync: prune, a Prune=true/Force=true option, a forced strategy."""
+    body = {"prune": _get(sync, "prune"), "syncOptions": {"items": _get(sync, "syncOptions")},
+            "strategy": _get(sync, "syncStrategy")}
+    return _sync_deletes(body) or _get(sync, "prune") is UNKNOWN
 
 
 def _sync_deletes(body: Any) -> bool:
@@ -171,6 +209,11 @@ def prunes_on_its_own(resource: str, doc: Any) -> bool:
     nothing to prune yet, so only updates are asked about)."""
     spec = _get(doc, "spec")
     if resource == "applications":
+        # `kubectl patch app --type merge -p '{"operation": {"sync": {"prune": true}}}'` starts a
+        # sync with prune, as the API's /sync does
+        sync = _get(_get(doc, "operation"), "sync")
+        if sync is UNKNOWN or (isinstance(sync, dict) and _operation_deletes(sync)):
+            return True
         value = _get(_get(_get(spec, "syncPolicy"), "automated"), "prune")
     elif resource == "kustomizations":
         value = _get(spec, "prune")

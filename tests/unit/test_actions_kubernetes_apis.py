@@ -145,3 +145,26 @@ def test_flux_prune_on_an_existing_kustomization_and_not_on_reconcile() -> None:
     assert "prune" not in req("PATCH", url, annotation, hdr).flags
     create = req("POST", url.rsplit("/", 1)[0], {"kind": "Kustomization", "spec": {"prune": True}})
     assert "prune" not in create.flags
+
+
+@pytest.mark.parametrize(("sync", "prunes"), [
+    ({"prune": True}, True), ({"syncOptions": ["Prune=true"]}, True), ({"syncStrategy": {"hook": {"force": True}}}, True),
+    ({"revision": "HEAD"}, False), ({"prune": False, "syncOptions": ["PruneLast=true"]}, False),
+])
+def test_an_application_operation_patched_in_is_read_as_its_sync(sync: dict[str, Any], prunes: bool) -> None:
+    url = "https://k8s.internal:6443/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/web"
+    action = req("PATCH", url, {"operation": {"sync": sync}}, [("content-type", "application/merge-patch+json")])
+    assert ("prune" in action.flags) is prunes
+
+
+@pytest.mark.parametrize(("method", "body", "action_type", "prunes"), [
+    ("Delete", b"\x00\x00\x00\x00\x05\n\x03web", "delete", True),
+    ("Sync", b"\x00\x00\x00\x00\x15\n\x03web\x5a\x0e\n\x0cPrune=true", "delete", True),
+    ("Sync", b"\x00\x00\x00\x00\x05\n\x03web", "update", False),
+    ("Get", b"\x00\x00\x00\x00\x05\n\x03web", "read", False),
+])
+def test_the_argocd_grpc_methods(method: str, body: bytes, action_type: str, prunes: bool) -> None:
+    view = request_view("POST", f"https://argocd.example.com/application.ApplicationService/{method}",
+                        [("content-type", "application/grpc")], body)
+    action = parse(view)
+    assert (action.service, action.action_type, "prune" in action.flags) == ("kubernetes", action_type, prunes)
