@@ -318,7 +318,7 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
         found.add("protection_off")
     if last in _CAPACITY and _number(low) == 0 and word0 not in _CREATION_VERBS:
         found |= {"stop", "scale_zero"}
-    if _sending_off(names, last, low, operation, word0):
+    if _sending_off(names, last, low, operation, word0, service):
         found.add("stop")
     logging = bool(names & _LOGGING_PARAM_WORDS) or service in _AUDIT_SERVICES
     if logging and word0 not in _CREATION_VERBS:
@@ -329,13 +329,19 @@ def _pair_families(key: str, value: str, operation: str, word0: str, service: st
     return found
 
 
-def _sending_off(names: set[str], last: str, low: str, operation: str, word0: str) -> bool:
+def _sending_off(names: set[str], last: str, low: str, operation: str, word0: str, service: str) -> bool:
     """Sending switched off: SES UpdateAccountSendingEnabled / UpdateConfigurationSetSendingEnabled
     Enabled=false, SESv2 PutAccountSendingAttributes / PutConfigurationSetSendingOptions
-    SendingEnabled false. Every email of the account (or set) stops, as a scale to zero would."""
+    SendingEnabled false; a Pinpoint channel (UpdateEmailChannel, UpdateSmsChannel, ...)
+    Enabled false. Every message of the account (or set, or channel) stops, as a scale to
+    zero would."""
     if low not in _OFF or word0 in _CREATION_VERBS:
         return False
-    return last == "sendingenabled" or (last in _SWITCHES and ("sending" in names or "sending" in words(operation)))
+    if last == "sendingenabled":
+        return True
+    op_words = words(operation)
+    return last in _SWITCHES and ("sending" in names or "sending" in op_words or (
+        service in ("pinpoint", "mobiletargeting") and "channel" in op_words))
 
 
 # Reachable from the whole internet: a database or cluster made PubliclyAccessible, a

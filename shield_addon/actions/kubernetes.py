@@ -422,7 +422,7 @@ _TRIGGERS = (
     b"privileged", b"hostpid", b"hostipc", b"hostnetwork", b"hostprocess", b"hostpath", b"capabilities",
     b"procmount", b"noexecute", b"reclaimpolicy", b"pod-security", b"finalizers", b"replicas", b"$patch",
     b"unconfined", b"selinuxoptions", b"sysctls", b"ownerreferences", b"conversion", b"externalips",
-    b"claimretention", b"hostport", b"prune", b"syncstrategy",
+    b"claimretention", b"hostport", b"prune", b"force",
 )
 _KEY_LENGTHS = frozenset(len(k) for k in (
     *_HOST_KEYS, "hostpath", "procmount", "capabilities", "effect", "persistentvolumereclaimpolicy", "labels",

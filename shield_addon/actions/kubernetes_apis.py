@@ -43,7 +43,7 @@ def steve_path(req: RequestView, segments: list[str], pinned: bool, core: frozen
     """The API server's segments after the version (`namespaces/prod/deployments/web`) for a
     Steve path on a Rancher server, else None. `core`: the core resources' names."""
     start = _steve_start(segments)
-    if start is None or not (pinned or start > 0 or _shows_rancher(req)):
+    if start is None:
         return None
     tail = segments[start + 1 :]
     if not 1 <= len(tail) <= 4 or not tail[0]:
@@ -51,6 +51,8 @@ def steve_path(req: RequestView, segments: list[str], pinned: bool, core: frozen
     kind = tail[0].lower()
     group, _, resource = kind.rpartition(".")
     if not resource.isalnum() or (not group and kind not in core):
+        return None
+    if not (pinned or start > 0 or _shows_rancher(req)):
         return None
     if len(tail) == 1:
         namespace = _body_namespace(req)
@@ -216,6 +218,9 @@ def prunes_on_its_own(resource: str, doc: Any) -> bool:
             return True
         value = _get(_get(_get(spec, "syncPolicy"), "automated"), "prune")
     elif resource == "kustomizations":
+        # force recreates (deletes, then creates) what an immutable field change cannot patch
+        if _get(spec, "force") is True:
+            return True
         value = _get(spec, "prune")
     else:
         return False

@@ -137,8 +137,11 @@ def _true_condition(column: str, op: str, value: str, keys: frozenset[str]) -> b
         return True
     if column not in keys:
         return False
-    if op == "not.is":
+    if op in ("not.is", "isdistinct"):  # IS NOT NULL, IS DISTINCT FROM NULL
         return value.lower() == "null"
+    if op == "not.in":
+        values = [_number(v) for v in value.strip("()").split(",")]
+        return all(v is not None and v <= 0 for v in values)
     number = _number(value)
     if op in ("neq", "not.eq"):
         return (number is not None and number <= 0) or value.strip() == "" or set(value) <= {"0", "-"}

@@ -735,3 +735,10 @@ def test_sesv2_sending_enabled_false_is_a_stop(path: str) -> None:
     off = parse(request_view("PUT", f"https://email.us-east-1.amazonaws.com{path}", headers, '{"SendingEnabled": false}'))
     on = parse(request_view("PUT", f"https://email.us-east-1.amazonaws.com{path}", headers, '{"SendingEnabled": true}'))
     assert ("aws:stop" in off.flags, "aws:stop" in on.flags) == (True, False)
+
+
+def test_a_pinpoint_channel_switched_off_is_a_stop() -> None:
+    headers = [("Content-Type", "application/json"), sigv4("mobiletargeting")]
+    url = "https://pinpoint.us-east-1.amazonaws.com/v1/apps/abc/channels/sms"
+    assert "aws:stop" in parse(request_view("PUT", url, headers, '{"Enabled": false}')).flags
+    assert "aws:stop" not in parse(request_view("PUT", url, headers, '{"Enabled": true}')).flags

@@ -141,6 +141,7 @@ def test_flux_prune_on_an_existing_kustomization_and_not_on_reconcile() -> None:
     hdr = [("content-type", "application/merge-patch+json")]
     assert "prune" in req("PATCH", url, {"spec": {"prune": True}}, hdr).flags
     assert "prune" not in req("PATCH", url, {"spec": {"prune": False}}, hdr).flags
+    assert "prune" in req("PATCH", url, {"spec": {"force": True}}, hdr).flags
     annotation = {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now"}}}
     assert "prune" not in req("PATCH", url, annotation, hdr).flags
     create = req("POST", url.rsplit("/", 1)[0], {"kind": "Kustomization", "spec": {"prune": True}})
