@@ -46,7 +46,7 @@ from urllib.parse import unquote
 from .base import Action, RequestView
 from .common import first, json_body, json_documents, method_type
 from .destructive import destructive_name
-from .kubernetes_apis import UNKNOWN, argocd, prunes_on_its_own, steve_action, steve_path
+from .kubernetes_apis import UNKNOWN, argocd, prunes_on_its_own, steve_action, steve_path  # UNKNOWN: a value a JSON patch move/copy writes
 
 _VERBS = {
     "POST": "create",
@@ -442,7 +442,6 @@ _APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 _SECCOMP_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/", "container.seccomp.security.alpha.kubernetes.io/")
 # KEDA scales its target to this many replicas and keeps it there.
 _KEDA_PAUSED = "autoscaling.keda.sh/paused-replicas"
-# UNKNOWN (kubernetes_apis): what a JSON patch move or copy writes, a value the request does not show.
 
 
 def body_risks(req: RequestView, resource: str, is_update: bool) -> frozenset[str]:
