@@ -45,7 +45,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from . import sql_find, sql_kinds
+from . import sql_find, sql_kinds, sql_where
 from .base import Action, RequestView
 from .common import strictest, unique
 
@@ -433,9 +433,9 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
             where = node.args.get("where")
             # A MERGE's own UPDATE acts on matched rows only: no WHERE needed.
             unfiltered = not where and not isinstance(node.parent, exp.When)
-            if unfiltered or (where and sql_kinds.all_rows(where.this, sql_kinds.table_aliases(node))):
+            if unfiltered or (where and sql_where.all_rows(where.this, sql_where.table_aliases(node))):
                 found.flags.add(f"{node.key}_without_where")
-        elif node.key == "merge" and node.args.get("on") is not None and sql_kinds.all_rows(node.args["on"]):
+        elif node.key == "merge" and node.args.get("on") is not None and sql_where.all_rows(node.args["on"]):
             # MERGE ... ON 1 = 1: every target row matches, so WHEN MATCHED acts on all
             if any(isinstance(w.args.get("then"), exp.Update) for w in node.find_all(exp.When)):
                 found.flags.add("update_without_where")
