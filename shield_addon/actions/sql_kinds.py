@@ -72,7 +72,10 @@ TYPES = {
     "create_role": "update",  # a new login or role: who may do what
     "create_trigger": "update",  # code that runs on every later write: a schema change
     "replace_object": "delete",  # CREATE OR REPLACE STAGE/STREAM/SEQUENCE: its state is lost
-    "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
+    "set": "update",  # SET session_replication_role: changes what follows
+    "set_role": "update",  # SET ROLE, SET SESSION AUTHORIZATION, EXECUTE AS USER: who the session acts as
+    "set_password": "update",  # SET PASSWORD FOR root = ...: ALTER USER ... IDENTIFIED BY by another name
+    "purge": "delete",  # PURGE BINARY LOGS, RESET MASTER, Oracle PURGE RECYCLEBIN/TABLE: gone for good
     "delete": "delete",
     "drop": "delete",
     "truncate": "delete",
@@ -107,6 +110,10 @@ def statement_kind(e: exp.Expression) -> str | None:
 def special_kind(statement: exp.Expression, kind: str) -> str:
     """The kind of the statement where its verb undersells it: REPLACE INTO is not an
     update, EXEC('...') not a call, CREATE OR REPLACE TABLE not a create."""
+    if kind in ("set", "exec", "execute", "purge", "reset"):
+        changed = _changed_identity(kind, _rest(statement, kind))
+        if changed:
+            return changed
     if kind in DYNAMIC_WORDS:
         if kind in ("prepare", "do") or dynamic_exec(statement):
             return "execute_dynamic"
@@ -142,6 +149,52 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
     ):
         return "alter_drop"
     return kind
+
+
+# Statements sqlglot reads as something else (`PURGE RECYCLEBIN` is a column with an
+# alias to it, `RESET MASTER` an alias or a Command) or not at all: read as a Command of
+# their verb, so the kinds below name them.
+PHRASES = re.compile(
+    r"\s*(PURGE|RESET|IMPORT)\s+(?:(?:BINARY|MASTER)\s+LOGS|(?:DBA_|USER_)?RECYCLEBIN|TABLE|INDEX|TABLESPACE"
+    r"|MASTER|BINARY\s+LOGS|REPLICA|SLAVE|FOREIGN\s+SCHEMA)\b",
+    re.IGNORECASE,
+)
+# Who the session acts as or what a login's password is: changed without GRANT or ALTER
+# USER. Going back to oneself (SET ROLE NONE, ... DEFAULT, RESET ROLE) changes nothing.
+_IDENTITY = {
+    "set": re.compile(
+        r"\s*(?:(?:SESSION|LOCAL)\s+)?(?:(PASSWORD)\b|(?:ROLE|SESSION\s+AUTHORIZATION)\b"
+        r"(?!\s*(?:=|TO)?\s*(?:NONE|DEFAULT|ALL)\b))",
+        re.IGNORECASE,
+    ),
+    "exec": re.compile(r"\s*AS\s+(?:USER|LOGIN)\b", re.IGNORECASE),  # T-SQL impersonation
+    "execute": re.compile(r"\s*AS\s+(?:USER|LOGIN)\b", re.IGNORECASE),
+}
+_PURGED = re.compile(r"\s*(?:(?:BINARY|MASTER)\s+LOGS|MASTER|BINARY\s+LOGS|REPLICA|SLAVE|(?:DBA_|USER_)?RECYCLEBIN"
+                     r"|TABLE|INDEX|TABLESPACE)\b", re.IGNORECASE)
+
+
+def _changed_identity(kind: str, rest: str) -> str | None:
+    """`set_role`, `set_password` or `purge` where a SET, EXEC, PURGE or RESET is one."""
+    if kind in ("purge", "reset"):  # Postgres' RESET search_path is a setting, not a log
+        return "purge" if _PURGED.match(rest) else None
+    m = _IDENTITY[kind].match(rest)
+    if m is None:
+        return None
+    return "set_password" if m.group(1) else "set_role"
+
+
+def phrase(text: str) -> tuple[str, str] | None:
+    """Verb and rest of a statement PHRASES names, as sqlglot's Command would hold them."""
+    m = PHRASES.match(text)
+    return (m.group(1).upper(), text[m.end(1) :]) if m else None
+
+
+def shaped_phrase(verb: str, rest: str) -> bool:
+    """Whether undeclared text is one of the statements above by its words alone."""
+    if verb in _IDENTITY:
+        return _changed_identity(verb, rest) is not None
+    return PHRASES.match(f"{verb} {rest}") is not None
 
 
 # Objects whose creation is code that runs later, on every write or on a schedule: the
@@ -229,7 +282,8 @@ OUTSIDE = frozenset({
 }) | RUNS_SQL
 # What stops the server, ends others' sessions or changes the server's configuration.
 ADMIN = frozenset({
-    "pg_terminate_backend", "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
+    "pg_terminate_backend", "pg_cancel_backend", "pg_wal_replay_pause",
+    "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
     "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
     # T-SQL system procedures that rename, drop, detach or grant: DDL spelt as a call
     "sp_rename", "sp_renamedb", "sp_detach_db", "sp_dropuser", "sp_dropserver", "sp_droprolemember",
@@ -321,11 +375,15 @@ OUTSIDE_VERBS = {
     "load": re.compile(r"\s*(?:['\"]|(?:DATA|XML)\b)", re.IGNORECASE),
     "vacuum": re.compile(r"\s*(?:\w+\s+)?INTO\b", re.IGNORECASE),
     "install": re.compile(r"\s*\w+\s+FROM\b", re.IGNORECASE),
+    "import": re.compile(r"\s*FOREIGN\s+SCHEMA\b", re.IGNORECASE),  # a remote server's tables, here
     "create": re.compile(
         r"\s*(?:OR\s+REPLACE\s+)?(?:TRUSTED\s+)?(?:PROCEDURAL\s+)?LANGUAGE\b"
         r"|\s*EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(?:dblink|postgres_fdw|file_fdw|mysql_fdw|oracle_fdw|tds_fdw"
         r"|adminpack|http|pgsql_http|pg_net|aws_s3|aws_lambda|log_fdw|plpython3u|plpythonu|plperlu|pltclu|plsh"
-        r"|plv8|pllua)\b",
+        r"|plv8|pllua)\b"
+        # a foreign server (postgres_fdw, mysql_fdw...), the login it is reached with, its tables:
+        # what dblink does, declared once for every later query
+        r"|\s*(?:OR\s+REPLACE\s+)?(?:SERVER|USER\s+MAPPING|FOREIGN\s+(?:TABLE|DATA\s+WRAPPER))\b",
         re.IGNORECASE,
     ),
 }

@@ -33,9 +33,53 @@ def all_rows(condition: exp.Expression, aliases: dict[str, str] | None = None) -
     if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
         inner = condition.this
         return inner.left is not None and inner.left == inner.right
+    if aliases and _every_key(condition, aliases):
+        return True
     if row_dependent(condition):
         return False
     return not never_true(condition)
+
+
+# The schema is unknown here, so a column is known to hold a value in every row only by
+# convention: the key `id`, NOT NULL and numbered from 1 by AUTO_INCREMENT, SERIAL or
+# IDENTITY. `WHERE id > 0` is the well-known way round MySQL's sql_safe_updates, and
+# `id IS NOT NULL` says the same. Any other column is a filter (`revoked_at IS NOT NULL`
+# picks the revoked sessions), so it is not read as one that keeps every row.
+_KEY = "id"
+
+
+def _every_key(condition: exp.Expression, aliases: dict[str, str]) -> bool:
+    """`id IS NOT NULL`, `id > 0`, `id >= 1`, `0 < id` on the written table's own key."""
+    if isinstance(condition, exp.Not) and isinstance(condition.this, exp.Is):
+        inner = condition.this
+        return isinstance(inner.expression, exp.Null) and _own_key(inner.this, aliases)
+    flipped = {exp.LT: exp.GT, exp.LTE: exp.GTE}
+    left, right, kind = condition.args.get("this"), condition.args.get("expression"), type(condition)
+    if kind in flipped:
+        left, right, kind = right, left, flipped[kind]
+    if kind not in (exp.GT, exp.GTE) or not _own_key(left, aliases):
+        return False
+    bound = _number(right)
+    return bound is not None and (bound < 1 if kind is exp.GT else bound <= 1)
+
+
+def _own_key(node: exp.Expression | None, aliases: dict[str, str]) -> bool:
+    if not isinstance(node, exp.Column) or node.name.lower() != _KEY:
+        return False
+    return aliases.get(node.table.lower()) is not None and aliases.get(node.table.lower()) == aliases.get("")
+
+
+def _number(node: exp.Expression | None) -> float | None:
+    sign = 1.0
+    while isinstance(node, (exp.Neg, exp.Paren)):
+        sign = -sign if isinstance(node, exp.Neg) else sign
+        node = node.this
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    try:
+        return sign * float(node.this)
+    except ValueError:
+        return None
 
 
 def row_dependent(condition: exp.Expression) -> bool:
