@@ -217,7 +217,9 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
     for statement in sql_find.unblocked(text) if depth < _MAX_DEPTH else ():
         more, _ = _readings(statement, declared, found)
         readings += more or []
-    readings += _batch_readings(text, declared, found)
+    batch, batch_clean = _batch_readings(text, declared, found)
+    readings += batch
+    clean = clean or batch_clean  # T-SQL read every statement of the batch
     if not clean or sql_find.nested_comment(text):
         # No dialect read every statement: read them one by one, so an unreadable one
         # flags the text without hiding the others (`FOOBAR; DROP TABLE t`). Nested
@@ -264,22 +266,26 @@ def _readings(text: str, declared: bool, found: _Findings) -> tuple[list[list[ex
     return readings, clean
 
 
-def _batch_readings(text: str, declared: bool, found: _Findings) -> list[list[exp.Expression]]:
+def _batch_readings(text: str, declared: bool, found: _Findings) -> tuple[list[list[exp.Expression]], bool]:
     """The statements of a T-SQL batch that needs no `;` (`SELECT 1 DROP TABLE t`), each
-    read on its own (sql_tsql.py). Extra readings only: one it cannot read adds nothing,
-    so a well-formed statement is never made `unparsed` by a split that was not there."""
+    read on its own (sql_tsql.py), and whether each was read. Extra readings only: a piece
+    nobody reads adds nothing, so a well-formed statement is never made `unparsed` by a
+    split that was not there."""
     if len(text) > found.chars or len(text) > found.work or not sql_tsql.has_inner_verb(text):
-        return []
+        return [], False
 
     def complete(head: str) -> bool:
         found.work -= len(head)
         return found.work > 0 and _complete(head, declared)
 
     readings: list[list[exp.Expression]] = []
-    for piece in sql_tsql.statements(text, complete, declared, _PIECES):
-        more, _ = _readings(piece, declared, found)
+    pieces = sql_tsql.statements(text, complete, declared, _PIECES)
+    every = bool(pieces)
+    for piece in pieces:
+        more, piece_clean = _readings(piece, declared, found)
         readings += more or []
-    return readings
+        every = every and piece_clean
+    return readings, every and bool(readings)
 
 
 def _complete(head: str, declared: bool) -> bool:
@@ -352,6 +358,8 @@ def _may_be_sql(text: str) -> bool:
     for variant in (text, sql_find.opened(text)):
         for piece in sql_find.naive_pieces(variant or "", _PIECES):
             if _word(piece)[0] in _UNSHAPED or _shaped(piece):
+                return True
+            if sql_tsql.evidence(piece) and sql_tsql.has_inner_verb(piece):  # DECLARE @s ... EXEC(@s)
                 return True
     return False
 

@@ -110,7 +110,8 @@ def statement_kind(e: exp.Expression) -> str | None:
 def special_kind(statement: exp.Expression, kind: str) -> str:
     """The kind of the statement where its verb undersells it: REPLACE INTO is not an
     update, EXEC('...') not a call, CREATE OR REPLACE TABLE not a create."""
-    if kind in ("set", "exec", "execute", "purge", "reset"):
+    # sqlglot's T-SQL Execute node renders with a warning: EXECUTE AS is a Command anyway
+    if kind in ("set", "purge", "reset") or (kind in ("exec", "execute") and statement.key == "command"):
         changed = _changed_identity(kind, _rest(statement, kind))
         if changed:
             return changed
@@ -181,7 +182,7 @@ def _changed_identity(kind: str, rest: str) -> str | None:
     m = _IDENTITY[kind].match(rest)
     if m is None:
         return None
-    return "set_password" if m.group(1) else "set_role"
+    return "set_password" if m.groups() and m.group(1) else "set_role"
 
 
 def phrase(text: str) -> tuple[str, str] | None:

@@ -46,7 +46,9 @@ _TAIL = 64
 # `INSERT INTO t SELECT`, `... UNION SELECT`, however leniently a parser reads the head.
 _GOES_ON = re.compile(
     r"\b(?:AS|ON|IN|INTO|FROM|WHERE|AND|OR|NOT|BY|THEN|WHEN|JOIN|UNION|ALL|EXCEPT|INTERSECT|TO|FOR|WITH|IS"
-    r"|LIKE|BETWEEN|SELECT|VALUES|RETURNS|RETURN|DO|INSTEAD|OF|AFTER|BEFORE|TABLE|EXISTS|DISTINCT|TOP)\s*\Z",
+    r"|LIKE|BETWEEN|SELECT|VALUES|RETURNS|RETURN|DO|INSTEAD|OF|AFTER|BEFORE|TABLE|EXISTS|DISTINCT|TOP"
+    # `FOR UPDATE`, `DO UPDATE SET`, `ON DUPLICATE KEY UPDATE`, `ON DELETE SET NULL`
+    r"|UPDATE|DELETE|INSERT|SET|KEY|CONFLICT|MATCHED)\s*\Z",
     re.IGNORECASE,
 )
 _CONDITION = re.compile(r"\A\s*(?:IF|WHILE)\b(?P<condition>.*)\Z", re.IGNORECASE | re.DOTALL)
@@ -103,7 +105,7 @@ def _ends_statement(head: str, complete: Callable[[str], bool], trusted: bool) -
     condition = _CONDITION.match(rest)
     if condition is not None:  # IF 1=1 <statement>, or IF 1=1 SELECT 1 ELSE <statement>
         return trusted or _EVIDENCE.search(condition.group("condition")) is not None
-    return rest != head and complete(rest)
+    return rest != head and _GOES_ON.search(rest[-_TAIL:]) is None and complete(rest)
 
 
 def evidence(text: str) -> bool:
