@@ -45,7 +45,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from . import sql_find, sql_kinds
+from . import sql_find, sql_kinds, sql_tsql, sql_where
 from .base import Action, RequestView
 from .common import strictest, unique
 
@@ -217,6 +217,9 @@ def _read_text(text: str, declared: bool, found: _Findings, depth: int) -> None:
     for statement in sql_find.unblocked(text) if depth < _MAX_DEPTH else ():
         more, _ = _readings(statement, declared, found)
         readings += more or []
+    batch, batch_clean = _batch_readings(text, declared, found)
+    readings += batch
+    clean = clean or batch_clean  # T-SQL read every statement of the batch
     if not clean or sql_find.nested_comment(text):
         # No dialect read every statement: read them one by one, so an unreadable one
         # flags the text without hiding the others (`FOOBAR; DROP TABLE t`). Nested
@@ -263,6 +266,42 @@ def _readings(text: str, declared: bool, found: _Findings) -> tuple[list[list[ex
     return readings, clean
 
 
+def _batch_readings(text: str, declared: bool, found: _Findings) -> tuple[list[list[exp.Expression]], bool]:
+    """The statements of a T-SQL batch that needs no `;` (`SELECT 1 DROP TABLE t`), each
+    read on its own (sql_tsql.py), and whether each was read. Extra readings only: a piece
+    nobody reads adds nothing, so a well-formed statement is never made `unparsed` by a
+    split that was not there."""
+    if len(text) > found.chars or len(text) > found.work or not sql_tsql.has_inner_verb(text):
+        return [], False
+
+    def complete(head: str) -> bool:
+        found.work -= len(head)
+        return found.work > 0 and _complete(head, declared)
+
+    readings: list[list[exp.Expression]] = []
+    pieces = sql_tsql.statements(text, complete, declared, _PIECES)
+    every = bool(pieces)
+    for piece in pieces:
+        more, piece_clean = _readings(piece, declared, found)
+        readings += more or []
+        every = every and piece_clean
+    return readings, every and bool(readings)
+
+
+def _complete(head: str, declared: bool) -> bool:
+    """Whether T-SQL reads `head` as whole statements, after which a verb starts another:
+    parsed, no statement a Command fallback or a fragment (`UPDATE t` before `SET`,
+    `INSERT INTO t` before `SELECT`), and, undeclared, SQL rather than prose (`select the`
+    before `drop table option` is a search, not two statements)."""
+    try:
+        statements = _parse_as(head, "tsql")
+    except RecursionError:
+        return False
+    if not statements or any(s.key == "command" or not _real(s) for s in statements):
+        return False
+    return declared or sql_tsql.evidence(head) or _shaped(head)
+
+
 def _fragment_readings(
     pieces: list[str], declared: bool, found: _Findings, readings: list[list[exp.Expression]]
 ) -> tuple[list[list[exp.Expression]], bool]:
@@ -296,13 +335,20 @@ def _real(statement: exp.Expression) -> bool:
     key = statement.key
     if key == "command":  # sqlglot's fallback: only its text can tell
         return _shaped(f"{statement.this} {statement.text('expression')}")
-    if key == "delete":  # DELETE FROM t (this) or DELETE t WHERE ...
-        return bool(statement.args.get("this") or statement.args.get("where"))
+    if key == "delete":  # DELETE FROM t (this), DELETE t WHERE ..., or T-SQL's DELETE t
+        return bool(statement.args.get("this") or statement.args.get("where")) or _bare_target(statement)
     if key == "update":  # the SET list
         return bool(statement.args.get("expressions"))
     if key == "insert":  # VALUES, a SELECT, or DEFAULT VALUES
         return bool(statement.args.get("expression") or statement.args.get("default"))
     return True
+
+
+def _bare_target(statement: exp.Expression) -> bool:
+    """T-SQL's `DELETE users` (FROM is optional): one table named and nothing after it that
+    prose has. `delete my account` names table `my` with an alias, which T-SQL refuses."""
+    targets = statement.args.get("tables") or []
+    return len(targets) == 1 and isinstance(targets[0], exp.Table) and not targets[0].alias
 
 
 def _may_be_sql(text: str) -> bool:
@@ -312,6 +358,8 @@ def _may_be_sql(text: str) -> bool:
     for variant in (text, sql_find.opened(text)):
         for piece in sql_find.naive_pieces(variant or "", _PIECES):
             if _word(piece)[0] in _UNSHAPED or _shaped(piece):
+                return True
+            if sql_tsql.evidence(piece) and sql_tsql.has_inner_verb(piece):  # DECLARE @s ... EXEC(@s)
                 return True
     return False
 
@@ -330,6 +378,8 @@ def _shaped(text: str, nested: bool = False) -> bool:
         rest = text[end:]
         options = _EXPLAIN_OPTIONS.match(rest)
         return _shaped(rest[options.end() if options else 0 :], nested=True)
+    if sql_kinds.shaped_phrase(verb, text[end:]):  # SET ROLE x, SET PASSWORD, PURGE BINARY LOGS, RESET MASTER
+        return True
     if verb == "system":  # ClickHouse SYSTEM SHUTDOWN; SYSTEM FLUSH LOGS is harmless either way
         return sql_kinds.SYSTEM_ADMIN.match(text, end) is not None
     if sql_kinds.outside_text(verb, text[end:]):  # ATTACH 'file', LOAD 'lib.so', VACUUM INTO
@@ -381,6 +431,9 @@ def _parse(text: str, max_attempts: int = len(_PRIMARY)) -> tuple[tuple[list[exp
 
 
 def _parse_as(text: str, dialect: str | None) -> list[exp.Expression] | None:
+    named = sql_kinds.phrase(text)
+    if named is not None and ";" not in text.rstrip(" \t\r\n;"):  # one statement: a text of more is split first
+        return [exp.Command(this=named[0], expression=exp.Literal.string(named[1]))]
     try:
         parsed = sqlglot.parse(text, read=dialect)
     except RecursionError:
@@ -433,9 +486,9 @@ def _describe(statement: exp.Expression, found: _Findings) -> bool:
             where = node.args.get("where")
             # A MERGE's own UPDATE acts on matched rows only: no WHERE needed.
             unfiltered = not where and not isinstance(node.parent, exp.When)
-            if unfiltered or (where and sql_kinds.all_rows(where.this, sql_kinds.table_aliases(node))):
+            if unfiltered or (where and sql_where.all_rows(where.this, sql_where.table_aliases(node))):
                 found.flags.add(f"{node.key}_without_where")
-        elif node.key == "merge" and node.args.get("on") is not None and sql_kinds.all_rows(node.args["on"]):
+        elif node.key == "merge" and node.args.get("on") is not None and sql_where.all_rows(node.args["on"]):
             # MERGE ... ON 1 = 1: every target row matches, so WHEN MATCHED acts on all
             if any(isinstance(w.args.get("then"), exp.Update) for w in node.find_all(exp.When)):
                 found.flags.add("update_without_where")

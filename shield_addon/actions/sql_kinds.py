@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from sqlglot import exp
-from sqlglot.optimizer.simplify import simplify
 
 # sqlglot expression key -> statement kind. Anything else at the top level (a bare
 # column, a literal, GraphQL read as a struct...) means the text is not SQL to us.
@@ -73,7 +72,10 @@ TYPES = {
     "create_role": "update",  # a new login or role: who may do what
     "create_trigger": "update",  # code that runs on every later write: a schema change
     "replace_object": "delete",  # CREATE OR REPLACE STAGE/STREAM/SEQUENCE: its state is lost
-    "set": "update",  # SET ROLE, SET session_replication_role: changes what follows
+    "set": "update",  # SET session_replication_role: changes what follows
+    "set_role": "update",  # SET ROLE, SET SESSION AUTHORIZATION, EXECUTE AS USER: who the session acts as
+    "set_password": "update",  # SET PASSWORD FOR root = ...: ALTER USER ... IDENTIFIED BY by another name
+    "purge": "delete",  # PURGE BINARY LOGS, RESET MASTER, Oracle PURGE RECYCLEBIN/TABLE: gone for good
     "delete": "delete",
     "drop": "delete",
     "truncate": "delete",
@@ -108,6 +110,11 @@ def statement_kind(e: exp.Expression) -> str | None:
 def special_kind(statement: exp.Expression, kind: str) -> str:
     """The kind of the statement where its verb undersells it: REPLACE INTO is not an
     update, EXEC('...') not a call, CREATE OR REPLACE TABLE not a create."""
+    # sqlglot's T-SQL Execute node renders with a warning: EXECUTE AS is a Command anyway
+    if kind in ("set", "purge", "reset") or (kind in ("exec", "execute") and statement.key == "command"):
+        changed = _changed_identity(kind, _rest(statement, kind))
+        if changed:
+            return changed
     if kind in DYNAMIC_WORDS:
         if kind in ("prepare", "do") or dynamic_exec(statement):
             return "execute_dynamic"
@@ -143,6 +150,52 @@ def special_kind(statement: exp.Expression, kind: str) -> str:
     ):
         return "alter_drop"
     return kind
+
+
+# Statements sqlglot reads as something else (`PURGE RECYCLEBIN` is a column with an
+# alias to it, `RESET MASTER` an alias or a Command) or not at all: read as a Command of
+# their verb, so the kinds below name them.
+PHRASES = re.compile(
+    r"\s*(PURGE|RESET|IMPORT)\s+(?:(?:BINARY|MASTER)\s+LOGS|(?:DBA_|USER_)?RECYCLEBIN|TABLE|INDEX|TABLESPACE"
+    r"|MASTER|BINARY\s+LOGS|REPLICA|SLAVE|FOREIGN\s+SCHEMA)\b",
+    re.IGNORECASE,
+)
+# Who the session acts as or what a login's password is: changed without GRANT or ALTER
+# USER. Going back to oneself (SET ROLE NONE, ... DEFAULT, RESET ROLE) changes nothing.
+_IDENTITY = {
+    "set": re.compile(
+        r"\s*(?:(?:SESSION|LOCAL)\s+)?(?:(PASSWORD)\b|(?:ROLE|SESSION\s+AUTHORIZATION)\b"
+        r"(?!\s*(?:=|TO)?\s*(?:NONE|DEFAULT|ALL)\b))",
+        re.IGNORECASE,
+    ),
+    "exec": re.compile(r"\s*AS\s+(?:USER|LOGIN)\b", re.IGNORECASE),  # T-SQL impersonation
+    "execute": re.compile(r"\s*AS\s+(?:USER|LOGIN)\b", re.IGNORECASE),
+}
+_PURGED = re.compile(r"\s*(?:(?:BINARY|MASTER)\s+LOGS|MASTER|BINARY\s+LOGS|REPLICA|SLAVE|(?:DBA_|USER_)?RECYCLEBIN"
+                     r"|TABLE|INDEX|TABLESPACE)\b", re.IGNORECASE)
+
+
+def _changed_identity(kind: str, rest: str) -> str | None:
+    """`set_role`, `set_password` or `purge` where a SET, EXEC, PURGE or RESET is one."""
+    if kind in ("purge", "reset"):  # Postgres' RESET search_path is a setting, not a log
+        return "purge" if _PURGED.match(rest) else None
+    m = _IDENTITY[kind].match(rest)
+    if m is None:
+        return None
+    return "set_password" if m.groups() and m.group(1) else "set_role"
+
+
+def phrase(text: str) -> tuple[str, str] | None:
+    """Verb and rest of a statement PHRASES names, as sqlglot's Command would hold them."""
+    m = PHRASES.match(text)
+    return (m.group(1).upper(), text[m.end(1) :]) if m else None
+
+
+def shaped_phrase(verb: str, rest: str) -> bool:
+    """Whether undeclared text is one of the statements above by its words alone."""
+    if verb in _IDENTITY:
+        return _changed_identity(verb, rest) is not None
+    return PHRASES.match(f"{verb} {rest}") is not None
 
 
 # Objects whose creation is code that runs later, on every write or on a schedule: the
@@ -196,120 +249,6 @@ def runs_program(statement: exp.Expression) -> bool:
     return statement.key == "command" and PROGRAM.search(statement.text("expression")) is not None
 
 
-def all_rows(condition: exp.Expression, aliases: dict[str, str] | None = None) -> bool:
-    """Whether a WHERE cannot tell rows apart: a constant that may be true (`1=1`,
-    `true`, `'a'='a'`, `NOT false`), a column compared with itself (also through a
-    self-join: `users.id = u2.id` where u2 is users), a subquery that does not look at
-    the row (`EXISTS (SELECT 1 FROM bans)`: all rows or none), an OR with such a branch,
-    an AND of them. A constant false (`WHERE false`) deletes nothing. `aliases`: each
-    table alias of the statement to the table it names."""
-    while isinstance(condition, exp.Paren):
-        condition = condition.this
-    if isinstance(condition, exp.Or):
-        return all_rows(condition.left, aliases) or all_rows(condition.right, aliases)
-    if isinstance(condition, exp.And):
-        return all_rows(condition.left, aliases) and all_rows(condition.right, aliases)
-    if isinstance(condition, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ, exp.Like, exp.ILike)):
-        left, right = condition.left, condition.right
-        if left is not None and right is not None and left.find(exp.Column) and left == right:
-            return True
-        if aliases and _same_column(left, right, aliases):
-            return True
-        if isinstance(condition, (exp.Like, exp.ILike)) and right is not None and right.is_string:
-            return set(right.name) <= {"%"}
-    if isinstance(condition, exp.In) and aliases and _own_rows(condition, aliases):
-        return True
-    if isinstance(condition, exp.Not) and isinstance(condition.this, exp.NEQ):
-        inner = condition.this
-        return inner.left is not None and inner.left == inner.right
-    if row_dependent(condition):
-        return False
-    return not never_true(condition)
-
-
-def row_dependent(condition: exp.Expression) -> bool:
-    # A subquery is correlated with the row unless each of its columns names one of its
-    # own tables: an unqualified column may be the outer row's.
-    inside = [s for s in condition.find_all(exp.Select) if _uncorrelated(s)]
-    for node in condition.walk():
-        if isinstance(node, (exp.Placeholder, exp.Parameter)):
-            return True
-        if isinstance(node, (exp.Column, exp.Subquery, exp.Select)) and not any(
-            node is s or node.this is s or _within(node, s) for s in inside  # node.this: (SELECT ...)
-        ):
-            return True
-    return False
-
-
-def _uncorrelated(select: exp.Select) -> bool:
-    own = {t.alias_or_name.lower() for t in select.find_all(exp.Table)}
-    return all(c.table and c.table.lower() in own for c in select.find_all(exp.Column))
-
-
-def _within(node: exp.Expression, ancestor: exp.Expression) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent is ancestor:
-            return True
-        parent = parent.parent
-    return False
-
-
-def _same_column(left: exp.Expression | None, right: exp.Expression | None, aliases: dict[str, str]) -> bool:
-    """`users.id = u2.id` where u2 is another name of users: true of every row."""
-    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)) or left.name.lower() != right.name.lower():
-        return False
-    a, b = left.table.lower(), right.table.lower()
-    return bool(a and b) and a != b and aliases.get(a) is not None and aliases.get(a) == aliases.get(b)
-
-
-def table_aliases(statement: exp.Expression) -> dict[str, str]:
-    """Each name a statement's tables go by (alias or own name) to the table's name;
-    "" to the table it writes, which unqualified columns name."""
-    aliases = {t.alias_or_name.lower(): t.name.lower() for t in statement.find_all(exp.Table) if t.name}
-    if isinstance(statement.this, exp.Table):
-        aliases[""] = statement.this.name.lower()
-    return aliases
-
-
-def _own_rows(condition: exp.In, aliases: dict[str, str]) -> bool:
-    """`id IN (SELECT id FROM t [LIMIT n])` on t itself: rows picked by no criterion,
-    the batch of a TRUNCATE done as a loop of DELETEs."""
-    query = condition.args.get("query")
-    select = query.this if isinstance(query, exp.Subquery) else query
-    left = condition.this
-    if not isinstance(select, exp.Select) or not isinstance(left, exp.Column) or select.args.get("where"):
-        return False
-    if select.args.get("joins") or len(select.expressions) != 1:
-        return False
-    source = select.args.get("from") or select.args.get("from_")
-    picked = select.expressions[0]
-    return (
-        source is not None
-        and isinstance(source.this, exp.Table)
-        and isinstance(picked, exp.Column)
-        and picked.name.lower() == left.name.lower()
-        and source.this.name.lower() == aliases.get(left.table.lower())
-    )
-
-
-def never_true(condition: exp.Expression) -> bool:
-    try:
-        value = simplify(condition.copy())
-    except Exception:  # noqa: BLE001 -- an optimizer on hostile input: assume it may be true
-        return False
-    if isinstance(value, exp.Boolean):
-        return not value.this
-    if isinstance(value, exp.Null):
-        return True
-    if isinstance(value, exp.Literal) and not value.is_string:
-        try:
-            return float(value.this) == 0
-        except ValueError:
-            return False
-    return False
-
-
 def dropped_container(table: exp.Table) -> str | None:
     """The kind, database or schema, when `table` names what DROP DATABASE/SCHEMA (or
     CREATE OR REPLACE DATABASE/SCHEMA) drops."""
@@ -344,7 +283,8 @@ OUTSIDE = frozenset({
 }) | RUNS_SQL
 # What stops the server, ends others' sessions or changes the server's configuration.
 ADMIN = frozenset({
-    "pg_terminate_backend", "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
+    "pg_terminate_backend", "pg_cancel_backend", "pg_wal_replay_pause",
+    "pg_promote", "pg_drop_replication_slot", "lo_unlink", "pg_reload_conf", "sp_configure", "sp_addsrvrolemember",
     "sp_addlogin", "sp_password", "sp_droplogin", "xp_servicecontrol", "reconfigure",
     # T-SQL system procedures that rename, drop, detach or grant: DDL spelt as a call
     "sp_rename", "sp_renamedb", "sp_detach_db", "sp_dropuser", "sp_dropserver", "sp_droprolemember",
@@ -436,11 +376,15 @@ OUTSIDE_VERBS = {
     "load": re.compile(r"\s*(?:['\"]|(?:DATA|XML)\b)", re.IGNORECASE),
     "vacuum": re.compile(r"\s*(?:\w+\s+)?INTO\b", re.IGNORECASE),
     "install": re.compile(r"\s*\w+\s+FROM\b", re.IGNORECASE),
+    "import": re.compile(r"\s*FOREIGN\s+SCHEMA\b", re.IGNORECASE),  # a remote server's tables, here
     "create": re.compile(
         r"\s*(?:OR\s+REPLACE\s+)?(?:TRUSTED\s+)?(?:PROCEDURAL\s+)?LANGUAGE\b"
         r"|\s*EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(?:dblink|postgres_fdw|file_fdw|mysql_fdw|oracle_fdw|tds_fdw"
         r"|adminpack|http|pgsql_http|pg_net|aws_s3|aws_lambda|log_fdw|plpython3u|plpythonu|plperlu|pltclu|plsh"
-        r"|plv8|pllua)\b",
+        r"|plv8|pllua)\b"
+        # a foreign server (postgres_fdw, mysql_fdw...), the login it is reached with, its tables:
+        # what dblink does, declared once for every later query
+        r"|\s*(?:OR\s+REPLACE\s+)?(?:SERVER|USER\s+MAPPING|FOREIGN\s+(?:TABLE|DATA\s+WRAPPER))\b",
         re.IGNORECASE,
     ),
 }

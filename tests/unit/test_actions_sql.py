@@ -76,7 +76,8 @@ def test_hash_comment_hides_nothing_from_mysql_reading() -> None:
         ("GRANT ALL ON t TO public", "grant", "update"),
         ("REVOKE SELECT ON t FROM u", "revoke", "update"),
         ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1", "merge", "update"),
-        ("SET ROLE admin", "set", "update"),
+        ("SET ROLE admin", "set_role", "update"),
+        ("SET search_path TO app", "set", "update"),
         ("DELETE FROM t WHERE id = 1", "delete", "delete"),
         ("DROP TABLE t", "drop", "delete"),
         ("DROP DATABASE prod", "drop", "delete"),
@@ -383,7 +384,7 @@ def test_declared_sql_is_still_read_leniently(text: str, operation: str) -> None
         ("CALL purge_everything()", "CALL", None),
         # One real statement makes the text SQL; what sqlglot keeps as a Command
         # around it (SET ROLE) is read as before.
-        ("BEGIN; SET ROLE admin; DELETE FROM t WHERE id = 1; COMMIT", "BEGIN;SET;DELETE;COMMIT", "multi_statement"),
+        ("BEGIN; SET ROLE admin; DELETE FROM t WHERE id = 1; COMMIT", "BEGIN;SET_ROLE;DELETE;COMMIT", "multi_statement"),
     ],
 )
 def test_real_sql_in_a_json_field_is_still_sql(text: str, operation: str, flag: str | None) -> None:
