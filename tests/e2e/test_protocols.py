@@ -299,6 +299,18 @@ def test_text_in_any_encoding_the_server_decodes_is_judged_as_that_text(
     assert (req["rule_id"], req["service"], req["request_sha256"]) == ("sql-drop", "sql", sha(sent))
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32", "utf-16-be"])
+def test_an_mcp_call_in_utf16_or_utf32_is_read_as_the_tool_call_it_is(proxy: Proxy, servers: Servers, codec: str) -> None:
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send_email", "arguments": {"to": "x"}}}
+    sent = json.dumps(call).encode(codec)
+    path = f"/mcp/text-{codec}"
+    with client(proxy, "agent-text") as c:
+        assert c.post(servers.plain.url(path), content=sent, headers={"content-type": "application/json"}).status_code == 200
+    [req] = proxy.flow_events(path, "request")
+    assert (req["service"], req["operation"], req["request_sha256"]) == ("mcp", "tools/call send_email", sha(sent))
+    assert servers.plain.hits_for(path)[0].body == sent  # forwarded as the agent sent it
+
+
 def test_binary_and_non_utf8_bodies_are_stored_as_base64_with_their_digest(proxy: Proxy, servers: Servers) -> None:
     latin1 = "café naïve, Straße".encode("latin-1")
     with client(proxy, "agent-binary") as c:
