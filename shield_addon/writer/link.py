@@ -80,7 +80,10 @@ class Child:
             except OSError:
                 errors = None  # an audit dir it cannot write: the writer itself will say so, through the socket
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "shield_addon.writer", "--fd", str(sock.fileno()), *args],
+            # -P: `-m` would put the working directory first on the path, and a directory that
+            # holds another `shield_addon` (an older checkout) would run its writer instead.
+            self.proc = subprocess.Popen([sys.executable, "-P", "-m", "shield_addon.writer", "--fd", str(sock.fileno()),
+                                          *args],
                                          pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=err, env=env)
         finally:

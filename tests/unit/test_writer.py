@@ -117,6 +117,21 @@ def test_an_event_sent_outside_the_loop_is_written(tmp_path: Path) -> None:
     assert [r["stage"] for r in rows(tmp_path)] == ["ruleset"]
 
 
+def test_the_writer_runs_this_package_whatever_the_working_directory_holds(tmp_path: Path, monkeypatch) -> None:
+    """A proxy started in a directory that holds another `shield_addon` (an older checkout)
+    must not run that one's writer: `-m` puts the working directory first on the path."""
+    other = tmp_path / "elsewhere" / "shield_addon" / "writer"
+    other.mkdir(parents=True)
+    (other.parent / "__init__.py").write_text("")
+    (other / "__init__.py").write_text("")
+    (other / "__main__.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    link = link_for(tmp_path)
+    link.submit({"stage": "ruleset", "path": "rules.yaml"})
+    link.close()
+    assert [r["stage"] for r in rows(tmp_path)] == ["ruleset"]
+
+
 async def test_write_mode_answers_before_fsync_and_syncs_within_the_interval(tmp_path: Path) -> None:
     link = link_for(tmp_path, durability=process.WRITE, sync_interval=0.3)
     cps = AuditDir(tmp_path / "audit").checkpoints
