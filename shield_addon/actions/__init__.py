@@ -128,8 +128,9 @@ def readings(req: RequestView, pinned: Mapping[str, Sequence[str]] | None = None
     found = [Reading(v, a) for v in variants for a in parse_all(v, pinned, shared)]
     # Each part of a multipart body is a body to the application that reads it (an uploaded
     # .sql file, a JSON-RPC call, a manifest): every parser reads it as one.
-    every_file = bool(pinned) and pinned_service(req.host, pinned or {}) is not None
-    found += [Reading(p, a) for p in part_views(req, every_file) for a in parse_all(p, pinned)]
+    if req.content_type.startswith("multipart/"):
+        every_file = bool(pinned) and pinned_service(req.host, pinned or {}) is not None
+        found += [Reading(p, a) for p in part_views(req, every_file) for a in parse_all(p, pinned)]
     return tuple(found)
 
 

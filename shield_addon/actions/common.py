@@ -85,7 +85,7 @@ def split_target(target: str) -> tuple[str | None, str]:
     (`https://host/api/...`), which Go's server, among others, routes by its path: the
     authority is one more name of the destination, the path is what the rules judge. Any
     other target is its own path, as sent."""
-    m = _ABSOLUTE.match(target)
+    m = None if target[:1] == "/" else _ABSOLUTE.match(target)  # origin form, nearly every request
     if m is None:
         return None, target
     rest = m.group("rest")
@@ -153,6 +153,16 @@ def words(name: str) -> list[str]:
 def unique(items: Iterable[str]) -> tuple[str, ...]:
     """De-duplicate, keeping first-seen order (rules and reviewers read it in order)."""
     return tuple(dict.fromkeys(items))
+
+
+def field(obj: Any, key: str) -> Any:
+    """obj[key], the key compared without case as Go's encoding/json does."""
+    if not isinstance(obj, dict):
+        return None
+    if key in obj:
+        return obj[key]
+    folded = key.casefold()
+    return next((v for k, v in obj.items() if str(k).casefold() == folded), None)
 
 
 def first(pairs: Iterable[tuple[str, str]], name: str) -> str | None:

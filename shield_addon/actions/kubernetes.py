@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .base import Action, RequestView
-from .common import first, json_body, json_documents, method_type
+from .common import field, first, json_body, json_documents, method_type
 from .destructive import destructive_name
 from .kubernetes_apis import UNKNOWN, argocd, prunes_on_its_own, steve_action, steve_path  # UNKNOWN: a value a JSON patch move/copy writes
 
@@ -253,7 +253,7 @@ def _etcd(req: RequestView, segments: list[str], flags: set[str]) -> Action:
 
 
 def _registry_resource(body: Any) -> tuple[str | None, str | None]:
-    key, end = _b64(_get(body, "key")), _b64(_get(body, "range_end"))
+    key, end = _b64(field(body, "key")), _b64(field(body, "range_end"))
     if key is None:
         return None, None
     secrets = b"/registry/secrets/"
@@ -526,7 +526,7 @@ def _patch_flags(patch: list[dict[str, Any]]) -> set[str]:
             value = UNKNOWN if kind in ("move", "copy") else op.get("value")
             # reach spec.replicas inside what is written at / or /spec
             for key in ("spec", "replicas")[len(target):]:
-                value = value if value is UNKNOWN else _get(value, key)
+                value = value if value is UNKNOWN else field(value, key)
             if value is UNKNOWN or _is_zero(value):
                 flags.add("scale_to_zero")
     return flags
@@ -535,21 +535,21 @@ def _patch_flags(patch: list[dict[str, Any]]) -> set[str]:
 def _keeps_finalizers(op: dict[str, Any], parts: list[str]) -> bool:
     if str(op.get("op", "")).lower() != "replace":
         return False
-    meta = op.get("value") if parts == ["metadata"] else _get(op.get("value"), "metadata")
-    return bool(_get(meta, "finalizers"))
+    meta = op.get("value") if parts == ["metadata"] else field(op.get("value"), "metadata")
+    return bool(field(meta, "finalizers"))
 
 
 def _merge_flags(doc: Any) -> set[str]:
     """Strategic merge directives that remove finalizers: `$deleteFromPrimitiveList/finalizers`
     and `$patch: replace|delete` on metadata (a replace without finalizers keeps none)."""
-    meta = _get(doc, "metadata")
+    meta = field(doc, "metadata")
     if not isinstance(meta, dict):
         return set()
     for key, value in meta.items():
         k = str(key).lower()
         if k.startswith("$deletefromprimitivelist/finalizers"):
             return {"finalizers_removed"}
-        if k == "$patch" and str(value).lower() in ("replace", "delete") and not _get(meta, "finalizers"):
+        if k == "$patch" and str(value).lower() in ("replace", "delete") and not field(meta, "finalizers"):
             return {"finalizers_removed"}
     return set()
 
@@ -580,7 +580,7 @@ def _walk_flags(doc: Any, resource: str) -> set[str]:
             elif k == "labels" and resource == "namespaces" and isinstance(value, dict) and _PSA_ENFORCE in value:
                 if value[_PSA_ENFORCE] in ("privileged", None, UNKNOWN):
                     flags.add("psa_privileged")
-            elif k in ("seccompprofile", "apparmorprofile") and _get(value, "type") in ("Unconfined", UNKNOWN):
+            elif k in ("seccompprofile", "apparmorprofile") and field(value, "type") in ("Unconfined", UNKNOWN):
                 flags.add("privileged_pod")
             elif k == "selinuxoptions" and _unconfined_selinux(value):
                 flags.add("privileged_pod")
@@ -591,7 +591,7 @@ def _walk_flags(doc: Any, resource: str) -> set[str]:
             elif k == "externalips" and resource == "services" and (value is UNKNOWN or (isinstance(value, list) and value)):
                 # any IP may be claimed: the node then routes the cluster's traffic for it here
                 flags.add("external_ips")
-            elif k == "conversion" and resource == "customresourcedefinitions" and _get(value, "strategy") in (
+            elif k == "conversion" and resource == "customresourcedefinitions" and field(value, "strategy") in (
                     "Webhook", UNKNOWN):
                 flags.add("conversion_webhook")
     return flags
@@ -634,9 +634,9 @@ def _unconfined_selinux(value: Any) -> bool:
         return True
     if not isinstance(value, dict):
         return False
-    kind = _get(value, "type")
+    kind = field(value, "type")
     return (kind is UNKNOWN or (kind is not None and kind not in _BASELINE_SELINUX_TYPES)
-            or bool(_get(value, "user")) or bool(_get(value, "role")))
+            or bool(field(value, "user")) or bool(field(value, "role")))
 
 
 def _unsafe_sysctls(value: Any) -> bool:
@@ -644,7 +644,7 @@ def _unsafe_sysctls(value: Any) -> bool:
         return True
     if not isinstance(value, list):
         return False
-    return any(isinstance(s, dict) and _get(s, "name") not in _SAFE_SYSCTLS for s in value)
+    return any(isinstance(s, dict) and field(s, "name") not in _SAFE_SYSCTLS for s in value)
 
 
 def _unconfined_annotation(value: dict[Any, Any]) -> bool:
@@ -657,7 +657,7 @@ def _unconfined_annotation(value: dict[Any, Any]) -> bool:
 
 
 def _adds_capability(value: Any) -> bool:
-    added = _get(value, "add")
+    added = field(value, "add")
     if isinstance(added, list):
         return any(_cap(c) not in _BASELINE_CAPS for c in added)
     return added is UNKNOWN
@@ -680,14 +680,6 @@ def _objects(doc: Any) -> Iterator[dict[Any, Any]]:
             push([v for v in node if type(v) is dict or type(v) is list])
 
 
-def _get(obj: Any, key: str) -> Any:
-    """obj[key], the key compared without case as Go's encoding/json does."""
-    if not isinstance(obj, dict):
-        return None
-    if key in obj:
-        return obj[key]
-    folded = key.casefold()
-    return next((v for k, v in obj.items() if str(k).casefold() == folded), None)
 
 
 def _is_zero(value: Any) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Action, RequestView
-from .common import first, json_body
+from .common import field, first, json_body
 
 # --- Steve
 
@@ -119,7 +119,7 @@ def argocd(req: RequestView, segments: list[str]) -> Action | None:
     body = json_body(req) if req.body else None
     flags = {"argocd"}
     if is_sync:
-        dry = _get(body, "dryRun") is True
+        dry = field(body, "dryRun") is True
         if _sync_deletes(body) and not dry:
             flags.add("prune")
         action_type = "read" if dry else "delete" if "prune" in flags else "update"
@@ -188,20 +188,20 @@ def _shows_argocd(req: RequestView) -> bool:
 
 def _operation_deletes(sync: dict[Any, Any]) -> bool:
     """An Application's operation.sync: prune, a Prune=true/Force=true option, a forced strategy."""
-    body = {"prune": _get(sync, "prune"), "syncOptions": {"items": _get(sync, "syncOptions")},
-            "strategy": _get(sync, "syncStrategy")}
-    return _sync_deletes(body) or _get(sync, "prune") is UNKNOWN
+    body = {"prune": field(sync, "prune"), "syncOptions": {"items": field(sync, "syncOptions")},
+            "strategy": field(sync, "syncStrategy")}
+    return _sync_deletes(body) or field(sync, "prune") is UNKNOWN
 
 
 def _sync_deletes(body: Any) -> bool:
-    if _get(body, "prune") is True:
+    if field(body, "prune") is True:
         return True
-    options = _get(_get(body, "syncOptions"), "items")
+    options = field(field(body, "syncOptions"), "items")
     if isinstance(options, list) and any(str(o).replace(" ", "").lower() in ("prune=true", "force=true")
                                          for o in options):
         return True
-    strategy = _get(body, "strategy")
-    return any(_get(_get(strategy, kind), "force") is True for kind in ("apply", "hook"))
+    strategy = field(body, "strategy")
+    return any(field(field(strategy, kind), "force") is True for kind in ("apply", "hook"))
 
 
 def prunes_on_its_own(resource: str, doc: Any) -> bool:
@@ -209,19 +209,19 @@ def prunes_on_its_own(resource: str, doc: Any) -> bool:
     the controller then deletes, on its own, what leaves git. Written onto an existing
     object that is a delete of everything its source no longer has (a new object has
     nothing to prune yet, so only updates are asked about)."""
-    spec = _get(doc, "spec")
+    spec = field(doc, "spec")
     if resource == "applications":
         # `kubectl patch app --type merge -p '{"operation": {"sync": {"prune": true}}}'` starts a
         # sync with prune, as the API's /sync does
-        sync = _get(_get(doc, "operation"), "sync")
+        sync = field(field(doc, "operation"), "sync")
         if sync is UNKNOWN or (isinstance(sync, dict) and _operation_deletes(sync)):
             return True
-        value = _get(_get(_get(spec, "syncPolicy"), "automated"), "prune")
+        value = field(field(field(spec, "syncPolicy"), "automated"), "prune")
     elif resource == "kustomizations":
         # force recreates (deletes, then creates) what an immutable field change cannot patch
-        if _get(spec, "force") is True:
+        if field(spec, "force") is True:
             return True
-        value = _get(spec, "prune")
+        value = field(spec, "prune")
     else:
         return False
     return value is True or value is UNKNOWN or (isinstance(value, str) and value.lower() == "true")
@@ -229,13 +229,3 @@ def prunes_on_its_own(resource: str, doc: Any) -> bool:
 
 # What a JSON patch move or copy writes: a value the request does not show.
 UNKNOWN = object()
-
-
-def _get(obj: Any, key: str) -> Any:
-    """obj[key], the key compared without case as Go's encoding/json does."""
-    if not isinstance(obj, dict):
-        return None
-    if key in obj:
-        return obj[key]
-    folded = key.casefold()
-    return next((v for k, v in obj.items() if str(k).casefold() == folded), None)

@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
-from tests.e2e.protocols.clients import proxy_auth
 from tests.e2e.protocols.servers import WsEcho
 
 BANNER = b"SSH-2.0-OpenSSH_9.6 shield-test-banner\r\n"
@@ -152,19 +151,6 @@ def refused_port() -> tuple[socket.socket, int]:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     return s, s.getsockname()[1]
-
-
-def connect_tunnel(proxy_port: int, target: str, agent: str, timeout: float = 10) -> tuple[socket.socket, bytes]:
-    """A raw CONNECT through the proxy; the socket and the proxy's answer head."""
-    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return s, head
 
 
 def read_until_closed(s: socket.socket, timeout: float) -> bytes:

@@ -22,7 +22,8 @@ import pytest
 
 from shield_addon.journal import read_rows
 from tests.e2e.harness import HERE, Proxy, Upstream, start_proxy, wait_for
-from tests.e2e.mediation_servers import BANNER, BannerServer, connect_tunnel, read_until_closed
+from tests.e2e.mediation_servers import BANNER, BannerServer, read_until_closed
+from tests.e2e.protocols.clients import connect_tunnel
 
 
 def journal(proxy: Proxy) -> list[dict]:

@@ -40,13 +40,12 @@ from tests.e2e.mediation_servers import (
     BannerServer,
     UpgradeServer,
     WsEchoWithEnds,
-    connect_tunnel,
     raw_http,
     read_until_closed,
     refused_port,
     start_counting_https,
 )
-from tests.e2e.protocols.clients import WsClient, proxy_auth
+from tests.e2e.protocols.clients import WsClient, connect_tunnel, proxy_auth
 
 RULES = """\
 version: 1

@@ -12,14 +12,11 @@ import ssl
 import time
 from typing import Any
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
 import pytest
 
 from shield_addon.journal import read_rows
 from tests.e2e.harness import Proxy, Upstream, wait_for
+from tests.e2e.protocols.clients import H2Conn, open_tunnel
 
 DEADLINE = 5.0  # seconds an answer (or the end of the connection) may take
 
@@ -34,11 +31,7 @@ def rows_for(proxy: Proxy, path: str, stage: str) -> list[dict[str, Any]]:
 
 def tunnel(proxy: Proxy, upstream: Upstream, agent: str, alpn: str) -> ssl.SSLSocket:
     """A TLS connection to the upstream's name, through a CONNECT the agent authenticated."""
-    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=DEADLINE)
-    host = f"localhost:{upstream.https_port}"
-    auth = base64.b64encode(f"{agent}:x".encode()).decode()
-    s.sendall(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
-    assert s.recv(4096).startswith(b"HTTP/1.1 200"), "the tunnel is allowed"
+    s = open_tunnel(proxy.port, "localhost", upstream.https_port, agent, DEADLINE)
     ctx = ssl.create_default_context(cafile=str(proxy.ca))
     ctx.set_alpn_protocols([alpn])
     tls = ctx.wrap_socket(s, server_hostname="localhost")
@@ -46,46 +39,9 @@ def tunnel(proxy: Proxy, upstream: Upstream, agent: str, alpn: str) -> ssl.SSLSo
     return tls
 
 
-class H2Agent:
-    """An HTTP/2 client that controls its own frames: it can reset a stream it opened."""
-
-    def __init__(self, proxy: Proxy, upstream: Upstream, agent: str):
-        self.sock = tunnel(proxy, upstream, agent, "h2")
-        self.authority = f"localhost:{upstream.https_port}"
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.flush()
-
-    def flush(self) -> None:
-        self.sock.sendall(self.conn.data_to_send())
-
-    def delete(self, path: str) -> int:
-        sid = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(sid, [(":method", "DELETE"), (":authority", self.authority), (":scheme", "https"),
-                                     (":path", path)], end_stream=True)
-        self.flush()
-        return sid
-
-    def reset(self, sid: int) -> None:
-        self.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-        self.flush()
-
-    def status(self, sid: int) -> int:
-        """The status of stream `sid`'s response, reading until it has ended."""
-        status, deadline = None, time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            for ev in self.conn.receive_data(self.sock.recv(65536)):
-                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
-                    status = int(dict(ev.headers)[b":status"])
-                elif isinstance(ev, h2.events.DataReceived):
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid and status is not None:
-                    return status
-            self.flush()
-        raise AssertionError(f"no response on stream {sid}")
-
-    def close(self) -> None:
-        self.sock.close()
+def delete(conn: H2Conn, upstream: Upstream, path: str) -> int:
+    return conn.send([(":method", "DELETE"), (":authority", f"localhost:{upstream.https_port}"), (":scheme", "https"),
+                      (":path", path)])
 
 
 def pending_listing(proxy: Proxy) -> str:
@@ -109,10 +65,10 @@ def pending_listing(proxy: Proxy) -> str:
 
 
 def test_a_reset_stream_ends_its_hold_abandoned_at_once_and_is_never_forwarded(proxy: Proxy, upstream: Upstream) -> None:
-    agent = H2Agent(proxy, upstream, "agent-withdraws")
+    agent = H2Conn(proxy.port, "agent-withdraws", "localhost", upstream.https_port, str(proxy.ca), DEADLINE)
     try:
-        kept = agent.delete("/hold/withdraw-kept")
-        withdrawn = {f"/hold/withdraw-{i}": agent.delete(f"/hold/withdraw-{i}") for i in range(3)}
+        kept = delete(agent, upstream, "/hold/withdraw-kept")
+        withdrawn = {f"/hold/withdraw-{i}": delete(agent, upstream, f"/hold/withdraw-{i}") for i in range(3)}
         proxy.wait_held("~u /hold/withdraw-", n=4)
         for sid in withdrawn.values():  # stacked on one connection, which stays open
             agent.reset(sid)
@@ -136,7 +92,7 @@ def test_a_reset_stream_ends_its_hold_abandoned_at_once_and_is_never_forwarded(p
         proxy.command("shield.approve", "~u /hold/withdraw-[0-9]")
         proxy.command("flow.resume", "~u /hold/withdraw-[0-9]")
         proxy.command("shield.approve", "~u /hold/withdraw-kept")
-        assert agent.status(kept) == 200, "the connection and its other held stream carry on"
+        assert agent.response(kept, DEADLINE)[0] == 200, "the connection and its other held stream carry on"
     finally:
         agent.close()
     assert len(upstream.hits_for("/hold/withdraw-kept")) == 1

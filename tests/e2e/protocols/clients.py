@@ -14,6 +14,28 @@ def proxy_auth(agent: str, password: str = "x") -> str:
     return "Basic " + base64.b64encode(f"{agent}:{password}".encode()).decode()
 
 
+def connect_tunnel(proxy_port: int, target: str, agent: str, timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """A raw CONNECT through the proxy; the socket and the proxy's answer head."""
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, head
+
+
+def open_tunnel(proxy_port: int, host: str, port: int, agent: str, timeout: float = 10) -> socket.socket:
+    """A CONNECT the proxy must allow: the socket, ready for what goes inside."""
+    s, head = connect_tunnel(proxy_port, f"{host}:{port}", agent, timeout)
+    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
+        s.close()
+        raise ConnectionError(f"CONNECT refused: {head!r}")
+    return s
+
+
 def raw_exchange(port: int, data: bytes, timeout: float = 10, responses_wanted: int | None = None) -> bytes:
     """Send `data` to the proxy on one connection; read until the proxy closes it, the
     wanted number of complete responses arrived, or `timeout` passes. Returns everything
@@ -113,17 +135,7 @@ class WsClient:
         from wsproto import ConnectionType, WSConnection
         from wsproto.events import Request
 
-        self.sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-        self.sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                          f"Proxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError(f"proxy closed the CONNECT: {head!r}")
-            head += chunk
-        if not head.startswith(b"HTTP/1.1 200") and not head.startswith(b"HTTP/1.0 200"):
-            raise ConnectionError(f"CONNECT refused: {head!r}")
+        self.sock = open_tunnel(proxy_port, host, port, agent, timeout)
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.sock.sendall(self.ws.send(Request(host=f"{host}:{port}", target=path)))
         self.pending: list[Any] = []
@@ -207,20 +219,10 @@ class H2Conn:
         import h2.config
         import h2.connection
 
-        raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                    f"Proxy-Authorization: {proxy_auth(agent)}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = raw.recv(4096)
-            if not chunk:
-                raise ConnectionError(f"proxy closed the CONNECT: {head!r}")
-            head += chunk
-        if head.split()[1] != b"200":
-            raise ConnectionError(f"CONNECT refused: {head!r}")
         tls = ssl.create_default_context(cafile=ca)
         tls.set_alpn_protocols(["h2"])
-        self.sock = tls.wrap_socket(raw, server_hostname=host)
+        self.sock = tls.wrap_socket(open_tunnel(proxy_port, host, port, agent, timeout), server_hostname=host)
+        assert self.sock.selected_alpn_protocol() == "h2"
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
         self.conn.initiate_connection()
@@ -237,7 +239,9 @@ class H2Conn:
         return stream
 
     def reset(self, stream: int) -> None:
-        self.conn.reset_stream(stream)
+        import h2.errors
+
+        self.conn.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
         self.sock.sendall(self.conn.data_to_send())
 
     def response(self, stream: int, timeout: float = 10) -> tuple[int, bytes]:
