@@ -75,3 +75,10 @@ def test_soak_smoke() -> None:
     out = run("soak.py", "--smoke")
     assert "soak: 0.1 min, 4 agents" in out
     assert "summary:" in out and "verify OK" in out
+
+
+@pytest.mark.timeout(120)
+def test_bench_trail_smoke() -> None:
+    out = run("bench_trail.py", "--smoke")
+    for part in ("ordinary GET with a query:", "KiB path:", "headers of 1 KB:", "held, then abandoned:"):
+        assert part in out, part
