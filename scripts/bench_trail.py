@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Journal bytes a few requests add, through a real `shield run --headless` and a real local
-upstream: ordinary GETs (per flow), a huge path, many headers, one huge header, and a held
-DELETE with a huge URL that its agent abandons. The figures of docs/performance.md's "A bounded
-trail"; `--smoke` sends 64 KiB instead of 4 MiB (it only shows the script works).
+"""Journal bytes a few requests add, through a real `shield run --headless` with the bundled
+rules and a real local upstream (Python's http.server, which answers huge heads 414/431):
+ordinary GETs (per flow), a huge path, many headers, one huge header, and a held DELETE with
+a huge URL that its agent abandons. The figures of docs/performance.md's "A bounded trail";
+`--smoke` sends 64 KiB instead of 4 MiB (it only shows the script works).
 
     scripts/python scripts/bench_trail.py [--smoke]
 """
@@ -13,14 +14,17 @@ import argparse
 import socket
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: `scripts`, `tests` and shield_addon
 
 import httpx  # noqa: E402
 
-from tests.e2e.harness import HERE, Proxy, start_proxy, start_upstream, wait_for  # noqa: E402
+from scripts.harness import Proxy, start_proxy, wait_for  # noqa: E402
 
 AUTH = b"Proxy-Authorization: Basic YWdlbnQtbTp4\r\n"  # agent-m:x
 
@@ -49,23 +53,32 @@ def send(proxy: Proxy, head: bytes) -> bytes:
     return out.split(b"\r\n", 1)[0]
 
 
+class Answer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="64 KiB instead of 4 MiB: checks the script works")
     size = (64 << 10) if ap.parse_args().smoke else (4 << 20)
     tmp = Path(tempfile.mkdtemp(prefix="bench-trail-"))
-    (tmp / "up").mkdir()
-    (tmp / "proxy").mkdir()
-    upstream, stop_upstream = start_upstream(tmp / "up")
-    proxy = start_proxy(tmp / "proxy", "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any",
-                        upstream_ca=upstream.ca_file)
-    origin = b"http://127.0.0.1:%d" % upstream.http_port
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    proxy = start_proxy(tmp, "--set", "proxyauth=any")
+    origin = b"http://127.0.0.1:%d" % upstream.server_address[1]
     try:
         with httpx.Client(proxy=proxy.url("agent-m"), trust_env=False, timeout=60) as c:
-            c.get(upstream.url("/warm"))
+            c.get(origin.decode() + "/warm")
             before = settled(proxy)
             for i in range(100):
-                c.get(upstream.url(f"/allowed/item/{i}?page=2"))
+                c.get(f"{origin.decode()}/allowed/item/{i}?page=2")
         after = settled(proxy)
         print(f"ordinary GET with a query: {(after - before) / 100:.0f} B per flow")
         headers, header = size * 1000 // (4 << 20), size // 4  # 1000 headers of 1 KB and one of 1 MiB, beside 4 MiB
@@ -83,13 +96,13 @@ def main() -> int:
         before = after
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as s:  # held, then the agent hangs up
             s.sendall(b"DELETE %s/hold/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (origin, b"d" * size, AUTH))
-            proxy.wait_held("~m DELETE", 1, 30)
-        wait_for(lambda: proxy.held("~m DELETE") == 0, 30, "the hold abandoned")
+            wait_for(lambda: proxy.events("stage = 'request' AND method = 'DELETE' AND verdict = 'hold'"), 30, "the hold")
+        wait_for(lambda: proxy.events("stage = 'decision' AND decision = 'abandoned'"), 30, "the hold abandoned")
         after = settled(proxy)
         print(f"DELETE with a {size >> 10} KiB path, held, then abandoned: {(after - before) / 1024:.0f} KiB")
     finally:
         proxy.stop()
-        stop_upstream()
+        upstream.shutdown()
     return 0
 
 
