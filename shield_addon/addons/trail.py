@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from mitmproxy import ctx, exceptions, http
 from shield_addon import record
 from shield_addon.core.budget import Budget
 from shield_addon.core.model import AuditDir
+from shield_addon.fleet import fleet_url
 from shield_addon.journal import JournalError
 from shield_addon.writer import process
 from shield_addon.writer.link import WriterLink
@@ -57,6 +59,9 @@ class Trail:
         loader.add_option("shield_ingest_interval", int, 1, "Seconds between journal -> audit.duckdb batches.")
         loader.add_option("shield_checkpoint_events", int, 1000, "Sign the chain's head at least every N events.")
         loader.add_option("shield_checkpoint_seconds", int, 60, "... and every N seconds while events arrive.")
+        loader.add_option("shield_fleet", str, "",
+                          "PostgreSQL URL of a fleet to join (default: $SHIELD_FLEET; empty: this proxy stands alone).")
+        loader.add_option("shield_proxy_name", str, "", "This proxy's name in the fleet (default: host:port).")
 
     def configure(self, updated: set[str]) -> None:
         if "confdir" in updated:
@@ -81,7 +86,11 @@ class Trail:
         args = process.arguments(audit.root.absolute(), Path(o.confdir).expanduser().absolute(), o.shield_durability,
                                  o.shield_sync_interval, o.shield_checkpoint_events, o.shield_checkpoint_seconds,
                                  o.shield_ingest_interval)
-        link = WriterLink(audit.journal, args, in_thread=o.shield_writer == "thread")
+        env = None
+        if url := fleet_url(o.shield_fleet):
+            args += process.fleet_arguments(proxy_name(), listen_text())
+            env = {process.FLEET_ENV: url}
+        link = WriterLink(audit.journal, args, in_thread=o.shield_writer == "thread", env=env)
         try:
             link.start()
         except JournalError as e:
@@ -154,7 +163,7 @@ class Trail:
 
 
 WRITER_OPTIONS = {"shield_dir", "shield_durability", "shield_sync_interval", "shield_writer", "shield_ingest_interval",
-                  "shield_checkpoint_events", "shield_checkpoint_seconds"}
+                  "shield_checkpoint_events", "shield_checkpoint_seconds", "shield_fleet", "shield_proxy_name"}
 
 
 # A journal line is the event as sent to the writer plus seq, chain_id, prev_hash, row_hash, ts
@@ -180,3 +189,12 @@ def redaction_key(confdir: Path) -> bytes:
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex() + "\n")
     return key
+
+
+def listen_text() -> str:
+    return ", ".join(ctx.options.mode) + f" on {ctx.options.listen_host or '*'}:{ctx.options.listen_port or 'default'}"
+
+
+def proxy_name() -> str:
+    """The proxy's name in the fleet: the option, or this host and its listen port."""
+    return ctx.options.shield_proxy_name or f"{socket.gethostname()}:{ctx.options.listen_port or 8080}"

@@ -58,15 +58,18 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Child:
     """The writer: a process (the default) or a thread of the proxy (shield_writer=thread)."""
 
-    def __init__(self, sock: socket.socket, args: list[str], in_thread: bool, errors: Path | None = None) -> None:
+    def __init__(self, sock: socket.socket, args: list[str], in_thread: bool, errors: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.proc: subprocess.Popen | None = None
         self.thread: threading.Thread | None = None
         if in_thread:
             options = process.parser().parse_args(args)
+            options.fleet = (env or {}).get(process.FLEET_ENV, options.fleet)
             self.thread = threading.Thread(target=process.run, args=(sock, options), name="shield-writer", daemon=True)
             self.thread.start()
             return
-        env = dict(os.environ)  # the writer imports this very package, wherever it was loaded from
+        # `env`: what must not be on a command line (the fleet URL may hold a password).
+        env = {**os.environ, **(env or {})}  # the writer imports this very package, wherever it was loaded from
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(shield_addon.__file__).parents[1]),
                                                         env.get("PYTHONPATH")) if p)
         # Its log lines reach the proxy's log through the socket; the terminal is mitmproxy's
@@ -126,9 +129,10 @@ class Group:
 
 
 class WriterLink:
-    def __init__(self, journal_dir: Path, args: list[str], in_thread: bool = False) -> None:
+    def __init__(self, journal_dir: Path, args: list[str], in_thread: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.dir = journal_dir
-        self.args, self.in_thread = args, in_thread
+        self.args, self.in_thread, self.env = args, in_thread, env
         self.child: Child | None = None
         self.sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -158,7 +162,7 @@ class WriterLink:
 
     def _spawn(self) -> tuple[Child, socket.socket, bytes, str]:
         ours, theirs = socket.socketpair()
-        child = Child(theirs, self.args, self.in_thread, self.dir.parent / ERRORS)
+        child = Child(theirs, self.args, self.in_thread, self.dir.parent / ERRORS, self.env)
         ours.settimeout(STARTUP_WAIT)
         data = b""
         answer = None

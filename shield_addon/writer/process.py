@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from shield_addon import checkpoints, record, store
+import shield_addon
+from shield_addon import checkpoints, fleet, record, store
 from shield_addon.core.model import AuditDir
 from shield_addon.journal import Journal, JournalError
 from shield_addon.writer import wire
@@ -31,6 +32,7 @@ from shield_addon.writer import wire
 log = logging.getLogger("shield")
 
 FSYNC, WRITE = "fsync", "write"
+FLEET_ENV = fleet.ENV  # the fleet's URL reaches the writer in its environment, never in argv
 LOCK_NAME = "writer.lock"
 LOCK_WAIT = 30.0  # seconds: a writer that just lost its proxy may still be finishing
 TICK = 1.0  # seconds between checkpoint timers when nothing arrives
@@ -89,7 +91,8 @@ class ToProxy(logging.Handler):
 
 class Writer:
     def __init__(self, audit: AuditDir, confdir: Path, durability: str = FSYNC, sync_interval: float = 1.0,
-                 checkpoint_events: int = 1000, checkpoint_seconds: float = 60, ingest_interval: float = 1.0):
+                 checkpoint_events: int = 1000, checkpoint_seconds: float = 60, ingest_interval: float = 1.0,
+                 fleet: str = "", identity: Any = None):
         self.durability, self.sync_interval = durability, sync_interval
         self.lock = lock_audit_dir(audit.root)
         try:
@@ -106,6 +109,12 @@ class Writer:
         # journal's tail, and the store must never hold rows the journal lost.
         self.ingester = store.Ingester(audit.root, lambda: self.journal.synced[0], ingest_interval)
         self.ingester.start()
+        self.shipper = None
+        if fleet:
+            from shield_addon.fleet.ship import Shipper  # psycopg only where a fleet is configured
+
+            self.shipper = Shipper(fleet, audit, self.journal.chain_id, lambda: self.journal.synced[0], identity)
+            self.shipper.start()
         self.received = 0
         self.synced_at = self.ticked_at = time.monotonic()
 
@@ -197,6 +206,8 @@ class Writer:
         self.journal.close()
         self.checkpointer.checkpoint(*self.journal.synced)
         self.ingester.once()
+        if self.shipper:
+            self.shipper.stop()  # the tail and its checkpoint too, if the database is there
         os.close(self.lock)
 
 
@@ -210,7 +221,7 @@ def run(sock: socket.socket, options: argparse.Namespace, own_process: bool = Fa
     try:
         writer = Writer(AuditDir(Path(options.audit)), Path(options.confdir), options.durability,
                         options.sync_interval, options.checkpoint_events, options.checkpoint_seconds,
-                        options.ingest_interval)
+                        options.ingest_interval, options.fleet, identity(options))
     except (OSError, ValueError) as e:
         outbox.send(wire.failed(0, f"cannot open the audit trail in {options.audit} "
                                    f"(signing key in {options.confdir}): {e}"))
@@ -231,6 +242,18 @@ def arguments(audit: Path, confdir: Path, durability: str, sync_interval: float,
             "--checkpoint-seconds", str(checkpoint_seconds), "--ingest-interval", str(ingest_interval)]
 
 
+def identity(options: argparse.Namespace) -> Any:
+    if not options.fleet:
+        return None
+    from shield_addon.fleet.ship import Identity
+
+    return Identity(options.fleet_name, socket.gethostname(), options.fleet_listen, shield_addon.__version__)
+
+
+def fleet_arguments(name: str, listen: str) -> list[str]:
+    return ["--fleet-name", name, "--fleet-listen", listen]
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m shield_addon.writer", description=__doc__.split("\n\n")[0])
     ap.add_argument("--fd", type=int, default=-1, help="the socket to the proxy (a process of its own)")
@@ -241,6 +264,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint-events", type=int, default=1000)
     ap.add_argument("--checkpoint-seconds", type=float, default=60)
     ap.add_argument("--ingest-interval", type=float, default=1.0)
+    ap.add_argument("--fleet-name", default=socket.gethostname(), help="this proxy's name in the fleet")
+    ap.add_argument("--fleet-listen", default="", help="where this proxy listens, as registered")
+    ap.set_defaults(fleet=os.environ.get(FLEET_ENV, ""))
     return ap
 
 

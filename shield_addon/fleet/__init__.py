@@ -1,0 +1,24 @@
+"""A fleet: many proxies, one approval queue and one trail, in PostgreSQL.
+
+Each proxy's journal stays its first, durable write; the writer process ships it to the
+fleet database (`ship`), the review addon publishes holds there and takes decisions there
+(`queue`), and the analyst's commands read it with `--fleet` (`reads`). `schema` is the one
+place that knows the database's tables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+ENV = "SHIELD_FLEET"
+
+
+def fleet_url(given: str | None = None) -> str:
+    """The fleet's URL: the option or flag if given, else $SHIELD_FLEET, else "" (no fleet)."""
+    return (given or os.environ.get(ENV, "")).strip()
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for logs and status lines."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -1,0 +1,83 @@
+"""Connections to the fleet database: where its URL comes from, the schema brought up to date,
+a proxy's row in `proxies`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+
+from shield_addon.fleet import schema, shown
+
+CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not stall a proxy's start
+_MIGRATION_LOCK = 0x5348_4C44  # pg_advisory_xact_lock key: proxies starting together migrate once
+
+
+class FleetError(RuntimeError):
+    """The fleet database cannot be reached or used; the message says which and why."""
+
+
+def connect(url: str, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT,
+                               application_name="agent-shield", **kwargs)
+    except psycopg.Error as e:
+        raise FleetError(f"cannot reach the fleet database {shown(url)}: {first_line(e)}") from e
+
+
+def first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def migrate(con: psycopg.Connection) -> int:
+    """Create or update the schema; the version it is at. Safe to run from many proxies at once."""
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())")
+        row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        have = row[0] if row else 0
+        if have > schema.VERSION:
+            raise FleetError(f"the fleet database is at schema version {have}; this agent-shield knows "
+                             f"{schema.VERSION}: upgrade it")
+        for version in range(have + 1, schema.VERSION + 1):
+            for statement in schema.MIGRATIONS[version - 1]:
+                con.execute(statement)  # type: ignore[arg-type] - our own constant SQL
+            con.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        con.execute("INSERT INTO fleet_secret VALUES (1, %s) ON CONFLICT DO NOTHING", (secrets.token_bytes(32),))
+        grant_readers(con)
+    return schema.VERSION
+
+
+def grant_readers(con: psycopg.Connection) -> None:
+    """A role that can read the trail and nothing else, for `shield sql --fleet`, when the
+    migrating user may create roles (otherwise sql still runs in a read-only transaction)."""
+    exists = con.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (schema.READER_ROLE,)).fetchone()
+    can = con.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not exists and not (can and can[0]):
+        return
+    with con.transaction():
+        if not exists:
+            con.execute(f"CREATE ROLE {schema.READER_ROLE} NOLOGIN")
+        con.execute(f"GRANT USAGE ON SCHEMA public TO {schema.READER_ROLE}")
+        con.execute(f"GRANT SELECT ON chain_rows, events, proxies, checkpoints, holds TO {schema.READER_ROLE}")
+        con.execute(f"GRANT {schema.READER_ROLE} TO current_user")
+
+
+def fleet_secret(con: psycopg.Connection) -> bytes:
+    row = con.execute("SELECT secret FROM fleet_secret WHERE id = 1").fetchone()
+    if row is None:
+        raise FleetError("the fleet database has no fleet_secret row: run a proxy with shield_fleet to create it")
+    return bytes(row[0])
+
+
+def register(con: psycopg.Connection, chain_id: str, name: str, host: str, listen: str, version: str) -> None:
+    """This proxy's row: who it is and where; its heartbeat and shipping figures follow."""
+    con.execute(
+        """INSERT INTO proxies (chain_id, name, host, listen, version, started_at, last_seen)
+           VALUES (%s, %s, %s, %s, %s, now(), now())
+           ON CONFLICT (chain_id) DO UPDATE SET name = excluded.name, host = excluded.host,
+               listen = excluded.listen, version = excluded.version, started_at = now(), last_seen = now()""",
+        (chain_id, name, host, listen, version))

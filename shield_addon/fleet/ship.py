@@ -1,0 +1,203 @@
+"""Shipping: a thread of the audit writer that copies the journal into the fleet database.
+
+In order and exactly once: each batch is one transaction that locks the proxy's row, skips
+what the database already has (its `shipped_seq`, the high-water mark), COPYs the rest and
+moves the mark. A re-sent batch is a no-op; the primary key (chain_id, seq) would refuse a
+duplicate anyway. Only rows on disk are shipped (the `committed` watermark), so the fleet
+never holds a row the journal could lose. While the database is away the journal keeps
+everything and the thread retries; shipping resumes from the database's mark.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import psycopg
+
+from shield_addon.core.model import AuditDir
+from shield_addon.fleet import db, schema
+from shield_addon.journal import Cursor, new_lines
+from shield_addon.segments import line_seq
+
+log = logging.getLogger("shield")
+
+INTERVAL = 0.2  # seconds between rounds when there is nothing to ship
+HEARTBEAT = 1.0  # seconds between heartbeats
+RETRY_MAX = 5.0  # seconds: the longest wait between two attempts to reach the database
+BATCH_BYTES = 8 << 20
+_COPY = "COPY chain_rows ({}) FROM STDIN".format(", ".join(schema.SHIP_COLUMNS))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a proxy registers under."""
+
+    name: str
+    host: str
+    listen: str
+    version: str
+
+
+class Diverged(RuntimeError):
+    """The database holds rows this journal does not continue: shipping them would fork the chain."""
+
+
+class Shipper:
+    def __init__(self, url: str, audit: AuditDir, chain_id: str, committed: Callable[[], int], identity: Identity,
+                 interval: float = INTERVAL) -> None:
+        self.url, self.audit, self.chain_id, self.committed = url, audit, chain_id, committed
+        self.identity, self.interval = identity, interval
+        self.con: psycopg.Connection | None = None
+        self.shipped = -1  # the database's mark, once known
+        self.head = ""  # row_hash at the mark
+        self.cursor = Cursor()
+        self.checkpoint_offset = 0
+        self.beat_at = 0.0
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shield-ship", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, final_wait: float = 5.0) -> None:
+        """Stop the thread, then try to ship what is left for up to `final_wait` seconds."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        deadline = time.monotonic() + final_wait
+        while time.monotonic() < deadline:
+            if self.attempt() and self.shipped >= self.committed():
+                break
+            time.sleep(0.2)
+        if self.con is not None:
+            self.con.close()
+
+    def _run(self) -> None:
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = self.interval if self.attempt() else min(RETRY_MAX, max(self.interval, wait * 2))
+
+    def attempt(self) -> bool:
+        """One round: connect if needed, ship a batch, beat. False when the database failed us."""
+        try:
+            if self.con is None:
+                self.connect()
+            while self.ship_batch():
+                if self._stop.is_set():
+                    break
+            self.ship_checkpoints()
+            self.heartbeat()
+        except (psycopg.Error, db.FleetError, Diverged, OSError) as e:
+            self.fail(e)
+            return False
+        if self.error is not None:
+            log.warning("shield: fleet database back; shipping resumed at seq %d", self.shipped)
+            self.error = None
+        return True
+
+    def fail(self, e: BaseException) -> None:
+        text = db.first_line(e)
+        if text != self.error:
+            log.warning("shield: cannot ship the journal to the fleet (the journal keeps every event): %s", text)
+        self.error = text
+        if self.con is not None:
+            try:
+                self.con.close()
+            except psycopg.Error:
+                pass
+            self.con = None
+
+    def connect(self) -> None:
+        con = db.connect(self.url)
+        try:
+            db.migrate(con)
+            i = self.identity
+            db.register(con, self.chain_id, i.name, i.host, i.listen, i.version)
+            mark = con.execute("SELECT p.shipped_seq, r.row_hash FROM proxies p LEFT JOIN chain_rows r "
+                               "ON r.chain_id = p.chain_id AND r.seq = p.shipped_seq WHERE p.chain_id = %s",
+                               (self.chain_id,)).fetchone()
+        except BaseException:
+            con.close()
+            raise
+        assert mark is not None
+        if mark[0] != self.shipped:
+            self.cursor = Cursor()  # resume from the database's mark, not from where this thread was
+        self.shipped, self.head = mark[0], mark[1] or ""
+        self.con = con
+
+    def ship_batch(self) -> bool:
+        """Ship the next batch of committed rows; True if there may be more."""
+        upto = self.committed()
+        if upto <= self.shipped:
+            if upto < self.shipped:
+                raise Diverged(f"the fleet holds seq {self.shipped} of chain {self.chain_id} but this journal "
+                               f"ends at {upto}")
+            return False
+        data = new_lines(self.audit.journal, self.shipped, upto, self.cursor, BATCH_BYTES)
+        lines = data.splitlines()
+        if not lines:
+            return False
+        assert self.con is not None
+        with self.con.transaction():
+            mark = self.con.execute("SELECT shipped_seq FROM proxies WHERE chain_id = %s FOR UPDATE",
+                                    (self.chain_id,)).fetchone()
+            have = mark[0] if mark else 0
+            rows = [(line, orjson.loads(line)) for line in lines if (line_seq(line) or 0) > have]
+            if not rows:
+                self.shipped = have
+                return True
+            first = rows[0][1]
+            if first["seq"] != have + 1 or (have and self.head and first["prev_hash"] != self.head):
+                raise Diverged(f"seq {first['seq']} of this journal does not continue the fleet's copy of chain "
+                               f"{self.chain_id} at seq {have}")
+            with self.con.cursor().copy(_COPY) as copy:  # type: ignore[arg-type] - our own constant SQL
+                for line, row in rows:
+                    copy.write_row(schema.pg_row(row, line.decode()))
+            last = rows[-1][1]
+            self.con.execute("UPDATE proxies SET shipped_seq = %s, journal_seq = greatest(journal_seq, %s), "
+                             "last_seen = now(), ship_error = NULL WHERE chain_id = %s",
+                             (last["seq"], upto, self.chain_id))
+        self.shipped, self.head = last["seq"], last["row_hash"]
+        return True
+
+    def ship_checkpoints(self) -> None:
+        """The signed checkpoints, beside the events they sign (never ahead of them)."""
+        path = self.audit.checkpoints
+        try:
+            with open(path, "rb") as f:
+                f.seek(self.checkpoint_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        taken, lines = 0, []
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                seq = orjson.loads(line).get("seq")
+            except (orjson.JSONDecodeError, AttributeError):
+                seq = None  # not a checkpoint: kept as it is, verify says so
+            if isinstance(seq, int) and seq > self.shipped:
+                break
+            lines.append((seq if isinstance(seq, int) else -1, line.rstrip(b"\n").decode("utf-8", "replace")))
+            taken += len(line)
+        if lines:
+            assert self.con is not None
+            with self.con.transaction(), self.con.cursor() as cur:
+                cur.executemany("INSERT INTO checkpoints (chain_id, seq, line) VALUES (%s, %s, %s) "
+                                "ON CONFLICT DO NOTHING", [(self.chain_id, s, text) for s, text in lines])
+        self.checkpoint_offset += taken
+
+    def heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self.beat_at < HEARTBEAT:
+            return
+        assert self.con is not None
+        self.con.execute("UPDATE proxies SET last_seen = now(), journal_seq = greatest(journal_seq, %s) "
+                         "WHERE chain_id = %s", (self.committed(), self.chain_id))
+        self.beat_at = now
