@@ -5,6 +5,7 @@ like mitmproxy's own defaults. Each owns one concern; shared state is passed exp
 from __future__ import annotations
 
 from shield_addon.addons.crashes import Crashes
+from shield_addon.addons.fleet import Fleet
 from shield_addon.addons.gate import Gate
 from shield_addon.addons.heap import Heap
 from shield_addon.addons.identity import Identity
@@ -16,6 +17,7 @@ from shield_addon.addons.tunnel import Tunnel
 # The rules load before the trail opens, so its first event names the rule set in force.
 trail = Trail()
 rulebook = Rulebook(trail)
-review = Review(trail, rulebook)
+fleet = Fleet(lambda: trail.link.chain_id if trail.link else "")
+review = Review(trail, rulebook, fleet)
 gate = Gate(trail, rulebook, review)
-addons = [rulebook, trail, review, Crashes(trail), gate, Tunnel(gate), Identity(), Heap()]  # Heap last: it freezes what they loaded
+addons = [fleet, rulebook, trail, review, Crashes(trail), gate, Tunnel(gate), Identity(), Heap()]  # Heap last: it freezes what they loaded

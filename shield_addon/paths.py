@@ -11,6 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 ADDON = PACKAGE / "addon.py"
 DEMO = PACKAGE / "demo.py"
+REVIEW_CONSOLE = PACKAGE / "review_console.py"
 
 # Created in the confdir on the first start when missing: mitmproxy's CA, the addon's
 # redaction key (addon.redaction_key) and checkpoint signing key (checkpoints.KEY_FILE).

@@ -181,6 +181,14 @@ class Book:
         self.by_key[key] = self.by_id[flow_id] = hold
         return Answer("wait", hold, new=True, expired=expired)
 
+    def used_elsewhere(self, hold: Hold) -> bool:
+        """A fleet: another proxy delivered this retry-mode hold's answer (used its approval)."""
+        if hold.key is None or self.by_key.get(hold.key) is not hold:
+            return False
+        hold.status = USED if hold.status == APPROVED else DELIVERED
+        del self.by_key[hold.key]
+        return True
+
     def unuse(self, hold: Hold) -> None:
         """The forward could not be recorded: give the approval back."""
         if hold.status == USED:

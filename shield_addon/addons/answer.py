@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import ctx, http
 
 from shield_addon import record, review, rules
-from shield_addon.addons.console import MARKERS, hold_comment, note, redraw
+from shield_addon.addons.console import DECIDED, MARKERS, hold_comment, note, redraw
 from shield_addon.core import credentials
 from shield_addon.flows import FlowState, forwarded_request, refuse, snapshot
 
@@ -53,15 +53,18 @@ class WaitAnswer:
         f.comment = hold_comment(state, rule, timeout, p.on_timeout,
                                  credentials.describe(f.request.headers.items(multi=True), o.trail.redactor.mark))
         redraw(f)  # the console shows it now
+        o.fleet.publish(hold, f.comment)
         try:
             await self.wait(hold, f)
         finally:
             o.wakes.pop(hold.hold_id, None)
             o.book.close(hold)
+        o.fleet.report(hold)
         await self.finish(hold, f, state, rule)
         f.marked = MARKERS.get(hold.decision or "", ":default:")
         why = f": {record.safe_text(hold.comment)}" if hold.comment else ""
         f.comment = f"{hold.decision} by {hold.reviewer or hold.via}{why} | {f.comment}"
+        f.metadata[DECIDED] = f"{hold.decision} by {hold.reviewer or hold.via}"
         if f.intercepted:
             f.resume()
         redraw(f)
@@ -86,8 +89,8 @@ class WaitAnswer:
         if hold.decision in (review.DENIED, review.TIMED_OUT) and not forward:
             error = "request denied by reviewer" if hold.decision == review.DENIED else "no reviewer decided in time"
             refuse(f, 403, hold.decision, error, rule, comment=hold.comment)
-        elif hold.decision == review.ABANDONED and f.killable:
-            f.kill()  # never send it, even if someone resumes it later
+        elif hold.decision in (review.ABANDONED, review.KILLED) and f.killable:
+            f.kill()  # never send it, even if someone resumes it later (a kill from another console of the fleet)
         state.refused = not forward
         edited = hold.decision == review.APPROVED and snapshot(f.request) != hold.before
         limit = ctx.options.shield_body_limit
@@ -109,10 +112,16 @@ class RetryAnswer:
         rule = state.verdict.enforced_rule if state.verdict else None
         p, timeout = policy(rule)
         meaning = review.meaning(f.request.headers.items(multi=True), state.verdict.actions if state.verdict else ())
-        key = review.hold_key(o.trail.redactor.key, state.agent, f.request.method, f.request.url,
+        key = review.hold_key(o.hold_secret, state.agent, f.request.method, f.request.url,
                               event["request_sha256"], meaning)
+        if elsewhere := await o.fleet.elsewhere(key):
+            return await self.from_fleet(f, state, event, key, *elsewhere)
         ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
                             p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None)
+        if ans.kind == "forward" and not await o.fleet.use(ans.hold):
+            note(ans.hold, "approval used by a retry on another proxy of the fleet")
+            ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
+                                p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None)
         if ans.expired is not None:
             o.trail.submit(o.event(ans.expired, review.EXPIRED, via="expiry"))
         hold = ans.hold
@@ -137,6 +146,36 @@ class RetryAnswer:
             return
         self.pending(f, state, hold, ans.new, rule, p, timeout)
 
+    async def from_fleet(self, f: http.HTTPFlow, state: FlowState, event: dict[str, Any], key: str, kind: str,
+                         row: Any) -> None:
+        """A retry whose hold is on another proxy of the fleet: its approval used here, its
+        denial delivered here, or still pending there."""
+        o = self.owner
+        rule = state.verdict.enforced_rule if state.verdict else None
+        event.update(hold_id=row.hold_id, hold_key=key,
+                     decision={"forward": review.APPROVED, "refuse": row.decision, "wait": None}[kind])
+        state.base["hold_id"] = row.hold_id
+        if not await o.trail.write(event, f):
+            state.refused = True
+            refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
+            return
+        by = f"{row.reviewer or 'rule'} on {row.decided_on or row.proxy}"
+        if kind == "forward":
+            f.comment = record.safe_text(f"approved retry of hold {row.hold_id[:8]} of proxy {row.proxy} (approved by {by})")
+            f.marked = MARKERS["approved"]
+            return
+        state.refused = True
+        if kind == "refuse":
+            refuse(f, 403, row.decision or "denied", "request denied by reviewer" if row.decision == review.DENIED
+                   else "no reviewer decided in time", rule, comment=row.reason, extra={"hold_id": row.hold_id})
+            return
+        p, _ = policy(rule)
+        refuse(f, 409, "pending", "held for a reviewer: retry the same request later", rule,
+               extra={"hold_id": row.hold_id, "retry_after": p.retry_after})
+        assert f.response is not None
+        f.response.headers["retry-after"] = str(p.retry_after)
+        f.comment = record.safe_text(f"retry of hold {row.hold_id[:8]}, pending on proxy {row.proxy}")
+
     def pending(self, f: http.HTTPFlow, state: FlowState, hold: review.Hold, new: bool, rule: rules.Rule | None,
                 p: rules.HoldPolicy, timeout: float | None) -> None:
         """Still undecided: 409 with Retry-After; the console shows the hold on its first flow."""
@@ -151,3 +190,5 @@ class RetryAnswer:
         hold.flow.comment = f"{hold_comment(state, rule, timeout, p.on_timeout, credential)} | retry mode, " \
                             f"{hold.attempts} attempt(s): approve with y, deny with N"
         redraw(hold.flow)
+        if new:
+            self.owner.fleet.publish(hold, hold.flow.comment)

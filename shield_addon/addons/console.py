@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 
 from mitmproxy import ctx, hooks
 from mitmproxy import flow as mflow
@@ -10,16 +12,33 @@ from mitmproxy import flow as mflow
 from shield_addon import actions, record, review, rules
 from shield_addon.flows import FlowState
 
+log = logging.getLogger("shield")
+
 MARKERS = {
     "held": ":hourglass:", "approved": ":white_check_mark:", "denied": ":no_entry:", "expired": ":alarm_clock:",
     "blocked": ":no_entry:", "killed": ":x:", "timed_out": ":alarm_clock:", "abandoned": ":ghost:",
 }
+DECIDED = "shield_decided"  # a flow's metadata: "approved by alice", once its hold is decided
 KEYS = (  # (key, command...): keys that are free in mitmproxy 11 and 12's flow list
     ("y", "shield.approve", "@focus"),
     ("Y", "shield.approve", "@all"),
     ("N", "console.command", "shield.deny", "@focus", ""),
     ("p", "shield.pending"),
 )
+
+
+def bind_keys() -> None:
+    """The reviewer's keys, on a console (mitmdump has none)."""
+    if "console.key.bind" in ctx.master.commands.commands:
+        for key, *cmd in KEYS:
+            ctx.master.commands.call("console.key.bind", ["flowlist", "flowview"], key, *cmd)
+
+
+def too_late(flows: Sequence[mflow.Flow], decision: str) -> None:
+    """Say so when a key decides a hold that another decision (here or on another console) ended."""
+    for f in flows:
+        if done := f.metadata.get(DECIDED):
+            log.warning("shield: flow %s was already %s: this %s is ignored", f.id[:8], done, decision)
 
 
 def redraw(f: mflow.Flow) -> None:

@@ -25,7 +25,9 @@ from mitmproxy.proxy import layer
 
 from shield_addon import record, review
 from shield_addon.addons.answer import RetryAnswer, WaitAnswer
-from shield_addon.addons.console import KEYS, MARKERS, note, redraw
+from shield_addon.addons.console import DECIDED, MARKERS, bind_keys, note, redraw, too_late
+from shield_addon.addons.fleet import Fleet
+from shield_addon.addons.fleet_holds import FleetHolds
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.streams import Streams
 from shield_addon.addons.trail import Trail
@@ -51,8 +53,10 @@ def killed(f: mflow.Flow) -> bool:
 
 
 class Review:
-    def __init__(self, trail: Trail, rules_: Rulebook) -> None:
+    def __init__(self, trail: Trail, rules_: Rulebook, fleet: Fleet | None = None) -> None:
         self.trail, self.rules = trail, rules_
+        self.remote = fleet or Fleet()  # the fleet's other holds, shown on this console
+        self.fleet = FleetHolds(self, self.remote)  # this proxy's holds in the fleet's queue
         self.book = review.Book()
         self.wakes: dict[str, asyncio.Event] = {}  # wait mode: the held hook's alarm
         self.wait, self.retry = WaitAnswer(self), RetryAnswer(self)
@@ -71,15 +75,16 @@ class Review:
         loader.add_option("shield_reviewer", str, "", "Reviewer name recorded with decisions (default: OS user).")
 
     def running(self) -> None:
-        if "console.key.bind" in ctx.master.commands.commands:
-            for key, *cmd in KEYS:
-                ctx.master.commands.call("console.key.bind", ["flowlist", "flowview"], key, *cmd)
+        bind_keys()
         self._ticker = asyncio.get_running_loop().create_task(self.tick())
 
     def update(self, flows: Sequence[mflow.Flow]) -> None:
         if self.book.waiting:  # mitmproxy calls this after every hook of every flow
             for f in flows:
                 self.observe(f)
+        if self.remote.remote:
+            for f in flows:
+                self.remote.observe(f)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         self.streams.next_layer(nextlayer)
@@ -93,15 +98,24 @@ class Review:
     @command.command("shield.approve")
     def approve(self, flows: Sequence[mflow.Flow]) -> None:
         """Approve held flows: they are forwarded once."""
-        n = sum(self.settle(h, review.APPROVED, reviewer(), "shield.approve") for h in self.undecided(flows))
-        log.warning("shield: approved %d held flow(s)", n)
+        log.warning("shield: approved %d held flow(s)", self.decide(flows, review.APPROVED, "shield.approve", None))
 
     @command.command("shield.deny")
     def deny(self, flows: Sequence[mflow.Flow], *reason: str) -> None:
         """Deny held flows; the agent gets a 403 with the reason."""
         comment = " ".join(reason).strip() or None
-        n = sum(self.settle(h, review.DENIED, reviewer(), "shield.deny", comment) for h in self.undecided(flows))
-        log.warning("shield: denied %d held flow(s)", n)
+        log.warning("shield: denied %d held flow(s)", self.decide(flows, review.DENIED, "shield.deny", comment))
+
+    def decide(self, flows: Sequence[mflow.Flow], decision: str, via: str, comment: str | None) -> int:
+        """This console's decision on held flows: this proxy's, and the fleet's other ones (which
+        are decided in the fleet database, where the first decision wins)."""
+        who, holds = reviewer(), self.undecided(flows)
+        too_late(flows, via.removeprefix("shield."))
+        n = self.remote.decide(flows, decision, who, comment)
+        if self.fleet.on:
+            self.fleet.decide(holds, decision, who, via, comment)
+            return n + len(holds)
+        return n + sum(self.settle(h, decision, who, via, comment) for h in holds)
 
     @command.command("shield.pending")
     def pending(self) -> None:
@@ -112,6 +126,7 @@ class Review:
         for h in holds:
             log.warning("  %4ds  %s %s  %s", now - h.created, h.flow.request.method,
                         record.safe_text(h.flow.request.pretty_url), record.safe_text(h.flow.comment))
+        self.remote.pending()
 
     def observe(self, f: mflow.Flow) -> None:
         """Turn what mitmproxy's own commands did to a held flow into a decision."""
@@ -148,8 +163,10 @@ class Review:
                 wake.set()  # the held hook answers the agent and records the decision
             return True
         self.trail.submit(self.event(hold, decision))
+        self.fleet.report(hold)
         if hold.flow is not None:
             hold.flow.marked = MARKERS.get(decision, ":default:")
+            hold.flow.metadata[DECIDED] = f"{decision} by {hold.reviewer}"
             hold.flow.comment = f"{decision} by {hold.reviewer}; " + (
                 "forwarded when the agent retries" if decision == review.APPROVED else "told on the next retry")
             redraw(hold.flow)
@@ -183,8 +200,14 @@ class Review:
             await asyncio.sleep(1)
             for hold, change in self.book.tick(time.time()):
                 self.trail.submit(self.event(hold, change, via="timeout"))
+                self.fleet.report(hold)
                 note(hold, "approval expired unused" if change == review.EXPIRED
                           else f"{change} (no decision in time)", MARKERS.get(change))
+
+    @property
+    def hold_secret(self) -> bytes:
+        """What retry keys are made with: the fleet's, so a retry on any member finds its approval."""
+        return self.remote.secret or self.trail.redactor.key
 
     def show(self, f: http.HTTPFlow, hold: review.Hold) -> None:
         """Link a flow to its hold on the console."""

@@ -59,9 +59,6 @@ class Trail:
         loader.add_option("shield_ingest_interval", int, 1, "Seconds between journal -> audit.duckdb batches.")
         loader.add_option("shield_checkpoint_events", int, 1000, "Sign the chain's head at least every N events.")
         loader.add_option("shield_checkpoint_seconds", int, 60, "... and every N seconds while events arrive.")
-        loader.add_option("shield_fleet", str, "",
-                          "PostgreSQL URL of a fleet to join (default: $SHIELD_FLEET; empty: this proxy stands alone).")
-        loader.add_option("shield_proxy_name", str, "", "This proxy's name in the fleet (default: host:port).")
 
     def configure(self, updated: set[str]) -> None:
         if "confdir" in updated:

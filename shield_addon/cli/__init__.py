@@ -26,6 +26,7 @@ COMMANDS = {  # command -> (module in this package, function)
     "verify": ("data", "cmd_verify"), "key": ("data", "cmd_key"), "export": ("data", "cmd_export"),
     "report": ("data", "cmd_report"), "rules": ("rules", "cmd_rules"), "agents": ("credentials", "cmd_agents"),
     "env": ("credentials", "cmd_env"), "ca": ("credentials", "cmd_ca"), "run": ("proxy", "cmd_run"), "demo": ("proxy", "cmd_demo"),
+    "review": ("proxy", "cmd_review"),
 }
 
 
@@ -37,7 +38,7 @@ def command(name: str) -> Callable[..., int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["run"], ["demo"]):  # the unknown arguments are mitmproxy's
+    if argv[:1] in (["run"], ["demo"], ["review"]):  # the unknown arguments are mitmproxy's
         args, extra = parser.parse_known_args(argv)
         return command(argv[0])(args, extra)
     args = parser.parse_args(argv)

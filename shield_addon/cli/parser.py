@@ -148,6 +148,15 @@ def _proxy_commands(sub: Subparsers, conf: argparse.ArgumentParser) -> None:
                    help="rules loaded after the rule set: strict holds first contacts with a host, unparsed "
                         "requests and anything no rule names (docs/rules.md#strict-profile)")
 
+    v = sub.add_parser("review", parents=[conf], help="a console over every pending hold of a fleet (--fleet URL)",
+                       description="Open mitmproxy's console on the fleet's pending holds, from every proxy: the same keys "
+                                   "(y approve, N deny with a reason, X kill). The first decision anywhere wins; the "
+                                   "proxy that holds the request applies it. Unknown arguments go to mitmproxy.")
+    v.add_argument("--fleet", default=os.environ.get("SHIELD_FLEET", ""),
+                   help="the fleet's PostgreSQL URL (default: $SHIELD_FLEET)")
+    v.add_argument("--reviewer", help="name recorded with this console's decisions (default: the OS user)")
+    v.add_argument("--headless", action="store_true", help="mitmdump: no console (decide through commands)")
+
     d = sub.add_parser("demo", help="a scripted agent against a fake API: holds, a denial, the timeline",
                        description="Start the proxy with the bundled rules, a fake production API (Kubernetes-, SQL- and "
                                    "payments-like) and a scripted agent that reads, deletes a deployment in prod (held), "

@@ -43,6 +43,23 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return tool(argv) or 0
 
 
+def cmd_review(args: argparse.Namespace, extra: list[str]) -> int:
+    from mitmproxy.tools import main as mitm
+
+    if not args.fleet:
+        print("shield: review needs the fleet's URL: --fleet postgresql://... or SHIELD_FLEET", file=sys.stderr)
+        return EXIT_USAGE
+    # No proxy server: this console holds nothing, it only decides the fleet's holds. The URL
+    # goes by the environment: a password in it must not show in `ps`.
+    os.environ["SHIELD_FLEET"] = args.fleet
+    argv = ["-s", str(paths.REVIEW_CONSOLE), "--set", "server=false"]
+    if args.confdir:
+        argv += ["--set", f"confdir={args.confdir}"]
+    if args.reviewer:
+        argv += ["--set", f"shield_reviewer={args.reviewer}"]
+    return (mitm.mitmdump if args.headless else mitm.mitmproxy)([*argv, *extra]) or 0
+
+
 def with_profile(extra: list[str], profile: str | None) -> list[str]:
     """mitmproxy's arguments with the profile's rules loaded after the rule set in force (the
     bundled packs, or `--set shield_rules=X`). mitmproxy keeps neither of two `--set` of one

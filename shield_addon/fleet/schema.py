@@ -64,7 +64,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             hold_key text,
             agent text, method text, url text, summary text, rule_id text,
             created_at timestamptz NOT NULL DEFAULT now(),
-            deadline timestamptz,
+            deadline timestamptz, approval_ttl double precision,
             decision text, reviewer text, decided_at timestamptz, reason text, decided_on text,
             applied_at timestamptz,
             expires_at timestamptz, used_at timestamptz, used_by text,

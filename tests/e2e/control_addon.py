@@ -21,6 +21,11 @@ class Control:
     def requestheaders(self, flow):  # before shield's `request` hook holds the flow
         self.flows[flow.id] = flow
 
+    def update(self, flows):  # a fleet's holds of other proxies appear as flows of their own
+        for flow in flows:
+            if "shield_fleet_hold" in flow.metadata:
+                self.flows.setdefault(flow.id, flow)
+
     async def running(self):
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
         port = self.server.sockets[0].getsockname()[1]

@@ -1,0 +1,47 @@
+"""Real fleets for the tests: proxies that share one PostgreSQL, and `shield review --fleet`."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from scripts.harness import SHIELD, Proxy, child_env, wait_for
+from tests.e2e.harness import HERE, start_proxy
+
+
+def fleet_proxy(tmp: Path, url: str, name: str, *extra: str, upstream_ca: Path | None = None) -> Proxy:
+    """A proxy of the fleet at `url`, with the tests' rules and control addon; agents name
+    themselves (proxyauth=any)."""
+    d = tmp / name
+    d.mkdir(exist_ok=True)
+    return start_proxy(d, "--set", f"shield_fleet={url}", "--set", f"shield_proxy_name={name}",
+                       "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any", *extra,
+                       upstream_ca=upstream_ca)
+
+
+def review_console(tmp: Path, url: str, reviewer: str) -> Proxy:
+    """`shield review --fleet URL --headless` with the tests' control addon: its commands are
+    the console's keys."""
+    d = tmp / f"review-{reviewer}"
+    d.mkdir(exist_ok=True)
+    log, control = d / "review.log", d / "control-port"
+    args = [*SHIELD, "review", "--fleet", url, "--headless", "--reviewer", reviewer, "--confdir", str(d / "conf"),
+            "-s", str(HERE / "control_addon.py")]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=d,
+                                env=child_env(PYTHONUNBUFFERED="1", SHIELD_TEST_CONTROL_FILE=str(control)))
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"shield review exited {proc.returncode}:\n{log.read_text()}")
+        return control.exists()
+
+    wait_for(ready, 30, "shield review to start")
+    return Proxy(proc, 0, d / "conf", d, log, control)
+
+
+def holds(url: str, where: str = "true") -> list[dict]:
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as con:
+        return con.execute(f"SELECT * FROM holds WHERE {where} ORDER BY created_at").fetchall()  # type: ignore[arg-type]

@@ -1,0 +1,188 @@
+"""One approval queue for three real proxies and a `shield review --fleet` console, on a real
+PostgreSQL: a hold anywhere is seen everywhere, the first decision wins, the holder applies it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts import postgres
+from scripts.harness import Proxy, wait_for
+from tests.e2e.conftest import client, upstream  # noqa: F401 - the fixture
+from tests.e2e.harness import Upstream
+from tests.fleet.fleet_harness import fleet_proxy, holds, review_console
+
+
+@dataclass
+class Fleet:
+    url: str
+    a: Proxy
+    b: Proxy
+    c: Proxy
+    review: Proxy
+
+
+@pytest.fixture(scope="module")
+def fleet(pg: postgres.Postgres, tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Fleet]:  # noqa: F811
+    tmp, url = tmp_path_factory.mktemp("fleet"), pg.database()
+    members = [fleet_proxy(tmp, url, name, upstream_ca=upstream.ca_file) for name in "abc"]
+    review = review_console(tmp, url, "rita")
+    yield Fleet(url, *members, review)
+    for p in (*members, review):
+        p.stop()
+
+
+class Held:
+    """A wait-mode request held on a proxy, answered on a thread of its own."""
+
+    def __init__(self, proxy: Proxy, url: str, agent: str = "deploy-bot") -> None:
+        self.response: httpx.Response | None = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self.send, args=(proxy, url, agent), daemon=True)
+        self.thread.start()
+
+    def send(self, proxy: Proxy, url: str, agent: str) -> None:
+        try:
+            with client(proxy, agent, timeout=30) as c:
+                self.response = c.delete(url)
+        except httpx.HTTPError as e:
+            self.error = e
+
+    def answer(self) -> httpx.Response | Exception:
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "the held request was never answered"
+        return self.response or self.error  # type: ignore[return-value]
+
+
+def visible(member: Proxy, path: str) -> float:
+    """Seconds until `member`'s console lists another proxy's hold of `path` as held."""
+    t0 = time.monotonic()
+    wait_for(lambda: member.command("count", f"~u {path}")["held"] >= 1, 5, f"{path} held on {member.control_file}")
+    return time.monotonic() - t0
+
+
+def decision_of(proxy: Proxy, path: str) -> dict:
+    return proxy.flow_events(path, "decision")[0]
+
+
+def test_a_hold_is_seen_on_every_console_approved_from_review_and_forwarded_once(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/hold/fleet-approve"
+    held = Held(fleet.a, upstream.url(path))
+    fleet.a.wait_held(f"~u {path}")
+    assert visible(fleet.review, path) < 2 and visible(fleet.b, path) < 2
+    [line] = fleet.b.command("comments", f"~u {path}")["comments"]
+    assert line.startswith("on proxy a, held ") and "agent deploy-bot" in line and "rule hold-path" in line
+    fleet.review.command("shield.approve", f"~u {path}", held=True)
+    r = held.answer()
+    assert isinstance(r, httpx.Response) and r.status_code == 200
+    assert len(upstream.hits_for(path)) == 1
+    d = decision_of(fleet.a, path)
+    assert (d["decision"], d["reviewer"], d["agent"]) == ("approved", "rita", "deploy-bot")
+    assert d["operation"].startswith("fleet:review console")
+    # B's reviewer presses y later: ignored, and B's log says so; nothing more is forwarded.
+    fleet.b.command("shield.approve", f"~u {path}")
+    wait_for(lambda: "already approved by rita" in fleet.b.log.read_text(), 5, "B to say the hold was decided")
+    [row] = holds(fleet.url, f"url LIKE '%{path}'")
+    assert (row["decision"], row["reviewer"], row["proxy"]) == ("approved", "rita", "a") and row["applied_at"]
+    assert len(upstream.hits_for(path)) == 1 and len(fleet.a.events(f"path = '{path}' AND stage = 'decision'")) == 1
+
+
+def test_a_denial_with_a_reason_from_another_proxys_console(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/hold/fleet-deny"
+    held = Held(fleet.a, upstream.url(path))
+    fleet.a.wait_held(f"~u {path}")
+    visible(fleet.b, path)
+    fleet.b.command("shield.deny", f"~u {path}", "wrong", "cluster", held=True)
+    r = held.answer()
+    assert isinstance(r, httpx.Response) and r.status_code == 403
+    assert r.json()["decision"] == "denied" and "wrong cluster" in r.text
+    assert upstream.hits_for(path) == []
+    d = decision_of(fleet.a, path)
+    assert (d["decision"], d["reviewer_comment"], d["operation"]) == ("denied", "wrong cluster", "fleet:b")
+
+
+def test_two_consoles_deciding_at_once_one_decision_wins_everywhere(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/hold/fleet-race"
+    held = Held(fleet.a, upstream.url(path))
+    fleet.a.wait_held(f"~u {path}")
+    visible(fleet.b, path)
+    visible(fleet.c, path)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda job: job(), [lambda: fleet.b.command("shield.approve", f"~u {path}", held=True),
+                                          lambda: fleet.c.command("shield.deny", f"~u {path}", "no", held=True)]))
+    r = held.answer()
+    [row] = holds(fleet.url, f"url LIKE '%{path}'")
+    assert isinstance(r, httpx.Response) and r.status_code == (200 if row["decision"] == "approved" else 403)
+    assert len(upstream.hits_for(path)) == (1 if row["decision"] == "approved" else 0)
+    [d] = fleet.a.flow_events(path, "decision")
+    assert (d["decision"], d["operation"]) == (row["decision"], f"fleet:{row['decided_on']}")
+    loser = fleet.c if row["decided_on"] == "b" else fleet.b
+    wait_for(lambda: f"already {row['decision']}" in loser.log.read_text(), 5, "the losing console to say so")
+
+
+def test_x_on_another_console_kills_the_hold(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/hold/fleet-kill"
+    held = Held(fleet.a, upstream.url(path))
+    fleet.a.wait_held(f"~u {path}")
+    visible(fleet.c, path)
+    fleet.c.command("flow.kill", f"~u {path}", held=True)
+    assert isinstance(held.answer(), httpx.HTTPError)
+    assert upstream.hits_for(path) == []
+    d = decision_of(fleet.a, path)
+    assert (d["decision"], d["operation"]) == ("killed", "fleet:c")
+
+
+def test_a_retry_mode_approval_is_used_through_another_proxy_once(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/retry/fleet-1"
+    url = upstream.url(path, tls=True)
+
+    def send(proxy: Proxy) -> httpx.Response:
+        with client(proxy, "deploy-bot", timeout=5) as c:
+            return c.post(url, content=b'{"replicas": 0}', headers={"content-type": "application/json"})
+
+    first = send(fleet.a)
+    assert first.status_code == 409
+    hold_id = first.json()["hold_id"]
+    # Still pending: a retry through B is told to wait on the same hold, not given one of its own.
+    again = send(fleet.b)
+    assert again.status_code == 409 and again.json()["hold_id"] == hold_id
+    visible(fleet.c, path)
+    fleet.c.command("shield.approve", f"~u {path}", held=True)
+    wait_for(lambda: holds(fleet.url, f"hold_id = '{hold_id}' AND applied_at IS NOT NULL"), 5, "A to apply it")
+    used = send(fleet.b)
+    assert used.status_code == 200 and len(upstream.hits_for(path)) == 1
+    [ev] = [e for e in fleet.b.flow_events(path, "request", n=2) if e["decision"] == "approved"]
+    assert ev["hold_id"] == hold_id
+    # Used once, fleet-wide: the same request through A or B is a new hold now.
+    for proxy in (fleet.a, fleet.b):
+        r = send(proxy)
+        assert r.status_code == 409 and r.json()["hold_id"] != hold_id
+    assert len(upstream.hits_for(path)) == 1
+    [row] = holds(fleet.url, f"hold_id = '{hold_id}'")
+    assert (row["decision"], row["decided_on"], row["used_by"]) == ("approved", "c", "b")
+    d = decision_of(fleet.a, path)
+    assert (d["decision"], d["hold_id"], d["operation"]) == ("approved", hold_id, "fleet:c")
+
+
+def test_without_the_database_a_proxy_still_decides_its_own_holds(pg: postgres.Postgres, tmp_path: Path,
+                                                                  upstream: Upstream) -> None:  # noqa: F811
+    a = fleet_proxy(tmp_path, pg.database(), "alone", upstream_ca=upstream.ca_file)
+    pg.stop()  # the whole server: its sessions are cut, new ones refused
+    try:
+        path = "/hold/fleet-offline"
+        held = Held(a, upstream.url(path))
+        a.wait_held(f"~u {path}")
+        a.command("shield.approve", f"~u {path}", held=True)
+        r = held.answer()
+        assert isinstance(r, httpx.Response) and r.status_code == 200
+        assert decision_of(a, path)["operation"] == "shield.approve"
+    finally:
+        pg.start()
+        a.stop()
