@@ -121,7 +121,8 @@ class Fleet:
         f = self.remote.get(row.hold_id)
         if f is None:
             f = self.remote[row.hold_id] = remote_flow(row)
-            if view := ctx.master.addons.get("view"):
+            view = ctx.master.addons.get("view")
+            if view is not None:  # a console (mitmdump has no view); an empty View is falsy
                 view.add([f])
         if f.intercepted:
             f.comment = remote_comment(row, now)

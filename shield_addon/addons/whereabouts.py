@@ -15,10 +15,11 @@ from shield_addon import actions
 from shield_addon.actions.common import split_target
 from shield_addon.core import hosts
 from shield_addon.core.context import Context
+from shield_addon.fleet import fleet_url
 from shield_addon.flows import judged_flow
 
 RESOLVE_SECONDS = 2.0
-LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port"}
+LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port", "shield_fleet"}
 
 
 class Whereabouts:
@@ -63,6 +64,10 @@ class Whereabouts:
                 pass
             if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
                 addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
+            if url := fleet_url(ctx.options.shield_fleet):  # ... and through the fleet's database too
+                from shield_addon.fleet.db import addresses
+
+                addrs += addresses(url)
             self._own = frozenset(addrs) if addrs else None
         return self._own or frozenset()
 

@@ -18,7 +18,7 @@ TCP = "TCP"  # the method of a raw TCP stream's view: rules allow one with `meth
 CONNECT = "CONNECT"
 
 PROXY_ITSELF = Rule(id="builtin:proxy-itself", action="deny", severity="critical",
-                    message="Agents may not send requests to the proxy or its web UI")
+                    message="Agents may not send requests to the proxy, its web UI or its fleet database")
 MALFORMED = Rule(id="builtin:malformed-header", action="deny", severity="high",
                  message="A header value contains CR, LF or NUL")
 DESTINATION_MISMATCH = Rule(id="builtin:destination-mismatch", action="deny", severity="high",

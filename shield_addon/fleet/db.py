@@ -4,10 +4,12 @@ a proxy's row in `proxies`.
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from shield_addon.fleet import schema, shown
 
@@ -81,3 +83,20 @@ def register(con: psycopg.Connection, chain_id: str, name: str, host: str, liste
            ON CONFLICT (chain_id) DO UPDATE SET name = excluded.name, host = excluded.host,
                listen = excluded.listen, version = excluded.version, started_at = now(), last_seen = now()""",
         (chain_id, name, host, listen, version))
+
+
+def addresses(url: str) -> list[tuple[str, int]]:
+    """Where the fleet database listens (TCP only: a Unix socket is out of an agent's reach).
+    Agents must never reach it: through it one could approve its own holds."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return []
+    names = [h for key in ("host", "hostaddr") for h in (info.get(key) or os.environ.get("PG" + key.upper(), "")).split(",")]
+    ports = (info.get("port") or os.environ.get("PGPORT") or "").split(",")
+    found = []
+    for i, name in enumerate(names):
+        port = ports[i] if len(ports) > 1 and i < len(ports) else ports[0]
+        if name and not name.startswith("/"):
+            found.append((name, int(port) if port.isdigit() else 5432))
+    return found

@@ -97,6 +97,9 @@ class Queue:
                 await self.drop(e)
                 wait = min(RETRY_MAX, max(0.5, wait * 2))
                 await asyncio.sleep(wait)
+            except Exception:  # a bug of ours on one wake-up must not end the queue for good
+                log.exception("shield: fleet approval queue: sync failed")
+                await asyncio.sleep(POLL)
 
     async def connect(self) -> None:
         async def one() -> psycopg.AsyncConnection:

@@ -17,6 +17,7 @@ from scripts import postgres
 from scripts.harness import Proxy, wait_for
 from tests.e2e.conftest import client, upstream  # noqa: F401 - the fixture
 from tests.e2e.harness import Upstream
+from tests.e2e.protocols.clients import connect_tunnel
 from tests.fleet.fleet_harness import fleet_proxy, holds, review_console
 
 
@@ -186,3 +187,20 @@ def test_without_the_database_a_proxy_still_decides_its_own_holds(pg: postgres.P
     finally:
         pg.start()
         a.stop()
+
+
+@pytest.mark.parametrize("spelling", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+def test_agents_cannot_reach_the_fleet_database(fleet: Fleet, pg: postgres.Postgres, spelling: str) -> None:
+    """Through the database an agent could approve its own holds: a tunnel to it, or a
+    request to it, is refused like one to the proxy itself, however the address is spelled."""
+    target = f"{spelling}:{pg.port}"
+    s, answer = connect_tunnel(fleet.a.port, target, "sneaky-bot")
+    with s:
+        while b"builtin:proxy-itself" not in answer and (chunk := s.recv(4096)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 403") and b"builtin:proxy-itself" in answer
+    if spelling.startswith("["):
+        return  # mitmproxy itself answers 400 to a request for a mapped address: nothing reaches the database
+    with client(fleet.a, "sneaky-bot", timeout=10) as c:
+        r = c.get(f"http://{target}/")
+    assert r.status_code == 403 and r.json()["rule"] == "builtin:proxy-itself"

@@ -16,6 +16,7 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
+from shield_addon.addons.fleet import Fleet
 from shield_addon.addons.gate import Gate
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
@@ -30,10 +31,11 @@ class Shield:
 
     def __init__(self) -> None:
         self.trail = Trail()
+        self.fleet = Fleet()
         self.rulebook = Rulebook(self.trail)
-        self.review = Review(self.trail, self.rulebook)
+        self.review = Review(self.trail, self.rulebook, self.fleet)
         self.gate = Gate(self.trail, self.rulebook, self.review)
-        self.addons = [self.rulebook, self.trail, self.review, self.gate]
+        self.addons = [self.fleet, self.rulebook, self.trail, self.review, self.gate]
         self.request, self.requestheaders, self.websocket_message = self.gate.request, self.gate.requestheaders, \
             self.gate.websocket_message
         self.client_disconnected, self.load_rules = self.review.client_disconnected, self.rulebook.reload
