@@ -23,6 +23,13 @@ class Reviewer:
     def requestheaders(self, flow):  # before shield's `request` hook holds the flow
         self.flows[flow.id] = flow
 
+    def update(self, flows):  # a fleet's holds of other proxies appear as flows of their own
+        for flow in flows:
+            if "shield_fleet_hold" in flow.metadata and flow.intercepted:
+                self.flows[flow.id] = flow
+            elif "shield_fleet_hold" in flow.metadata:
+                self.flows.pop(flow.id, None)
+
     def response(self, flow):
         if flow.websocket is None:
             self.flows.pop(flow.id, None)

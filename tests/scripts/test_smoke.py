@@ -82,3 +82,9 @@ def test_bench_trail_smoke() -> None:
     out = run("bench_trail.py", "--smoke")
     for part in ("ordinary GET with a query:", "KiB path:", "headers of 1 KB:", "held, then abandoned:"):
         assert part in out, part
+
+
+@pytest.mark.timeout(180)
+def test_bench_queue_smoke() -> None:
+    out = run("bench_queue.py", "--smoke")
+    assert "listed on B's console: p50" in out and "answered on A: p50" in out
