@@ -80,9 +80,8 @@ def main() -> int:
             for i in range(n):
                 path = f"/hold/{i}"
                 done = threading.Event()
-                thread = threading.Thread(target=lambda p=path: (agent.delete(f"http://127.0.0.1:"
-                                                                              f"{upstream.server_address[1]}{p}"),
-                                                                 done.set()))
+                target = f"http://127.0.0.1:{upstream.server_address[1]}{path}"
+                thread = threading.Thread(target=lambda t=target, d=done: (agent.delete(t), d.set()))
                 t0 = time.monotonic()
                 thread.start()
                 wait_for(lambda p=path: b.command("count", f"~u {p}$")["held"], 10, f"{path} listed on B")

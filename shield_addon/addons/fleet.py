@@ -84,6 +84,7 @@ class Fleet:
 
         name = proxy_name() if self.chain_id() else f"review console on {socket.gethostname()}"
         self.queue = Queue(self.url, self.chain_id(), name, self.sync)
+        self.queue.listen = listening()
         self.task = asyncio.get_running_loop().create_task(self.queue.run())
 
     async def done(self) -> None:
@@ -192,6 +193,15 @@ class Fleet:
         elif not f.intercepted and f.live:
             f.metadata["shield_sent"] = True
             self.spawn(self.decide_remote(f, "approved", reviewer(), None))
+
+
+def listening() -> str:
+    """The addresses the proxy is bound to, as `host:port, ...` (empty for a console that holds nothing)."""
+    server = ctx.master.addons.get("proxyserver")
+    try:
+        return ", ".join(f"{a[0]}:{a[1]}" for a in server.listen_addrs()) if server else ""
+    except Exception:  # noqa: BLE001 - not listening (server=false): nothing to say
+        return ""
 
 
 def fetch_secret(url: str) -> bytes | None:

@@ -27,6 +27,7 @@ FLEET_VIA = "fleet"  # a decision event's `operation` for a decision taken on an
 class FleetHolds:
     def __init__(self, owner: Review, fleet: Fleet) -> None:
         self.owner, self.fleet = owner, fleet
+        self.published: set[str] = set()  # holds the fleet has (a hold opened while it was away is not there)
         fleet.syncs.append(self.sync)
 
     @property
@@ -36,10 +37,14 @@ class FleetHolds:
     def publish(self, hold: review.Hold, summary: str) -> None:
         if self.fleet.queue is None:
             return
+        self.fleet.spawn(self.send(hold, summary))
+
+    async def send(self, hold: review.Hold, summary: str) -> None:
         base = hold.base
-        self.fleet.spawn(self.fleet.queue.publish(
+        await self.fleet.queue.publish(
             hold.hold_id, hold.mode, hold.key, hold.agent, base.get("method") or "", base.get("url") or "", summary,
-            hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None))
+            hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None)
+        self.published.add(hold.hold_id)
 
     def decide(self, holds: list[review.Hold], decision: str, who: str, via: str, comment: str | None) -> None:
         for hold in holds:
@@ -84,6 +89,10 @@ class FleetHolds:
 
     async def sync(self) -> None:
         queue = self.fleet.queue
+        for hold in self.owner.book.pending():  # opened while the database was away: the fleet sees them now
+            if hold.hold_id not in self.published and hold.flow is not None:
+                await self.send(hold, hold.flow.comment)
+        self.published &= {h.hold_id for h in self.owner.book.by_id.values()}
         rows = await queue.to_apply()
         for row in rows:
             self.apply(row)

@@ -75,14 +75,18 @@ def fleet_secret(con: psycopg.Connection) -> bytes:
     return bytes(row[0])
 
 
-def register(con: psycopg.Connection, chain_id: str, name: str, host: str, listen: str, version: str) -> None:
-    """This proxy's row: who it is and where; its heartbeat and shipping figures follow."""
+def register(con: psycopg.Connection, chain_id: str, name: str, host: str, listen: str, version: str,
+             started: float) -> None:
+    """This proxy's row: who it is and where; its heartbeat and shipping figures follow. The
+    running proxy corrects `listen` with the addresses it is bound to (a port 0 is chosen late)."""
     con.execute(
         """INSERT INTO proxies (chain_id, name, host, listen, version, started_at, last_seen)
-           VALUES (%s, %s, %s, %s, %s, now(), now())
+           VALUES (%s, %s, %s, %s, %s, to_timestamp(%s), now())
            ON CONFLICT (chain_id) DO UPDATE SET name = excluded.name, host = excluded.host,
-               listen = excluded.listen, version = excluded.version, started_at = now(), last_seen = now()""",
-        (chain_id, name, host, listen, version))
+               version = excluded.version, started_at = excluded.started_at, last_seen = now(),
+               listen = CASE WHEN proxies.started_at = excluded.started_at THEN proxies.listen
+                             ELSE excluded.listen END""",
+        (chain_id, name, host, listen, version, started))
 
 
 def addresses(url: str) -> list[tuple[str, int]]:

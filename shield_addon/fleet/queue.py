@@ -75,6 +75,8 @@ class Queue:
         self.listener: psycopg.AsyncConnection | None = None
         self.lock = asyncio.Lock()  # one statement at a time on `con`
         self.error: str | None = None
+        self.connected_once = False
+        self.listen = ""  # where this member listens, once known
 
     @property
     def up(self) -> bool:
@@ -115,6 +117,11 @@ class Queue:
         if self.error is not None:
             log.warning("shield: fleet approval queue back")
         self.error = None
+        if self.chain_id and self.listen:
+            await self.execute("UPDATE proxies SET listen = %s WHERE chain_id = %s", (self.listen, self.chain_id))
+        if self.chain_id and not self.connected_once:
+            await self.orphans()
+        self.connected_once = True
 
     async def drop(self, e: BaseException) -> None:
         text = first_line(e)

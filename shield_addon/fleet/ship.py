@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import psycopg
@@ -41,6 +41,7 @@ class Identity:
     host: str
     listen: str
     version: str
+    started: float = field(default_factory=time.time)
 
 
 class Diverged(RuntimeError):
@@ -117,7 +118,7 @@ class Shipper:
         try:
             db.migrate(con)
             i = self.identity
-            db.register(con, self.chain_id, i.name, i.host, i.listen, i.version)
+            db.register(con, self.chain_id, i.name, i.host, i.listen, i.version, i.started)
             mark = con.execute("SELECT p.shipped_seq, r.row_hash FROM proxies p LEFT JOIN chain_rows r "
                                "ON r.chain_id = p.chain_id AND r.seq = p.shipped_seq WHERE p.chain_id = %s",
                                (self.chain_id,)).fetchone()

@@ -174,7 +174,8 @@ def test_a_retry_mode_approval_is_used_through_another_proxy_once(fleet: Fleet, 
 
 def test_without_the_database_a_proxy_still_decides_its_own_holds(pg: postgres.Postgres, tmp_path: Path,
                                                                   upstream: Upstream) -> None:  # noqa: F811
-    a = fleet_proxy(tmp_path, pg.database(), "alone", upstream_ca=upstream.ca_file)
+    url = pg.database()
+    a = fleet_proxy(tmp_path, url, "alone", upstream_ca=upstream.ca_file)
     pg.stop()  # the whole server: its sessions are cut, new ones refused
     try:
         path = "/hold/fleet-offline"
@@ -184,8 +185,20 @@ def test_without_the_database_a_proxy_still_decides_its_own_holds(pg: postgres.P
         r = held.answer()
         assert isinstance(r, httpx.Response) and r.status_code == 200
         assert decision_of(a, path)["operation"] == "shield.approve"
+        # A hold opened while the database is away reaches the fleet's queue once it is back.
+        later = Held(a, upstream.url(path + "-later"))
+        a.wait_held(f"~u {path}-later")
     finally:
         pg.start()
+    try:
+        [row] = wait_for(lambda: holds(url, f"url LIKE '%{path}-later'"), 15, "the hold published after the outage")
+        assert (row["proxy"], row["decision"]) == ("alone", None)
+        a.command("shield.deny", f"~u {path}-later", "after", "the", "outage", held=True)
+        r = later.answer()
+        assert isinstance(r, httpx.Response) and r.status_code == 403
+        [row] = holds(url, f"url LIKE '%{path}-later'")
+        assert (row["decision"], row["reason"], row["decided_on"]) == ("denied", "after the outage", "alone")
+    finally:
         a.stop()
 
 
