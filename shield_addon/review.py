@@ -37,6 +37,7 @@ APPROVED, DENIED, TIMED_OUT, EXPIRED = (Decision.APPROVED.value, Decision.DENIED
                                         Decision.TIMED_OUT.value, Decision.EXPIRED.value)
 KILLED, ABANDONED = Decision.KILLED.value, Decision.ABANDONED.value
 WAIT, RETRY = "wait", "retry"
+COUNTED, RELEASED, AGAIN, LATE = "counted", "released", "again", "late"  # Book.approve's answers
 
 
 def hold_key(secret: bytes, agent: str, method: str, url: str, body_sha256: str | None, meaning: str = "") -> str:
@@ -99,6 +100,8 @@ class Hold:
     decided_at: float | None = None
     comment: str | None = None
     expires: float | None = None  # retry mode: an approval's end
+    needed: int = 1  # distinct approvals that release it (the two-person rule: 2)
+    approvers: list[str] = field(default_factory=list)  # who approved so far, in order
     base: dict[str, Any] = field(default_factory=dict, repr=False)  # the columns its events repeat
     flow: Any = field(default=None, repr=False, compare=False)  # the console's flow for it
     before: Any = field(default=None, repr=False, compare=False)  # wait mode: the request as held
@@ -135,10 +138,10 @@ class Book:
     # ------------------------------------------------------------ the agent's side
 
     def open(self, hold_id: str, agent: str, now: float, timeout: float | None, on_timeout: str,
-             rule_id: str | None = None, verdict: str | None = "hold") -> Hold:
+             rule_id: str | None = None, verdict: str | None = "hold", needed: int = 1) -> Hold:
         """Wait mode: the request is held open until the hold is decided."""
         hold = Hold(hold_id, agent, now, now + timeout if timeout else None, on_timeout,
-                    rule_id=rule_id, verdict=verdict)
+                    rule_id=rule_id, verdict=verdict, needed=needed)
         self.by_id[hold_id] = self.waiting[hold_id] = hold
         return hold
 
@@ -158,7 +161,7 @@ class Book:
         return [h for i in flow_ids if (h := self.by_flow.get(i)) and h.status == PENDING]
 
     def arrive(self, key: str, flow_id: str, agent: str, now: float, timeout: float | None,
-               on_timeout: str, ttl: float = APPROVAL_TTL, rule_id: str | None = None) -> Answer:
+               on_timeout: str, ttl: float = APPROVAL_TTL, rule_id: str | None = None, needed: int = 1) -> Answer:
         """Retry mode: a request arrives; answer it from the open hold for its key, or open one."""
         hold = self.by_key.get(key)
         expired = None
@@ -177,7 +180,8 @@ class Book:
                 return Answer("wait", hold)
             expired = hold if hold.status == EXPIRED else None
             del self.by_key[key]
-        hold = Hold(flow_id, agent, now, now + timeout if timeout else None, on_timeout, ttl, key, rule_id)
+        hold = Hold(flow_id, agent, now, now + timeout if timeout else None, on_timeout, ttl, key, rule_id,
+                    needed=needed)
         self.by_key[key] = self.by_id[flow_id] = hold
         return Answer("wait", hold, new=True, expired=expired)
 
@@ -197,9 +201,27 @@ class Book:
 
     # ------------------------------------------------------------ the reviewer's side
 
+    def approve(self, hold: Hold, reviewer: str | None, now: float, comment: str | None = None,
+                via: str | None = None) -> str:
+        """One reviewer's approval of a hold that needs several: COUNTED (more are needed),
+        RELEASED (that was the last one: the hold is approved), AGAIN (this reviewer approved
+        it already: counted once) or LATE (no longer pending)."""
+        self.lapse(hold, now)
+        if hold.status != PENDING:
+            return LATE
+        who = reviewer or "-"
+        if who in hold.approvers:
+            return AGAIN
+        hold.approvers.append(who)
+        if len(hold.approvers) < hold.needed:
+            return COUNTED
+        self.decide(hold, APPROVED, reviewer, now, comment, via)
+        return RELEASED
+
     def decide(self, hold: Hold, decision: str, reviewer: str | None, now: float, comment: str | None = None,
                via: str | None = None) -> bool:
-        """The hold's one decision; False when it is no longer pending (another one won)."""
+        """The hold's one decision; False when it is no longer pending (another one won).
+        An approval of a hold that needs several goes through `approve`."""
         self.lapse(hold, now)
         if hold.status != PENDING:
             return False
@@ -237,13 +259,15 @@ class Book:
 
     @classmethod
     def rebuild(cls, rows: Iterable[Mapping[str, Any]], now: float, ttl: float = APPROVAL_TTL,
-                timeout_of: Mapping[str, float | None] | None = None) -> Book:
-        """Replay the journal's retry-mode events (in seq order) into open holds."""
+                timeout_of: Mapping[str, float | None] | None = None,
+                needed_of: Mapping[str, int] | None = None) -> Book:
+        """Replay the journal's retry-mode events (in seq order) into open holds. `needed_of`:
+        the approvals each rule asks for, where more than one."""
         review = cls()
         for r in rows:
             hid, key = r.get("hold_id"), r.get("hold_key")
             if hid:
-                review._replay(r, hid, key, r.get("_t", now), ttl, timeout_of or {})
+                review._replay(r, hid, key, r.get("_t", now), ttl, timeout_of or {}, needed_of or {})
         for key, hold in list(review.by_key.items()):
             if hold.status in (USED, DELIVERED, EXPIRED):
                 del review.by_key[key]
@@ -251,13 +275,13 @@ class Book:
         return review
 
     def _replay(self, r: Mapping[str, Any], hid: str, key: str | None, t: float, ttl: float,
-                timeout_of: Mapping[str, float | None]) -> None:
+                timeout_of: Mapping[str, float | None], needed_of: Mapping[str, int]) -> None:
         hold = self.by_id.get(hid)
         if r["stage"] == Stage.REQUEST and key:
             if hold is None:
                 timeout = timeout_of.get(r.get("rule_id") or "")
                 hold = Hold(hid, r.get("agent") or "", t, t + timeout if timeout else None, approval_ttl=ttl,
-                            key=key, rule_id=r.get("rule_id"))
+                            key=key, rule_id=r.get("rule_id"), needed=needed_of.get(r.get("rule_id") or "", 1))
                 self.by_key[key] = self.by_id[hid] = hold
             elif r.get("decision") == APPROVED:
                 hold.status = USED
@@ -267,6 +291,12 @@ class Book:
                 hold.attempts += 1
         elif r["stage"] == Stage.DECISION and hold is not None:
             d = r.get("decision")
+            if d == APPROVED and hold.status == PENDING and hold.needed > 1 and r.get("operation") != "timeout":
+                # Each approval of a two-person hold is an event of its own: count distinct reviewers.
+                if (who := r.get("reviewer") or "-") not in hold.approvers:
+                    hold.approvers.append(who)
+                if len(hold.approvers) < hold.needed:
+                    return
             if d in (APPROVED, DENIED, TIMED_OUT) and hold.status == PENDING:
                 hold.status = hold.decision = d
                 hold.reviewer, hold.decided_at, hold.comment = r.get("reviewer"), t, r.get("reviewer_comment")
@@ -279,6 +309,17 @@ def timeout_comment(hold: Hold) -> str:
     if hold.mode == WAIT:
         return f"no decision in time; {hold.on_timeout} by rule"
     return "no decision in time; " + ("allowed by rule" if hold.on_timeout == "allow" else "denied by rule")
+
+
+def approval_event(hold: Hold, reviewer: str | None, now: float, mode: str, ruleset_sha256: str,
+                   via: str | None, comment: str | None) -> dict[str, Any]:
+    """One approval of a hold that needs several, not the last: its own decision event
+    (`approved`, with how many of how many), the hold still pending."""
+    event = decision_event(hold, APPROVED, now, mode, ruleset_sha256, via)
+    count = f"approval {len(hold.approvers)} of {hold.needed}"
+    event.update(reviewer=reviewer, decided_at=record.utc_text(now),
+                 reviewer_comment=f"{count}: {comment}" if comment else count)
+    return event
 
 
 def decision_event(hold: Hold, decision: str, now: float, mode: str, ruleset_sha256: str,

@@ -45,7 +45,8 @@ class WaitAnswer:
         rule = verdict.enforced_rule if verdict else None
         p, timeout = policy(rule)
         hold = o.book.open(f.id, state.agent, time.time(), timeout, p.on_timeout,
-                           verdict.rule.id if verdict and verdict.rule else None, verdict.verdict if verdict else None)
+                           verdict.rule.id if verdict and verdict.rule else None, verdict.verdict if verdict else None,
+                           p.approvals)
         hold.base, hold.before = state.base, snapshot(f.request)
         o.show(f, hold)
         o.wakes[hold.hold_id] = asyncio.Event()
@@ -117,11 +118,11 @@ class RetryAnswer:
         if elsewhere := await o.fleet.elsewhere(key):
             return await self.from_fleet(f, state, event, key, *elsewhere)
         ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
-                            p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None)
+                            p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None, p.approvals)
         if ans.kind == "forward" and not await o.fleet.use(ans.hold):
             note(ans.hold, "approval used by a retry on another proxy of the fleet")
             ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
-                                p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None)
+                                p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None, p.approvals)
         if ans.expired is not None:
             o.trail.submit(o.event(ans.expired, review.EXPIRED, via="expiry"))
         hold = ans.hold

@@ -66,6 +66,8 @@ def hold_comment(state: FlowState, rule: rules.Rule | None, timeout: float | Non
     who = f"agent {state.agent}" + (f" as {credential}" if credential else "")
     parts = [f"{who} wants {describe(a)}" if a else who, rule_text,
              f"{on_timeout} at {deadline} unless decided" if deadline else "waits for a decision"]
+    if rule and rule.hold.approvals > 1:
+        parts.append(f"needs {rule.hold.approvals} reviewers' approvals")
     return record.safe_text(" | ".join(parts))
 
 

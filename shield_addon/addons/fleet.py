@@ -48,7 +48,9 @@ def remote_comment(row: Any, now: float) -> str:
         return record.safe_text(f"{row.decision} by {row.reviewer or 'the proxy'} on {row.decided_on or row.proxy}"
                                 + (f": {row.reason}" if row.reason else "") + f" | on proxy {row.proxy}: {row.summary}")
     age = max(0, int(now - row.created_at.timestamp()))
-    return record.safe_text(f"on proxy {row.proxy}, held {age}s: {row.summary}")
+    approved = (f" | approved by {', '.join(row.approvers)} ({len(row.approvers)} of {row.approvals_needed})"
+                if getattr(row, "approvers", ()) else "")
+    return record.safe_text(f"on proxy {row.proxy}, held {age}s: {row.summary}{approved}")
 
 
 class Fleet:
@@ -87,11 +89,9 @@ class Fleet:
         self.queue.listen = listening()
         self.task = asyncio.get_running_loop().create_task(self.queue.run())
 
-    async def done(self) -> None:
+    def done(self) -> None:
         if self.task:
-            self.task.cancel()
-        if self.queue:
-            await self.queue.close()
+            self.task.cancel()  # the queue closes its connections as it ends
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Fire and forget, but keep a reference (asyncio holds tasks weakly) and log failures."""
@@ -173,12 +173,22 @@ class Fleet:
             f.error = None
             redraw(f)
             return
-        if outcome.row is not None:
+        row = outcome.row
+        if row is not None and row.decision is None:  # one approval of several: counted, or counted before
+            if outcome.won:
+                log.warning("shield: hold %s approved by %s: %d of %d approvals", hold_id[:8], reviewer,
+                            len(row.approvers), row.approvals_needed)
+            else:
+                log.warning("shield: %s approved hold %s already: %d of %d approvals, another reviewer must approve",
+                            reviewer, hold_id[:8], len(row.approvers), row.approvals_needed)
+            f.intercepted, f.live = True, True  # still held (a resume or kill that was counted as an approval)
+            f.metadata.pop("shield_sent", None)
+            self.show(row, time.time())
+        elif row is not None:
             if not outcome.won:
                 log.warning("shield: hold %s was already %s by %s on %s: this %s is ignored", hold_id[:8],
-                            outcome.row.decision, outcome.row.reviewer or "the proxy", outcome.row.decided_on,
-                            decision)
-            self.settled(outcome.row)
+                            row.decision, row.reviewer or "the proxy", row.decided_on, decision)
+            self.settled(row)
 
     def observe(self, f: mflow.Flow) -> None:
         """mitmproxy's own commands on a remote flow: kill (X) kills the hold, resume (a) approves it."""

@@ -43,7 +43,7 @@ class FleetHolds:
         base = hold.base
         await self.fleet.queue.publish(
             hold.hold_id, hold.mode, hold.key, hold.agent, base.get("method") or "", base.get("url") or "", summary,
-            hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None)
+            hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None, hold.needed, hold.approvers)
         self.published.add(hold.hold_id)
 
     def decide(self, holds: list[review.Hold], decision: str, who: str, via: str, comment: str | None) -> None:
@@ -58,6 +58,9 @@ class FleetHolds:
             outcome = None
         if outcome is not None and not outcome.won and outcome.row is not None:
             row = outcome.row
+            if row.decision is None:  # this reviewer's approval was counted before
+                self.owner.settle(hold, decision, who, via, comment)  # says so
+                return
             log.warning("shield: hold %s was already %s by %s on %s: this %s is ignored", hold.hold_id[:8],
                         row.decision, row.reviewer or "the proxy", row.decided_on, decision)
             self.apply(row)
@@ -82,10 +85,15 @@ class FleetHolds:
         self.fleet.spawn(tell())
 
     def apply(self, row: Any) -> None:
-        """A decision taken on another console, for one of this proxy's holds."""
+        """A decision taken on another console, for one of this proxy's holds (with each approval
+        counted so far, for a hold that needs several)."""
         hold = self.owner.book.by_id.get(row.hold_id)
-        if hold is not None and hold.status == review.PENDING:
-            self.owner.settle(hold, row.decision, row.reviewer, f"{FLEET_VIA}:{row.decided_on}", row.reason)
+        via = f"{FLEET_VIA}:{row.decided_on}"
+        for who in row.approvers if hold is not None and hold.needed > 1 else ():
+            if who not in hold.approvers and hold.status == review.PENDING:
+                self.owner.settle(hold, review.APPROVED, who, via, row.reason if who == row.reviewer else None)
+        if hold is not None and hold.status == review.PENDING and row.decision:
+            self.owner.settle(hold, row.decision, row.reviewer, via, row.reason)
 
     async def sync(self) -> None:
         queue = self.fleet.queue

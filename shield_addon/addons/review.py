@@ -135,6 +135,9 @@ class Review:
             return
         if killed(f):
             self.settle(hold, review.KILLED, reviewer(), "flow.kill")
+        elif not f.intercepted and hold.needed > 1:
+            f.intercept()  # one approval of several: held until the last one (counted like `y`)
+            self.decide([f], review.APPROVED, "flow.resume", None)
         elif not f.intercepted:
             self.settle(hold, review.APPROVED, reviewer(), "flow.resume")
 
@@ -155,8 +158,20 @@ class Review:
         return self.settle(hold, review.ABANDONED, None, "stream_reset", f"the agent withdrew the request while held: {why}")
 
     def settle(self, hold: review.Hold, decision: str, who: str | None, via: str, comment: str | None = None) -> bool:
-        """Take a hold's one decision; False if another one already won."""
-        if not self.book.decide(hold, decision, who, time.time(), comment, via):
+        """Take a hold's one decision (or count one of the approvals it needs); False if another
+        one already won, or this reviewer already approved it."""
+        if decision == review.APPROVED and hold.needed > 1:
+            answer = self.book.approve(hold, who, time.time(), comment, via)
+            if answer == review.AGAIN:
+                log.warning("shield: %s approved hold %s already: %d of %d approvals, another reviewer must approve",
+                            who, hold.hold_id[:8], len(hold.approvers), hold.needed)
+                return False
+            if answer == review.COUNTED:
+                self.counted(hold, who, via, comment)
+                return True
+            if answer == review.LATE:
+                return False
+        elif not self.book.decide(hold, decision, who, time.time(), comment, via):
             return False
         if hold.mode == review.WAIT:
             if wake := self.wakes.get(hold.hold_id):
@@ -171,6 +186,15 @@ class Review:
                 "forwarded when the agent retries" if decision == review.APPROVED else "told on the next retry")
             redraw(hold.flow)
         return True
+
+    def counted(self, hold: review.Hold, who: str | None, via: str, comment: str | None) -> None:
+        """One approval of several: its own event; the hold stays held for the next reviewer."""
+        self.trail.submit(review.approval_event(hold, who, time.time(), ctx.options.shield_mode,
+                                                self.rules.ruleset.sha256, via, comment))
+        note(hold, f"approved by {who} ({len(hold.approvers)} of {hold.needed}): "
+                   f"{hold.needed - len(hold.approvers)} more reviewer(s) must approve")
+        log.warning("shield: hold %s approved by %s: %d of %d approvals", hold.hold_id[:8], who,
+                    len(hold.approvers), hold.needed)
 
     def event(self, hold: review.Hold, decision: str, via: str | None = None,
               forwarded_request: str | None = None) -> dict[str, Any]:
@@ -188,8 +212,9 @@ class Review:
     def restore(self) -> None:
         """Retry-mode holds survive a restart: replay their events from the newly opened journal."""
         assert self.trail.journal_dir is not None
+        needed = {r.id: r.hold.approvals for r in self.rules.ruleset.rules if r.hold.approvals > 1}
         book = rebuild(self.trail.journal_dir, float(ctx.options.shield_approval_ttl) or review.APPROVAL_TTL,
-                       ctx.options.shield_hold_timeout or None)
+                       ctx.options.shield_hold_timeout or None, needed)
         for hold in self.book.waiting.values():
             book.by_id[hold.hold_id] = book.waiting[hold.hold_id] = book.by_flow[hold.hold_id] = hold
         self.book = book
@@ -216,7 +241,7 @@ class Review:
         f.marked = MARKERS["held"]
 
 
-def rebuild(journal_dir: Path, ttl: float, timeout: float | None) -> review.Book:
+def rebuild(journal_dir: Path, ttl: float, timeout: float | None, needed: dict[str, int] | None = None) -> review.Book:
     """Replay the retry-mode events of a journal into a review book."""
 
     def rows() -> Any:
@@ -227,7 +252,7 @@ def rebuild(journal_dir: Path, ttl: float, timeout: float | None) -> review.Book
                 r["_t"] = datetime.fromisoformat(r["ts"]).replace(tzinfo=UTC).timestamp()
                 yield r
 
-    book = review.Book.rebuild(rows(), time.time(), ttl, {"": timeout})
+    book = review.Book.rebuild(rows(), time.time(), ttl, {"": timeout}, needed)
     if book.by_key:
         log.info("shield: %d retry-mode hold(s) restored from the journal", len(book.by_key))
     return book

@@ -51,10 +51,14 @@ class Row:
     reason: str | None = None
     decided_on: str | None = None
     used_by: str | None = None
+    approvals_needed: int = 1
+    approvers: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, r: dict[str, Any]) -> Row:
-        return cls(**{k: r.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        fields = {k: r[k] for k in cls.__dataclass_fields__ if k in r}
+        fields["approvers"] = tuple(r.get("approvers") or ())
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,12 @@ class Queue:
 
     async def run(self) -> None:
         """Listen and sync until cancelled; reconnect with a backoff while the database is away."""
+        try:
+            await self._run()
+        finally:
+            await self.close()
+
+    async def _run(self) -> None:
         wait = 0.0
         while True:
             try:
@@ -139,7 +149,10 @@ class Queue:
     async def close(self) -> None:
         for c in (self.con, self.listener):
             if c is not None:
-                await c.close()
+                try:
+                    await c.close()
+                except psycopg.Error:
+                    pass
         self.con = self.listener = None
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -160,19 +173,22 @@ class Queue:
     # ------------------------------------------------------------ the owner's side
 
     async def publish(self, hold_id: str, mode: str, hold_key: str | None, agent: str, method: str, url: str,
-                      summary: str, rule_id: str | None, deadline: float | None, approval_ttl: float | None) -> None:
+                      summary: str, rule_id: str | None, deadline: float | None, approval_ttl: float | None,
+                      approvals: int = 1, approvers: Sequence[str] = ()) -> None:
         await self.execute(
             """INSERT INTO holds (hold_id, chain_id, proxy, mode, hold_key, agent, method, url, summary, rule_id,
-                                  deadline, approval_ttl)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), %s) ON CONFLICT DO NOTHING""",
+                                  deadline, approval_ttl, approvals_needed, approvers)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s) ON CONFLICT DO NOTHING""",
             (hold_id, self.chain_id, self.name, mode, hold_key, agent, method, url, summary, rule_id, deadline,
-             approval_ttl))
+             approval_ttl, approvals, list(approvers)))
         await self.notify("new", hold_id)
 
     async def to_apply(self) -> list[Row]:
-        """Decisions taken elsewhere for this proxy's holds, not applied yet."""
-        rows = await self.execute("SELECT * FROM holds WHERE chain_id = %s AND decision IS NOT NULL "
-                                  "AND applied_at IS NULL ORDER BY decided_at", (self.chain_id,))
+        """Decisions taken elsewhere for this proxy's holds, not applied yet, and the approvals
+        so far of its holds that need several."""
+        rows = await self.execute("SELECT * FROM holds WHERE chain_id = %s AND applied_at IS NULL AND "
+                                  "(decision IS NOT NULL OR cardinality(approvers) > 0) ORDER BY decided_at",
+                                  (self.chain_id,))
         return [Row.of(r) for r in rows]
 
     async def applied(self, hold_ids: Sequence[str]) -> None:
@@ -196,14 +212,25 @@ class Queue:
     # ------------------------------------------------------------ every reviewer's side
 
     async def decide(self, hold_id: str, decision: str, reviewer: str | None, reason: str | None) -> Outcome:
-        """The hold's one decision, fleet-wide: won, or what won before."""
+        """The hold's one decision, fleet-wide: won, or what won before. An approval of a hold
+        that needs several is counted once per reviewer (the row comes back still undecided)
+        until the last one decides it."""
+        # The right-hand sides see the row as it was: `cardinality(approvers) + 1` counts this approval.
         rows = await self.execute(
-            """UPDATE holds SET decision = %s, reviewer = %s, reason = %s, decided_on = %s, decided_at = now(),
-                   applied_at = CASE WHEN chain_id = %s THEN now() END,
-                   expires_at = CASE WHEN %s = 'approved' AND mode = 'retry'
+            """UPDATE holds SET
+                   approvers = CASE WHEN %(d)s = 'approved' THEN array_append(approvers, coalesce(%(who)s, '-'))
+                                    ELSE approvers END,
+                   decision = CASE WHEN %(d)s <> 'approved' OR cardinality(approvers) + 1 >= approvals_needed
+                                   THEN %(d)s END,
+                   reviewer = %(who)s, reason = %(reason)s, decided_on = %(me)s, decided_at = now(),
+                   applied_at = CASE WHEN chain_id = %(chain)s THEN now() END,
+                   expires_at = CASE WHEN %(d)s = 'approved' AND mode = 'retry'
+                                     AND cardinality(approvers) + 1 >= approvals_needed
                                      THEN now() + make_interval(secs => coalesce(approval_ttl, 900)) END
-               WHERE hold_id = %s AND decision IS NULL RETURNING *""",
-            (decision, reviewer, reason, self.name, self.chain_id, decision, hold_id))
+               WHERE hold_id = %(hold)s AND decision IS NULL
+                 AND NOT (%(d)s = 'approved' AND coalesce(%(who)s, '-') = ANY(approvers)) RETURNING *""",
+            {"d": decision, "who": reviewer, "reason": reason, "me": self.name, "chain": self.chain_id,
+             "hold": hold_id})
         if rows:
             await self.notify("decided", hold_id)
             return Outcome(True, Row.of(rows[0]))

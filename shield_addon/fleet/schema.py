@@ -65,6 +65,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             agent text, method text, url text, summary text, rule_id text,
             created_at timestamptz NOT NULL DEFAULT now(),
             deadline timestamptz, approval_ttl double precision,
+            approvals_needed integer NOT NULL DEFAULT 1, approvers text[] NOT NULL DEFAULT '{}',
             decision text, reviewer text, decided_at timestamptz, reason text, decided_on text,
             applied_at timestamptz,
             expires_at timestamptz, used_at timestamptz, used_by text,

@@ -38,7 +38,7 @@ from shield_addon.rules.nodes import Context, as_list, check_keys, glob, plain, 
 TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold", "redact"}
 REDACT_KEYS = {"headers", "fields", "patterns"}
 RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold", "mode"}
-HOLD_KEYS = {"timeout", "on_timeout", "mode", "approval_ttl", "retry_after"}
+HOLD_KEYS = {"timeout", "on_timeout", "mode", "approval_ttl", "retry_after", "approvals"}
 
 
 def parse_text(text: str, name: str = "<rules>", compile_filter: CompileFilter | None = None) -> RuleSet:
@@ -200,7 +200,10 @@ def _hold(c: Context, node: Any, parent: Any, key: str, base: HoldPolicy = HoldP
     retry_after = node.get("retry_after", base.retry_after)
     if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
         raise c.err(node, f"{key}.retry_after", "must be a number of seconds", node, "retry_after")
-    return HoldPolicy(timeout, on_timeout, mode, ttl, retry_after)
+    approvals = node.get("approvals", base.approvals)
+    if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 1:
+        raise c.err(node, f"{key}.approvals", "must be a number of reviewers, 1 or more", node, "approvals")
+    return HoldPolicy(timeout, on_timeout, mode, ttl, retry_after, approvals)
 
 
 def _duration(c: Context, node: Any, key: str, name: str, default: float | None) -> float | None:

@@ -87,6 +87,7 @@ class HoldPolicy:
     mode: str | None = None  # wait | retry; None: the proxy's shield_hold_mode
     approval_ttl: float | None = None  # retry mode: seconds an approval waits for the retry
     retry_after: int = 30  # retry mode: the Retry-After the agent is given
+    approvals: int = 1  # distinct reviewers who must approve (the two-person rule: 2)
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,56 @@ def test_agents_cannot_reach_the_fleet_database(fleet: Fleet, pg: postgres.Postg
     with client(fleet.a, "sneaky-bot", timeout=10) as c:
         r = c.get(f"http://{target}/")
     assert r.status_code == 403 and r.json()["rule"] == "builtin:proxy-itself"
+
+
+def test_a_two_person_hold_needs_two_distinct_reviewers_of_the_fleet(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/two/fleet-1"
+    held = Held(fleet.a, upstream.url(path))
+    fleet.a.wait_held(f"~u {path}")
+    visible(fleet.review, path)
+    fleet.review.command("shield.approve", f"~u {path}", held=True)  # rita: 1 of 2
+    wait_for(lambda: fleet.a.flow_events(path, "decision"), 5, "the first approval in A's chain")
+    fleet.review.command("shield.approve", f"~u {path}", held=True)  # rita again: counted once, and told so
+    wait_for(lambda: "rita approved hold" in fleet.review.log.read_text(), 5, "rita to be told she approved already")
+    assert held.thread.is_alive() and upstream.hits_for(path) == []
+    [row] = holds(fleet.url, f"url LIKE '%{path}'")
+    assert (row["decision"], row["approvers"], row["approvals_needed"]) == (None, ["rita"], 2)
+    fleet.b.command("shield.approve", f"~u {path}", held=True)  # test-reviewer on B: the second, the last
+    r = held.answer()
+    assert isinstance(r, httpx.Response) and r.status_code == 200 and len(upstream.hits_for(path)) == 1
+    decisions = [(d["decision"], d["reviewer"], d["reviewer_comment"]) for d in fleet.a.events(
+        f"path = '{path}' AND stage = 'decision'")]
+    assert decisions == [("approved", "rita", "approval 1 of 2"), ("approved", "test-reviewer", None)]
+
+
+def test_one_denial_ends_a_two_person_hold_of_the_fleet(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/two/fleet-2"
+    held = Held(fleet.a, upstream.url(path))
+    fleet.a.wait_held(f"~u {path}")
+    visible(fleet.review, path)
+    fleet.review.command("shield.approve", f"~u {path}", held=True)
+    wait_for(lambda: holds(fleet.url, f"url LIKE '%{path}' AND cardinality(approvers) = 1"), 5, "one approval")
+    fleet.a.command("shield.deny", f"~u {path}", "not", "today", held=True)
+    r = held.answer()
+    assert isinstance(r, httpx.Response) and r.status_code == 403 and upstream.hits_for(path) == []
+    [row] = holds(fleet.url, f"url LIKE '%{path}'")
+    assert (row["decision"], row["reason"]) == ("denied", "not today")
+
+
+def test_a_two_person_retry_hold_is_forwarded_once_after_the_second_approval(fleet: Fleet, upstream: Upstream) -> None:  # noqa: F811
+    path = "/two-retry/fleet-3"
+    url = upstream.url(path)
+
+    def send(proxy: Proxy) -> httpx.Response:
+        with client(proxy, "deploy-bot", timeout=5) as c:
+            return c.post(url, content=b"{}", headers={"content-type": "application/json"})
+
+    hold_id = send(fleet.a).json()["hold_id"]
+    visible(fleet.c, path)
+    fleet.c.command("shield.approve", f"~u {path}", held=True)
+    wait_for(lambda: holds(fleet.url, f"hold_id = '{hold_id}' AND cardinality(approvers) = 1"), 5, "one approval")
+    assert send(fleet.b).status_code == 409 and upstream.hits_for(path) == []
+    fleet.review.command("shield.approve", f"~u {path}", held=True)
+    wait_for(lambda: holds(fleet.url, f"hold_id = '{hold_id}' AND decision = 'approved'"), 5, "the second approval")
+    assert send(fleet.b).status_code == 200 and send(fleet.a).status_code == 409
+    assert len(upstream.hits_for(path)) == 1

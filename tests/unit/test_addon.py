@@ -422,3 +422,31 @@ async def test_an_agent_past_its_trail_budget_is_refused_429_and_recorded_small(
     other = flow("GET", "/x/1", user="agent-2")
     await s.request(other)
     assert other.response is None, "another agent is not refused"
+
+
+async def test_a_two_person_hold_is_released_by_the_second_distinct_reviewer(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f, task = await held(s, "DELETE", "/two/1")
+    assert "needs 2 reviewers' approvals" in f.comment
+    tctx.master.commands.call("shield.approve", [f])
+    tctx.master.commands.call("shield.approve", [f])  # bob again: counted once
+    tctx.master.commands.call("flow.resume", [f])  # and his `a` too
+    await asyncio.sleep(0.3)
+    assert not task.done() and f.intercepted and "1 of 2" in f.comment
+    tctx.configure(s.review, shield_reviewer="carol")
+    tctx.master.commands.call("shield.approve", [f])
+    await asyncio.wait_for(task, 5)
+    assert not f.intercepted and f.response is None
+    decisions = [(d["decision"], d["reviewer"], d["reviewer_comment"]) for d in events(tmp_path, "decision")]
+    assert decisions == [("approved", "bob", "approval 1 of 2"), ("approved", "carol", None)]
+
+
+async def test_one_denial_ends_a_two_person_hold(shield, tmp_path: Path) -> None:
+    s, tctx = shield
+    f, task = await held(s, "DELETE", "/two/2")
+    tctx.master.commands.call("shield.approve", [f])
+    tctx.configure(s.review, shield_reviewer="carol")
+    tctx.master.commands.call("shield.deny", [f], "no")
+    await asyncio.wait_for(task, 5)
+    assert f.response.status_code == 403
+    assert [d["decision"] for d in events(tmp_path, "decision")] == ["approved", "denied"]

@@ -149,3 +149,27 @@ def test_the_meaning_of_a_request_keeps_what_changes_it_and_drops_what_varies_pe
     drop = Action("sql", "delete", "DROP", tables=("t",))
     assert review.meaning((), [("POST", read)]) != review.meaning((), [("POST", drop)])
     assert review.meaning((), [("POST", read)]) != review.meaning((), [("DELETE", read)])
+
+
+def test_approvals_of_distinct_reviewers_release_a_hold_that_needs_several() -> None:
+    book = review.Book()
+    hold = book.open("h", "bot", 0, None, "deny", needed=3)
+    assert book.approve(hold, "alice", 1) == review.COUNTED
+    assert book.approve(hold, "alice", 2) == review.AGAIN
+    assert book.approve(hold, "bob", 3) == review.COUNTED and hold.status == review.PENDING
+    assert book.approve(hold, "carol", 4) == review.RELEASED
+    assert (hold.status, hold.reviewer, hold.approvers) == (review.APPROVED, "carol", ["alice", "bob", "carol"])
+    assert book.approve(hold, "dave", 5) == review.LATE
+
+
+def test_a_restart_counts_the_approvals_of_a_two_person_retry_hold_from_the_journal() -> None:
+    def ev(stage: str, **kw: object) -> dict:
+        return {"stage": stage, "hold_id": "h", "hold_key": "k", "agent": "bot", "rule_id": "two", "_t": 1.0, **kw}
+
+    one = [ev("request", decision=None), ev("decision", decision="approved", reviewer="alice")]
+    book = review.Book.rebuild(one, 2.0, needed_of={"two": 2})
+    assert book.by_key["k"].status == review.PENDING and book.by_key["k"].approvers == ["alice"]
+    again = [*one, ev("decision", decision="approved", reviewer="alice")]
+    assert review.Book.rebuild(again, 2.0, needed_of={"two": 2}).by_key["k"].status == review.PENDING
+    two = [*one, ev("decision", decision="approved", reviewer="bob")]
+    assert review.Book.rebuild(two, 2.0, needed_of={"two": 2}).by_key["k"].status == review.APPROVED
