@@ -102,6 +102,7 @@ class Hold:
     expires: float | None = None  # retry mode: an approval's end
     needed: int = 1  # distinct approvals that release it (the two-person rule: 2)
     approvers: list[str] = field(default_factory=list)  # who approved so far, in order
+    preview: str | None = None  # the server's dry run of the request, in one line
     base: dict[str, Any] = field(default_factory=dict, repr=False)  # the columns its events repeat
     flow: Any = field(default=None, repr=False, compare=False)  # the console's flow for it
     before: Any = field(default=None, repr=False, compare=False)  # wait mode: the request as held
@@ -336,7 +337,7 @@ def decision_event(hold: Hold, decision: str, now: float, mode: str, ruleset_sha
         "reviewer_comment": hold.comment, "edited": forwarded_request is not None,
         "forwarded_request": forwarded_request,
         "rule_id": hold.rule_id, "verdict": hold.verdict, "mode": mode,
-        "ruleset_sha256": ruleset_sha256, "operation": via or hold.via,
+        "ruleset_sha256": ruleset_sha256, "operation": via or hold.via, "preview": hold.preview,
     }
     if retry:
         event.update(flow_id=hold.hold_id, hold_id=hold.hold_id, hold_key=hold.key)

@@ -55,6 +55,8 @@ class WaitAnswer:
                                  credentials.describe(f.request.headers.items(multi=True), o.trail.redactor.mark))
         redraw(f)  # the console shows it now
         o.fleet.publish(hold, f.comment)
+        if p.preview:
+            o.preview(hold, f, verdict.action.service if verdict else None)
         try:
             await self.wait(hold, f)
         finally:
@@ -193,3 +195,5 @@ class RetryAnswer:
         redraw(hold.flow)
         if new:
             self.owner.fleet.publish(hold, hold.flow.comment)
+            if p.preview:
+                self.owner.preview(hold, f, state.verdict.action.service if state.verdict else None)

@@ -46,6 +46,11 @@ class FleetHolds:
             hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None, hold.needed, hold.approvers)
         self.published.add(hold.hold_id)
 
+    def annotate(self, hold: review.Hold) -> None:
+        """A hold's dry run arrived: every console of the fleet shows it."""
+        if self.fleet.queue is not None and hold.preview:
+            self.fleet.spawn(self.fleet.queue.annotate(hold.hold_id, hold.preview))
+
     def decide(self, holds: list[review.Hold], decision: str, who: str, via: str, comment: str | None) -> None:
         for hold in holds:
             self.fleet.spawn(self.decide_first(hold, decision, who, via, comment))

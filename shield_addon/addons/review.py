@@ -24,6 +24,7 @@ from mitmproxy import flow as mflow
 from mitmproxy.proxy import layer
 
 from shield_addon import record, review
+from shield_addon.addons import preview
 from shield_addon.addons.answer import RetryAnswer, WaitAnswer
 from shield_addon.addons.console import DECIDED, MARKERS, bind_keys, note, redraw, too_late
 from shield_addon.addons.fleet import Fleet
@@ -61,6 +62,7 @@ class Review:
         self.wakes: dict[str, asyncio.Event] = {}  # wait mode: the held hook's alarm
         self.wait, self.retry = WaitAnswer(self), RetryAnswer(self)
         self.streams = Streams()  # what an agent withdrew while held (an HTTP/2 stream reset)
+        self.previews: set[asyncio.Task] = set()  # dry runs under way
         self._ticker: asyncio.Task | None = None
         trail.opened.append(self.restore)
         trail.closing.append(self.shutdown)
@@ -228,6 +230,30 @@ class Review:
                 self.fleet.report(hold)
                 note(hold, "approval expired unused" if change == review.EXPIRED
                           else f"{change} (no decision in time)", MARKERS.get(change))
+
+    def preview(self, hold: review.Hold, f: http.HTTPFlow, service: str | None) -> None:
+        """The server's dry run of a held request, for the reviewer (rules with hold.preview)."""
+
+        async def run() -> None:
+            text = await preview.ask(f, service)
+            if text is None:
+                return
+            hold.preview = record.safe_text(text)
+            if hold.mode == review.RETRY:
+                note(hold, hold.preview)
+            else:
+                self.annotate(f, hold.preview)
+            self.fleet.annotate(hold)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.previews.add(task)
+        task.add_done_callback(self.previews.discard)
+
+    @staticmethod
+    def annotate(f: http.HTTPFlow, text: str) -> None:
+        if f.intercepted:
+            f.comment = f"{f.comment} | {text}"
+            redraw(f)
 
     @property
     def hold_secret(self) -> bytes:

@@ -183,6 +183,10 @@ class Queue:
              approval_ttl, approvals, list(approvers)))
         await self.notify("new", hold_id)
 
+    async def annotate(self, hold_id: str, text: str) -> None:
+        await self.execute("UPDATE holds SET summary = summary || ' | ' || %s WHERE hold_id = %s", (text, hold_id))
+        await self.notify("new", hold_id)
+
     async def to_apply(self) -> list[Row]:
         """Decisions taken elsewhere for this proxy's holds, not applied yet, and the approvals
         so far of its holds that need several."""

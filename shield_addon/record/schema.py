@@ -65,6 +65,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # --- added after the first release: in the canonical form only when set (see canonical)
     # every action the request carries, as judged: [{service, action_type, operation, ...}]
     ("actions", "JSON"),
+    # a hold's dry run: what the server said the request would do (rules with `preview: true`)
+    ("preview", "VARCHAR"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 _CANONICAL_NAMES = tuple(name for name in COLUMN_NAMES if name != "row_hash")

@@ -38,7 +38,7 @@ from shield_addon.rules.nodes import Context, as_list, check_keys, glob, plain, 
 TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold", "redact"}
 REDACT_KEYS = {"headers", "fields", "patterns"}
 RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold", "mode"}
-HOLD_KEYS = {"timeout", "on_timeout", "mode", "approval_ttl", "retry_after", "approvals"}
+HOLD_KEYS = {"timeout", "on_timeout", "mode", "approval_ttl", "retry_after", "approvals", "preview"}
 
 
 def parse_text(text: str, name: str = "<rules>", compile_filter: CompileFilter | None = None) -> RuleSet:
@@ -203,7 +203,10 @@ def _hold(c: Context, node: Any, parent: Any, key: str, base: HoldPolicy = HoldP
     approvals = node.get("approvals", base.approvals)
     if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 1:
         raise c.err(node, f"{key}.approvals", "must be a number of reviewers, 1 or more", node, "approvals")
-    return HoldPolicy(timeout, on_timeout, mode, ttl, retry_after, approvals)
+    preview = node.get("preview", base.preview)
+    if not isinstance(preview, bool):
+        raise c.err(node, f"{key}.preview", "must be true or false", node, "preview")
+    return HoldPolicy(timeout, on_timeout, mode, ttl, retry_after, approvals, preview)
 
 
 def _duration(c: Context, node: Any, key: str, name: str, default: float | None) -> float | None:

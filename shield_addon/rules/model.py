@@ -88,6 +88,7 @@ class HoldPolicy:
     approval_ttl: float | None = None  # retry mode: seconds an approval waits for the retry
     retry_after: int = 30  # retry mode: the Retry-After the agent is given
     approvals: int = 1  # distinct reviewers who must approve (the two-person rule: 2)
+    preview: bool = False  # ask the server for a dry run of the held request (core.previews)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,89 @@
+"""A fake Kubernetes API server that honours `dryRun=All` as the real one does: it answers with
+the object as it would be and changes nothing. Every call is kept, so a test can prove that a
+preview never did what the request would."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+OBJECT = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)$")
+
+
+@dataclass
+class Kube:
+    port: int = 0
+    calls: list[tuple[str, str, bool]] = field(default_factory=list)  # (method, path, dry run)
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deployment(self, namespace: str, name: str, replicas: int) -> None:
+        self.objects[(namespace, name)] = {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "finalizers": ["example.com/guard"]},
+            "spec": {"replicas": replicas}, "status": {"readyReplicas": replicas}}
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def calls_for(self, path: str) -> list[tuple[str, str, bool]]:
+        with self.lock:
+            return [c for c in self.calls if c[1] == path]
+
+
+def start_kube() -> tuple[Kube, Callable[[], None]]:
+    kube = Kube()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def reply(self, status: int, doc: dict[str, Any]) -> None:
+            payload = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def handle_any(self) -> None:
+            n = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(n) if n else b""
+            parts = urlsplit(self.path)
+            dry = parse_qs(parts.query).get("dryRun") == ["All"]
+            with kube.lock:
+                kube.calls.append((self.command, parts.path, dry))
+                m = OBJECT.match(parts.path)
+                obj = kube.objects.get((m.group(1), m.group(2))) if m else None
+                if obj is None:
+                    return self.reply(404, {"kind": "Status", "status": "Failure", "reason": "NotFound",
+                                            "message": f"deployments.apps not found: {parts.path}", "code": 404})
+                if self.command == "DELETE":
+                    if not dry:
+                        del kube.objects[(m.group(1), m.group(2))]  # type: ignore[union-attr]
+                    return self.reply(200, {**obj, "metadata": {**obj["metadata"],
+                                                                "deletionTimestamp": "2026-12-06T03:00:00Z"}})
+                changed = {**obj, "spec": {**obj["spec"], **(json.loads(body or b"{}").get("spec") or {})}}
+                if not dry:
+                    kube.objects[(m.group(1), m.group(2))] = changed  # type: ignore[union-attr]
+                return self.reply(200, changed)
+
+        do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = handle_any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    kube.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return kube, stop
