@@ -64,7 +64,8 @@ class Whereabouts:
                 pass
             if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
                 addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
-            if url := fleet_url(ctx.options.shield_fleet):  # ... and through the fleet's database too
+            fleet = ctx.options.shield_fleet if "shield_fleet" in ctx.options else ""
+            if url := fleet_url(fleet):  # ... and through the fleet's database too
                 from shield_addon.fleet.db import addresses
 
                 addrs += addresses(url)
