@@ -1,0 +1,74 @@
+"""Reading a proxy's chain on both sides, its journal and the fleet database, so the shipping
+and load-balancer tests can say "every line shipped, once, byte for byte"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from shield_addon.segments import line_seq, segments
+from tests.e2e.harness import Proxy, start_proxy, wait_for
+
+
+def journal_lines(audit_dir: Path) -> list[bytes]:
+    """Every complete line of the journal, in order, read straight from its segment files."""
+    data = b"".join(path.read_bytes() for _, path in segments(audit_dir / "journal"))
+    return [line for line in data.splitlines(keepends=True) if line.endswith(b"\n") and line_seq(line)]
+
+
+def chain_id(audit_dir: Path) -> str:
+    return (audit_dir / "chain_id").read_text().strip()
+
+
+def fleet_lines(url: str, chain: str) -> list[tuple[int, str]]:
+    """(seq, line) of every row of a chain in the fleet, in seq order."""
+    with psycopg.connect(url) as con:
+        return con.execute("SELECT seq, line FROM chain_rows WHERE chain_id = %s ORDER BY seq", (chain,)).fetchall()
+
+
+def proxy_row(url: str, chain: str) -> dict | None:
+    with psycopg.connect(url) as con, con.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT * FROM proxies WHERE chain_id = %s", (chain,)).fetchone()
+
+
+def shipped_seq(url: str, chain: str) -> int:
+    """The fleet's mark for a chain; -1 while the proxy has not joined yet (or no schema)."""
+    try:
+        row = proxy_row(url, chain)
+    except psycopg.errors.UndefinedTable:
+        return -1
+    return row["shipped_seq"] if row else -1
+
+
+def wait_shipped(url: str, audit_dir: Path, timeout: float = 30) -> int:
+    """Until the fleet's mark for this proxy is the journal's last seq (the lag is zero); that seq."""
+    chain = chain_id(audit_dir)
+
+    def caught_up() -> int | None:
+        lines = journal_lines(audit_dir)
+        last = line_seq(lines[-1]) if lines else 0
+        return last if last and shipped_seq(url, chain) == last else None
+
+    return wait_for(caught_up, timeout, f"the fleet to catch up with {audit_dir}")
+
+
+def assert_shipped_exactly(url: str, audit_dir: Path) -> int:
+    """The fleet holds the journal's chain: seq 1..N once each, every line byte for byte."""
+    chain = chain_id(audit_dir)
+    journal = journal_lines(audit_dir)
+    rows = fleet_lines(url, chain)
+    seqs = [seq for seq, _ in rows]
+    assert seqs == list(range(1, len(journal) + 1)), "the fleet's copy has a gap, a duplicate or a stray row"
+    assert [line.encode() + b"\n" for _, line in rows] == journal, "a shipped line differs from the journal's"
+    return len(rows)
+
+
+def fleet_proxy(tmp: Path, url: str, name: str, *extra: str, upstream_ca: Path | None = None,
+                audit_dir: Path | None = None, env: dict[str, str] | None = None) -> Proxy:
+    """A real proxy that joins the fleet at `url` under `name` (the tests' rules, any proxy auth)."""
+    from tests.e2e.harness import HERE
+
+    return start_proxy(tmp, "--set", f"shield_fleet={url}", "--set", f"shield_proxy_name={name}",
+                       "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any", *extra,
+                       upstream_ca=upstream_ca, audit_dir=audit_dir, env=env, control=False)
