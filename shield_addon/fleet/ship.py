@@ -190,7 +190,7 @@ class Shipper:
                                f"its seq {first['seq']} does not follow the fleet's seq {have}")
             with self.con.cursor().copy(_COPY) as copy:  # type: ignore[arg-type] - our own constant SQL
                 for line, row in rows:
-                    copy.write_row(schema.pg_row(row, line.decode()))
+                    copy.write_row(chain_row(row, line.decode()))
             last = rows[-1][1]
             self.con.execute("UPDATE proxies SET shipped_seq = %s, journal_seq = greatest(journal_seq, %s), "
                              "last_seen = now(), ship_error = NULL WHERE chain_id = %s",
@@ -234,6 +234,14 @@ class Shipper:
         self.con.execute("UPDATE proxies SET last_seen = now(), journal_seq = greatest(journal_seq, %s) "
                          "WHERE chain_id = %s", (self.committed(), self.chain_id))
         self.beat_at = now
+
+
+def chain_row(row: dict, line: str) -> tuple:
+    """schema.pg_row, without its per-value NUL scrubbing when the line holds no NUL at all
+    (JSON escapes every NUL as \\u0000): a third of the shipping thread's time otherwise."""
+    if "\\u0000" in line:
+        return schema.pg_row(row, line)
+    return (*map(row.get, schema.TYPED_NAMES), line)
 
 
 def report_error(con: psycopg.Connection, chain_id: str, text: str) -> None:
