@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""The fleet's figures (not a timed test): (a) how fast one proxy's journal ships into
+PostgreSQL, and which COPY mechanism is fastest; (b) throughput of 2 proxies behind HAProxy
+against 1 behind HAProxy and 1 direct, same upstream (nginx), same load generator (a process
+of its own), ratios from the same run. `--smoke` runs everything tiny (it only shows the
+script works: its figures mean nothing).
+
+    scripts/python scripts/bench_fleet.py [--rows 200000] [--duration 20] [--rounds 2]
+        [--concurrency 16] [--tls] [--only ship|scale] [--json FILE] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHECKOUT = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, CHECKOUT)  # the checkout: `scripts` and shield_addon
+# ... and the proxies it starts run this checkout's code too, not whatever is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (CHECKOUT, os.environ.get("PYTHONPATH")) if p)
+
+import orjson  # noqa: E402
+import psycopg  # noqa: E402
+
+from scripts import haproxy, postgres  # noqa: E402
+from scripts.bench import procstat  # noqa: E402
+from scripts.bench.launch import Launcher  # noqa: E402
+from scripts.bench.load import LoadSpec, Upstream, drive, start_nginx  # noqa: E402
+from scripts.bench.runs import start_proxy  # noqa: E402
+from shield_addon.core.model import AuditDir  # noqa: E402
+from shield_addon.fleet import db, schema, ship  # noqa: E402
+from shield_addon.journal import Journal  # noqa: E402
+
+SHIP_TARGET = 20_000  # events/s per proxy (issue 17)
+SCALE_TARGET = 1.5  # 2 proxies against 1, on 2 cores
+
+
+def out(*a: Any) -> None:
+    print(*a, flush=True)
+
+
+# ---------------------------------------------------------------- (a) shipping
+
+
+def make_journal(audit: Path, rows: int) -> Journal:
+    """A journal of `rows` realistic events (the load's first request and its response, as the
+    proxy records them: headers, bodies, verdicts) written the way the writer writes them."""
+    from scripts.bench.journalbench import pair_events, sample_events
+
+    req, resp = sample_events()
+    j = Journal(AuditDir(audit).journal)
+    j.open(thread=False)
+    for start in range(0, rows, 1000):
+        j.append(pair_events(req, resp, min(1000, rows - start), tag=f"f{start}"), sync=False)
+    j.sync()
+    return j
+
+
+def pg_cpu(pg: postgres.Postgres) -> float:
+    return procstat.family_cpu(pg.proc.pid) if pg.proc else 0.0
+
+
+def drop(pg: postgres.Postgres, url: str) -> None:
+    with psycopg.connect(pg.url(), autocommit=True) as con:
+        con.execute(f"DROP DATABASE {url.rsplit('/', 1)[1]}")  # type: ignore[arg-type] - a name we made
+
+
+def timed(pg: postgres.Postgres, fn: Callable[[str], int]) -> dict[str, float]:
+    """Run fn on a fresh fleet database; its wall time, events/s and the CPU on both sides."""
+    url = pg.database()
+    c0, p0, t0 = procstat.self_cpu(), pg_cpu(pg), time.perf_counter()
+    n = fn(url)
+    wall = time.perf_counter() - t0
+    client, server = procstat.self_cpu() - c0, pg_cpu(pg) - p0
+    drop(pg, url)
+    return {"events": n, "seconds": wall, "events_per_s": n / wall, "shipper_cpu_us": client / n * 1e6,
+            "postgres_cpu_us": server / n * 1e6}
+
+
+def shipper_run(audit: Path, j: Journal, batch_bytes: int) -> Callable[[str], int]:
+    """The real Shipper catching up from 0, as a proxy's writer does after an outage."""
+
+    def run(url: str) -> int:
+        ship.BATCH_BYTES = batch_bytes
+        s = ship.Shipper(url, AuditDir(audit), j.chain_id, lambda: j.synced[0], ship.Identity("bench", "host", "", "bench"))
+        try:
+            if not s.attempt() or s.shipped != j.synced[0]:
+                raise SystemExit(f"shipping failed: {s.error}")
+        finally:
+            if s.con is not None:
+                s.con.close()
+        return s.shipped
+
+    return run
+
+
+_COPY = "COPY chain_rows ({}) FROM STDIN".format(", ".join(schema.SHIP_COLUMNS))
+_TYPES = [typ for _, typ in schema.TYPED] + ["text"]
+_STAMPS = [i for i, (_, typ) in enumerate(schema.TYPED) if typ == "timestamp"]
+
+
+def plain_row(row: dict, line: str) -> tuple:
+    return (*map(row.get, schema.TYPED_NAMES), line)
+
+
+def binary_row(row: dict, line: str) -> tuple:
+    """Binary COPY wants real timestamps, not their text."""
+    values = [row.get(name) for name in schema.TYPED_NAMES]
+    for i in _STAMPS:
+        if values[i] is not None:
+            values[i] = datetime.datetime.fromisoformat(values[i].rstrip("Z"))
+    return (*values, line)
+
+
+def copy_run(lines: list[bytes], build: Callable[[dict, str], tuple], set_types: bool = False,
+             binary: bool = False, batch_rows: int = 5000) -> Callable[[str], int]:
+    """COPY alone (no journal reading, no mark): one way of building and sending the rows."""
+
+    def run(url: str) -> int:
+        con = db.connect(url)
+        db.migrate(con)
+        statement = _COPY + (" (FORMAT BINARY)" if binary else "")
+        for start in range(0, len(lines), batch_rows):
+            with con.transaction(), con.cursor().copy(statement) as copy:  # type: ignore[arg-type]
+                if set_types:
+                    copy.set_types(_TYPES)
+                for line in lines[start:start + batch_rows]:
+                    copy.write_row(build(orjson.loads(line), line.decode()))
+        n = con.execute("SELECT count(*) FROM chain_rows").fetchone()[0]  # type: ignore[index]
+        con.close()
+        return n
+
+    return run
+
+
+def bench_shipping(args: argparse.Namespace, work: Path, pg: postgres.Postgres, results: dict[str, Any]) -> None:
+    out(f"== (a) Shipping one proxy's journal into PostgreSQL {pg_version(pg)}")
+    audit = work / "ship-audit"
+    t0 = time.perf_counter()
+    j = make_journal(audit, args.rows)
+    size = sum(p.stat().st_size for p in (audit / "journal").glob("*.jsonl"))
+    out(f"  journal: {args.rows:,} events, {size / 2**20:.0f} MiB ({size // args.rows} bytes/event), "
+        f"written in {time.perf_counter() - t0:.1f} s")
+    lines = b"".join(p.read_bytes() for p in sorted((audit / "journal").glob("*.jsonl"))).splitlines()
+    runs: dict[str, list[dict[str, float]]] = {}
+    variants: list[tuple[str, Callable[[str], int]]] = [
+        ("Shipper, 8 MiB batches (as shipped)", shipper_run(audit, j, 8 << 20)),
+        ("Shipper, 2 MiB batches", shipper_run(audit, j, 2 << 20)),
+        ("Shipper, 32 MiB batches", shipper_run(audit, j, 32 << 20)),
+        ("COPY only: text, write_row(schema.pg_row)", copy_run(lines, schema.pg_row)),
+        ("COPY only: text, write_row(plain tuple)", copy_run(lines, plain_row)),
+        ("COPY only: text, plain tuple, set_types", copy_run(lines, plain_row, set_types=True)),
+        ("COPY only: binary, set_types", copy_run(lines, binary_row, set_types=True, binary=True)),
+    ]
+    for rnd in range(args.rounds):
+        for name, fn in variants:
+            runs.setdefault(name, []).append(timed(pg, fn))
+            r = runs[name][-1]
+            out(f"  round {rnd + 1}: {name:44} {r['events_per_s']:9,.0f} events/s  ({r['seconds']:5.2f} s; CPU per event: "
+                f"shipper {r['shipper_cpu_us']:5.1f} µs, PostgreSQL {r['postgres_cpu_us']:5.1f} µs)")
+    ship.BATCH_BYTES = 8 << 20
+    out("  median of the rounds:")
+    figures = {}
+    for name, rs in runs.items():
+        figures[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        f = figures[name]
+        out(f"    {name:44} {f['events_per_s']:9,.0f} events/s  shipper {f['shipper_cpu_us']:5.1f} µs + "
+            f"PostgreSQL {f['postgres_cpu_us']:5.1f} µs CPU per event")
+    results["shipping"] = {"rows": args.rows, "bytes_per_event": size // args.rows, "figures": figures}
+
+
+def pg_version(pg: postgres.Postgres) -> str:
+    with psycopg.connect(pg.url()) as con:
+        return str(con.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- (b) scale-out behind HAProxy
+
+
+def load_child(spec: dict[str, Any]) -> None:
+    """The load generator's own process: warm up, say START, measure, say END, print the figures."""
+    up = Upstream(None, spec["http_port"], spec["https_port"], Path(spec["cert"]), "")  # type: ignore[arg-type]
+
+    def mark(word: str) -> Callable[[], None]:
+        return lambda: print(word, flush=True)
+
+    win = asyncio.run(drive(LoadSpec(tls=spec["tls"]), up, spec["port"], Path(spec["ca"]), spec["concurrency"],
+                            spec["warmup"], spec["duration"], mark("START"), mark("END")))
+    lat = sorted(win.latencies)
+    print(json.dumps({"requests": len(lat), "errors": win.errors, "first_error": win.first_error,
+                      "p50_ms": lat[len(lat) // 2] * 1000 if lat else 0.0,
+                      "p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else 0.0}), flush=True)
+
+
+def measure(name: str, port: int, ca: Path, up: Upstream, args: argparse.Namespace, pids: dict[str, list[int]]) -> dict[str, Any]:
+    """One run: the load generator (a process) through `port`; req/s and each part's CPU."""
+    spec = {"port": port, "ca": str(ca), "http_port": up.http_port, "https_port": up.https_port, "cert": str(up.cert),
+            "tls": args.tls, "concurrency": args.concurrency, "warmup": args.warmup, "duration": args.duration}
+    child = subprocess.Popen([sys.executable, __file__, "--load-child", json.dumps(spec)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    groups = {**pids, "load generator": [child.pid]}
+
+    def snap() -> dict[str, float]:
+        cpu = {g: sum(procstat.family_cpu(p) for p in ps) for g, ps in groups.items()}
+        return {**cpu, "machine": procstat.system_cpu()[0], "t": time.perf_counter()}
+
+    snaps = []
+    for line in child.stdout:
+        if line.strip() in ("START", "END"):
+            snaps.append(snap())
+        elif line.startswith("{"):
+            figures = json.loads(line)
+    child.wait(30)
+    a, b = snaps
+    wall = b["t"] - a["t"]
+    n = figures["requests"]
+    cpu = {g: (b[g] - a[g]) / wall for g in groups}  # cores used by each part
+    ours = sum(cpu.values())
+    r = {"name": name, "rps": n / wall, **figures, "cores": cpu,
+         "other_cores": max(0.0, (b["machine"] - a["machine"]) / wall - ours)}
+    parts = "  ".join(f"{g} {c:.2f}" for g, c in cpu.items())
+    err = f"  errors {figures['errors']} ({figures['first_error']})" if figures["errors"] else ""
+    out(f"    {name:22} {r['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
+        f"cores: {parts}  others' {r['other_cores']:.2f}{err}")
+    return r
+
+
+def bench_scale(args: argparse.Namespace, work: Path, pg: postgres.Postgres, results: dict[str, Any]) -> None:
+    out(f"== (b) Proxies behind HAProxy (TCP, round robin): {os.cpu_count()} cores, "
+        f"{'https' if args.tls else 'http'}, {args.concurrency} keep-alive connections, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run")
+    launcher = Launcher()
+    fronts: list[haproxy.HAProxy] = []
+    try:
+        up = start_nginx(work, launcher)
+        url = pg.database()
+        proxies = [start_proxy(launcher, "shield", work, up, None,
+                               ["--set", f"shield_fleet={url}", "--set", f"shield_proxy_name=p{i}"], f"p{i}")
+                   for i in (1, 2)]
+        one = haproxy.start([proxies[0].port], work / "haproxy-1")
+        two = haproxy.start([p.port for p in proxies], work / "haproxy-2")
+        fronts += [one, two]
+        base = {"nginx": [up.proc.pid], "PostgreSQL": [pg.proc.pid] if pg.proc else []}
+        plans = [
+            ("1 proxy, direct", proxies[0].port, {**base, "proxy 1": [proxies[0].pid]}),
+            ("1 proxy, HAProxy", one.port, {**base, "proxy 1": [proxies[0].pid], "HAProxy": [one.proc.pid]}),
+            ("2 proxies, HAProxy", two.port, {**base, "proxy 1": [proxies[0].pid], "proxy 2": [proxies[1].pid],
+                                              "HAProxy": [two.proc.pid]}),
+        ]
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for rnd in range(args.rounds):
+            out(f"  -- round {rnd + 1}/{args.rounds}")
+            for name, port, pids in plans:
+                runs.setdefault(name, []).append(measure(name, port, proxies[0].ca, up, args, pids))
+        shipped = lag(url)
+        results["scale"] = {"runs": runs, "fleet_lag_after": shipped}
+        report_scale(runs, results)
+        out(f"  the fleet after the runs: {shipped}")
+        drop_when_idle = url
+    finally:
+        for f in fronts:
+            f.stop()
+        launcher.stop_all()
+    drop(pg, drop_when_idle)
+
+
+def lag(url: str) -> str:
+    """Each proxy's journal and shipped marks, once shipping has had a few seconds to catch up."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(url) as con:
+        while True:
+            rows = con.execute("SELECT name, journal_seq, shipped_seq FROM proxies ORDER BY name").fetchall()
+            if all(j == s for _, j, s in rows) or time.monotonic() > deadline:
+                return ", ".join(f"{n} journal {j:,} shipped {s:,}" for n, j, s in rows)
+            time.sleep(1)
+
+
+def report_scale(runs: dict[str, list[dict[str, Any]]], results: dict[str, Any]) -> None:
+    med = {name: statistics.median(r["rps"] for r in rs) for name, rs in runs.items()}
+    ratios = [rs2["rps"] / rs1["rps"] for rs1, rs2 in zip(runs["1 proxy, HAProxy"], runs["2 proxies, HAProxy"])]
+    via = [h["rps"] / d["rps"] for d, h in zip(runs["1 proxy, direct"], runs["1 proxy, HAProxy"])]
+    out("  median of the rounds: " + ", ".join(f"{name} {v:,.0f} req/s" for name, v in med.items()))
+    out(f"  ratio 2 proxies / 1 proxy, both behind HAProxy: {statistics.median(ratios):.2f} "
+        f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}; target >= {SCALE_TARGET})")
+    out(f"  ratio 1 proxy behind HAProxy / direct: {statistics.median(via):.2f} "
+        f"(rounds {', '.join(f'{x:.2f}' for x in via)})")
+    results["scale_summary"] = {"median_rps": med, "two_vs_one": statistics.median(ratios),
+                                "haproxy_vs_direct": statistics.median(via)}
+
+
+# ---------------------------------------------------------------- main
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=200_000, help="events in the shipped journal (default 200000)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of every measurement (default 2)")
+    ap.add_argument("--duration", type=float, default=20, help="measured seconds per throughput run (default 20)")
+    ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each run (default 3)")
+    ap.add_argument("--concurrency", type=int, default=16, help="connections of the load generator (default 16)")
+    ap.add_argument("--tls", action="store_true", help="HTTPS through the proxies (default: HTTP)")
+    ap.add_argument("--only", choices=["ship", "scale"], help="one part only")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--smoke", action="store_true", help="everything tiny: shows the script works, measures nothing")
+    ap.add_argument("--load-child", help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.load_child:
+        load_child(json.loads(args.load_child))
+        return 0
+    if args.smoke:
+        args.rows, args.rounds, args.duration, args.warmup, args.concurrency = 2000, 1, 1.0, 0.5, 4
+    pg = postgres.start()
+    if pg is None:
+        raise SystemExit("PostgreSQL's server is not installed (Debian: apt-get install postgresql)")
+    results: dict[str, Any] = {"cores": os.cpu_count(), "load_average": os.getloadavg()[0]}
+    out(f"bench_fleet: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before the run")
+    try:
+        with tempfile.TemporaryDirectory(prefix="shield-bench-fleet-") as tmp:
+            if args.only in (None, "ship"):
+                bench_shipping(args, Path(tmp), pg, results)
+            if args.only in (None, "scale"):
+                bench_scale(args, Path(tmp), pg, results)
+    finally:
+        pg.close()
+    out("== Targets")
+    if "shipping" in results:
+        got = results["shipping"]["figures"]["Shipper, 8 MiB batches (as shipped)"]["events_per_s"]
+        out(f"  shipping, one proxy: {got:,.0f} events/s (target >= {SHIP_TARGET:,}: {'met' if got >= SHIP_TARGET else 'NOT met'})")
+    if "scale_summary" in results:
+        got = results["scale_summary"]["two_vs_one"]
+        out(f"  2 proxies / 1 behind HAProxy: {got:.2f} x (target >= {SCALE_TARGET}: "
+            f"{'met' if got >= SCALE_TARGET else 'NOT met'})")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
