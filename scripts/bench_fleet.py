@@ -79,13 +79,14 @@ def drop(pg: postgres.Postgres, url: str) -> None:
 def timed(pg: postgres.Postgres, fn: Callable[[str], int]) -> dict[str, float]:
     """Run fn on a fresh fleet database; its wall time, events/s and the CPU on both sides."""
     url = pg.database()
-    c0, p0, t0 = procstat.self_cpu(), pg_cpu(pg), time.perf_counter()
+    c0, p0, m0, t0 = procstat.self_cpu(), pg_cpu(pg), procstat.system_cpu()[0], time.perf_counter()
     n = fn(url)
     wall = time.perf_counter() - t0
     client, server = procstat.self_cpu() - c0, pg_cpu(pg) - p0
+    others = max(0.0, (procstat.system_cpu()[0] - m0 - client - server) / wall)
     drop(pg, url)
     return {"events": n, "seconds": wall, "events_per_s": n / wall, "shipper_cpu_us": client / n * 1e6,
-            "postgres_cpu_us": server / n * 1e6}
+            "postgres_cpu_us": server / n * 1e6, "others_cores": others}
 
 
 def shipper_run(audit: Path, j: Journal, batch_bytes: int) -> Callable[[str], int]:

@@ -81,3 +81,11 @@ def start(backends: list[int], work: Path | None = None, balance: str = "roundro
         proc = subprocess.Popen([exe, "-f", str(cfg), "-db"], stdout=out, stderr=subprocess.STDOUT, cwd=work)
     wait_port(port, proc, 10, log)
     return HAProxy(proc, port, cfg, log)
+
+
+def share_ca(confdir: Path, into: Path) -> None:
+    """Give a proxy that has not started yet the CA of another: its confdir's mitmproxy-ca.pem
+    (key and certificate), the one file mitmproxy reads its CA from. The rest of a confdir (the
+    checkpoint signing key, the redaction key) stays the proxy's own."""
+    into.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(confdir / "mitmproxy-ca.pem", into / "mitmproxy-ca.pem")

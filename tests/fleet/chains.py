@@ -3,7 +3,6 @@ and load-balancer tests can say "every line shipped, once, byte for byte"."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -67,35 +66,36 @@ def assert_shipped_exactly(url: str, audit_dir: Path) -> int:
 
 
 def fleet_proxy(tmp: Path, url: str, name: str, *extra: str, upstream_ca: Path | None = None,
-                audit_dir: Path | None = None, env: dict[str, str] | None = None, control: bool = False) -> Proxy:
-    """A real proxy that joins the fleet at `url` under `name` (the tests' rules, any proxy auth)."""
+                audit_dir: Path | None = None, env: dict[str, str] | None = None, control: bool = False,
+                any_agent: bool = True) -> Proxy:
+    """A real proxy that joins the fleet at `url` under `name`, with the tests' rules; with
+    `any_agent`, proxyauth=any (else its confdir's agents, if any, are the only ones let in)."""
+    auth = ("--set", "proxyauth=any") if any_agent else ()
     return start_proxy(tmp, "--set", f"shield_fleet={url}", "--set", f"shield_proxy_name={name}",
-                       "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any", *extra,
+                       "--set", f"shield_rules={HERE / 'rules'}", *auth, *extra,
                        upstream_ca=upstream_ca, audit_dir=audit_dir, env=env, control=control)
 
 
 def fleet_behind_haproxy(tmp: Path, url: str, n: int = 3, *extra: str, upstream_ca: Path | None = None,
-                         control: bool = False) -> tuple[haproxy.HAProxy, list[Proxy]]:
-    """N proxies in the fleet at `url` (named a, b, c, ...), one CA among them, HAProxy in TCP
-    mode in front. Agents point at the HAProxy's port and trust proxies[0].ca. The caller
-    stops the HAProxy and each proxy."""
+                         control: bool = False, confdir: Path | None = None) -> tuple[haproxy.HAProxy, list[Proxy]]:
+    """N proxies in the fleet at `url` (named a, b, c, ...), HAProxy in TCP mode in front.
+    One CA among them: with `confdir`, all use that one confdir (its CA, its agents: proxyauth
+    is theirs); without, each has its own confdir holding a copy of the first one's CA.
+    Agents point at the HAProxy's port and trust proxies[0].ca. The caller stops the HAProxy
+    and each proxy."""
     proxies: list[Proxy] = []
     try:
         for i in range(n):
             d = tmp / f"proxy-{chr(ord('a') + i)}"
-            if proxies:
-                share_ca(proxies[0].confdir, d / "conf")
-            proxies.append(fleet_proxy(d, url, chr(ord("a") + i), *extra, upstream_ca=upstream_ca, control=control))
+            if confdir is not None:
+                d.mkdir(parents=True)
+                (d / "conf").symlink_to(confdir, target_is_directory=True)
+            elif proxies:
+                haproxy.share_ca(proxies[0].confdir, d / "conf")
+            proxies.append(fleet_proxy(d, url, chr(ord("a") + i), *extra, upstream_ca=upstream_ca, control=control,
+                                       any_agent=confdir is None))
         return haproxy.start([p.port for p in proxies], tmp / "haproxy"), proxies
     except BaseException:
         for p in proxies:
             p.stop()
         raise
-
-
-def share_ca(confdir: Path, into: Path) -> None:
-    """Give a proxy that has not started yet the CA of another: its confdir's mitmproxy-ca.pem
-    (key and certificate), the one file mitmproxy reads its CA from. The rest of a confdir (the
-    checkpoint signing key, the redaction key) stays the proxy's own."""
-    into.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(confdir / "mitmproxy-ca.pem", into / "mitmproxy-ca.pem")

@@ -5,6 +5,7 @@ every proxy's chain ends up in the fleet, whole."""
 from __future__ import annotations
 
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 
 from shield_addon.journal import read_rows
-from tests.e2e.harness import Upstream, start_upstream
+from tests.e2e.harness import SHIELD, Upstream, start_upstream
 from tests.fleet.chains import assert_shipped_exactly, fleet_behind_haproxy, wait_shipped
 
 
@@ -64,3 +65,29 @@ def test_three_proxies_behind_haproxy_answer_and_all_their_chains_reach_the_flee
         rows = con.execute("SELECT proxy, path FROM events WHERE stage = 'request' AND path LIKE '%/lb-%'").fetchall()
     assert {proxy for proxy, _ in rows} == {"a", "b", "c"}
     assert sorted(path for _, path in rows) == sorted(sent)  # each request once, from the proxy that took it
+
+
+def test_proxies_on_one_machine_can_share_one_confdir_and_its_agents(tmp_path: Path, fleet_url: str,
+                                                                     upstream: Upstream) -> None:
+    confdir = tmp_path / "conf"
+    cp = subprocess.run([*SHIELD, "agents", "add", "deploy-bot", "--confdir", str(confdir)], capture_output=True,
+                        text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    token = cp.stdout.strip().splitlines()[-1]
+    front, proxies = fleet_behind_haproxy(tmp_path, fleet_url, 2, upstream_ca=upstream.ca_file, confdir=confdir)
+    try:
+        with fresh_connection_each(front.url("deploy-bot", token), proxies[0].ca) as c:
+            codes = [c.get(upstream.url(f"/ok/agent-{i}", tls=i % 2 == 1)).status_code for i in range(8)]
+        with fresh_connection_each(front.url("deploy-bot", "wrong"), proxies[0].ca) as c:
+            refused = [c.get(upstream.url(f"/ok/wrong-{i}")).status_code for i in range(4)]
+        for p in proxies:
+            wait_shipped(fleet_url, p.audit_dir)
+    finally:
+        front.stop()
+        for p in proxies:
+            p.stop()
+    assert codes == [200] * 8 and refused == [407] * 4  # both proxies know the agent, and only it
+    assert not upstream.hits_for("/wrong-")
+    with psycopg.connect(fleet_url) as con:
+        rows = con.execute("SELECT DISTINCT proxy, agent FROM events WHERE path LIKE '/ok/agent-%'").fetchall()
+    assert sorted(rows) == [("a", "deploy-bot"), ("b", "deploy-bot")]
