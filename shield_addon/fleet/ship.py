@@ -29,8 +29,11 @@ log = logging.getLogger("shield")
 INTERVAL = 0.2  # seconds between rounds when there is nothing to ship
 HEARTBEAT = 1.0  # seconds between heartbeats
 RETRY_MAX = 5.0  # seconds: the longest wait between two attempts to reach the database
-BATCH_BYTES = 8 << 20
+# A batch is one transaction. 2 MiB ships half as fast again as 8 MiB or 32 MiB on the
+# development machine (scripts/bench_fleet.py; docs/performance.md), same CPU on both sides.
+BATCH_BYTES = 2 << 20
 _COPY = "COPY chain_rows ({}) FROM STDIN".format(", ".join(schema.SHIP_COLUMNS))
+_TYPES = [typ for _, typ in schema.TYPED] + ["text"]  # told once per COPY, not found per value
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class Shipper:
                 raise Diverged(f"this journal does not continue the fleet's copy of chain {self.chain_id}: "
                                f"its seq {first['seq']} does not follow the fleet's seq {have}")
             with self.con.cursor().copy(_COPY) as copy:  # type: ignore[arg-type] - our own constant SQL
+                copy.set_types(_TYPES)
                 for line, row in rows:
                     copy.write_row(chain_row(row, line.decode()))
             last = rows[-1][1]

@@ -278,3 +278,17 @@ def test_a_journal_that_does_not_continue_the_fleets_copy_is_refused(tmp_path: P
     assert row is not None and row["shipped_seq"] == 500
     assert row["ship_error"] == t.error  # visible in the fleet, not only in one proxy's log
     assert row["name"] == "direct"  # the impostor did not take the chain's row over
+
+
+def test_values_with_nul_are_shipped_as_pg_row_makes_them(tmp_path: Path, fleet_url: str) -> None:
+    # PostgreSQL's text cannot hold NUL: the typed copy gets U+FFFD, `line` keeps the escape.
+    j = journal_of(tmp_path / "a", 2)
+    j.append([{"stage": "request", "flow_id": "nul", "path": "/a\x00b", "matched_rules": ["r\x00"]}])
+    s = shipper(fleet_url, tmp_path / "a", j)
+    assert s.attempt() and s.shipped == 3
+    s.con.close()
+    with psycopg.connect(fleet_url) as con:
+        rows = con.execute("SELECT path, matched_rules, line FROM chain_rows ORDER BY seq").fetchall()
+    assert rows[0][0] == "/e/0" and rows[2][:2] == ("/a\ufffdb", ["r\ufffd"])
+    assert "\\u0000" in rows[2][2]
+    assert assert_shipped_exactly(fleet_url, tmp_path / "a") == 3

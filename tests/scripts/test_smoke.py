@@ -58,7 +58,7 @@ def test_bench_proxy_help_names_the_old_flags_and_smoke() -> None:
 @pytest.mark.timeout(240)
 def test_bench_fleet_smoke(tmp_path: Path) -> None:
     out = run("bench_fleet.py", "--smoke", "--json", str(tmp_path / "figures.json"), timeout=230)
-    for part in ("== (a) Shipping", "Shipper, 8 MiB batches (as shipped)", "COPY only: binary", "== (b) Proxies behind HAProxy",
+    for part in ("== (a) Shipping", "MiB batches (as shipped)", "COPY only: binary", "== (b) Proxies behind HAProxy",
                  "ratio 2 proxies / 1 proxy, both behind HAProxy", "ratio 1 proxy behind HAProxy / direct", "== Targets"):
         assert part in out, part
     figures = json.loads((tmp_path / "figures.json").read_text())
