@@ -207,19 +207,32 @@ def load_child(spec: dict[str, Any]) -> None:
                       "p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else 0.0}), flush=True)
 
 
-def measure(name: str, port: int, ca: Path, up: Upstream, args: argparse.Namespace, pids: dict[str, list[int]]) -> dict[str, Any]:
-    """One run: the load generator (a process) through `port`; req/s and each part's CPU."""
+Part = tuple[str, int, bool]  # (name, pid, with its descendants)
+
+
+def cpu_of(part: Part) -> float:
+    _, pid, family = part
+    return procstat.family_cpu(pid) if family else procstat.cpu_seconds(pid)
+
+
+def proxy_parts(proxies: list[Any]) -> list[Part]:
+    """The proxies' event loops (the mitmproxy process) and their audit writers (its child),
+    apart: the model of N cores needs the loop's CPU per request alone."""
+    return [("event loops", p.pid, False) for p in proxies] + [("writers", p.pid, True) for p in proxies]
+
+
+def measure(name: str, port: int, ca: Path, up: Upstream, args: argparse.Namespace, parts: list[Part]) -> dict[str, Any]:
+    """One run: the load generator (a process) through `port`; req/s and each part's cores."""
     spec = {"port": port, "ca": str(ca), "http_port": up.http_port, "https_port": up.https_port, "cert": str(up.cert),
             "tls": args.tls, "concurrency": args.concurrency, "warmup": args.warmup, "duration": args.duration}
     child = subprocess.Popen([sys.executable, __file__, "--load-child", json.dumps(spec)], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
-    groups = {**pids, "load generator": [child.pid]}
+    parts = [*parts, ("load generator", child.pid, False)]
 
-    def snap() -> dict[str, float]:
-        cpu = {g: sum(procstat.family_cpu(p) for p in ps) for g, ps in groups.items()}
-        return {**cpu, "machine": procstat.system_cpu()[0], "t": time.perf_counter()}
+    def snap() -> dict[str, Any]:
+        return {"cpu": [cpu_of(part) for part in parts], "machine": procstat.system_cpu()[0], "t": time.perf_counter()}
 
-    snaps = []
+    snaps, figures = [], {}
     for line in child.stdout:
         if line.strip() in ("START", "END"):
             snaps.append(snap())
@@ -228,15 +241,19 @@ def measure(name: str, port: int, ca: Path, up: Upstream, args: argparse.Namespa
     child.wait(30)
     a, b = snaps
     wall = b["t"] - a["t"]
-    n = figures["requests"]
-    cpu = {g: (b[g] - a[g]) / wall for g in groups}  # cores used by each part
+    cpu: dict[str, float] = {}
+    for (part, _, _), x, y in zip(parts, a["cpu"], b["cpu"]):
+        cpu[part] = cpu.get(part, 0.0) + (y - x) / wall  # cores used by each part
+    if "writers" in cpu:
+        cpu["writers"] -= cpu["event loops"]  # the family's CPU, less the loop's own
     ours = sum(cpu.values())
-    r = {"name": name, "rps": n / wall, **figures, "cores": cpu,
-         "other_cores": max(0.0, (b["machine"] - a["machine"]) / wall - ours)}
-    parts = "  ".join(f"{g} {c:.2f}" for g, c in cpu.items())
+    rps = figures["requests"] / wall
+    r = {"name": name, "rps": rps, **figures, "cores": cpu, "other_cores": max(0.0, (b["machine"] - a["machine"]) / wall - ours),
+         "cpu_us_per_request": {k: v / rps * 1e6 for k, v in cpu.items()} if rps else {}}
+    shown = "  ".join(f"{k} {v:.2f}" for k, v in cpu.items())
     err = f"  errors {figures['errors']} ({figures['first_error']})" if figures["errors"] else ""
-    out(f"    {name:22} {r['rps']:7.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
-        f"cores: {parts}  others' {r['other_cores']:.2f}{err}")
+    out(f"    {name:20} {rps:6.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
+        f"cores: {shown}  others' {r['other_cores']:.2f}{err}")
     return r
 
 
@@ -255,18 +272,17 @@ def bench_scale(args: argparse.Namespace, work: Path, pg: postgres.Postgres, res
         one = haproxy.start([proxies[0].port], work / "haproxy-1")
         two = haproxy.start([p.port for p in proxies], work / "haproxy-2")
         fronts += [one, two]
-        base = {"nginx": [up.proc.pid], "PostgreSQL": [pg.proc.pid] if pg.proc else []}
+        base: list[Part] = [("nginx", up.proc.pid, True), ("PostgreSQL", pg.proc.pid if pg.proc else 0, True)]
         plans = [
-            ("1 proxy, direct", proxies[0].port, {**base, "proxy 1": [proxies[0].pid]}),
-            ("1 proxy, HAProxy", one.port, {**base, "proxy 1": [proxies[0].pid], "HAProxy": [one.proc.pid]}),
-            ("2 proxies, HAProxy", two.port, {**base, "proxy 1": [proxies[0].pid], "proxy 2": [proxies[1].pid],
-                                              "HAProxy": [two.proc.pid]}),
+            ("1 proxy, direct", proxies[0].port, [*proxy_parts(proxies[:1]), *base]),
+            ("1 proxy, HAProxy", one.port, [*proxy_parts(proxies[:1]), ("HAProxy", one.proc.pid, False), *base]),
+            ("2 proxies, HAProxy", two.port, [*proxy_parts(proxies), ("HAProxy", two.proc.pid, False), *base]),
         ]
         runs: dict[str, list[dict[str, Any]]] = {}
         for rnd in range(args.rounds):
             out(f"  -- round {rnd + 1}/{args.rounds}")
-            for name, port, pids in plans:
-                runs.setdefault(name, []).append(measure(name, port, proxies[0].ca, up, args, pids))
+            for name, port, parts in plans:
+                runs.setdefault(name, []).append(measure(name, port, proxies[0].ca, up, args, parts))
         shipped = lag(url)
         results["scale"] = {"runs": runs, "fleet_lag_after": shipped}
         report_scale(runs, results)
@@ -300,7 +316,26 @@ def report_scale(runs: dict[str, list[dict[str, Any]]], results: dict[str, Any])
     out(f"  ratio 1 proxy behind HAProxy / direct: {statistics.median(via):.2f} "
         f"(rounds {', '.join(f'{x:.2f}' for x in via)})")
     results["scale_summary"] = {"median_rps": med, "two_vs_one": statistics.median(ratios),
-                                "haproxy_vs_direct": statistics.median(via)}
+                                "haproxy_vs_direct": statistics.median(via), "model": model(runs["1 proxy, HAProxy"])}
+
+
+def model(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """What N proxies on C idle cores can do, from one proxy's CPU per request: each event loop
+    is one thread (at most one core: N / loop), and everything (loops, writers, PostgreSQL,
+    HAProxy, upstream, client) shares the C cores (C / all): X = min(N / loop, C / all)."""
+    per = {k: statistics.median(r["cpu_us_per_request"][k] for r in runs) for k in runs[0]["cpu_us_per_request"]}
+    loop, total = per["event loops"], sum(per.values())
+    def ceiling(n: int, cores: int) -> float:
+        return min(n / loop, cores / total) * 1e6
+
+    out("  model, from 1 proxy's CPU per request (µs): " + ", ".join(f"{k} {v:.0f}" for k, v in per.items()))
+    out(f"    the event loop is {loop / total:.0%} of all the CPU a request costs; on C idle cores N proxies serve "
+        f"min(N / {loop:.0f} µs, C / {total:.0f} µs)")
+    for cores in (2, 4, 8):
+        best = min(cores, max(1, round(cores * loop / total + 0.49)))
+        out(f"    {cores} cores: 1 proxy {ceiling(1, cores):6,.0f} req/s; {best} proxies {ceiling(best, cores):6,.0f} req/s "
+            f"({ceiling(best, cores) / ceiling(1, cores):.2f} x); the cores are full from N = {cores * loop / total:.1f}")
+    return {"loop_us": loop, "total_us": total, "two_vs_one_on_2_idle_cores": ceiling(2, 2) / ceiling(1, 2)}
 
 
 # ---------------------------------------------------------------- main
