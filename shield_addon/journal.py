@@ -290,7 +290,8 @@ BATCH_BYTES = 32 << 20
 
 def new_lines(jdir: Path, have: int, upto: int, cursor: Cursor, max_bytes: int = BATCH_BYTES) -> bytes:
     """The journal's lines with seq in (have, upto], up to about max_bytes, read from the
-    cursor when it is still where `have` ends; the cursor moves past the last line taken."""
+    cursor when it is still where `have` ends; the cursor moves past the last line taken.
+    Reads line by line, so a batch costs what it takes, not the rest of a 64 MiB segment."""
     out: list[bytes] = []
     size = 0
     for path in tail_files(jdir, have):
@@ -299,15 +300,15 @@ def new_lines(jdir: Path, have: int, upto: int, cursor: Cursor, max_bytes: int =
         start = cursor.offset if path == cursor.path and cursor.seq == have else 0
         with open(path, "rb") as f:
             f.seek(start)
-            data = f.read()
-        pos = 0
-        for line in data.splitlines(keepends=True):
-            seq = line_seq(line)
-            if seq is not None and seq > upto or not line.endswith(b"\n") or size >= max_bytes:
-                break  # later lines are not committed yet, or are for the next batch
-            pos += len(line)
-            if seq is not None and seq > have:
-                out.append(line)
-                size += len(line)
-                cursor.path, cursor.offset, cursor.seq = path, start + pos, seq
+            pos = start
+            while size < max_bytes:
+                line = f.readline()
+                seq = line_seq(line)
+                if seq is not None and seq > upto or not line.endswith(b"\n"):
+                    break  # later lines are not committed yet, or the segment ends here
+                pos += len(line)
+                if seq is not None and seq > have:
+                    out.append(line)
+                    size += len(line)
+                    cursor.path, cursor.offset, cursor.seq = path, pos, seq
     return b"".join(out)

@@ -29,8 +29,12 @@ log = logging.getLogger("shield")
 INTERVAL = 0.2  # seconds between rounds when there is nothing to ship
 HEARTBEAT = 1.0  # seconds between heartbeats
 RETRY_MAX = 5.0  # seconds: the longest wait between two attempts to reach the database
-BATCH_BYTES = 8 << 20
+# A batch is one transaction. 1-32 MiB ship at the same rate within the development machine's
+# noise (scripts/bench_fleet.py; docs/performance.md); smaller batches cost the writer a little
+# less CPU and memory (2 MiB: ~1,400 parsed rows at a time) and hold the proxy's row briefly.
+BATCH_BYTES = 2 << 20
 _COPY = "COPY chain_rows ({}) FROM STDIN".format(", ".join(schema.SHIP_COLUMNS))
+_TYPES = [typ for _, typ in schema.TYPED] + ["text"]  # told once per COPY, not found per value
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,12 @@ class Shipper:
                     break
             self.ship_checkpoints()
             self.heartbeat()
-        except (psycopg.Error, db.FleetError, Diverged, OSError) as e:
+        except Diverged as e:
+            if self.con is not None:
+                report_error(self.con, self.chain_id, str(e))
+            self.fail(e)
+            return False
+        except (psycopg.Error, db.FleetError, OSError) as e:
             self.fail(e)
             return False
         if self.error is not None:
@@ -114,30 +123,57 @@ class Shipper:
             self.con = None
 
     def connect(self) -> None:
+        """Reach the database, bring its schema up to date, learn its mark for this chain and
+        check this journal continues it; only then register (a journal that does not
+        continue the chain must not take over its row)."""
         con = db.connect(self.url)
         try:
             db.migrate(con)
+            shipped, head = self.mark(con)
+            self.check_continues(shipped, head)
             i = self.identity
             db.register(con, self.chain_id, i.name, i.host, i.listen, i.version, i.started)
-            mark = con.execute("SELECT p.shipped_seq, r.row_hash FROM proxies p LEFT JOIN chain_rows r "
-                               "ON r.chain_id = p.chain_id AND r.seq = p.shipped_seq WHERE p.chain_id = %s",
-                               (self.chain_id,)).fetchone()
+            con.execute("UPDATE proxies SET ship_error = NULL WHERE chain_id = %s", (self.chain_id,))
+        except Diverged as e:
+            report_error(con, self.chain_id, str(e))
+            con.close()
+            raise
         except BaseException:
             con.close()
             raise
-        assert mark is not None
-        if mark[0] != self.shipped:
-            self.cursor = Cursor()  # resume from the database's mark, not from where this thread was
-        self.shipped, self.head = mark[0], mark[1] or ""
+        self.shipped, self.head = shipped, head
         self.con = con
+
+    def mark(self, con: psycopg.Connection) -> tuple[int, str]:
+        """The database's high-water mark for this chain and the row_hash there (0, "" if none)."""
+        row = con.execute("SELECT p.shipped_seq, r.row_hash FROM proxies p LEFT JOIN chain_rows r "
+                          "ON r.chain_id = p.chain_id AND r.seq = p.shipped_seq WHERE p.chain_id = %s",
+                          (self.chain_id,)).fetchone()
+        return (row[0], row[1] or "") if row else (0, "")
+
+    def check_continues(self, shipped: int, head: str) -> None:
+        """The journal's row at the database's mark must be the one the database holds there:
+        a journal that is shorter, or has another row there, would fork the chain. Leaves the
+        cursor just past the mark, where shipping resumes."""
+        self.cursor = Cursor()
+        if shipped == 0:
+            return
+        upto = self.committed()
+        line = new_lines(self.audit.journal, shipped - 1, shipped, self.cursor, 1) if upto >= shipped else b""
+        if not line:
+            raise Diverged(f"this journal does not continue the fleet's copy of chain {self.chain_id}: the fleet "
+                           f"holds seq {shipped}, this journal ends at seq {upto}")
+        if head and orjson.loads(line)["row_hash"] != head:
+            raise Diverged(f"this journal does not continue the fleet's copy of chain {self.chain_id}: its row "
+                           f"at seq {shipped} is not the one the fleet holds")
 
     def ship_batch(self) -> bool:
         """Ship the next batch of committed rows; True if there may be more."""
         upto = self.committed()
         if upto <= self.shipped:
             if upto < self.shipped:
-                raise Diverged(f"the fleet holds seq {self.shipped} of chain {self.chain_id} but this journal "
-                               f"ends at {upto}")
+                raise Diverged(f"this journal does not continue the fleet's copy of chain {self.chain_id}: the "
+                               f"fleet holds seq {self.shipped}, this journal ends at seq {upto}")
             return False
         data = new_lines(self.audit.journal, self.shipped, upto, self.cursor, BATCH_BYTES)
         lines = data.splitlines()
@@ -148,17 +184,20 @@ class Shipper:
             mark = self.con.execute("SELECT shipped_seq FROM proxies WHERE chain_id = %s FOR UPDATE",
                                     (self.chain_id,)).fetchone()
             have = mark[0] if mark else 0
-            rows = [(line, orjson.loads(line)) for line in lines if (line_seq(line) or 0) > have]
+            if have != self.shipped:  # another writer of this chain moved the mark: skip what it shipped
+                lines = [line for line in lines if (line_seq(line) or 0) > have]
+            rows = [(line, orjson.loads(line)) for line in lines]
             if not rows:
                 self.shipped = have
                 return True
             first = rows[0][1]
             if first["seq"] != have + 1 or (have and self.head and first["prev_hash"] != self.head):
-                raise Diverged(f"seq {first['seq']} of this journal does not continue the fleet's copy of chain "
-                               f"{self.chain_id} at seq {have}")
+                raise Diverged(f"this journal does not continue the fleet's copy of chain {self.chain_id}: "
+                               f"its seq {first['seq']} does not follow the fleet's seq {have}")
             with self.con.cursor().copy(_COPY) as copy:  # type: ignore[arg-type] - our own constant SQL
+                copy.set_types(_TYPES)
                 for line, row in rows:
-                    copy.write_row(schema.pg_row(row, line.decode()))
+                    copy.write_row(chain_row(row, line.decode()))
             last = rows[-1][1]
             self.con.execute("UPDATE proxies SET shipped_seq = %s, journal_seq = greatest(journal_seq, %s), "
                              "last_seen = now(), ship_error = NULL WHERE chain_id = %s",
@@ -202,3 +241,19 @@ class Shipper:
         self.con.execute("UPDATE proxies SET last_seen = now(), journal_seq = greatest(journal_seq, %s) "
                          "WHERE chain_id = %s", (self.committed(), self.chain_id))
         self.beat_at = now
+
+
+def chain_row(row: dict, line: str) -> tuple:
+    """schema.pg_row, without its per-value NUL scrubbing when the line holds no NUL at all
+    (JSON escapes every NUL as \\u0000): a third of the shipping thread's time otherwise."""
+    if "\\u0000" in line:
+        return schema.pg_row(row, line)
+    return (*map(row.get, schema.TYPED_NAMES), line)
+
+
+def report_error(con: psycopg.Connection, chain_id: str, text: str) -> None:
+    """Say in the proxy's row why its journal is not shipped, for whoever watches the fleet."""
+    try:
+        con.execute("UPDATE proxies SET ship_error = %s, last_seen = now() WHERE chain_id = %s", (text, chain_id))
+    except psycopg.Error:
+        pass  # the database went away as well: the proxy's log says it

@@ -54,6 +54,20 @@ def test_bench_proxy_help_names_the_old_flags_and_smoke() -> None:
         assert flag in out, flag
 
 
+@pytest.mark.skipif(nginx_path() is None, reason="the fleet benchmark's upstream is nginx (apt-get install nginx-light)")
+@pytest.mark.timeout(240)
+def test_bench_fleet_smoke(tmp_path: Path) -> None:
+    out = run("bench_fleet.py", "--smoke", "--json", str(tmp_path / "figures.json"), timeout=230)
+    for part in ("== (a) Shipping", "MiB batches (as shipped)", "COPY only: binary", "== (b) Proxies behind HAProxy",
+                 "ratio 2 proxies / 1 proxy, both behind HAProxy", "ratio 1 proxy behind HAProxy / direct", "== Targets"):
+        assert part in out, part
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert {f["events"] for f in figures["shipping"]["figures"].values()} == {2000}  # every variant shipped all
+    runs = [r for rs in figures["scale"]["runs"].values() for r in rs]
+    assert len(runs) == 3 and all(r["requests"] > 0 and r["errors"] == 0 for r in runs)
+    assert figures["scale"]["fleet_lag_after"].count("shipped") == 2  # both proxies joined the fleet
+
+
 @pytest.mark.timeout(120)
 def test_bench_queries_smoke() -> None:
     out = run("bench_queries.py", "--smoke")
