@@ -8,17 +8,13 @@ from pathlib import Path
 import psycopg
 
 from scripts.harness import SHIELD, Proxy, child_env, wait_for
-from tests.e2e.harness import HERE, start_proxy
+from tests.e2e.harness import HERE
+from tests.fleet import chains
 
 
 def fleet_proxy(tmp: Path, url: str, name: str, *extra: str, upstream_ca: Path | None = None) -> Proxy:
-    """A proxy of the fleet at `url`, with the tests' rules and control addon; agents name
-    themselves (proxyauth=any)."""
-    d = tmp / name
-    d.mkdir(exist_ok=True)
-    return start_proxy(d, "--set", f"shield_fleet={url}", "--set", f"shield_proxy_name={name}",
-                       "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any", *extra,
-                       upstream_ca=upstream_ca)
+    """A proxy of the fleet in tmp/NAME, with the tests' control addon (its commands are the console's keys)."""
+    return chains.fleet_proxy(tmp / name, url, name, *extra, upstream_ca=upstream_ca, control=True)
 
 
 def review_console(tmp: Path, url: str, reviewer: str) -> Proxy:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from shield_addon.journal import read_rows
-from tests.e2e.harness import SHIELD, Upstream, start_upstream
+from tests.e2e.harness import SHIELD, Upstream, start_upstream, wait_for
 from tests.fleet.chains import assert_shipped_exactly, fleet_behind_haproxy, wait_shipped
 
 
@@ -91,3 +91,37 @@ def test_proxies_on_one_machine_can_share_one_confdir_and_its_agents(tmp_path: P
     with psycopg.connect(fleet_url) as con:
         rows = con.execute("SELECT DISTINCT proxy, agent FROM events WHERE path LIKE '/ok/agent-%'").fetchall()
     assert sorted(rows) == [("a", "deploy-bot"), ("b", "deploy-bot")]
+
+
+def test_a_retry_mode_approval_is_found_through_haproxy_whichever_proxy_the_retry_lands_on(
+        tmp_path: Path, fleet_url: str, upstream: Upstream) -> None:
+    """No stickiness: the agent's retries land on whichever proxy HAProxy picks, and the
+    approval taken on one console is used once, fleet-wide."""
+    front, proxies = fleet_behind_haproxy(tmp_path, fleet_url, 3, upstream_ca=upstream.ca_file, control=True)
+    path = "/retry/lb-approve"
+    try:
+        with fresh_connection_each(front.url("deploy-bot"), proxies[0].ca) as c:
+            def send() -> httpx.Response:
+                return c.post(upstream.url(path, tls=True), content=b'{"replicas": 0}',
+                              headers={"content-type": "application/json"})
+
+            first = send()
+            assert first.status_code == 409
+            hold_id = first.json()["hold_id"]
+            answers = [send() for _ in range(3)]  # round robin: each of the three proxies once
+            assert [(r.status_code, r.json()["hold_id"]) for r in answers] == [(409, hold_id)] * 3
+            with psycopg.connect(fleet_url) as con:
+                [(owner,)] = con.execute("SELECT proxy FROM holds WHERE hold_id = %s", (hold_id,)).fetchall()
+            other = next(p for p in proxies if p.confdir.parent.name != f"proxy-{owner}")
+            wait_for(lambda: other.command("count", f"~u {path}")["held"], 15, "the hold on another proxy's console")
+            other.command("shield.approve", f"~u {path}", held=True)
+            with psycopg.connect(fleet_url) as con:
+                wait_for(lambda: con.execute("SELECT 1 FROM holds WHERE hold_id = %s AND applied_at IS NOT NULL",
+                                             (hold_id,)).fetchone(), 15, "the owner to apply the approval")
+            after = [send().status_code for _ in range(4)]
+    finally:
+        front.stop()
+        for p in proxies:
+            p.stop()
+    assert after.count(200) == 1 and after[0] == 200 and set(after[1:]) == {409}
+    assert len(upstream.hits_for(path)) == 1
