@@ -21,8 +21,7 @@ from mitmproxy import flow as mflow
 
 from shield_addon import record
 from shield_addon.addons.console import DECIDED, MARKERS, bind_keys, redraw, too_late
-from shield_addon.fleet import fleet_url
-from shield_addon.fleet.db import FleetError
+from shield_addon.fleet import FleetError, fleet_url
 
 log = logging.getLogger("shield")
 

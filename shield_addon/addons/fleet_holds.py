@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from shield_addon import review
 from shield_addon.addons.console import note
-from shield_addon.fleet.db import FleetError
+from shield_addon.fleet import FleetError
 
 if TYPE_CHECKING:
     from shield_addon.addons.fleet import Fleet

@@ -14,6 +14,11 @@ import re
 ENV = "SHIELD_FLEET"
 
 
+class FleetError(RuntimeError):
+    """The fleet database cannot be reached or used; the message says which and why. Here,
+    not in db.py: the addons catch it without importing the driver on a proxy with no fleet."""
+
+
 def fleet_url(given: str | None = None) -> str:
     """The fleet's URL: the option or flag if given, else $SHIELD_FLEET, else "" (no fleet)."""
     return (given or os.environ.get(ENV, "")).strip()

@@ -11,14 +11,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from shield_addon.fleet import schema, shown
+from shield_addon.fleet import FleetError, schema, shown
 
 CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not stall a proxy's start
 _MIGRATION_LOCK = 0x5348_4C44  # pg_advisory_xact_lock key: proxies starting together migrate once
-
-
-class FleetError(RuntimeError):
-    """The fleet database cannot be reached or used; the message says which and why."""
 
 
 def connect(url: str, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection:

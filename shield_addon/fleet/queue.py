@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from shield_addon.fleet import schema, shown
-from shield_addon.fleet.db import CONNECT_TIMEOUT, FleetError, first_line
+from shield_addon.fleet import FleetError, schema, shown
+from shield_addon.fleet.db import CONNECT_TIMEOUT, first_line
 
 log = logging.getLogger("shield")
 

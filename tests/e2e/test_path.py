@@ -246,7 +246,8 @@ def test_a_plain_duckdb_client_reads_the_audit_file_while_the_proxy_runs(proxy: 
     rows, events, timeline = wait_for(read, 15, "the flow in audit.duckdb")
     assert rows == [("/allowed/duck",)]
     # DESIGN's columns, in order, then ours for retry-mode holds (README: "Table events")
-    assert events == [*DESIGN_EVENT_COLUMNS, "hold_id", "hold_key", "actions"] and timeline == [*DESIGN_TIMELINE_COLUMNS, "hold_id"]
+    assert events == [*DESIGN_EVENT_COLUMNS, "hold_id", "hold_key", "actions", "preview"]
+    assert timeline == [*DESIGN_TIMELINE_COLUMNS, "hold_id"]
 
 
 def test_replay_shows_what_candidate_rules_would_change(proxy: Proxy, upstream: Upstream, tmp_path) -> None:

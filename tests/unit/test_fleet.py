@@ -68,3 +68,11 @@ def test_an_answer_delivered_by_another_proxy_closes_the_retry_hold_here() -> No
     assert not book.used_elsewhere(ans.hold)  # once
     again = book.arrive("k", "h2", "bot", 2, None, "deny")
     assert again.new and again.kind == "wait"
+
+
+def test_a_proxy_with_no_fleet_does_not_load_the_database_driver() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, shield_addon.addon; print('psycopg' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
