@@ -57,7 +57,7 @@ class FleetReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.chains) and all(c.report.ok for c in self.chains)
+        return all(c.report.ok for c in self.chains)
 
     @property
     def events(self) -> int:
@@ -149,7 +149,8 @@ def signed_checkpoints(con: psycopg.Connection, chain_id: str, publics: Sequence
         if key is None or not checkpoints.signature_ok(cp, key) or cp.get("chain_id") != chain_id or cp["seq"] != seq:
             known = ", ".join(keys) or "none"
             report.problems.append(Problem(cp["seq"], "forged checkpoint",
-                                           f"signature does not verify with the given key(s) ({known}) for this chain"))
+                                           f"does not verify with the given key(s) ({known}) for this chain: forged, or "
+                                           "signed by a key not passed with --key"))
             continue
         report.checkpoints += 1
         signed[cp["seq"]] = str(cp.get("row_hash"))

@@ -134,7 +134,13 @@ class FleetReader:
                 if cur.description is None:
                     raise ReaderError("shield sql: the statement returned no rows to show")
                 return Rows([d.name for d in cur.description], cur.fetchall())
+        except psycopg.errors.ReadOnlySqlTransaction as e:
+            raise ReaderError(f"shield sql runs reads only; PostgreSQL refused a write: {db.first_line(e)}") from None
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise ReaderError(f"shield sql reads as the read-only role {schema.READER_ROLE}: {db.first_line(e)}") from None
         except psycopg.Error as e:
+            if "multiple commands" in str(e):
+                raise ReaderError("shield sql runs one statement at a time") from None
             raise ReaderError(f"SQL: {db.first_line(e)}") from None
 
     def reader_role(self) -> bool:

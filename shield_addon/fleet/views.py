@@ -163,8 +163,8 @@ MIGRATION = (
 
 
 def glob_regex(pattern: str) -> str:
-    """A glob (fnmatch syntax: * ? [abc] [!abc]) as an anchored POSIX regex for `~*`
-    (case-insensitive), so a glob means in PostgreSQL what it means in rules and DuckDB."""
+    """A glob as an anchored regex for PostgreSQL's `~*` (case-insensitive), read the way
+    fnmatch (core.globs) reads it: * ? [abc] [!abc], a `[` without its `]` is itself."""
     out, i, n = ["^"], 0, len(pattern)
     while i < n:
         ch = pattern[i]
@@ -173,17 +173,23 @@ def glob_regex(pattern: str) -> str:
             out.append(".*")
         elif ch == "?":
             out.append(".")
-        elif ch == "[" and (end := pattern.find("]", i + 1 if i < n and pattern[i] in "!^" else i)) != -1:
-            body = pattern[i:end]
-            i = end + 1
-            negate = body[:1] in ("!", "^")
-            body = body[1:] if negate else body
-            body = body.replace("\\", "\\\\")
-            out.append("[" + ("^" if negate else "") + body + "]")
+        elif ch == "[" and (end := _set_end(pattern, i)) is not None:
+            body, i = pattern[i:end], end + 1
+            negate = body.startswith("!")
+            members = "".join(c if c == "-" or c.isalnum() else "\\" + c for c in body[1 if negate else 0:])
+            out.append("[" + ("^" if negate else "") + members + "]")
         else:
-            out.append("\\" + ch if not ch.isalnum() and ch != "_" and ord(ch) < 128 else ch)
+            out.append(ch if ch.isalnum() or ch == "_" else "\\" + ch)
     out.append("$")
     return "".join(out)
+
+
+def _set_end(pattern: str, i: int) -> int | None:
+    """Where the set that starts at pattern[i] (after its `[`) ends, as fnmatch finds it."""
+    j = i + (pattern[i:i + 1] == "!")
+    j += pattern[j:j + 1] == "]"  # a `]` first is a member
+    end = pattern.find("]", j)
+    return end if end != -1 else None
 
 
 _COMPARE = {
