@@ -239,8 +239,11 @@ def narrowed(filters: Filters) -> tuple[str, list[Any]]:
         params.append(filters.flow)
     if not conds:
         return "chain_rows", []
-    return (f"(SELECT * FROM chain_rows WHERE (chain_id, flow_id) IN (SELECT chain_id, flow_id FROM chain_rows "
-            f"WHERE {' AND '.join(conds)})) c"), params
+    # An index lookup per candidate flow: joined plainly (IN, or a LATERAL the planner pulls
+    # up), PostgreSQL read every row of the table instead; OFFSET 0 keeps the subquery apart.
+    return (f"(SELECT r.* FROM (SELECT DISTINCT chain_id, flow_id FROM chain_rows WHERE {' AND '.join(conds)}) c "
+            "CROSS JOIN LATERAL (SELECT * FROM chain_rows x WHERE x.flow_id = c.flow_id AND x.chain_id = c.chain_id "
+            "OFFSET 0) r) c"), params
 
 
 def timeline_sql(filters: Filters, limit: int | None) -> tuple[str, list[Any]]:

@@ -79,12 +79,17 @@ def test_the_fleet_timeline_is_every_proxy_s_own_timeline(fleet: tuple[str, list
     assert filters.given() or len(got) == 3 * FLOWS
 
 
-def test_the_timeline_with_a_limit_keeps_the_newest_flows_in_order(fleet: tuple[str, list]) -> None:
+@pytest.mark.parametrize("filters", [Filters(), Filters(agent="sql-agent"), Filters(decision="denied"),
+                                     Filters(until=NOW - timedelta(hours=20))], ids=lambda f: ",".join(f.given()) or "none")
+def test_the_timeline_with_a_limit_keeps_the_newest_flows_in_order(fleet: tuple[str, list], filters: Filters) -> None:
+    """The newest N are looked for in a widening window: never one flow fewer or other than
+    the whole timeline's newest N."""
     url, _ = fleet
     with FleetReader(url) as reader:
-        every = reader.timeline()
-        newest = reader.timeline(limit=5)
-    assert [r[:2] for r in newest.rows] == sorted(r[:2] for r in every.rows)[-5:]
+        every = reader.timeline(filters)
+        for n in (1, 5, 200):
+            newest = reader.timeline(filters, limit=n)
+            assert [r[:2] for r in newest.rows] == sorted(r[:2] for r in every.rows)[-n:]
 
 
 @pytest.mark.parametrize("view", ["holds", "pending", "denials"])
