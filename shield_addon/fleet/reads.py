@@ -9,6 +9,7 @@ export), plus each row's `proxy`. Never imports mitmproxy; values are always bou
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -185,8 +186,6 @@ class FleetReader:
                described: dict[str, Any] | None = None) -> dict[str, Any]:
         from shield_addon import export
 
-        if fmt == "parquet":
-            raise ReaderError("--fleet exports jsonl or ocsf (parquet: export each proxy's trail, or jsonl and convert)")
         return export.export(self.events(filters), fmt, out, AuditDir(out / "-no-audit-dir-"),  # type: ignore[arg-type]
                              described if described is not None else filters.given())
 
@@ -201,6 +200,19 @@ class FleetReader:
     def status(self) -> Rows:
         """Each proxy: who and where, its heartbeat's age, how far its journal and shipping are."""
         return self._rows(STATUS_SQL)
+
+
+def parquet_sql(lines: Path, out: Path, chain: str) -> str:
+    """DuckDB's COPY of an export's JSON lines (every trail column and `proxy`) to Parquet,
+    typed and partitioned as queries.export_parquet_sql does for one proxy."""
+    from shield_addon.store import sql_str
+
+    types = {**{n: ("VARCHAR" if t == "JSON" else t) for n, t in record.COLUMNS}, "proxy": "VARCHAR"}
+    spec = "{" + ", ".join(f"'{n}': '{t}'" for n, t in types.items()) + "}"
+    cols = ", ".join(f"{n}::JSON AS {n}" if t == "JSON" else n for n, t in [*record.COLUMNS, ("proxy", "VARCHAR")])
+    return (f"COPY (SELECT {cols}, strftime(ts, '%Y-%m-%d') AS date FROM read_json({sql_str(str(lines))}, "
+            f"format='newline_delimited', columns={spec})) TO {sql_str(str(out))} (FORMAT parquet, PARTITION_BY (date), "
+            f"COMPRESSION zstd, OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'events-{chain}-{{i}}')")
 
 
 STATUS_SQL = """SELECT name, host, listen, version, last_seen,
@@ -297,7 +309,31 @@ class FleetEvents:
         return row[0], row[1], row[2], sorted(c for c in row[3] or [] if c)
 
     def chain_id(self) -> str | None:
-        return None
+        """What the Parquet files are named after: many chains."""
+        return "fleet"
+
+    def write_parquet(self, out: Path, chain: str) -> None:
+        """Parquet as a single proxy's export writes it (hive-partitioned by date), with a
+        `proxy` column, and each chain's signed checkpoints beside it (checkpoints/<chain>.log).
+        The events pass through a JSON-lines file DuckDB reads: one streamed pass, bounded memory."""
+        from shield_addon import export, store
+        from shield_addon.duck import duckdb
+
+        with tempfile.TemporaryDirectory(prefix="shield-export-") as tmp:
+            lines = Path(tmp) / "events.jsonl"
+            export.write_lines(lines, self.events())
+            con = duckdb.connect()
+            try:
+                con.execute(f"SET memory_limit = '{store.memory_limit(0.5, 4 << 30)}'")
+                con.execute("SET partitioned_write_flush_threshold = 100000")
+                con.execute(parquet_sql(lines, out, chain))
+            finally:
+                con.close()
+        folder = out / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        for chain_id in self.range()[3]:
+            rows = self.con.execute("SELECT line FROM checkpoints WHERE chain_id = %s ORDER BY seq, line", (chain_id,))
+            (folder / f"{chain_id.replace('/', '_')}.log").write_text("".join(r[0] + "\n" for r in rows.fetchall()))
 
     def events(self) -> Iterator[dict[str, Any]]:
         sql = f"SELECT * FROM events{self.rows_where} ORDER BY chain_id, seq"

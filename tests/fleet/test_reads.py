@@ -232,6 +232,28 @@ def test_export_fleet_jsonl_and_ocsf(fleet: tuple[str, list], tmp_path: Path) ->
     assert {d["unmapped"]["decision"] for d in docs} == {"denied"} and all(d["unmapped"]["seq"] for d in docs)
 
 
+def test_export_fleet_parquet_with_each_chain_s_checkpoints(fleet: tuple[str, list], tmp_path: Path) -> None:
+    import duckdb
+
+    url, trails = fleet
+    out = tmp_path / "pq"
+    cp = shield("export", "--fleet", url, "--format", "parquet", "--out", str(out), "--since", "12h")
+    assert cp.returncode == 0, cp.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {f["path"] for f in manifest["files"]}
+    assert {f"checkpoints/{t.chain_id}.log" for t in trails} <= files
+    assert all(p.startswith("date=") and "/events-fleet-" in p for p in files if p.endswith(".parquet"))
+    got = duckdb.sql(f"SELECT proxy, count(*), count(DISTINCT flow_id), min(seq) > 0 FROM read_parquet('{out}/**/*.parquet', "
+                     "hive_partitioning = true) GROUP BY proxy ORDER BY proxy").fetchall()
+    with FleetReader(url) as reader:
+        flows = {r[0]: r[1] for r in reader.query("SELECT proxy, count(*) FROM timeline WHERE ts >= now() - interval '12 hours' "
+                                                   "GROUP BY proxy").rows}
+    assert [(p, f) for p, _, f, _ in got] == sorted(flows.items())
+    assert sum(n for _, n, _, _ in got) == manifest["events"] and all(ok for *_, ok in got)
+    log = (out / "checkpoints" / f"{trails[0].chain_id}.log").read_text().splitlines()
+    assert log and all(json.loads(x)["chain_id"] == trails[0].chain_id for x in log)
+
+
 def test_fleet_status_shows_each_proxy_and_its_lag(fleet: tuple[str, list], pg: postgres.Postgres) -> None:
     url, trails = fleet
     rows = {r["name"]: r for r in lines(shield("fleet", "status", "--fleet", url, "--json"))}
@@ -310,3 +332,10 @@ def test_a_bad_query_is_a_reader_error(fleet: tuple[str, list]) -> None:
     url, _ = fleet
     with FleetReader(url) as reader, pytest.raises(ReaderError, match="SQL: .*no_such_table"):
         reader.query("SELECT * FROM no_such_table")
+
+
+def test_the_fleet_readers_never_load_mitmproxy() -> None:
+    code = ("import sys, shield_addon.fleet.reads, shield_addon.fleet.proof, shield_addon.cli.fleet; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mitmproxy'))")
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0 and cp.stdout.strip() == "[]", cp.stdout + cp.stderr
