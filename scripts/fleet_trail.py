@@ -52,12 +52,15 @@ def flow_events(i: int, ts: float, rng: random.Random) -> list[dict]:
     events = [request]
     if held:
         decision = "approved" if i % 2 else "denied"
-        events.append({"stage": "decision", "ts": _t(ts + 0.5), "flow_id": fid, "agent": agent, "decision": decision,
-                       "reviewer": "alice" if i % 3 else "bob", "decided_at": _t(ts + 0.5), "edited": False,
+        # sub-millisecond parts (wait_s must round as audit.duckdb's does), and ts never going
+        # backwards along seq, as the journal stamps it, while flows are > 1.5 s apart
+        wait = 0.5 + rng.random() * 0.9
+        events.append({"stage": "decision", "ts": _t(ts + wait), "flow_id": fid, "agent": agent, "decision": decision,
+                       "reviewer": "alice" if i % 3 else "bob", "decided_at": _t(ts + wait), "edited": False,
                        "operation": "console", "reviewer_comment": None if decision == "approved" else "not now"})
         if decision == "denied":
             return events
-    events.append({"stage": "response", "ts": _t(ts + 0.6), "flow_id": fid, "agent": agent, "status_code": 200,
+    events.append({"stage": "response", "ts": _t(ts + 1.5), "flow_id": fid, "agent": agent, "status_code": 200,
                    "response_body_size": 2, "outcome": "forwarded", "duration_ms": 12.5 + i % 10})
     return events
 

@@ -21,7 +21,7 @@ import psycopg
 
 from shield_addon import queries, record
 from shield_addon.core.model import AuditDir
-from shield_addon.fleet import db, schema, views
+from shield_addon.fleet import db, schema, shown, views
 from shield_addon.fleet.views import pg
 from shield_addon.queries import NO_FILTER, Filters, ReaderError
 from shield_addon.reader import Flow, Rows
@@ -222,18 +222,27 @@ FROM proxies ORDER BY name, chain_id"""
 
 
 def ensure_schema(con: psycopg.Connection) -> None:
-    """The views this reader asks exist from schema version 2: bring an older database up to
-    date when this user may; otherwise say who can."""
+    """The views this reader asks exist from schema version 2: bring a fleet's older database up
+    to date when this user may; otherwise say who can. A database without a fleet is left
+    alone (a mistyped URL must not gain agent-shield's tables)."""
     row = con.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
-    have = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone() if row and row[0] else None
-    if have is not None and have[0] >= schema.VERSION:
+    if not (row and row[0]):
+        raise db.FleetError(f"{shown(con_url(con))} holds no agent-shield fleet: start a proxy with "
+                            "--set shield_fleet=URL to create it")
+    have = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    if have and have[0] >= schema.VERSION:
         return
     try:
         db.migrate(con)
     except psycopg.Error as e:
-        at = f"at schema version {have[0]}" if have else "without agent-shield's tables"
-        raise db.FleetError(f"the fleet database is {at}; start a proxy of this version with shield_fleet, or run "
-                            f"shield as a user that may create its views ({db.first_line(e)})") from None
+        raise db.FleetError(f"the fleet database is at schema version {have[0] if have else 0}; start a proxy of this "
+                            f"version with shield_fleet, or run shield as a user that may create its views "
+                            f"({db.first_line(e)})") from None
+
+
+def con_url(con: psycopg.Connection) -> str:
+    i = con.info
+    return f"postgresql://{i.user}@{i.host}:{i.port}/{i.dbname}"
 
 
 class FleetFlowSet:

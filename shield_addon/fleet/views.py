@@ -83,6 +83,12 @@ def _lasts(*columns: str) -> str:
     return ", ".join(f"{last_sql(c, _ATTEMPT)} AS {c}" for c in columns)
 
 
+def _ms(t: str) -> str:
+    """Whole milliseconds since the epoch: DuckDB's date_diff('millisecond') truncates each time
+    to the millisecond before subtracting, and wait_s must agree with it."""
+    return f"floor(extract(epoch FROM {t}) * 1000)"
+
+
 # A retry-mode hold is one hold fleet-wide (its retries may land on any proxy): grouped by
 # hold_id across chains; `proxy` is where it was first held.
 HOLDS_SQL = f"""
@@ -108,7 +114,7 @@ WITH r AS (
 SELECT a.held_at, a.flow_id, CASE WHEN a.retry_mode THEN a.hid END AS hold_id, a.agent, a.method, a.host, a.path,
     a.service, a.operation, a.namespace, a.resource_name, a.tables, a.rule_id, a.severity,
     d.decision, d.reviewer, d.decided_at, d.reviewer_comment, d.edited,
-    round(extract(epoch FROM coalesce(d.decided_at, d.decision_ts) - a.held_at), 3)::double precision AS wait_s,
+    (({_ms('coalesce(d.decided_at, d.decision_ts)')} - {_ms('a.held_at')}) / 1000.0)::double precision AS wait_s,
     a.attempts,
     CASE WHEN NOT a.retry_mode OR d.decision IS DISTINCT FROM {_APPROVED} THEN NULL
          WHEN a.used THEN 'used' WHEN x.hid IS NOT NULL THEN 'expired' ELSE 'unused' END AS approval,

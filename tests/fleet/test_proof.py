@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from scripts import fleet_trail
 from shield_addon import checkpoints
+from shield_addon.fleet import db
 from shield_addon.fleet.proof import typed_mismatch
 from shield_addon.fleet.schema import TYPED_NAMES, pg_row
 
@@ -142,6 +143,8 @@ def test_rows_of_an_unregistered_chain_are_verified_too(fleet: tuple) -> None:
 
 
 def test_an_empty_fleet_has_nothing_to_verify(fleet_url: str, tmp_path: Path) -> None:
+    with db.connect(fleet_url) as con:
+        db.migrate(con)  # as the first proxy does
     pem = tmp_path / "k.pub"
     pem.write_text(checkpoints.public_pem(Ed25519PrivateKey.generate()))
     cp = verify(fleet_url, [str(pem)])

@@ -23,7 +23,7 @@ import pytest
 from scripts import fleet_trail, postgres
 from shield_addon import store
 from shield_addon.core.globs import compile_glob
-from shield_addon.fleet import views
+from shield_addon.fleet import db, views
 from shield_addon.fleet.reads import FleetReader
 from shield_addon.queries import Filters, ReaderError
 from shield_addon.reader import Reader
@@ -267,8 +267,16 @@ def test_fleet_status_shows_each_proxy_and_its_lag(fleet: tuple[str, list], pg: 
     assert nowhere.returncode == 2 and "--fleet" in nowhere.stderr
 
 
-def test_fleet_status_lag_is_journal_minus_shipped(pg: postgres.Postgres) -> None:
+def migrated(pg: postgres.Postgres) -> str:
+    """A fresh fleet database, its schema made as a proxy makes it."""
     url = pg.database()
+    with db.connect(url) as con:
+        db.migrate(con)
+    return url
+
+
+def test_fleet_status_lag_is_journal_minus_shipped(pg: postgres.Postgres) -> None:
+    url = migrated(pg)
     with FleetReader(url) as reader:
         reader.con.execute("INSERT INTO proxies (chain_id, name, journal_seq, shipped_seq, ship_error, last_seen) "
                            "VALUES ('c1', 'behind', 120, 100, 'connection refused', now() - interval '90 seconds')")
@@ -282,7 +290,7 @@ def test_an_unreachable_fleet_is_a_clear_error() -> None:
 
 
 def test_hostile_proxy_names_are_shown_not_obeyed(pg: postgres.Postgres) -> None:
-    url = pg.database()
+    url = migrated(pg)
     with FleetReader(url) as reader:
         reader.con.execute("INSERT INTO proxies (chain_id, name) VALUES ('c1', %s)", ("evil\x1b[2J\x07",))
     cp = shield("fleet", "status", "--fleet", url)
@@ -339,3 +347,25 @@ def test_the_fleet_readers_never_load_mitmproxy() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mitmproxy'))")
     cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert cp.returncode == 0 and cp.stdout.strip() == "[]", cp.stdout + cp.stderr
+
+
+def test_a_database_without_a_fleet_is_left_alone(pg: postgres.Postgres) -> None:
+    url = pg.database()
+    cp = shield("timeline", "--fleet", url)
+    assert cp.returncode == 2 and "holds no agent-shield fleet" in cp.stderr
+    with psycopg.connect(url) as con:
+        assert con.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
+
+def test_a_fleet_at_version_1_gets_the_views_from_the_first_reader_that_may(pg: postgres.Postgres) -> None:
+    from shield_addon.fleet import schema
+
+    url = pg.database()
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at timestamptz DEFAULT now())")
+        for statement in schema.MIGRATIONS[0]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    assert lines(shield("sql", "--fleet", url, "SELECT count(*) AS n FROM timeline", "--json")) == [{"n": 0}]
+    with psycopg.connect(url) as con:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (schema.VERSION,)
