@@ -42,7 +42,8 @@ def flow_events(i: int, ts: float, rng: random.Random) -> list[dict]:
     request = {
         "stage": "request", "ts": _t(ts), "flow_id": fid, "agent": agent, "client_ip": "10.0.0.9", "method": "POST",
         "scheme": "https", "host": host, "port": 443, "path": f"/v1/items/{i}", "url": f"https://{host}/v1/items/{i}",
-        "request_headers": '[["content-type","application/json"]]', "request_body": f'{{"n":{i}}}',
+        "request_headers": '[["content-type","application/json"]]',
+        "request_body": f'{{"n":{i}}}' if i % 5 != 1 else f"n={i}\x00 (a NUL byte, as binary bodies have)",
         "request_body_size": 8, "service": host, "action_type": "update", "operation": "POST",
         "namespace": "prod" if i % 2 else "staging", "tables": ["orders"] if i % 3 == 0 else None,
         "rule_id": "hold-prod-writes" if held else "allow-rest", "verdict": "hold" if held else "allow",

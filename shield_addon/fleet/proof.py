@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shield_addon import checkpoints
 from shield_addon.fleet import schema
+from shield_addon.fleet.reads import journal_time
 from shield_addon.verify import Problem, Report, check_rows, compare_signed
 
 BATCH = 5000
@@ -116,18 +116,10 @@ def typed_mismatch(typed: Sequence[Any], row: dict[str, Any], line: str) -> str 
     expected = schema.pg_row(row, line)
     for name, have, want in zip(schema.TYPED_NAMES, typed, expected):
         if name in _TIMESTAMPS and isinstance(want, str):
-            want = _timestamp(want)
+            want = journal_time(want)
         if have != want:
             return name
     return None
-
-
-def _timestamp(text: str) -> datetime | str:
-    """The journal's time text as PostgreSQL's `timestamp` reads it (an offset is dropped)."""
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=None)
-    except ValueError:
-        return text
 
 
 def signed_checkpoints(con: psycopg.Connection, chain_id: str, publics: Sequence[Ed25519PublicKey],

@@ -12,7 +12,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,10 +110,10 @@ class FleetReader:
         if len(found) > 1:
             raise ReaderError(f"{prefix!r} is ambiguous: {', '.join(sorted({f[1] for f in found})[:5])}")
         chain_id, flow_id = found[0]
-        cur = self.con.execute("SELECT * FROM events WHERE chain_id = %s AND flow_id = %s ORDER BY seq",
-                               (chain_id, flow_id))
-        names = [d.name for d in cur.description or []]
-        events = [dict(zip(names, r)) for r in cur.fetchall()]
+        rows = self.con.execute(
+            "SELECT r.line, p.name FROM chain_rows r LEFT JOIN proxies p USING (chain_id) "
+            "WHERE r.chain_id = %s AND r.flow_id = %s ORDER BY r.seq", (chain_id, flow_id)).fetchall()
+        events = [event_of(line, proxy) for line, proxy in rows]
         return Flow(events, self.chain_status(chain_id, [e["seq"] for e in events]))
 
     def chain_status(self, chain_id: str, seqs: list[int]) -> dict[int, tuple[bool, bool]]:
@@ -200,6 +200,31 @@ class FleetReader:
     def status(self) -> Rows:
         """Each proxy: who and where, its heartbeat's age, how far its journal and shipping are."""
         return self._rows(STATUS_SQL)
+
+
+_TIMES = frozenset(name for name, typ in record.COLUMNS if typ == "TIMESTAMP")
+
+
+def event_of(line: str, proxy: str | None) -> dict[str, Any]:
+    """One event as the local reader returns it (every column, times as datetimes, JSON
+    columns as their text), read from the journal's line in Python: the `events` view reads
+    the big columns with PostgreSQL's json operators, which refuse a whole line holding a
+    \\u0000 (a NUL in a body), and the line is what the chain proves."""
+    row = orjson.loads(line)
+    event = {name: row.get(name) for name in record.COLUMN_NAMES}
+    for name in _TIMES:
+        if isinstance(event[name], str):
+            event[name] = journal_time(event[name])
+    event["proxy"] = proxy
+    return event
+
+
+def journal_time(text: str) -> datetime | str:
+    """The journal's time text as PostgreSQL's `timestamp` reads it (an offset is dropped)."""
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        return text
 
 
 def parquet_sql(lines: Path, out: Path, chain: str) -> str:
@@ -345,8 +370,10 @@ class FleetEvents:
             (folder / f"{chain_id.replace('/', '_')}.log").write_text("".join(r[0] + "\n" for r in rows.fetchall()))
 
     def events(self) -> Iterator[dict[str, Any]]:
-        sql = f"SELECT * FROM events{self.rows_where} ORDER BY chain_id, seq"
-        return self._stream(sql, self.flow_params if self.filtered else [])
+        sql = (f"SELECT line, proxy FROM (SELECT r.chain_id, r.flow_id, r.seq, r.line, p.name AS proxy FROM chain_rows r "
+               f"LEFT JOIN proxies p USING (chain_id)) e{self.rows_where} ORDER BY chain_id, seq")
+        for row in self._stream(sql, self.flow_params if self.filtered else []):
+            yield event_of(row["line"], row["proxy"])
 
     def flows(self) -> Iterator[dict[str, Any]]:
         flows = f"(SELECT * FROM {self.flow_source})"

@@ -165,6 +165,20 @@ def frozen(row: tuple) -> tuple:
     return tuple(tuple(v) if isinstance(v, list) else v for v in row)
 
 
+def test_show_and_export_read_a_body_with_a_nul_byte(fleet: tuple[str, list], tmp_path: Path) -> None:
+    """PostgreSQL's json operators refuse a line holding \\u0000; the readers parse lines themselves."""
+    url, _ = fleet
+    with FleetReader(url) as reader:
+        flow_id = reader.query("SELECT flow_id FROM timeline WHERE path = '/v1/items/1' AND proxy = 'proxy-1'").rows[0][0]
+    events = lines(shield("show", flow_id, "--fleet", url, "--json"))
+    assert events[0]["request_body"] == "n=1\x00 (a NUL byte, as binary bodies have)" and events[0]["hash_ok"]
+    text = shield("show", flow_id, "--fleet", url)
+    assert text.returncode == 0 and "n=1\\x00 (a NUL" in text.stdout and "\x00" not in text.stdout
+    out = tmp_path / "one.jsonl"
+    assert shield("export", "--fleet", url, "--format", "jsonl", "--out", str(out), "--flow", flow_id).returncode == 0
+    assert [json.loads(x)["request_body"] for x in out.read_text().splitlines()][0] == events[0]["request_body"]
+
+
 READ_ONLY_REFUSALS = [
     ("DELETE FROM chain_rows", "reads only"),
     ("UPDATE proxies SET name = 'x'", "reads only"),
