@@ -53,14 +53,11 @@ def write_parquet(rows: EventSelection, out: Path, layout: AuditDir) -> list[Pat
     proxies can share one bucket; the signed checkpoint log travels with them."""
     out.mkdir(parents=True, exist_ok=True)
     chain = (rows.chain_id() or "chain").replace("'", "")
-    rows.write_parquet(out, chain)
-    files = sorted(out.rglob("*.parquet"))
+    rows.write_parquet(out, chain)  # a fleet's selection writes each chain's checkpoint log itself
     if layout.checkpoints.exists():
         (out / "checkpoints").mkdir(exist_ok=True)
-        target = out / "checkpoints" / f"{chain}.log"
-        shutil.copyfile(layout.checkpoints, target)
-        files.append(target)
-    return files
+        shutil.copyfile(layout.checkpoints, out / "checkpoints" / f"{chain}.log")
+    return sorted(out.rglob("*.parquet")) + sorted((out / "checkpoints").glob("*.log"))
 
 
 def write_lines(out: Path, docs: Iterator[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ COMMANDS = {  # command -> (module in this package, function)
     "verify": ("data", "cmd_verify"), "key": ("data", "cmd_key"), "export": ("data", "cmd_export"),
     "report": ("data", "cmd_report"), "rules": ("rules", "cmd_rules"), "agents": ("credentials", "cmd_agents"),
     "env": ("credentials", "cmd_env"), "ca": ("credentials", "cmd_ca"), "run": ("proxy", "cmd_run"), "demo": ("proxy", "cmd_demo"),
-    "review": ("proxy", "cmd_review"),
+    "review": ("proxy", "cmd_review"), "fleet": ("fleet", "cmd_fleet"),
 }
 
 
@@ -59,5 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         if duckdb and isinstance(e, duckdb.Error):  # a locked or damaged store must not end in a traceback
             print(f"shield: audit store: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        fleet_db, psycopg = sys.modules.get("shield_addon.fleet.db"), sys.modules.get("psycopg")
+        if fleet_db and isinstance(e, fleet_db.FleetError):
+            print(f"shield: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if psycopg and isinstance(e, psycopg.Error):  # the fleet database failed mid-question
+            print(f"shield: fleet database: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+                  file=sys.stderr)
             return EXIT_USAGE
         raise

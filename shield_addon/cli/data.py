@@ -15,14 +15,14 @@ from shield_addon.cli.parser import (
     confdir_of,
     filters_given,
     filters_of,
+    fleet_of,
+    reader_of,
 )
 from shield_addon.cli.render import fmt_of, render
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from shield_addon.reader import Reader
-
-    with Reader(audit_dir(args)) as reader:
+    with reader_of(args) as reader:
         found = reader.query(args.query)
     render(found.columns, found.rows, fmt_of(args))
     return EXIT_OK
@@ -30,23 +30,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from shield_addon import export
-    from shield_addon.reader import Reader
 
     out = Path(args.out)
     if out.exists() and (out.is_file() or any(out.iterdir())):
         raise UsageError(f"{out} exists: export to a new path")
     filters = filters_of(args)
-    with Reader(audit_dir(args)) as reader:
+    with reader_of(args) as reader:
         manifest = reader.export(args.format, out, filters, described=filters_given(args))
     print(export.describe(manifest, out))
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from shield_addon.reader import Reader
-
     words = ", ".join(f"{flag.replace('_', '-')} {value}" for flag, value in filters_given(args).items()) or None
-    with Reader(audit_dir(args)) as reader:
+    with reader_of(args) as reader:
         page = reader.report(filters_of(args), title=args.title, filter_text=words)
     Path(args.html).write_text(page, encoding="utf-8")
     print(f"report written to {args.html} ({len(page):,} bytes; self-contained, open it in any browser)")
@@ -56,6 +53,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from shield_addon.reader import Reader
 
+    if fleet_of(args):
+        from shield_addon.cli.fleet import verify_fleet
+
+        return verify_fleet(args)
     reader = Reader(audit_dir(args))
     if not reader.dir.journal.is_dir():
         raise UsageError(f"no audit trail in {reader.dir.root} (use --dir)")
@@ -77,14 +78,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def public_key(args: argparse.Namespace) -> Any:
+    keys = public_keys(args)
+    if len(keys) > 1:
+        raise UsageError("one trail, one signing key: pass --key once (several are for verify --fleet)")
+    return keys[0]
+
+
+def public_keys(args: argparse.Namespace) -> list[Any]:
+    """The --key files' public keys, or the one derived from the confdir's signing key."""
     from shield_addon import checkpoints
 
     try:
         if args.key:
-            return checkpoints.load_public(Path(args.key).read_bytes())
+            return [checkpoints.load_public(Path(k).read_bytes()) for k in args.key]
         private = confdir_of(args) / checkpoints.KEY_FILE
         if private.exists():
-            return checkpoints.load_or_create_key(confdir_of(args)).public_key()
+            return [checkpoints.load_or_create_key(confdir_of(args)).public_key()]
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read the public key: {e}") from None
     raise UsageError("no public key: pass --key FILE (from `shield key export` on the proxy's host) or --confdir")

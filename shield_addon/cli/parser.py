@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from shield_addon.queries import Filters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+ENV_FLEET = "SHIELD_FLEET"  # fleet.ENV, without importing the fleet package for --help
 SHELLS = ("bash", "fish", "powershell")  # agents.SHELLS, without importing bcrypt for --help
 
 
@@ -116,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="audit directory (default: ./shield-audit, or $SHIELD_DIR)")
     conf = argparse.ArgumentParser(add_help=False)
     conf.add_argument("--confdir", help="mitmproxy confdir (default: ~/.mitmproxy)")
+    fleet = argparse.ArgumentParser(add_help=False)
+    add_fleet(fleet)
 
     p = argparse.ArgumentParser(
         prog="shield",
@@ -126,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"agent-shield {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     _proxy_commands(sub, conf)
-    _data_commands(sub, common, conf)
+    _data_commands(sub, common, conf, fleet)
+    _fleet_commands(sub, fleet)
     _rules_commands(sub, common)
     _credential_commands(sub, conf)
     return p
@@ -170,8 +174,9 @@ def _proxy_commands(sub: Subparsers, conf: argparse.ArgumentParser) -> None:
     d.set_defaults(since=None, until=None, json=False, csv=False)
 
 
-def _data_commands(sub: Subparsers, common: argparse.ArgumentParser, conf: argparse.ArgumentParser) -> None:
-    t = sub.add_parser("timeline", parents=[common], help="one row per flow, in order",
+def _data_commands(sub: Subparsers, common: argparse.ArgumentParser, conf: argparse.ArgumentParser,
+                   fleet: argparse.ArgumentParser) -> None:
+    t = sub.add_parser("timeline", parents=[common, fleet], help="one row per flow, in order",
                        description="One row per flow, ordered by its first event, with the newest events included.")
     add_filters(t)
     add_format(t)
@@ -179,13 +184,13 @@ def _data_commands(sub: Subparsers, common: argparse.ArgumentParser, conf: argpa
     t.add_argument("--follow", "-f", action="store_true",
                    help="keep printing new flows, and flows again when decided, like tail -f (Ctrl-C stops)")
 
-    x = sub.add_parser("export", parents=[common], help="Parquet (hive-partitioned by date), JSONL or OCSF, with a manifest",
+    x = sub.add_parser("export", parents=[common, fleet], help="Parquet (hive-partitioned by date), JSONL or OCSF, with a manifest",
                        description="Export the events of the flows the filters select (all events without filters). "
                                    "parquet: a folder, hive-partitioned by date, with the signed checkpoint log; jsonl: "
                                    "one event per line; ocsf: one OCSF 1.3 HTTP Activity (4002) or API Activity (6003) "
                                    "event per flow. Each export has a manifest with its files' SHA-256 and seq range.")
     x.add_argument("--format", required=True, choices=["parquet", "jsonl", "ocsf"])
-    y = sub.add_parser("report", parents=[common], help="one self-contained HTML page for an incident review",
+    y = sub.add_parser("report", parents=[common, fleet], help="one self-contained HTML page for an incident review",
                        description="Write one HTML page (no network fetches) with the timeline of the filtered flows, "
                                    "counts by decision, agent and rule, held flows and who decided, and a chart of flows "
                                    "and holds over time.")
@@ -195,26 +200,63 @@ def _data_commands(sub: Subparsers, common: argparse.ArgumentParser, conf: argpa
     x.add_argument("--out", required=True, help="a new folder (parquet) or file (jsonl, ocsf)")
     add_filters(x)
 
-    s = sub.add_parser("show", parents=[common], help="every event of one flow",
+    s = sub.add_parser("show", parents=[common, fleet], help="every event of one flow",
                        description="Every event of one flow, in order. A unique prefix of the id is enough.")
     s.add_argument("flow_id")
     s.add_argument("--json", action="store_true", help="one JSON object per event")
 
-    q = sub.add_parser("sql", parents=[common], help="read-only SQL over events and timeline",
-                       description="Run a read-only SQL query over the tables and views: events, timeline.")
+    q = sub.add_parser("sql", parents=[common, fleet], help="read-only SQL over events and timeline",
+                       description="Run a read-only SQL query over the tables and views: events, timeline, holds, "
+                                   "pending, by_agent, by_reviewer, denials. With --fleet: one statement, in a read-only "
+                                   "transaction, as the read-only role when there is one; every view has a proxy column.")
     q.add_argument("query")
     add_format(q)
 
-    v = sub.add_parser("verify", parents=[common, conf], help="prove the trail whole; exit 1 and name the first bad seq",
+    v = sub.add_parser("verify", parents=[common, conf, fleet], help="prove the trail whole; exit 1 and name the first bad seq",
                        description="Check every row hash and link of the journal, every signed checkpoint, and that "
                                    "audit.duckdb agrees with the journal. Needs only the public key.")
-    v.add_argument("--key", help="public key PEM (from `shield key export`); default: derived from the confdir's key")
+    v.add_argument("--key", action="append",
+                   help="public key PEM (from `shield key export`); default: derived from the confdir's key. "
+                        "With --fleet, repeat it: one per proxy's signing key")
 
     k = sub.add_parser("key", help="the checkpoint signing key")
     ksub = k.add_subparsers(dest="key_cmd", required=True, metavar="SUBCOMMAND")
     x = ksub.add_parser("export", parents=[conf], help="print the public key verify needs",
                         description="Print the public key of the confdir's checkpoint signing key (PEM).")
     x.add_argument("--out", help="write it to a file instead")
+
+
+def _fleet_commands(sub: Subparsers, fleet: argparse.ArgumentParser) -> None:
+    f = sub.add_parser("fleet", help="the fleet of proxies sharing one PostgreSQL database")
+    fsub = f.add_subparsers(dest="fleet_cmd", required=True, metavar="SUBCOMMAND")
+    x = fsub.add_parser("status", parents=[fleet], help="each proxy: last seen, journal and shipped seq, lag",
+                        description="Each proxy of the fleet: name, host, listen address, version, when it was last "
+                                    "seen (heartbeat age), its journal's seq, the seq shipped to the database, the lag "
+                                    "between them and the last shipping error.")
+    add_format(x)
+
+
+def add_fleet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fleet", metavar="URL",
+                   help=f"read the fleet's PostgreSQL database (postgresql://...) instead of --dir; default: ${ENV_FLEET}")
+
+
+def fleet_of(args: argparse.Namespace) -> str:
+    """The fleet URL the command reads (--fleet, else $SHIELD_FLEET), or "" for the local trail."""
+    from shield_addon.fleet import fleet_url
+
+    return fleet_url(getattr(args, "fleet", None))
+
+
+def reader_of(args: argparse.Namespace) -> Any:
+    """The trail a data command reads: the fleet database when one is named, else --dir."""
+    if url := fleet_of(args):
+        from shield_addon.fleet.reads import FleetReader
+
+        return FleetReader(url)
+    from shield_addon.reader import Reader
+
+    return Reader(audit_dir(args))
 
 
 def _rules_commands(sub: Subparsers, common: argparse.ArgumentParser) -> None:

@@ -8,14 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from shield_addon import record
-from shield_addon.cli.parser import EXIT_OK, audit_dir
+from shield_addon.cli.parser import EXIT_OK, reader_of
 from shield_addon.cli.render import json_default, plain
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from shield_addon.reader import Reader
-
-    with Reader(audit_dir(args)) as reader:
+    with reader_of(args) as reader:
         flow = reader.flow(args.flow_id)
     rows, chain = flow.events, flow.chain
     if args.json:
@@ -37,7 +35,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 # Columns every event of a flow repeats: shown once, with the first event.
-REPEATED = {"chain_id", "flow_id", "agent", "client_ip", "method", "scheme", "host", "port", "path", "url"}
+REPEATED = {"chain_id", "flow_id", "agent", "client_ip", "method", "scheme", "host", "port", "path", "url", "proxy"}
 
 
 def flow_summary(rows: Sequence[dict[str, Any]], chain: dict[int, tuple[bool, bool]]) -> list[tuple[str, str]]:
@@ -46,7 +44,8 @@ def flow_summary(rows: Sequence[dict[str, Any]], chain: dict[int, tuple[bool, bo
     by_stage = {r["stage"]: r for r in rows}
     req, dec = by_stage.get("request", first), by_stage.get("decision")
     end = by_stage.get("response") or by_stage.get("error")
-    out = [("flow", f"{first['flow_id']}  agent {first['agent']}  from {first['client_ip']}"),
+    on = f"  on proxy {first['proxy']}" if first.get("proxy") else ""  # the fleet's trail
+    out = [("flow", f"{first['flow_id']}  agent {first['agent']}  from {first['client_ip']}{on}"),
            ("request", f"{first['method']} {first['url']}  ({req.get('request_body_size') or 0} bytes, "
                        f"sha256 {(req.get('request_sha256') or '-')[:16]})")]
     if req.get("service"):

@@ -9,20 +9,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from shield_addon.cli.parser import EXIT_OK, audit_dir, filters_of
+from shield_addon.cli.parser import EXIT_OK, filters_of, reader_of
 from shield_addon.cli.render import cell, fmt_of, render, shorten
 
 # What a narrow terminal gives up first; `shield show` and --json have all of it.
-TIMELINE_OPTIONAL = ("ms", "action", "reviewer", "rule", "agent")
+TIMELINE_OPTIONAL = ("ms", "action", "reviewer", "rule", "agent", "proxy")
 FOLLOW_REQUEST_WIDTH = 64  # a line per change, unaligned: long paths cut in the middle
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from shield_addon.reader import Reader
-
     if args.follow:
         return follow_timeline(args)
-    with Reader(audit_dir(args)) as reader:
+    with reader_of(args) as reader:
         found = reader.timeline(filters_of(args), args.limit)
     cols, rows = found.columns, found.rows
     if fmt_of(args) == "table":
@@ -34,14 +32,12 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 def follow_timeline(args: argparse.Namespace, interval: float = 1.0) -> int:
     """Like `tail -f`: the newest flows, then each flow again whenever its decision or
     outcome changes, until interrupted."""
-    from shield_addon.reader import Reader
-
     shown: dict[str, tuple] = {}
     filters, limit = filters_of(args), args.limit or 20
     first = True
     try:
         while True:
-            with Reader(audit_dir(args)) as reader:  # a new session each round: it sees the journal's new lines
+            with reader_of(args) as reader:  # a new session each round: it sees the journal's new lines
                 found = reader.timeline(filters, limit)
             fresh = []
             for t, r in zip(found.dicts(), found.rows):
@@ -77,6 +73,7 @@ def print_changes(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) 
 def for_people(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[str], list[list[Any]]]:
     """The timeline narrowed to what fits a terminal; --json and --csv keep every column."""
     out = []
+    fleet = "proxy" in cols  # the fleet's timeline: which proxy saw the flow
     for r in rows:
         t = dict(zip(cols, r))
         what = " ".join(str(x) for x in (t["service"], t["operation"]) if x)
@@ -92,7 +89,9 @@ def for_people(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list
             t["reviewer"],
             t["status_code"] if t["status_code"] is not None else t["outcome"],
             f"{t['duration_ms']:.0f}" if t["duration_ms"] is not None else None,
+            *([t["proxy"]] if fleet else []),
         ])
-    return ["time (UTC)", "flow", "agent", "request", "action", "rule", "decision", "reviewer", "status", "ms"], out
+    names = ["time (UTC)", "flow", "agent", "request", "action", "rule", "decision", "reviewer", "status", "ms"]
+    return [*names, *(["proxy"] if fleet else [])], out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from shield_addon.fleet import FleetError, schema, shown
+from shield_addon.fleet import FleetError, schema, shown, views
 
 CONNECT_TIMEOUT = 3  # seconds: a database that does not answer must not stall a proxy's start
 _MIGRATION_LOCK = 0x5348_4C44  # pg_advisory_xact_lock key: proxies starting together migrate once
@@ -61,6 +61,8 @@ def grant_readers(con: psycopg.Connection) -> None:
             con.execute(f"CREATE ROLE {schema.READER_ROLE} NOLOGIN")
         con.execute(f"GRANT USAGE ON SCHEMA public TO {schema.READER_ROLE}")
         con.execute(f"GRANT SELECT ON chain_rows, events, proxies, checkpoints, holds TO {schema.READER_ROLE}")
+        con.execute(f"GRANT USAGE ON SCHEMA {views.SCHEMA} TO {schema.READER_ROLE}")
+        con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {views.SCHEMA} TO {schema.READER_ROLE}")
         con.execute(f"GRANT {schema.READER_ROLE} TO current_user")
 
 

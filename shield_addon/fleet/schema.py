@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shield_addon.fleet import views
 from shield_addon.record.schema import COLUMNS
 
 # Left in `line` only: the view reads them out of it.
@@ -78,6 +79,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE fleet_secret (id integer PRIMARY KEY CHECK (id = 1), secret bytea NOT NULL)",
         _EVENTS_VIEW,
     ),
+    # 2: the analyst's views (timeline, holds, pending, by_agent, by_reviewer, denials) in schema `trail`
+    views.MIGRATION,
 )
 VERSION = len(MIGRATIONS)
 
