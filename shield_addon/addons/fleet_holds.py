@@ -28,6 +28,11 @@ class FleetHolds:
     def __init__(self, owner: Review, fleet: Fleet) -> None:
         self.owner, self.fleet = owner, fleet
         self.published: set[str] = set()  # holds the fleet has (a hold opened while it was away is not there)
+        # Told to the fleet when it is back, before anything else: a decision taken here while
+        # it was away (else the row stays pending and another console can decide it again), and
+        # an approval used here meanwhile (else a retry on another proxy can claim it again).
+        self.untold: dict[str, review.Hold] = {}
+        self.used_offline: set[str] = set()
         fleet.syncs.append(self.sync)
 
     @property
@@ -80,14 +85,20 @@ class FleetHolds:
         if self.fleet.queue is None or not hold.decision or (hold.via or "").startswith(FLEET_VIA):
             return
 
-        async def tell() -> None:
-            outcome = await self.fleet.queue.decide(hold.hold_id, hold.decision or "", hold.reviewer, hold.comment)
-            if not outcome.won and outcome.row is not None and outcome.row.decision != hold.decision:
-                log.warning("shield: hold %s was %s here while the fleet database was away, but %s by %s on %s "
-                            "there first", hold.hold_id[:8], hold.decision, outcome.row.decision,
-                            outcome.row.reviewer, outcome.row.decided_on)
+        self.untold[hold.hold_id] = hold
+        self.fleet.spawn(self.tell(hold))
 
-        self.fleet.spawn(tell())
+    async def tell(self, hold: review.Hold) -> None:
+        """One decision taken here, to the fleet; kept for the next sync while it is away."""
+        try:
+            outcome = await self.fleet.queue.decide(hold.hold_id, hold.decision or "", hold.reviewer, hold.comment)
+        except FleetError:
+            return
+        self.untold.pop(hold.hold_id, None)
+        if not outcome.won and outcome.row is not None and outcome.row.decision != hold.decision:
+            log.warning("shield: hold %s was %s here while the fleet database was away, but %s by %s on %s "
+                        "there first", hold.hold_id[:8], hold.decision, outcome.row.decision,
+                        outcome.row.reviewer, outcome.row.decided_on)
 
     def apply(self, row: Any) -> None:
         """A decision taken on another console, for one of this proxy's holds (with each approval
@@ -102,6 +113,11 @@ class FleetHolds:
 
     async def sync(self) -> None:
         queue = self.fleet.queue
+        for hold in list(self.untold.values()):
+            await self.tell(hold)
+        for hold_id in list(self.used_offline):
+            await queue.claim(hold_id)  # taken by no one else meanwhile: it is ours, and used
+            self.used_offline.discard(hold_id)
         for hold in self.owner.book.pending():  # opened while the database was away: the fleet sees them now
             if hold.hold_id not in self.published and hold.flow is not None:
                 await self.send(hold, hold.flow.comment)
@@ -141,12 +157,17 @@ class FleetHolds:
     async def use(self, hold: review.Hold) -> bool:
         """This proxy is about to forward a retry on its own approval: take it fleet-wide first.
         False when a retry on another proxy took it already."""
-        if not self.on:
-            return True
         queue = self.fleet.queue
+        if queue is None:
+            return True  # no fleet
         try:
+            if not self.on:
+                raise FleetError("the fleet database is away")
             if await queue.claim(hold.hold_id) is not None:
                 return True
             return not await queue.rows([hold.hold_id])  # never published: this proxy's alone
         except FleetError:
-            return True  # the database is away: this proxy decides alone, as without a fleet
+            # The database is away: this proxy decides alone, as without a fleet, and tells it
+            # the approval is used when it is back.
+            self.used_offline.add(hold.hold_id)
+            return True
