@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
+import psycopg
 import pytest
 
 from scripts import postgres
-from scripts.harness import Proxy, wait_for
+from scripts.harness import Proxy, free_port, wait_for
 from tests.e2e.conftest import client, upstream  # noqa: F401 - the fixture
 from tests.e2e.harness import Upstream
 from tests.fleet.fleet_harness import fleet_proxy, holds
+from tests.fleet.test_queue import Held
 
 
 @dataclass
@@ -103,3 +106,49 @@ def test_an_approval_used_while_the_database_is_away_is_not_used_again_elsewhere
     r = retry(pair.b, url)
     assert r.status_code == 409 and r.json()["hold_id"] != hold_id
     assert len(upstream.hits_for(path)) == 1
+
+
+SECRET = "Hunter2-fleet-secret"
+
+
+def everything_in(url: str) -> str:
+    """Every row of every table of the fleet database, as text."""
+    with psycopg.connect(url) as con:
+        tables = [r[0] for r in con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return "\n".join(str(row) for t in tables for row in con.execute(f"SELECT t::text FROM {t} t"))  # type: ignore[arg-type]
+
+
+def test_the_fleet_password_is_nowhere_but_where_the_operator_put_it(pg: postgres.Postgres, tmp_path: Path,
+                                                                      upstream: Upstream) -> None:  # noqa: F811
+    """The password of the fleet URL (here a libpq `password` parameter; the test server
+    trusts loopback, so it is accepted and ignored) must not reach the proxy's log, its
+    trail, the writer's command line or the fleet's own tables; nor the log of a proxy whose
+    database is down at start (the URL is then quoted in a warning)."""
+    url = pg.database() + f"?password={SECRET}&application_name=x"
+    a = fleet_proxy(tmp_path, url, "a", upstream_ca=upstream.ca_file)
+    try:
+        path = "/hold/red-password"
+        held = Held(a, upstream.url(path))
+        a.wait_held(f"~u {path}")
+        a.command("shield.approve", f"~u {path}", held=True)
+        assert held.answer().status_code == 200
+        wait_for(lambda: holds(url, f"url LIKE '%{path}' AND decision = 'approved'"), 5, "the decision in the fleet")
+        writer = a.writer_pid()
+        assert writer is not None and SECRET not in " ".join(psutil.Process(writer).cmdline())
+        assert SECRET not in everything_in(url)
+        assert not [p for p in a.audit_dir.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    finally:
+        a.stop()
+    assert SECRET not in a.log.read_text()
+    dead = postgres_free_url(pg)
+    b = fleet_proxy(tmp_path, dead, "b", upstream_ca=upstream.ca_file)
+    try:
+        wait_for(lambda: "cannot reach the fleet database" in b.log.read_text(), 10, "the warning")
+    finally:
+        b.stop()
+    assert SECRET not in b.log.read_text()
+
+
+def postgres_free_url(pg: postgres.Postgres) -> str:
+    """A fleet URL, with the password, on a port where nothing listens."""
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere?password={SECRET}"
