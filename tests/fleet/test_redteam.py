@@ -3,6 +3,8 @@ that was found open, run with real proxies on a real PostgreSQL, and stays as it
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,8 @@ import pytest
 from scripts import postgres
 from scripts.harness import Proxy, free_port, wait_for
 from tests.e2e.conftest import client, upstream  # noqa: F401 - the fixture
-from tests.e2e.harness import Upstream
+from tests.e2e.harness import Upstream, start_proxy
+from tests.e2e.protocols.clients import connect_tunnel
 from tests.fleet.fleet_harness import fleet_proxy, holds
 from tests.fleet.test_queue import Held
 
@@ -152,3 +155,50 @@ def test_the_fleet_password_is_nowhere_but_where_the_operator_put_it(pg: postgre
 def postgres_free_url(pg: postgres.Postgres) -> str:
     """A fleet URL, with the password, on a port where nothing listens."""
     return f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere?password={SECRET}"
+
+
+LOCAL_TCP_RULES = """version: 1
+default: allow
+rules:
+  - id: local-tcp
+    match: {method: TCP, host: localhost}
+    action: allow
+"""
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's first message: the server answers b'S' or b'N'
+
+
+def loopback_name() -> str:
+    """A name of this machine, other than 'localhost', that resolves to 127.0.0.1 (where the
+    tests' PostgreSQL listens), as an operator may well write the fleet's URL."""
+    name = socket.gethostname()
+    try:
+        if socket.gethostbyname(name) == "127.0.0.1" and name != "localhost":
+            return name
+    except OSError:
+        pass
+    pytest.skip(f"this machine's name {name!r} does not resolve to 127.0.0.1")
+
+
+@pytest.mark.parametrize("spelling", ["localhost", "127.0.0.1"])
+def test_a_fleet_url_naming_the_database_by_name_does_not_open_it_by_address(pg: postgres.Postgres, tmp_path: Path,
+                                                                             spelling: str) -> None:
+    """The operator names the database by this machine's name and lets agents open raw TCP
+    tunnels to their own machine (a dev database). The guard knew only the name: through
+    'localhost' or '127.0.0.1' an agent reached the fleet's PostgreSQL, and with it the holds."""
+    url = pg.database().replace("@127.0.0.1:", f"@{loopback_name()}:")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "local.yaml").write_text(LOCAL_TCP_RULES)
+    a = start_proxy(tmp_path, "--set", f"shield_fleet={url}", "--set", "shield_proxy_name=a",
+                    "--set", f"shield_rules={rules}", "--set", "proxyauth=any")
+    try:
+        s, head = connect_tunnel(a.port, f"{spelling}:{pg.port}", "sneaky-bot")
+        with s:
+            if head.startswith(b"HTTP/1.1 200"):
+                s.sendall(SSL_REQUEST)
+                head += b" then the database answered " + s.recv(1)
+            while b"builtin:proxy-itself" not in head and head.startswith(b"HTTP/1.1 403") and (chunk := s.recv(4096)):
+                head += chunk
+        assert head.startswith(b"HTTP/1.1 403") and b"builtin:proxy-itself" in head, head
+    finally:
+        a.stop()
