@@ -30,11 +30,12 @@ REMOTE = "shield_fleet_hold"  # a remote flow's metadata key: the hold it shows
 
 
 def remote_flow(row: Any) -> http.HTTPFlow:
-    """A flow that stands for another proxy's hold: the request line only, never sent anywhere."""
+    """A flow that stands for another proxy's hold: the request line only, never sent anywhere.
+    The method is the agent's (mitmproxy takes any bytes but whitespace there): shown escaped."""
     client = connection.Client(peername=("0.0.0.0", 0), sockname=("0.0.0.0", 0),
                                timestamp_start=row.created_at.timestamp())
     f = http.HTTPFlow(client, connection.Server(address=None), live=True)
-    f.request = http.Request.make(row.method or "GET", row.url or "http://unknown/")
+    f.request = http.Request.make(record.safe_text(row.method or "GET"), row.url or "http://unknown/")
     f.request.timestamp_start = row.created_at.timestamp()
     f.metadata[REMOTE] = row.hold_id
     f.intercepted = True
@@ -146,7 +147,7 @@ class Fleet:
         if held:
             log.warning("shield: %d held flow(s) on other proxies of the fleet:", len(held))
         for f in held:
-            log.warning("  %s %s  %s", f.request.method, record.safe_text(f.request.pretty_url),
+            log.warning("  %s %s  %s", record.safe_text(f.request.method), record.safe_text(f.request.pretty_url),
                         record.safe_text(f.comment))
 
     # ------------------------------------------------------------ a reviewer's keys on remote flows

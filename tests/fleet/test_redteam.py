@@ -3,6 +3,7 @@ that was found open, run with real proxies on a real PostgreSQL, and stays as it
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from scripts import postgres
 from scripts.harness import Proxy, free_port, wait_for
 from tests.e2e.conftest import client, upstream  # noqa: F401 - the fixture
 from tests.e2e.harness import Upstream, start_proxy
-from tests.e2e.protocols.clients import connect_tunnel
+from tests.e2e.protocols.clients import connect_tunnel, proxy_auth
 from tests.fleet.fleet_harness import fleet_proxy, holds
 from tests.fleet.test_queue import Held
 
@@ -202,3 +203,38 @@ def test_a_fleet_url_naming_the_database_by_name_does_not_open_it_by_address(pg:
         assert head.startswith(b"HTTP/1.1 403") and b"builtin:proxy-itself" in head, head
     finally:
         a.stop()
+
+
+ESCAPE_METHOD = "GE\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2JT"  # OSC 52 writes the reviewer's clipboard; then clears the screen
+
+
+def test_an_escape_in_the_method_reaches_no_reviewers_terminal(pair: Pair, upstream: Upstream) -> None:  # noqa: F811
+    """mitmproxy takes any bytes but whitespace as a method. Held on A, such a request is
+    listed by `shield.pending` on A and on B (whose log is a terminal under --headless):
+    neither may carry the agent's escape sequences."""
+    target = upstream.url("/hold/red-escape")
+    head = (f"{ESCAPE_METHOD} {target} HTTP/1.1\r\nHost: {target.split('/')[2]}\r\n"
+            f"Proxy-Authorization: {proxy_auth('esc-bot')}\r\nContent-Length: 0\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", pair.a.port), timeout=10) as s:
+        s.sendall(head.encode("latin-1"))
+        pair.a.wait_held("~u /hold/red-escape")
+        wait_for(lambda: pair.b.held("~u /hold/red-escape"), 5, "B to list A's hold")
+        [row] = holds(pair.url, "url LIKE '%/hold/red-escape'")
+        assert row["method"] == ESCAPE_METHOD.upper()  # stored as the trail has it; shown escaped
+        for p in (pair.a, pair.b):
+            pending(p)
+        wait_for(lambda: all("held flow(s) on other proxies" in p.log.read_text() or p is pair.a
+                             for p in (pair.a, pair.b)), 5, "the pending lists")
+        pair.a.command("shield.deny", "~u /hold/red-escape", held=True)
+    for p in (pair.a, pair.b):
+        text = p.log.read_text()
+        assert "\x1b" not in text and "\x07" not in text, p.log
+        assert "ge\\x1b]52" in text.lower()  # listed, visibly
+
+
+def pending(proxy: Proxy) -> None:
+    """Run `shield.pending` (a command without flows) on a proxy's console."""
+    port = int(proxy.control_file.read_text())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(json.dumps({"cmd": "shield.pending", "flows": False}).encode() + b"\n")
+        assert json.loads(s.makefile().readline())["ok"]
