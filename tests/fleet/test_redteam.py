@@ -3,9 +3,11 @@ that was found open, run with real proxies on a real PostgreSQL, and stays as it
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,3 +240,52 @@ def pending(proxy: Proxy) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(json.dumps({"cmd": "shield.pending", "flows": False}).encode() + b"\n")
         assert json.loads(s.makefile().readline())["ok"]
+
+
+def send(proxy: Proxy, url: str, agent: str = "deploy-bot", body: bytes = b'{"replicas": 0}',
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    with client(proxy, agent, timeout=10) as c:
+        return c.post(url, content=body, headers={"content-type": "application/json", **(headers or {})})
+
+
+def test_a_fleet_approval_covers_its_own_request_once_and_nothing_else(pair: Pair, upstream: Upstream) -> None:  # noqa: F811
+    """An approval given on A is bound to its agent, credential and body on B too; and two
+    retries racing through A and B at once forward it exactly once."""
+    path = "/retry/red-bound"
+    url = upstream.url(path, tls=True)
+    token = {"authorization": "Bearer token-of-deploy-bot"}
+    first = send(pair.a, url, headers=token)
+    assert first.status_code == 409
+    hold_id = first.json()["hold_id"]
+    wait_for(lambda: holds(pair.url, f"hold_id = '{hold_id}'"), 5, "the hold published")
+    pair.a.command("shield.approve", f"~u {path} & ~marker hourglass")
+    wait_for(lambda: row_of(pair.url, hold_id)["decision"] == "approved", 5, "the approval in the fleet")
+    for other in (dict(agent="other-bot", headers=token), dict(headers={"authorization": "Bearer another-token"}),
+                  dict(headers=token, body=b'{"replicas": 0, "all": true}')):
+        r = send(pair.b, url, **other)  # type: ignore[arg-type]
+        assert r.status_code == 409 and r.json()["hold_id"] != hold_id, other
+    assert upstream.hits_for(path) == [] and row_of(pair.url, hold_id)["used_at"] is None
+    barrier = threading.Barrier(2)
+
+    def race(proxy: Proxy) -> int:
+        barrier.wait()
+        return send(proxy, url, headers=token).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(race, (pair.a, pair.b)))
+    assert codes == [200, 409] and len(upstream.hits_for(path)) == 1
+    assert row_of(pair.url, hold_id)["used_by"] in ("a", "b")
+
+
+def test_an_expired_fleet_approval_is_used_nowhere(pair: Pair, upstream: Upstream) -> None:  # noqa: F811
+    path = "/retry-short/red-expired"
+    url = upstream.url(path, tls=True)
+    first = send(pair.a, url)
+    hold_id = first.json()["hold_id"]
+    wait_for(lambda: holds(pair.url, f"hold_id = '{hold_id}'"), 5, "the hold published")
+    pair.a.command("shield.approve", f"~u {path} & ~marker hourglass")
+    wait_for(lambda: holds(pair.url, f"hold_id = '{hold_id}' AND expires_at < now()"), 5, "the approval to expire")
+    for proxy in (pair.b, pair.a):
+        r = send(proxy, url)
+        assert r.status_code == 409 and r.json()["hold_id"] != hold_id
+    assert upstream.hits_for(path) == []
