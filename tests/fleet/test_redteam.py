@@ -289,3 +289,40 @@ def test_an_expired_fleet_approval_is_used_nowhere(pair: Pair, upstream: Upstrea
         r = send(proxy, url)
         assert r.status_code == 409 and r.json()["hold_id"] != hold_id
     assert upstream.hits_for(path) == []
+
+
+def test_the_fleet_stores_no_secret_the_local_trail_redacted(pair: Pair, upstream: Upstream) -> None:  # noqa: F811
+    """A held request carrying secrets in its query, headers and body: the holds row (URL,
+    summary) and the shipped chain rows hold none of them, as the local journal holds none."""
+    secrets_ = ("QuerySecret0123456789abcdef", "HeaderSecret0123456789abcdef", "BodySecret0123456789abcdef",
+                "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")
+    path = f"/hold/red-secrets/{secrets_[3]}"
+    url = upstream.url(path + f"?access_token={secrets_[0]}&page=2")
+    done = threading.Event()
+
+    def held() -> None:
+        try:
+            with client(pair.a, "leaky-bot", timeout=30) as c:
+                c.post(url, json={"password": secrets_[2]}, headers={"authorization": f"Bearer {secrets_[1]}",
+                                                                    "x-api-key": secrets_[1]})
+        finally:
+            done.set()
+
+    threading.Thread(target=held, daemon=True).start()
+    pair.a.wait_held("~u /hold/red-secrets")
+    [row] = wait_for(lambda: holds(pair.url, "url LIKE '%/hold/red-secrets%'"), 5, "the hold published")
+    pair.a.command("shield.approve", "~u /hold/red-secrets", held=True)
+    assert done.wait(20)
+    journal = b"".join(p.read_bytes() for p in pair.a.audit_dir.rglob("*") if p.is_file() and "journal" in str(p))
+    assert journal and not [s for s in secrets_ if s.encode() in journal], "the local trail itself keeps a secret"
+    seq = max(e["seq"] for e in pair.a.events())
+    wait_for(lambda: holds(pair.url, "true") and _shipped(pair.url, "a") >= seq, 10, "A's journal shipped")
+    stored = everything_in(pair.url)
+    assert not [s for s in secrets_ if s in stored], [s for s in secrets_ if s in stored]
+    assert "red-secrets" in stored and row["url"].startswith("http://127.0.0.1")
+
+
+def _shipped(url: str, name: str) -> int:
+    with psycopg.connect(url) as con:
+        r = con.execute("SELECT shipped_seq FROM proxies WHERE name = %s", (name,)).fetchone()
+        return r[0] if r else 0
