@@ -28,11 +28,12 @@ class FleetHolds:
     def __init__(self, owner: Review, fleet: Fleet) -> None:
         self.owner, self.fleet = owner, fleet
         self.published: set[str] = set()  # holds the fleet has (a hold opened while it was away is not there)
-        # Told to the fleet when it is back, before anything else: a decision taken here while
-        # it was away (else the row stays pending and another console can decide it again), and
-        # an approval used here meanwhile (else a retry on another proxy can claim it again).
+        # A decision taken here while the fleet was away, told to it first thing when it is
+        # back (else the row stays pending and another console can decide it again).
         self.untold: dict[str, review.Hold] = {}
-        self.used_offline: set[str] = set()
+        # Holds opened while the fleet was away: it has never seen them, so no other proxy can
+        # have used their approval; only these may be used here without asking it.
+        self.unseen: set[str] = set()
         fleet.syncs.append(self.sync)
 
     @property
@@ -42,6 +43,8 @@ class FleetHolds:
     def publish(self, hold: review.Hold, summary: str) -> None:
         if self.fleet.queue is None:
             return
+        if not self.on:
+            self.unseen.add(hold.hold_id)
         self.fleet.spawn(self.send(hold, summary))
 
     async def send(self, hold: review.Hold, summary: str) -> None:
@@ -50,6 +53,7 @@ class FleetHolds:
             hold.hold_id, hold.mode, hold.key, hold.agent, base.get("method") or "", base.get("url") or "", summary,
             hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None, hold.needed, hold.approvers)
         self.published.add(hold.hold_id)
+        self.unseen.discard(hold.hold_id)
 
     def annotate(self, hold: review.Hold) -> None:
         """A hold's dry run arrived: every console of the fleet shows it."""
@@ -115,13 +119,11 @@ class FleetHolds:
         queue = self.fleet.queue
         for hold in list(self.untold.values()):
             await self.tell(hold)
-        for hold_id in list(self.used_offline):
-            await queue.claim(hold_id)  # taken by no one else meanwhile: it is ours, and used
-            self.used_offline.discard(hold_id)
         for hold in self.owner.book.pending():  # opened while the database was away: the fleet sees them now
             if hold.hold_id not in self.published and hold.flow is not None:
                 await self.send(hold, hold.flow.comment)
         self.published &= {h.hold_id for h in self.owner.book.by_id.values()}
+        self.unseen &= {h.hold_id for h in self.owner.book.by_id.values()}
         rows = await queue.to_apply()
         for row in rows:
             self.apply(row)
@@ -154,9 +156,10 @@ class FleetHolds:
             return None
         return ("forward" if taken.decision == review.APPROVED else "refuse"), taken
 
-    async def use(self, hold: review.Hold) -> bool:
+    async def use(self, hold: review.Hold) -> bool | None:
         """This proxy is about to forward a retry on its own approval: take it fleet-wide first.
-        False when a retry on another proxy took it already."""
+        False when a retry on another proxy took it already; None when the fleet cannot be
+        asked and may have given it out (a partition looks like an outage from here)."""
         queue = self.fleet.queue
         if queue is None:
             return True  # no fleet
@@ -167,7 +170,4 @@ class FleetHolds:
                 return True
             return not await queue.rows([hold.hold_id])  # never published: this proxy's alone
         except FleetError:
-            # The database is away: this proxy decides alone, as without a fleet, and tells it
-            # the approval is used when it is back.
-            self.used_offline.add(hold.hold_id)
-            return True
+            return True if hold.hold_id in self.unseen else None

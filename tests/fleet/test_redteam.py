@@ -90,10 +90,12 @@ def test_a_denial_taken_while_the_database_is_away_reaches_the_fleet(pair: Pair,
     assert r.status_code != 200 and upstream.hits_for(path) == []
 
 
-def test_an_approval_used_while_the_database_is_away_is_not_used_again_elsewhere(pair: Pair, pg: postgres.Postgres,
-                                                                                 upstream: Upstream) -> None:  # noqa: F811
-    """A forwards its own approval during an outage (as a proxy alone would). Once the
-    database is back, the same request through B must not be forwarded a second time."""
+def test_an_approval_the_fleet_knows_is_not_used_while_the_database_is_away(pair: Pair, pg: postgres.Postgres,
+                                                                           upstream: Upstream) -> None:  # noqa: F811
+    """A forwarded its own approval during an outage, as a proxy alone would, and never told
+    the fleet: once it was back, the same request through B was forwarded a second time. (A
+    could not have known either whether B had used it just before.) An approval the fleet
+    has seen is used through the fleet only: kept during the outage, used once after."""
     path = "/retry/red-offline-use"
     url = upstream.url(path, tls=True)
     first = retry(pair.a, url)
@@ -104,15 +106,36 @@ def test_an_approval_used_while_the_database_is_away_is_not_used_again_elsewhere
     wait_for(lambda: row_of(pair.url, hold_id)["decision"] == "approved", 5, "the approval in the fleet")
     outage(pg, pair.a, pair.b)
     try:
-        assert retry(pair.a, url).status_code == 200
+        r = retry(pair.a, url)
+        assert r.status_code == 503 and r.json()["hold_id"] == hold_id and r.headers["retry-after"]
     finally:
         back(pg, pair.a, pair.b)
-    assert len(upstream.hits_for(path)) == 1
-    wait_for(lambda: row_of(pair.url, hold_id)["used_by"] == "a", 10, "A to tell the fleet it used the approval")
-    r = retry(pair.b, url)
+    assert upstream.hits_for(path) == []
+    assert retry(pair.b, url).status_code == 200 and row_of(pair.url, hold_id)["used_by"] == "b"
+    r = retry(pair.a, url)
     assert r.status_code == 409 and r.json()["hold_id"] != hold_id
     assert len(upstream.hits_for(path)) == 1
+    # Both of A's attempts on the hold are in its trail, neither forwarded.
+    attempts = wait_for(lambda: (ev := pair.a.events(f"hold_id = '{hold_id}' AND stage = 'request'")) and len(ev) == 2
+                        and ev, 10, "A's two attempts in its trail")
+    assert [e["decision"] for e in attempts] == [None, None]
 
+
+def test_an_approval_of_a_hold_the_fleet_never_saw_is_used_during_an_outage(pair: Pair, pg: postgres.Postgres,
+                                                                           upstream: Upstream) -> None:  # noqa: F811
+    """A hold opened and approved while the database is away: only this proxy knows it, so
+    its approval is used here as a proxy alone would."""
+    path = "/retry/red-offline-alone"
+    url = upstream.url(path, tls=True)
+    outage(pg, pair.a)
+    try:
+        assert retry(pair.a, url).status_code == 409
+        pair.a.command("shield.approve", f"~u {path} & ~marker hourglass")
+        assert retry(pair.a, url).status_code == 200
+    finally:
+        back(pg, pair.a)
+    assert len(upstream.hits_for(path)) == 1
+    assert retry(pair.b, url).status_code == 409 and len(upstream.hits_for(path)) == 1
 
 SECRET = "Hunter2-fleet-secret"
 
@@ -326,3 +349,93 @@ def _shipped(url: str, name: str) -> int:
     with psycopg.connect(url) as con:
         r = con.execute("SELECT shipped_seq FROM proxies WHERE name = %s", (name,)).fetchone()
         return r[0] if r else 0
+
+
+class Relay:
+    """A TCP relay between one proxy and the database: cut, that proxy alone loses the fleet
+    (a network partition), while the others keep it."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.open = True
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open:
+                c.close()
+                continue
+            u = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.open = False
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns.clear()
+
+    def mend(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def test_a_partitioned_owner_does_not_forward_an_approval_another_proxy_used(pg: postgres.Postgres, tmp_path: Path,
+                                                                              upstream: Upstream) -> None:  # noqa: F811
+    """A loses the database (a partition), B keeps it. The agent's retry through B uses the
+    fleet's approval of A's hold; the same retry through A must not be forwarded again,
+    though A cannot ask the fleet."""
+    url = pg.database()
+    relay = Relay(pg.port)
+    a = fleet_proxy(tmp_path, url.replace(f":{pg.port}/", f":{relay.port}/"), "a", upstream_ca=upstream.ca_file)
+    b = fleet_proxy(tmp_path, url, "b", upstream_ca=upstream.ca_file)
+    try:
+        path = "/retry/red-partition"
+        target = upstream.url(path, tls=True)
+        first = retry(a, target)
+        hold_id = first.json()["hold_id"]
+        wait_for(lambda: holds(url, f"hold_id = '{hold_id}'"), 5, "the hold published")
+        a.command("shield.approve", f"~u {path} & ~marker hourglass")
+        wait_for(lambda: row_of(url, hold_id)["decision"] == "approved", 5, "the approval in the fleet")
+        relay.cut()
+        wait_for(lambda: "fleet approval queue unavailable" in a.log.read_text(), 10, "A to lose the fleet")
+        assert retry(b, target).status_code == 200 and row_of(url, hold_id)["used_by"] == "b"
+        r = retry(a, target)
+        assert r.status_code != 200 and len(upstream.hits_for(path)) == 1, r.text
+        relay.mend()
+        wait_for(lambda: "fleet approval queue back" in a.log.read_text(), 15, "A to reconnect")
+        # Back: A learns the approval was used, and the same request is a new hold there.
+        r = wait_for(lambda: (r := retry(a, target)).status_code == 409 and r.json()["hold_id"] != hold_id and r, 10,
+                     "a new hold on A")
+        assert len(upstream.hits_for(path)) == 1
+    finally:
+        for p in (a, b):
+            p.stop()
+        relay.close()
