@@ -64,6 +64,9 @@ class Fleet:
         self.remote: dict[str, mflow.Flow] = {}  # hold_id -> the flow that shows another member's hold
         self.syncs: list[Callable[[], Awaitable[None]]] = []  # the review addon's part of each wake-up
         self.tasks: set[asyncio.Task] = set()
+        # Where the other members listen: as much the proxy itself as its own ports (another
+        # member's web console decides this proxy's holds too).
+        self.members: frozenset[tuple[str, int]] = frozenset()
 
     def load(self, loader: Any) -> None:
         loader.add_option("shield_fleet", str, "",
@@ -111,6 +114,8 @@ class Fleet:
         """After a notification or POLL seconds: this proxy's part, then the other members' holds."""
         for fn in self.syncs:
             await fn()
+        if self.queue.chain_id:  # a proxy (a review console guards no one)
+            self.members = frozenset(a for text in await self.queue.members() for a in addresses(text))
         pending = await self.queue.pending()
         now = time.time()
         for row in pending:
@@ -207,12 +212,27 @@ class Fleet:
 
 
 def listening() -> str:
-    """The addresses the proxy is bound to, as `host:port, ...` (empty for a console that holds nothing)."""
+    """The addresses the proxy is bound to, mitmweb's included, as `host:port, ...` (empty for
+    a console that holds nothing). The other members keep their agents away from all of them."""
     server = ctx.master.addons.get("proxyserver")
     try:
-        return ", ".join(f"{a[0]}:{a[1]}" for a in server.listen_addrs()) if server else ""
+        addrs = [(a[0], a[1]) for a in server.listen_addrs()] if server else []
     except Exception:  # noqa: BLE001 - not listening (server=false): nothing to say
-        return ""
+        addrs = []
+    if addrs and "web_port" in ctx.options:
+        addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
+    return ", ".join(f"{h}:{p}" for h, p in addrs)
+
+
+def addresses(listen: str) -> list[tuple[str, int]]:
+    """`proxies.listen` as (host, port) pairs; what is not one (a proxy that has not bound yet
+    says 'regular on *:8080') is left out."""
+    found = []
+    for item in listen.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if port.isdigit() and int(port) > 0 and " " not in host:
+            found.append((host.strip("[]"), int(port)))
+    return found
 
 
 def fetch_secret(url: str) -> bytes | None:

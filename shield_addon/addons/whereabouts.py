@@ -8,6 +8,7 @@ import asyncio
 import functools
 import ipaddress
 import socket
+from collections.abc import Callable
 
 from mitmproxy import ctx, http
 
@@ -23,8 +24,9 @@ LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port", 
 
 
 class Whereabouts:
-    def __init__(self) -> None:
+    def __init__(self, members: Callable[[], frozenset[tuple[str, int]]] = frozenset) -> None:
         self._own: frozenset[tuple[str, int]] | None = None
+        self.members = members  # where the fleet's other members listen, as they last said
         self._fleet: list[tuple[str, int]] = []
         self.reverse = False  # a reverse proxy's Host names the proxy, not its upstream
 
@@ -70,7 +72,8 @@ class Whereabouts:
                 addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
             addrs += self._fleet  # ... and through the fleet's database too
             self._own = frozenset(addrs) if addrs else None
-        return self._own or frozenset()
+        members = self.members()
+        return (self._own or frozenset()) | members if members else self._own or frozenset()
 
 
 def fleet_addresses(url: str) -> list[tuple[str, int]]:

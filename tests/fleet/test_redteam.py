@@ -7,6 +7,7 @@ import concurrent.futures
 import json
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 
 from scripts import postgres
-from scripts.harness import Proxy, free_port, wait_for
+from scripts.harness import SHIELD, Proxy, child_env, free_port, stop_process, wait_for
 from tests.e2e.conftest import client, upstream  # noqa: F401 - the fixture
 from tests.e2e.harness import Upstream, start_proxy
 from tests.e2e.protocols.clients import connect_tunnel, proxy_auth
@@ -439,3 +440,45 @@ def test_a_partitioned_owner_does_not_forward_an_approval_another_proxy_used(pg:
         for p in (a, b):
             p.stop()
         relay.close()
+
+
+def test_an_agent_cannot_reach_the_web_console_of_another_proxy_of_the_fleet(pg: postgres.Postgres, tmp_path: Path,
+                                                                              upstream: Upstream) -> None:  # noqa: F811
+    """Several proxies on one machine (one per core, as the fleet is meant to run): A guards
+    its own mitmweb, but B's mitmweb lists, and decides, A's holds too. Through A, an agent
+    must not reach it, as it must not reach A's own."""
+    url = pg.database()
+    a = fleet_proxy(tmp_path, url, "a", upstream_ca=upstream.ca_file)
+    port, web = free_port(), free_port()
+    d = tmp_path / "web"
+    d.mkdir()
+    log = d / "proxy.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*SHIELD, "run", "--web", "--confdir", str(d / "conf"), "--listen-port", str(port),
+                                 "--listen-host", "127.0.0.1", "--set", f"web_port={web}",
+                                 "--set", "web_open_browser=false", "--set", f"shield_dir={d / 'audit'}",
+                                 "--set", f"shield_fleet={url}", "--set", "shield_proxy_name=b"],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=d, env=child_env())
+    try:
+        wait_for(lambda: proc.poll() is None and holds(url, "false") == [] and _member(url, "b"), 30, "B in the fleet")
+        wait_for(lambda: str(web) in (_member(url, "b") or ""), 10, "B's web console in its row")
+        with client(a, "sneaky-bot", timeout=10) as c:
+            wait_for(lambda: _refused(c, f"http://127.0.0.1:{web}/flows"), 5, "A to know B's console")
+            for target in (f"http://127.0.0.1:{web}/flows", f"http://localhost:{web}/commands/flow.resume"):
+                r = c.get(target)
+                assert r.status_code == 403 and r.json()["rule"] == "builtin:proxy-itself", (target, r.text[:200])
+    finally:
+        stop_process(proc, 15)
+        a.stop()
+
+
+def _member(url: str, name: str) -> str | None:
+    with psycopg.connect(url) as con:
+        r = con.execute("SELECT listen FROM proxies WHERE name = %s", (name,)).fetchone()
+        return r[0] if r else None
+
+
+def _refused(c: httpx.Client, target: str) -> bool:
+    r = c.get(target)
+    return r.status_code == 403 and r.headers.get("content-type", "").startswith("application/json") \
+        and r.json().get("rule") == "builtin:proxy-itself"

@@ -25,3 +25,11 @@ def test_a_remote_database_is_its_address_and_no_local_one() -> None:
 def test_every_host_of_a_multi_host_url_and_a_unix_socket_left_out() -> None:
     url = "host=/run/postgresql,192.0.2.5,192.0.2.6 port=5432,5433,5434 dbname=fleet"
     assert own(url, "192.0.2.5", 5433) and own(url, "192.0.2.6", 5434) and not own(url, "192.0.2.5", 5434)
+
+
+def test_a_members_listen_column_as_addresses() -> None:
+    from shield_addon.addons.fleet import addresses
+
+    assert addresses("127.0.0.1:8080, ::1:8080, [::1]:8081, 127.0.0.1:8081") == [
+        ("127.0.0.1", 8080), ("::1", 8080), ("::1", 8081), ("127.0.0.1", 8081)]
+    assert addresses("regular on 127.0.0.1:0") == [] and addresses("") == []
