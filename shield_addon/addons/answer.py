@@ -121,14 +121,19 @@ class RetryAnswer:
             return await self.from_fleet(f, state, event, key, *elsewhere)
         ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
                             p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None, p.approvals)
-        if ans.kind == "forward" and not await o.fleet.use(ans.hold):
-            note(ans.hold, "approval used by a retry on another proxy of the fleet")
-            ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
-                                p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None, p.approvals)
+        unsure = False  # an approval the fleet knows, and the fleet cannot be asked: kept, not used
+        if ans.kind == "forward" and not (usable := await o.fleet.use(ans.hold)):
+            if usable is None:
+                o.book.unuse(ans.hold)
+                unsure = True
+            else:
+                note(ans.hold, "approval used by a retry on another proxy of the fleet")
+                ans = o.book.arrive(key, f.id, state.agent, time.time(), timeout, p.on_timeout,
+                                    p.approval_ttl or review.APPROVAL_TTL, rule.id if rule else None, p.approvals)
         if ans.expired is not None:
             o.trail.submit(o.event(ans.expired, review.EXPIRED, via="expiry"))
         hold = ans.hold
-        event.update(hold_id=hold.hold_id, hold_key=key, decision={
+        event.update(hold_id=hold.hold_id, hold_key=key, decision=None if unsure else {
             "forward": review.APPROVED, "refuse": hold.decision, "wait": None}[ans.kind])
         state.base["hold_id"] = hold.hold_id  # the response of this attempt belongs to the hold's story
         if not await o.trail.write(event, f):
@@ -136,6 +141,13 @@ class RetryAnswer:
                 o.book.unuse(hold)
             state.refused = True
             refuse(f, 503, "refused", "audit journal unavailable: request refused, nothing was forwarded")
+            return
+        if unsure:
+            state.refused = True
+            refuse(f, 503, "pending", "approved, but the fleet database is away and another proxy may have used "
+                   "this approval: retry later", rule, extra={"hold_id": hold.hold_id, "retry_after": p.retry_after})
+            assert f.response is not None
+            f.response.headers["retry-after"] = str(p.retry_after)
             return
         if ans.kind == "forward":
             f.comment = f"approved retry of hold {hold.hold_id[:8]} (approved by {hold.reviewer or 'rule'})"

@@ -29,11 +29,12 @@ REMOTE = "shield_fleet_hold"  # a remote flow's metadata key: the hold it shows
 
 
 def remote_flow(row: Any) -> http.HTTPFlow:
-    """A flow that stands for another proxy's hold: the request line only, never sent anywhere."""
+    """A flow that stands for another proxy's hold: the request line only, never sent anywhere.
+    The method is the agent's (mitmproxy takes any bytes but whitespace there): shown escaped."""
     client = connection.Client(peername=("0.0.0.0", 0), sockname=("0.0.0.0", 0),
                                timestamp_start=row.created_at.timestamp())
     f = http.HTTPFlow(client, connection.Server(address=None), live=True)
-    f.request = http.Request.make(row.method or "GET", row.url or "http://unknown/")
+    f.request = http.Request.make(record.safe_text(row.method or "GET"), row.url or "http://unknown/")
     f.request.timestamp_start = row.created_at.timestamp()
     f.metadata[REMOTE] = row.hold_id
     f.intercepted = True
@@ -62,6 +63,9 @@ class Fleet:
         self.remote: dict[str, mflow.Flow] = {}  # hold_id -> the flow that shows another member's hold
         self.syncs: list[Callable[[], Awaitable[None]]] = []  # the review addon's part of each wake-up
         self.tasks: set[asyncio.Task] = set()
+        # Where the other members listen: as much the proxy itself as its own ports (another
+        # member's web console decides this proxy's holds too).
+        self.members: frozenset[tuple[str, int]] = frozenset()
 
     def load(self, loader: Any) -> None:
         loader.add_option("shield_fleet", str, "",
@@ -109,6 +113,8 @@ class Fleet:
         """After a notification or POLL seconds: this proxy's part, then the other members' holds."""
         for fn in self.syncs:
             await fn()
+        if self.queue.chain_id:  # a proxy (a review console guards no one)
+            self.members = frozenset(a for text in await self.queue.members() for a in addresses(text))
         pending = await self.queue.pending()
         now = time.time()
         for row in pending:
@@ -145,7 +151,7 @@ class Fleet:
         if held:
             log.warning("shield: %d held flow(s) on other proxies of the fleet:", len(held))
         for f in held:
-            log.warning("  %s %s  %s", f.request.method, record.safe_text(f.request.pretty_url),
+            log.warning("  %s %s  %s", record.safe_text(f.request.method), record.safe_text(f.request.pretty_url),
                         record.safe_text(f.comment))
 
     # ------------------------------------------------------------ a reviewer's keys on remote flows
@@ -205,12 +211,27 @@ class Fleet:
 
 
 def listening() -> str:
-    """The addresses the proxy is bound to, as `host:port, ...` (empty for a console that holds nothing)."""
+    """The addresses the proxy is bound to, mitmweb's included, as `host:port, ...` (empty for
+    a console that holds nothing). The other members keep their agents away from all of them."""
     server = ctx.master.addons.get("proxyserver")
     try:
-        return ", ".join(f"{a[0]}:{a[1]}" for a in server.listen_addrs()) if server else ""
+        addrs = [(a[0], a[1]) for a in server.listen_addrs()] if server else []
     except Exception:  # noqa: BLE001 - not listening (server=false): nothing to say
-        return ""
+        addrs = []
+    if addrs and "web_port" in ctx.options:
+        addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
+    return ", ".join(f"{h}:{p}" for h, p in addrs)
+
+
+def addresses(listen: str) -> list[tuple[str, int]]:
+    """`proxies.listen` as (host, port) pairs; what is not one (a proxy that has not bound yet
+    says 'regular on *:8080') is left out."""
+    found = []
+    for item in listen.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if port.isdigit() and int(port) > 0 and " " not in host:
+            found.append((host.strip("[]"), int(port)))
+    return found
 
 
 def fetch_secret(url: str) -> bytes | None:

@@ -28,6 +28,12 @@ class FleetHolds:
     def __init__(self, owner: Review, fleet: Fleet) -> None:
         self.owner, self.fleet = owner, fleet
         self.published: set[str] = set()  # holds the fleet has (a hold opened while it was away is not there)
+        # A decision taken here while the fleet was away, told to it first thing when it is
+        # back (else the row stays pending and another console can decide it again).
+        self.untold: dict[str, review.Hold] = {}
+        # Holds opened while the fleet was away: it has never seen them, so no other proxy can
+        # have used their approval; only these may be used here without asking it.
+        self.unseen: set[str] = set()
         fleet.syncs.append(self.sync)
 
     @property
@@ -37,6 +43,8 @@ class FleetHolds:
     def publish(self, hold: review.Hold, summary: str) -> None:
         if self.fleet.queue is None:
             return
+        if not self.on:
+            self.unseen.add(hold.hold_id)
         self.fleet.spawn(self.send(hold, summary))
 
     async def send(self, hold: review.Hold, summary: str) -> None:
@@ -45,6 +53,7 @@ class FleetHolds:
             hold.hold_id, hold.mode, hold.key, hold.agent, base.get("method") or "", base.get("url") or "", summary,
             hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None, hold.needed, hold.approvers)
         self.published.add(hold.hold_id)
+        self.unseen.discard(hold.hold_id)
 
     def annotate(self, hold: review.Hold) -> None:
         """A hold's dry run arrived: every console of the fleet shows it."""
@@ -80,14 +89,20 @@ class FleetHolds:
         if self.fleet.queue is None or not hold.decision or (hold.via or "").startswith(FLEET_VIA):
             return
 
-        async def tell() -> None:
-            outcome = await self.fleet.queue.decide(hold.hold_id, hold.decision or "", hold.reviewer, hold.comment)
-            if not outcome.won and outcome.row is not None and outcome.row.decision != hold.decision:
-                log.warning("shield: hold %s was %s here while the fleet database was away, but %s by %s on %s "
-                            "there first", hold.hold_id[:8], hold.decision, outcome.row.decision,
-                            outcome.row.reviewer, outcome.row.decided_on)
+        self.untold[hold.hold_id] = hold
+        self.fleet.spawn(self.tell(hold))
 
-        self.fleet.spawn(tell())
+    async def tell(self, hold: review.Hold) -> None:
+        """One decision taken here, to the fleet; kept for the next sync while it is away."""
+        try:
+            outcome = await self.fleet.queue.decide(hold.hold_id, hold.decision or "", hold.reviewer, hold.comment)
+        except FleetError:
+            return
+        self.untold.pop(hold.hold_id, None)
+        if not outcome.won and outcome.row is not None and outcome.row.decision != hold.decision:
+            log.warning("shield: hold %s was %s here while the fleet database was away, but %s by %s on %s "
+                        "there first", hold.hold_id[:8], hold.decision, outcome.row.decision,
+                        outcome.row.reviewer, outcome.row.decided_on)
 
     def apply(self, row: Any) -> None:
         """A decision taken on another console, for one of this proxy's holds (with each approval
@@ -102,10 +117,13 @@ class FleetHolds:
 
     async def sync(self) -> None:
         queue = self.fleet.queue
+        for hold in list(self.untold.values()):
+            await self.tell(hold)
         for hold in self.owner.book.pending():  # opened while the database was away: the fleet sees them now
             if hold.hold_id not in self.published and hold.flow is not None:
                 await self.send(hold, hold.flow.comment)
         self.published &= {h.hold_id for h in self.owner.book.by_id.values()}
+        self.unseen &= {h.hold_id for h in self.owner.book.by_id.values()}
         rows = await queue.to_apply()
         for row in rows:
             self.apply(row)
@@ -138,15 +156,18 @@ class FleetHolds:
             return None
         return ("forward" if taken.decision == review.APPROVED else "refuse"), taken
 
-    async def use(self, hold: review.Hold) -> bool:
+    async def use(self, hold: review.Hold) -> bool | None:
         """This proxy is about to forward a retry on its own approval: take it fleet-wide first.
-        False when a retry on another proxy took it already."""
-        if not self.on:
-            return True
+        False when a retry on another proxy took it already; None when the fleet cannot be
+        asked and may have given it out (a partition looks like an outage from here)."""
         queue = self.fleet.queue
+        if queue is None:
+            return True  # no fleet
         try:
+            if not self.on:
+                raise FleetError("the fleet database is away")
             if await queue.claim(hold.hold_id) is not None:
                 return True
             return not await queue.rows([hold.hold_id])  # never published: this proxy's alone
         except FleetError:
-            return True  # the database is away: this proxy decides alone, as without a fleet
+            return True if hold.hold_id in self.unseen else None

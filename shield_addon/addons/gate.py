@@ -55,7 +55,7 @@ class Gate:
         self.trail, self.rulebook, self.review = trail, rulebook, review
         self.state: dict[str, FlowState] = {}
         self.taps: dict[str, Tap] = {}
-        self.where = Whereabouts()
+        self.where = Whereabouts(lambda: review.remote.members)
         self.contacts = ContactBook(trail)  # first contact: what each agent has reached before
         # Stamped on every request this proxy lets through: one that arrives carrying it came
         # back through the proxy (a route to itself no address check saw) and is refused.

@@ -126,7 +126,7 @@ class Review:
         holds = [h for h in self.book.pending() if h.flow is not None]
         log.warning("shield: %d held flow(s)%s", len(holds), ":" if holds else "")
         for h in holds:
-            log.warning("  %4ds  %s %s  %s", now - h.created, h.flow.request.method,
+            log.warning("  %4ds  %s %s  %s", now - h.created, record.safe_text(h.flow.request.method),
                         record.safe_text(h.flow.request.pretty_url), record.safe_text(h.flow.comment))
         self.remote.pending()
 

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import ipaddress
 import socket
+from collections.abc import Callable
 
 from mitmproxy import ctx, http
 
@@ -23,13 +24,18 @@ LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port", 
 
 
 class Whereabouts:
-    def __init__(self) -> None:
+    def __init__(self, members: Callable[[], frozenset[tuple[str, int]]] = frozenset) -> None:
         self._own: frozenset[tuple[str, int]] | None = None
+        self.members = members  # where the fleet's other members listen, as they last said
+        self._fleet: list[tuple[str, int]] = []
         self.reverse = False  # a reverse proxy's Host names the proxy, not its upstream
 
     def configure(self, updated: set[str]) -> None:
         if updated & LISTEN_OPTIONS:
             self._own = None
+        if "shield_fleet" in updated:  # resolved here, at start, never on a request's way
+            url = fleet_url(ctx.options.shield_fleet)
+            self._fleet = fleet_addresses(url) if url else []
         if "mode" in updated:
             self.reverse = any(str(m).startswith("reverse") for m in ctx.options.mode)
 
@@ -64,13 +70,37 @@ class Whereabouts:
                 pass
             if "web_port" in ctx.options:  # mitmweb: through it an agent could approve its own holds
                 addrs.append((ctx.options.web_host or "127.0.0.1", ctx.options.web_port))
-            fleet = ctx.options.shield_fleet if "shield_fleet" in ctx.options else ""
-            if url := fleet_url(fleet):  # ... and through the fleet's database too
-                from shield_addon.fleet.db import addresses
-
-                addrs += addresses(url)
+            addrs += self._fleet  # ... and through the fleet's database too
             self._own = frozenset(addrs) if addrs else None
-        return self._own or frozenset()
+        members = self.members()
+        return (self._own or frozenset()) | members if members else self._own or frozenset()
+
+
+def fleet_addresses(url: str) -> list[tuple[str, int]]:
+    """The fleet database as an agent could spell it: the names its URL gives, the addresses
+    they resolve to, and, when it is on this machine, every local address on its port (which
+    of them it listens on is the database's business: a name for loopback or for this host
+    must not leave 127.0.0.1 open)."""
+    from shield_addon.fleet.db import addresses
+
+    found: list[tuple[str, int]] = []
+    for host, port in addresses(url):
+        found.append((host, port))
+        ips = {hosts.ip_of(host)} if hosts.ip_of(host) is not None else set(resolve(host))
+        if hosts.is_loopback_name(host):
+            ips.add(hosts.LOOPBACK)
+        found += [(str(ip), port) for ip in ips if ip is not None]
+        if any(ip is not None and (ip.is_loopback or ip.is_unspecified or ip in local_ips()) for ip in ips):
+            found.append(("", port))  # an empty host: every address of this machine
+    return found
+
+
+def resolve(name: str) -> list[hosts.IP]:
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return []
+    return [ip for info in infos if (ip := hosts.ip_of(str(info[4][0]).split("%")[0])) is not None]
 
 
 def destinations(f: http.HTTPFlow, port: int) -> tuple[tuple[str, int], ...]:

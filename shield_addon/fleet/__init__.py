@@ -24,6 +24,15 @@ def fleet_url(given: str | None = None) -> str:
     return (given or os.environ.get(ENV, "")).strip()
 
 
+# Where libpq takes a password: the URI's user info (up to its last '@': a password may
+# carry one unencoded), a `password` query parameter, a `password=` keyword (quoted or not).
+_USERINFO = re.compile(r"(://[^:/@?#]*:)[^/?#]*@")
+_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_KEYWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
 def shown(url: str) -> str:
-    """The URL without its password, for logs and status lines."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL without its password, for logs, errors and status lines, in every libpq spelling."""
+    if "://" in url:
+        return _QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
+    return _KEYWORD.sub(r"\1***", url)

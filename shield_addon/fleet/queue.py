@@ -247,6 +247,12 @@ class Queue:
                                   "ORDER BY created_at", (self.chain_id,))
         return [Row.of(r) for r in rows]
 
+    async def members(self) -> list[str]:
+        """Where the other members listen (`proxies.listen`: proxy ports and web consoles)."""
+        rows = await self.execute("SELECT listen FROM proxies WHERE chain_id <> %s AND listen IS NOT NULL",
+                                  (self.chain_id,))
+        return [r["listen"] for r in rows]
+
     async def rows(self, hold_ids: Sequence[str]) -> list[Row]:
         rows = await self.execute("SELECT * FROM holds WHERE hold_id = ANY(%s)", (list(hold_ids),))
         return [Row.of(r) for r in rows]
