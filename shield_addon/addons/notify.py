@@ -161,13 +161,16 @@ class Notify:
             action=redact(describe(action)) if action is not None else "", rule_id=rule.id if rule else None,
             severity=rule.severity if rule else None, rule_message=rule.message if rule else "",
             created=hold.created, deadline=hold.deadline, on_timeout=hold.on_timeout, mode=hold.mode,
-            fleet=bool(getattr(ctx.options, "shield_fleet", "")))
+            fleet=bool(getattr(ctx.options, "shield_fleet", "")), needed=hold.needed)
 
     async def tick(self) -> None:
         """Escalate holds still undecided after their `after`; announce decisions; forget decided holds."""
         while True:
             await asyncio.sleep(TICK)
-            self.look(time.time())
+            try:
+                self.look(time.time())
+            except Exception:  # noqa: BLE001 - one bad hold must not stop every later escalation
+                log.exception("shield: notifications: could not look at the watched holds")
 
     def look(self, now: float) -> None:
         for hid, w in list(self.watched.items()):
@@ -175,10 +178,11 @@ class Notify:
             if h.decision is not None:
                 del self.watched[hid]
                 if ctx.options.shield_notify_decisions and w.urls:
-                    self.send(w.urls, notices.decision_notice(w.facts, h.decision, h.reviewer, h.via, h.comment, now), h)
+                    self.send(w.urls, notices.decision_notice(w.facts, h.decision, h.reviewer, h.via, h.comment,
+                                                                  h.decided_at or now), h)
             elif w.escalate_at is not None and now >= w.escalate_at and h.status == review.PENDING:
                 w.escalate_at = None
-                self.send(w.escalate_urls, notices.escalation_notice(w.facts, now), h)
+                self.send(w.escalate_urls, notices.escalation_notice(w.facts, now, h.approvers), h)
                 w.urls = notices.unique([*w.urls, *w.escalate_urls])  # they hear of the decision too
             elif w.escalate_at is None and not w.urls:
                 del self.watched[hid]

@@ -89,6 +89,7 @@ class HoldFacts:
     on_timeout: str
     mode: str  # wait | retry
     fleet: bool  # decided through the fleet's queue (`shield review --fleet`)
+    needed: int = 1  # distinct reviewers who must approve (the two-person rule: 2)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _facts(f: HoldFacts, now: float) -> list[str]:
         f"Held since: {when(f.created)} ({f.mode} mode)",
         f"Deadline: {deadline_text(f, now)}",
         f"Hold: {f.hold_id}",
-    ]
+    ] + ([f"Approvals: {f.needed} distinct reviewers must approve"] if f.needed > 1 else [])
 
 
 def _what(f: HoldFacts) -> str:
@@ -154,9 +155,11 @@ def hold_notice(f: HoldFacts, now: float) -> Notice:
     return _notice(HOLD, title, body)
 
 
-def escalation_notice(f: HoldFacts, now: float) -> Notice:
+def escalation_notice(f: HoldFacts, now: float, approvers: Iterable[str] = ()) -> Notice:
     title = f"Still undecided after {span(now - f.created)} on {f.proxy}: {_what(f)}"
-    body = _facts(f, now) + [f"Decide: {how_to_decide(f)}"]
+    so_far = list(approvers)
+    body = _facts(f, now) + ([f"Approved so far by: {', '.join(so_far)}"] if so_far else []) + \
+        [f"Decide: {how_to_decide(f)}"]
     return _notice(ESCALATION, title, body)
 
 

@@ -97,6 +97,14 @@ def test_an_escalation_says_how_long_the_hold_waited() -> None:
     assert lines(n)["Deadline"].startswith("deny at")
 
 
+def test_a_two_person_hold_says_so_and_its_escalation_names_who_approved_already() -> None:
+    two = facts(needed=2)
+    assert lines(notices.hold_notice(two, NOW))["Approvals"] == "2 distinct reviewers must approve"
+    assert "Approvals" not in lines(notices.hold_notice(facts(), NOW))
+    assert lines(notices.escalation_notice(two, NOW + 60, ["alice"]))["Approved so far by"] == "alice"
+    assert "Approved so far by" not in lines(notices.escalation_notice(two, NOW + 60))
+
+
 def test_a_decision_notice_says_who_decided_how_and_why() -> None:
     n = notices.decision_notice(facts(), "denied", "alice", "shield.deny", "wrong cluster", NOW + 90)
     f = lines(n)
