@@ -64,6 +64,7 @@ class Review:
         self.streams = Streams()  # what an agent withdrew while held (an HTTP/2 stream reset)
         self.previews: set[asyncio.Task] = set()  # dry runs under way
         self._ticker: asyncio.Task | None = None
+        self.on_hold: list[Any] = []  # called with (flow, hold) when a hold is shown: addons.notify
         trail.opened.append(self.restore)
         trail.closing.append(self.shutdown)
 
@@ -265,6 +266,8 @@ class Review:
         hold.flow = f
         self.book.link(f.id, hold)
         f.marked = MARKERS["held"]
+        for on in self.on_hold:
+            on(f, hold)
 
 
 def rebuild(journal_dir: Path, ttl: float, timeout: float | None, needed: dict[str, int] | None = None) -> review.Book:

@@ -27,6 +27,7 @@ from shield_addon.rules.model import (
     SEVERITIES,
     VERDICTS,
     CompileFilter,
+    Escalation,
     HoldPolicy,
     Rule,
     RuleError,
@@ -39,6 +40,10 @@ TOP_KEYS = {"version", "default", "services", "rules", "tests", "hold", "redact"
 REDACT_KEYS = {"headers", "fields", "patterns"}
 RULE_KEYS = {"id", "description", "match", "action", "severity", "message", "hold", "mode"}
 HOLD_KEYS = {"timeout", "on_timeout", "mode", "approval_ttl", "retry_after", "approvals", "preview"}
+RULE_KEYS |= {"notify", "escalate"}  # who is told of the rule's holds (addons.notify)
+ESCALATE_KEYS = {"after", "notify"}
+# A notification target in a rule: an apprise URL (scheme://...) or the name of one of the proxy's.
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def parse_text(text: str, name: str = "<rules>", compile_filter: CompileFilter | None = None) -> RuleSet:
@@ -182,7 +187,44 @@ def _rule(c: Context, node: Any, parent: CommentedSeq, index: int, file_hold: Ho
         id=rid, action=action, severity=severity, message=str(node.get("message", "")),
         description=str(node.get("description", "")), hold=hold, mode=mode, file=c.file,
         line=c.line(node, parent, index) or 0, predicate=predicate,
+        **_notices(c, node, where),
     )
+
+
+def _notices(c: Context, node: CommentedMap, where: str) -> dict[str, Any]:
+    """A rule's `notify:` and `escalate: {after, notify}`."""
+    out: dict[str, Any] = {}
+    if "notify" in node:
+        out["notify"] = _targets(c, node, "notify", f"{where}: notify")
+    if "escalate" in node:
+        esc = node["escalate"]
+        if not isinstance(esc, CommentedMap):
+            raise c.err(esc, f"{where}: escalate", "must be a mapping like {after: 15m, notify: [oncall]}", node, "escalate")
+        check_keys(c, esc, ESCALATE_KEYS, f"{where}: escalate")
+        for key in ESCALATE_KEYS:
+            if key not in esc:
+                raise c.err(esc, f"{where}: escalate.{key}", "required", node, "escalate")
+        try:
+            after = durations.parse_duration(esc["after"])
+        except ValueError as e:
+            raise c.err(esc, f"{where}: escalate.after", str(e), esc, "after") from e
+        if after <= 0:
+            raise c.err(esc, f"{where}: escalate.after", "must be longer than 0s", esc, "after")
+        out["escalate"] = Escalation(after, _targets(c, esc, "notify", f"{where}: escalate.notify"))
+    return out
+
+
+def _targets(c: Context, node: CommentedMap, key: str, where: str) -> tuple[str, ...]:
+    """Notification targets: apprise URLs or names of targets the proxy's shield_notify defines."""
+    values = as_list(node[key])
+    if not values:
+        raise c.err(node, where, "must name at least one target", node, key)
+    for i, v in enumerate(values):
+        at = (node[key], i) if isinstance(node[key], CommentedSeq) else (node, key)
+        if not isinstance(v, str) or not ("://" in v or TARGET_NAME.fullmatch(v)):
+            raise c.err(v, where, "each must be an apprise URL (scheme://...) or a target name "
+                                  "(letters, digits, _ . -)", *at)
+    return tuple(values)
 
 
 def _hold(c: Context, node: Any, parent: Any, key: str, base: HoldPolicy = HoldPolicy()) -> HoldPolicy:  # noqa: B008 - frozen

@@ -92,6 +92,14 @@ class HoldPolicy:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """`escalate: {after: 15m, notify: [...]}`: who else is told when a hold waits that long."""
+
+    after: float  # seconds after the hold opened
+    notify: tuple[str, ...]  # apprise URLs or names of the proxy's notification targets
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     action: str
@@ -102,6 +110,8 @@ class Rule:
     mode: str = "enforce"  # shadow: the verdict is recorded, never enforced
     file: str = ""
     line: int = 0
+    notify: tuple[str, ...] = ()  # apprise URLs or target names told of this rule's holds (addons.notify)
+    escalate: Escalation | None = None
     predicate: Matcher = field(default_factory=Matcher, repr=False, compare=False)
     # Reads `unmatched:`: judged only once every other rule was. A field, not a property:
     # the evaluation asks it of every candidate rule of every request.
