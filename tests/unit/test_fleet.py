@@ -76,3 +76,8 @@ def test_a_proxy_with_no_fleet_does_not_load_the_database_driver() -> None:
 
     code = "import sys, shield_addon.addon; print('psycopg' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_trails_columns_are_those_the_fleets_migrations_made() -> None:
+    """A column added to the trail needs a fleet migration that adds it (and ships it)."""
+    assert schema.V1_COLUMNS == record.COLUMN_NAMES
