@@ -41,6 +41,20 @@ def too_late(flows: Sequence[mflow.Flow], decision: str) -> None:
             log.warning("shield: flow %s was already %s: this %s is ignored", f.id[:8], done, decision)
 
 
+def ring() -> None:
+    """The terminal bell on a new hold, on a console only (shield_bell): BEL moves no cursor, so
+    urwid's screen is untouched; mitmdump and mitmweb have no terminal screen and never ring."""
+    if "shield_bell" in ctx.options and not ctx.options.shield_bell:
+        return
+    screen = getattr(ctx.master, "ui", None)
+    if screen is not None and hasattr(screen, "write") and hasattr(screen, "flush"):
+        try:
+            screen.write("\a")
+            screen.flush()
+        except (OSError, ValueError):  # a closed terminal rings nothing, and stops nothing
+            pass
+
+
 def redraw(f: mflow.Flow) -> None:
     ctx.master.addons.trigger(hooks.UpdateHook([f]))
 

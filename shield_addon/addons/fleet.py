@@ -20,7 +20,7 @@ from mitmproxy import command, connection, ctx, exceptions, http
 from mitmproxy import flow as mflow
 
 from shield_addon import record
-from shield_addon.addons.console import DECIDED, MARKERS, bind_keys, redraw, too_late
+from shield_addon.addons.console import DECIDED, MARKERS, bind_keys, redraw, ring, too_late
 from shield_addon.fleet import FleetError, fleet_url
 
 log = logging.getLogger("shield")
@@ -130,6 +130,7 @@ class Fleet:
             view = ctx.master.addons.get("view")
             if view is not None:  # a console (mitmdump has no view); an empty View is falsy
                 view.add([f])
+                ring()
         if f.intercepted:
             f.comment = remote_comment(row, now)
             redraw(f)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -29,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import command, ctx, exceptions, http
 
 from shield_addon import review, rules
-from shield_addon.addons.console import describe
+from shield_addon.addons.console import describe, ring
+from shield_addon.addons.trail import proxy_name
 from shield_addon.core import notices
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ TICK = 0.25  # seconds between looks at the watched holds (escalations, decision
 WORKERS = 2  # threads that talk to notification services
 QUEUED = 64  # sends waiting or under way; beyond that a send is dropped (and counted failed)
 NOTIFY_TYPES = {notices.HOLD: "info", notices.ESCALATION: "warning", notices.DECISION: "success"}
-BEL = "\a"
 
 
 @dataclass
@@ -126,8 +125,7 @@ class Notify:
     def announce(self, f: http.HTTPFlow, hold: review.Hold) -> None:
         if hold.hold_id in self.watched:
             return
-        if ctx.options.shield_bell:
-            ring()
+        ring()
         state = self.gate.state.get(f.id)
         rule = state.verdict.enforced_rule if state and state.verdict else None
         urls = self.urls([*self.targets.every], rule.notify if rule else (), rule)
@@ -296,18 +294,3 @@ def private(url: str) -> str:
 # ---------------------------------------------------------------- the console
 
 
-def ring() -> None:
-    """The terminal bell, on a console only: BEL moves no cursor, so urwid's screen is
-    untouched; mitmdump and mitmweb have no terminal screen and never ring."""
-    screen = getattr(ctx.master, "ui", None)
-    if screen is not None and hasattr(screen, "write") and hasattr(screen, "flush"):
-        try:
-            screen.write(BEL)
-            screen.flush()
-        except (OSError, ValueError):  # a closed terminal rings nothing, and stops nothing
-            pass
-
-
-def proxy_name() -> str:
-    """The proxy's name (shield_proxy_name, a fleet option), else this host and its listen port."""
-    return getattr(ctx.options, "shield_proxy_name", "") or f"{socket.gethostname()}:{ctx.options.listen_port or 8080}"
