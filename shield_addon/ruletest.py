@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from mitmproxy import connection, http
 
 from shield_addon import actions, rules
+from shield_addon.core import contacts, limits
 from shield_addon.flows import judged_flow, view_of
 
 REQUEST_KEYS = {"method", "url", "headers", "body", "agent", "first_contact"}
+STATE_KEYS = {"count", "seen_hosts", "now"}
+TEST_KEYS = {"name", "request", "expect", "state"}
 EXPECT_KEYS = {"action", "rule", "matched", "service", "action_type", "operation", "namespace",
                "resource_type", "resource_name", "table"}
 
@@ -46,22 +51,54 @@ def flow_for(request: Mapping[str, Any]) -> http.HTTPFlow:
     return f
 
 
-def subjects_for(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> list[rules.Subject]:
+def subjects_for(ruleset: rules.RuleSet, request: Mapping[str, Any], given: Mapping[str, Any] | None = None,
+                 state: rules.State | None = None) -> list[rules.Subject]:
     """One subject per reading of the request: each action it carries, as sent and as any
-    method override names it."""
+    method override names it. `given`: a test's `state:` (what the proxy's memory would hold)."""
     f = flow_for(request)
     agent = str(request.get("agent") or "")
+    view = view_of(f)
     # first_contact: what the proxy's memory would say; a test's host is known unless it says so.
     first = request.get("first_contact") is True
-    view = view_of(f)
+    seen = (given or {}).get("seen_hosts")
+    if seen is not None:
+        first = not {view.host, f"{view.host}:{view.port}"} & {str(h).lower() for h in seen}
     judged = judged_flow(f, view)  # what the proxy's `filter:` matchers see (whereabouts.context)
-    return [rules.Subject(r.request, r.action, judged, agent, first) for r in actions.readings(view, ruleset.services)]
+    state = state if state is not None else state_for(given or {})
+    return [rules.Subject(r.request, r.action, judged, agent, first, state=state)
+            for r in actions.readings(view, ruleset.services)]
 
 
-def explain(ruleset: rules.RuleSet, request: Mapping[str, Any]) -> rules.Verdict:
-    subjects = subjects_for(ruleset, request)
+def state_for(given: Mapping[str, Any]) -> rules.State:
+    """A test's `state: {count: 5, now: "2026-12-04T18:00:00+01:00"}` as what the proxy would
+    hold: every `limit:` sees `count` requests already counted (0 when absent), every `when:`
+    the moment `now` (the current time when absent). ValueError when a value is wrong."""
+    count = given.get("count", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"state.count must be a whole number, not {count!r}")
+    return rules.State(now=moment(given["now"]) if "now" in given else time.time(),
+                       counts=lambda rule, key, per, now: count)
+
+
+def moment(value: Any) -> float:
+    """An ISO 8601 time with its offset (YAML may already have read it as a datetime)."""
+    when = value if isinstance(value, datetime) else None
+    if when is None:
+        try:
+            when = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"now: {value!r} is not an ISO time like 2026-12-04T18:00:00+01:00") from None
+    if when.tzinfo is None:
+        raise ValueError(f"now: {value!r} needs its offset from UTC (+01:00, Z)")
+    return when.timestamp()
+
+
+def explain(ruleset: rules.RuleSet, request: Mapping[str, Any], given: Mapping[str, Any] | None = None,
+            state: rules.State | None = None) -> rules.Verdict:
+    subjects = subjects_for(ruleset, request, given, state)
     readings = [actions.Reading(s.request, s.action) for s in subjects]
-    return rules.judge(ruleset, readings, subjects[0].flow, subjects[0].agent, subjects[0].first_contact)
+    return rules.judge(ruleset, readings, subjects[0].flow, subjects[0].agent, subjects[0].first_contact,
+                       subjects[0].state)
 
 
 def check(verdict: rules.Verdict, expect: Mapping[str, Any]) -> str | None:
@@ -91,12 +128,17 @@ def run_tests(ruleset: rules.RuleSet) -> Iterator[tuple[str, int, str | None]]:
         if not isinstance(request, Mapping) or "url" not in request or not isinstance(expect, Mapping):
             yield file, line, "a test needs request: {method, url, ...} and expect: {action, rule, ...}"
             continue
-        unknown = [f"expect.{k}" for k in set(expect) - EXPECT_KEYS] + [f"request.{k}" for k in set(request) - REQUEST_KEYS]
+        given = test.get("state") or {}
+        if not isinstance(given, Mapping):
+            yield file, line, "state: must be a mapping {count, seen_hosts, now}"
+            continue
+        unknown = ([f"expect.{k}" for k in set(expect) - EXPECT_KEYS] + [f"request.{k}" for k in set(request) - REQUEST_KEYS]
+                   + [f"state.{k}" for k in set(given) - STATE_KEYS] + [str(k) for k in set(test) - TEST_KEYS])
         if unknown:
             yield file, line, f"unknown key(s): {', '.join(sorted(unknown))}"
             continue
         try:
-            yield file, line, check(explain(ruleset, request), expect)
+            yield file, line, check(explain(ruleset, request, given), expect)
         except ValueError as e:
             yield file, line, f"bad request: {e}"
 
@@ -116,3 +158,32 @@ def recorded_request(row: Mapping[str, Any]) -> dict[str, Any]:
         "body": body,
         "agent": row.get("agent") or "",
     }
+
+
+class History:
+    """What a proxy would have remembered while the recorded requests arrived, for `rules
+    replay`: each is judged at its recorded time, with the `limit:` counts of the requests
+    replayed before it and the hosts each agent reached before it (a destination is reached
+    when the candidate rules allow the request: a hold's outcome under them is unknown)."""
+
+    def __init__(self) -> None:
+        self.counts = limits.Counts()
+        self.reached = contacts.Memory()
+
+    def judge(self, ruleset: rules.RuleSet, row: Mapping[str, Any]) -> rules.Verdict:
+        request = recorded_request(row)
+        contact = (request["agent"], str(row.get("host") or ""), int(row.get("port") or 0))
+        request["first_contact"] = not self.reached.known(contact)
+        state = rules.State(now=recorded_time(row["ts"]), counts=self.counts.count)
+        verdict = explain(ruleset, request, state=state)
+        for (rule, key), keep in state.counted.items():
+            self.counts.add(rule, key, state.now or 0.0, keep)
+        if verdict.enforced == "allow":
+            self.reached.remember(contact)
+        return verdict
+
+
+def recorded_time(ts: Any) -> float:
+    """A trail time (UTC, without an offset, as DuckDB gives it) as epoch seconds."""
+    when = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
+    return when.replace(tzinfo=when.tzinfo or UTC).timestamp()

@@ -19,6 +19,7 @@ from shield_addon.actions.messages import binary_message_view, message_view
 from shield_addon.addons.answer import policy
 from shield_addon.addons.console import MARKERS
 from shield_addon.addons.contacts import ContactBook
+from shield_addon.addons.limits import LimitBook
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
@@ -57,6 +58,7 @@ class Gate:
         self.taps: dict[str, Tap] = {}
         self.where = Whereabouts(lambda: review.remote.members)
         self.contacts = ContactBook(trail)  # first contact: what each agent has reached before
+        self.limits = LimitBook(trail, rulebook)  # `limit:` counts and the clock of `when:`
         # Stamped on every request this proxy lets through: one that arrives carrying it came
         # back through the proxy (a route to itself no address check saw) and is refused.
         self.via = secrets.token_hex(8)
@@ -138,7 +140,9 @@ class Gate:
         ruleset = self.rulebook.ruleset
         handshake = view_of(f, b"")
         view = message_view(handshake, msg.text) if msg.is_text else binary_message_view(handshake, msg.content)
-        verdict = decide(actions.readings(view, ruleset.services), ruleset, self.where.context(f, agent, view, None))
+        context = self.limits.fill(ruleset, self.where.context(f, agent, view, None))
+        verdict = decide(actions.readings(view, ruleset.services), ruleset, context)
+        self.limits.settle(context)
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         event.update(action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
                      decision="allowed" if enforced == "allow" else "blocked",
@@ -170,7 +174,9 @@ class Gate:
         An allowed stream's event is on disk before the 101 goes on, or it is refused (503)."""
         ruleset = self.rulebook.ruleset
         view = actions.RequestView(TCP, "tcp", canonical_host(f.request.host), f.request.port, f.request.path)
-        verdict = decide(actions.readings(view, ruleset.services), ruleset, self.where.context(f, state.agent, view, None))
+        context = self.limits.fill(ruleset, self.where.context(f, state.agent, view, None))
+        verdict = decide(actions.readings(view, ruleset.services), ruleset, context)
+        self.limits.settle(context)
         enforced = verdict.enforced if ctx.options.shield_mode == "enforce" else "allow"
         event = {**state.base, **action_columns(verdict.action, verdict, ctx.options.shield_mode, ruleset.sha256),
                  "stage": "tcp", "method": TCP, "operation": "upgrade",
@@ -266,7 +272,9 @@ class Gate:
         f.request.headers.add(VIA_HEADER, self.via)  # before the record: upstream gets nothing the trail lacks
         sent.headers += ((VIA_HEADER, self.via),)  # Headers.add appends: the record's headers are the request's
         context = self.where.context(f, state.agent, view, unreadable, came_back, resolved)
-        verdict = decide(readings, ruleset, self.contacts.fill(f.id, ruleset, view, context))
+        context = self.limits.fill(ruleset, self.contacts.fill(f.id, ruleset, view, context))
+        verdict = decide(readings, ruleset, context)
+        self.limits.settle(context)
         state.action, state.verdict = verdict.action, verdict
         return request_event(state, f.request, body, verdict, self.trail.redactor, ruleset.sha256, sent)
 

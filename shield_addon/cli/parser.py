@@ -278,6 +278,9 @@ def _rules_commands(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     b.add_argument("--body", help="the request body")
     b.add_argument("--body-file", help="read the request body from a file")
     x.add_argument("--agent", help="the agent name, for `agent:` matchers")
+    x.add_argument("--count", type=int, default=0, help="requests every `limit:` already counted (default 0)")
+    x.add_argument("--now", help="the moment `when:` judges, ISO with offset (default: now)")
+    x.add_argument("--seen-host", action="append", help="a host the agent already reached, for `first_contact:`")
     x.add_argument("--rules", dest="path", help="rule file or folder (default: the bundled rules)")
     x = rsub.add_parser("replay", parents=[common],
                         help="recorded requests against candidate rules: what would change",

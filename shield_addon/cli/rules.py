@@ -52,11 +52,16 @@ def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
         headers.append((k.strip(), v.strip()))
     body: bytes | str = Path(args.body_file).read_bytes() if args.body_file else (args.body or "")
     request = {"method": args.method, "url": args.url, "headers": headers, "body": body, "agent": args.agent or ""}
+    given: dict[str, Any] = {"count": args.count}
+    if args.now:
+        given["now"] = args.now
+    if args.seen_host:
+        given["seen_hosts"] = args.seen_host
     try:
-        subjects = ruletest.subjects_for(ruleset, request)
+        subjects = ruletest.subjects_for(ruleset, request, given)
+        v = ruletest.explain(ruleset, request, given)
     except ValueError as e:
         raise UsageError(f"bad request: {e}") from None
-    v = ruletest.explain(ruleset, request)
     print(record.safe_text(f"request  {subjects[0].request.method} {args.url}"))
     for i, subject in enumerate(subjects, 1):
         label = f"action {i}/{len(subjects)}" if len(subjects) > 1 else "action"
@@ -67,12 +72,16 @@ def rules_explain(args: argparse.Namespace, ruleset: Any) -> int:
         named = any(r.mode == "enforce" and not r.after_others and r.id in own.matched for r in ruleset.rules)
         later = dataclasses.replace(subject, unmatched=not named)
         for rule in ruleset.rules:
-            checks = rule.predicate.explain(later if rule.after_others else subject)
+            # A fresh State per rule, asked to take notes: what its stateful fields saw.
+            seen = dataclasses.replace(subject.state, counted={}, notes={}) if subject.state else None
+            checks = rule.predicate.explain(dataclasses.replace(later if rule.after_others else subject, state=seen))
             hit = all(ok for _, ok in checks)
             why = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in checks) or "matches everything"
             tag = "MATCH" if hit else "  -  "
             extra = f" -> {rule.action}" + (" (shadow)" if rule.mode == "shadow" else "") if hit else ""
             print(f"  {tag} {rule.id:28} {why}{extra}   [{Path(rule.file).name}:{rule.line}]")
+            for note in (seen.notes or {}).get(rule.id, []) if seen else []:
+                print(record.safe_text(f"          saw {note}"))
     decided = f" by {v.rule.id}" if v.rule else " (default)"
     print(f"verdict  {v.verdict}{decided}" + (f"; enforced: {v.enforced}" if v.shadowed else "")
           + record.safe_text(f"; deciding action: {v.action.service} {v.action.operation} ({v.action.action_type})"))
@@ -95,8 +104,9 @@ def rules_replay(args: argparse.Namespace, ruleset: Any) -> int:
     with Reader(audit_dir(args)) as reader:
         recorded = reader.recorded_requests(filters_of(args))
     changes, same = [], 0
-    for row in recorded:
-        v = ruletest.explain(ruleset, ruletest.recorded_request(row))
+    history = ruletest.History()
+    for row in recorded:  # in the order recorded: stateful rules see history as it happened
+        v = history.judge(ruleset, row)
         was = row["verdict"]
         if (v.verdict, v.rule.id if v.rule else None) == (was, row["rule_id"]):
             same += 1

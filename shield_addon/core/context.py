@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shield_addon.core.hosts import IP
+from shield_addon.rules.model import State
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,4 @@ class Context:
     came_back: bool = False  # the request already passed through this proxy
     unreadable: str | None = None  # why the body could not be decoded
     first_contact: bool = False  # this agent never had a request to this host:port forwarded
+    state: State | None = None  # the moment judged and the `limit:` memory (addons.limits)

@@ -17,7 +17,7 @@ from shield_addon.rules import RuleSet, Verdict, judge
 def decide(readings: Sequence[Reading], ruleset: RuleSet, ctx: Context) -> Verdict:
     """`readings[0]` is the request as sent: the built-in rules check it."""
     view = readings[0].request
-    verdict = judge(ruleset, readings, ctx.flow, ctx.agent, ctx.first_contact)
+    verdict = judge(ruleset, readings, ctx.flow, ctx.agent, ctx.first_contact, ctx.state)
     explicitly_allowed = verdict.enforced == "allow" and verdict.enforced_rule is not None
     for builtin in BUILTINS:
         if builtin.overridable and explicitly_allowed:

@@ -89,6 +89,38 @@ _SECRET_VALUE = re.compile(
 )
 
 
+# Which provider a _SECRET_VALUE match belongs to, by how it starts: the `secrets:` match key
+# names these kinds. A prefix table beside the one regex, never a second set of regexes.
+SECRET_KINDS = ("aws", "github", "slack", "stripe", "openai", "private_key", "jwt", "google", "sendgrid")
+_KIND_PREFIXES = (
+    ("-----BEGIN", "private_key"), ("sk-", "openai"), ("sk_", "stripe"), ("rk_", "stripe"), ("whsec_", "stripe"),
+    ("AKIA", "aws"), ("ASIA", "aws"), ("gh", "github"), ("xox", "slack"), ("xapp-", "slack"), ("AIza", "google"),
+    ("SG.", "sendgrid"), ("eyJ", "jwt"),
+)
+_SCHEME = re.compile(r"(?i:bearer|basic)\s+")
+
+
+def secret_kinds(text: str) -> set[str]:
+    """The kinds of credential (SECRET_KINDS) the redaction detectors find in `text`. A token
+    after `Bearer ` counts by its own shape; a Basic pair or a bearer of no known shape is
+    redacted in the trail but has no kind."""
+    found: set[str] = set()
+    if not _may_hold_token(text):
+        return found
+    for m in _SECRET_VALUE.finditer(text):
+        token = m.group(0)
+        scheme = _SCHEME.match(token)
+        if scheme:
+            inner = _SECRET_VALUE.search(token, scheme.end())
+            if inner is None:
+                continue
+            token = inner.group(0)
+        kind = next((k for prefix, k in _KIND_PREFIXES if token.startswith(prefix)), None)
+        if kind:
+            found.add(kind)
+    return found
+
+
 @dataclass(frozen=True)
 class Redactions:
     """Operator additions from the rule files' `redact:` block."""

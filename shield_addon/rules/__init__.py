@@ -20,6 +20,7 @@ from shield_addon.rules.model import (
     Rule,
     RuleError,
     RuleSet,
+    State,
     Subject,
     Verdict,
     strictness,
@@ -27,6 +28,6 @@ from shield_addon.rules.model import (
 
 __all__ = [
     "CAPTURE_FIELDS", "HOLD_KEYS", "MATCH_KEYS", "MODES", "RULE_KEYS", "SEVERITIES", "TOP_KEYS", "VERDICTS",
-    "HoldPolicy", "Matcher", "Rule", "RuleError", "RuleSet", "Subject", "Verdict", "evaluate", "fill_action",
+    "HoldPolicy", "Matcher", "Rule", "RuleError", "RuleSet", "State", "Subject", "Verdict", "evaluate", "fill_action",
     "judge", "load_path", "parse_duration", "parse_text", "parse_texts", "rule_files", "strictness",
 ]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from shield_addon.actions import Action, Reading
-from shield_addon.rules.model import CAPTURE_FIELDS, Rule, RuleSet, Subject, Verdict, strictness
+from shield_addon.rules.model import CAPTURE_FIELDS, Rule, RuleSet, State, Subject, Verdict, strictness
 
 
 def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
@@ -36,11 +36,13 @@ def evaluate(ruleset: RuleSet, subject: Subject) -> Verdict:
 
 
 def judge(ruleset: RuleSet, readings: Sequence[Reading], flow: Any = None, agent: str = "",
-          first_contact: bool = False) -> Verdict:
+          first_contact: bool = False, state: State | None = None) -> Verdict:
     """The verdict over every reading of one request. The action columns show the action
     that decided what happens (the strictest enforced verdict; on a tie, the one whose rule comes first in
-    file order, then the first read); every rule that matched any reading is recorded."""
-    verdicts = [evaluate(ruleset, Subject(r.request, r.action, flow, agent, first_contact)) for r in readings]
+    file order, then the first read); every rule that matched any reading is recorded.
+    Every reading sees the same `state`: a request counts once for a `limit:`, however it is read."""
+    verdicts = [evaluate(ruleset, Subject(r.request, r.action, flow, agent, first_contact, state=state))
+                for r in readings]
     seen = tuple((r.request.method, v.action) for r, v in zip(readings, verdicts))
     if len(verdicts) == 1:
         return replace(verdicts[0], actions=seen)

@@ -181,6 +181,7 @@ def _rule(c: Context, node: Any, parent: CommentedSeq, index: int, file_hold: Ho
     mode = node.get("mode", "enforce")
     if mode not in MODES:
         raise c.err(node, f"{where}: mode", "must be enforce or shadow", node, "mode")
+    c.rule = rid
     predicate = compile_match(c, node["match"], f"{where}: match")
     hold = _hold(c, node["hold"], node, "hold", file_hold) if "hold" in node else file_hold
     return Rule(

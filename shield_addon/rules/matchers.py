@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 from ruamel.yaml.comments import CommentedMap
 
 from shield_addon.actions import RequestView
+from shield_addon.core import durations, limits, windows
+from shield_addon.record.redaction import SECRET_KINDS, secret_kinds
 from shield_addon.rules import jsonpath
 from shield_addon.rules.index import requires
 from shield_addon.rules.model import Matcher, Predicate, Subject
@@ -18,18 +21,24 @@ from shield_addon.rules.nodes import Context, as_list, check_keys, globs, regex
 MATCH_KEYS = {
     "method", "host", "port", "path", "query", "header", "json", "body", "filter", "not", "agent",
     "service", "action_type", "operation", "resource", "resource_type", "namespace",
-    "resource_name", "table", "sql", "flag", "first_contact", "unmatched",
+    "resource_name", "table", "sql", "flag", "first_contact", "unmatched", "limit", "when", "secrets",
 }
+LIMIT_KEYS = {"count", "per", "by"}
+WHEN_KEYS = {"between", "not_between", "days", "tz"}
 
 
-def compile_match(c: Context, node: Any, where: str) -> Matcher:
+def compile_match(c: Context, node: Any, where: str, nested: bool = False) -> Matcher:
     """Compile a `match:` mapping: every given field must hold."""
     if node is None:
         node = CommentedMap()
     check_keys(c, node, MATCH_KEYS, where)
+    if nested and isinstance(node, Mapping) and "limit" in node:
+        raise c.err(node, f"{where}.limit", "only at the top of a rule's match: (a count is of the requests the rule "
+                    "matches)", node, "limit")
     preds: list[tuple[str, Predicate]] = []
     # `path` first: its named groups fill the action for the fields checked after it.
-    for key in sorted(node, key=lambda k: (k != "path", k == "not")):
+    # `limit` last: it counts a request only once every other field held.
+    for key in sorted(node, key=lambda k: (k != "path", k in ("not", "limit"), k == "limit")):
         preds.append((key, _field(c, key, node[key], node, f"{where}.{key}")))
     return Matcher(tuple(preds), requires(node), _keys(node))
 
@@ -64,13 +73,19 @@ def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
     if key == "filter":
         return _filter_matcher(c, value, node, w)
     if key == "not":
-        inner = compile_match(c, value, w)
+        inner = compile_match(c, value, w, nested=True)
         return lambda s, cap: not inner(s, dict(cap))
     if key == "sql":
         return _sql_matcher(c, value, node, w)
     if key == "first_contact":
         wanted = _bool(c, value, node, key, w)
-        return lambda s, cap: s.first_contact == wanted
+        return _first_contact(c.rule, wanted)
+    if key == "limit":
+        return _limit_matcher(c, value, node, w)
+    if key == "when":
+        return _when_matcher(c, value, node, w)
+    if key == "secrets":
+        return _secrets_matcher(c, value, node, w)
     if key == "unmatched":
         if value is not True:
             # `false` would be "some rule matched", which says nothing a rule could act on.
@@ -83,6 +98,16 @@ def _field(c: Context, key: str, value: Any, node: Any, w: str) -> Predicate:
         return lambda s, cap: any(_any_glob(pats, t) for t in _tables(s, cap))
     attr = "resource_type" if key == "resource" else key  # `resource` is the short name
     return lambda s, cap: _any_glob(pats, _action_field(s, cap, attr))
+
+
+def _first_contact(rule: str, wanted: bool) -> Predicate:
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        if s.state is not None:
+            s.state.note(rule, f"first_contact: {'a first' if s.first_contact else 'not a first'} request of agent "
+                               f"{s.agent!r} to {s.request.host}:{s.request.port}")
+        return s.first_contact == wanted
+
+    return pred
 
 
 def _any_glob(patterns: Sequence[re.Pattern[str]], value: str | None) -> bool:
@@ -196,3 +221,156 @@ def _body_texts(req: RequestView) -> Iterator[str]:
     yield text
     if req.content_type in ("application/x-www-form-urlencoded", "") and ("%" in text or "+" in text):
         yield unquote_plus(text)
+
+
+# ------------------------------------------------------------ keys that remember (State)
+
+
+def _limit_matcher(c: Context, value: Any, node: Any, where: str) -> LimitCheck:
+    """`limit: {count: N, per: 10m, by: agent+action}` (LimitCheck)."""
+    if not isinstance(value, CommentedMap):
+        raise c.err(value, where, "must be {count: N, per: 10m, by: agent}", node, "limit")
+    check_keys(c, value, LIMIT_KEYS, where)
+    count = value.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise c.err(value, f"{where}.count", "required: a whole number of requests, at least 1", value,
+                    "count" if "count" in value else None)
+    if "per" not in value:
+        raise c.err(value, f"{where}.per", f"required: {durations.HINT}")
+    try:
+        per = durations.parse_duration(value["per"])
+    except ValueError as e:
+        raise c.err(value, f"{where}.per", str(e), value, "per") from e
+    if per <= 0:
+        raise c.err(value, f"{where}.per", "must be longer than zero", value, "per")
+    by = tuple(str(value.get("by", "agent")).replace(" ", "").lower().split("+"))
+    if any(b not in limits.BY for b in by):
+        raise c.err(value, f"{where}.by", f"dimensions joined by + from: {', '.join(limits.BY)}", value, "by")
+    return LimitCheck(c.rule, count, per, by, f"{count} per {value['per']} by {'+'.join(by)}")
+
+
+@dataclass(frozen=True)
+class LimitCheck:
+    """A compiled `limit:`: the rule matches a request only when `count` requests it counted
+    for the same key are already in the window (core.limits): the count+1th and later. It
+    runs after every other field held, so it records (State.counted) exactly the requests
+    that matched the rest of the rule. Without a memory (State.counts) it never matches."""
+
+    rule: str
+    count: int
+    per: float  # seconds
+    by: tuple[str, ...]
+    spec: str  # as written, for `rules explain`
+
+    def __call__(self, s: Subject, cap: dict[str, str]) -> bool:
+        st = s.state
+        if st is None or st.counts is None or st.now is None:
+            return False
+        key = limits.key_of(_dimension(s, cap, b) for b in self.by)
+        seen = st.counts(self.rule, key, self.per, st.now)
+        st.counted[(self.rule, key)] = self.count
+        st.note(self.rule, f"limit: {seen} counted before this one for {key} (limit {self.spec})")
+        return seen >= self.count
+
+
+def _dimension(s: Subject, cap: Mapping[str, str], by: str) -> str:
+    if by == "agent":
+        return s.agent
+    if by == "host":
+        return s.request.host
+    if by == "method":
+        return s.request.method
+    if by == "action":
+        return f"{s.action.service} {s.action.operation}"
+    if by == "resource":
+        return _action_field(s, cap, "resource_type") or ""
+    return _action_field(s, cap, by) or ""
+
+
+def _when_matcher(c: Context, value: Any, node: Any, where: str) -> Predicate:
+    """`when: {between: "09:00-17:00" | not_between: ..., days: [mon, fri], tz: Europe/Berlin}`,
+    or a list of them (any one applies): the rule applies at those times (core.windows).
+    Without a clock (State.now) it never matches."""
+    blocks = value if isinstance(value, list) else [value]
+    if not blocks:
+        raise c.err(value, where, "must not be an empty list", node, "when")
+    found = [_window(c, b, value if isinstance(value, list) else node, i if isinstance(value, list) else "when", where)
+             for i, b in enumerate(blocks)]
+    rule = c.rule
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        st = s.state
+        if st is None or st.now is None:
+            return False
+        hit = any(w.active(st.now) for w in found)
+        st.note(rule, f"when: {found[0].local_text(st.now)} is {'inside' if hit else 'outside'}")
+        return hit
+
+    return pred
+
+
+def _window(c: Context, node: Any, parent: Any, key: Any, where: str) -> windows.Window:
+    if not isinstance(node, CommentedMap) or not node:
+        raise c.err(node, where, "must be {between: \"09:00-17:00\", days: [mon, fri], tz: Europe/Berlin}",
+                    parent, key)
+    check_keys(c, node, WHEN_KEYS, where)
+    if "between" in node and "not_between" in node:
+        raise c.err(node, f"{where}.not_between", "use between or not_between, not both", node, "not_between")
+    out: dict[str, Any] = {}
+    for name in ("between", "not_between"):
+        if name in node:
+            try:
+                out["start"], out["end"] = windows.parse_range(node[name])
+            except ValueError as e:
+                raise c.err(node, f"{where}.{name}", str(e), node, name) from e
+            out["inside"] = name == "between"
+    if "days" in node:
+        try:
+            out["days"] = windows.parse_days(as_list(node["days"]))
+        except ValueError as e:
+            raise c.err(node, f"{where}.days", str(e), node, "days") from e
+    if "tz" in node:
+        try:
+            out["tz"], out["tz_name"] = windows.zone(node["tz"]), str(node["tz"]).strip()
+        except ValueError as e:
+            raise c.err(node, f"{where}.tz", str(e), node, "tz") from e
+    return windows.Window(**out)
+
+
+SECRET_CHOICES = (*SECRET_KINDS, "any")
+
+
+def _secrets_matcher(c: Context, value: Any, node: Any, where: str) -> Predicate:
+    """`secrets: [aws, github, ...]`: the request carries a credential of one of these shapes
+    anywhere the redaction detectors look (path and query, header names and values, body):
+    seen before the trail redacts it."""
+    kinds = {str(k).strip().lower() for k in as_list(value)}
+    if not kinds or kinds - set(SECRET_CHOICES):
+        raise c.err(value, where, f"a list from: {', '.join(SECRET_CHOICES)}", node, "secrets")
+    wanted = set(SECRET_KINDS) if "any" in kinds else kinds
+    rule = c.rule
+
+    def pred(s: Subject, cap: dict[str, str]) -> bool:
+        found = request_secrets(s.request)
+        if s.state is not None:
+            s.state.note(rule, f"secrets: {', '.join(sorted(found)) or 'none'} found")
+        return bool(found & wanted)
+
+    return pred
+
+
+_last_secrets: tuple[RequestView | None, frozenset[str]] = (None, frozenset())
+
+
+def request_secrets(req: RequestView) -> frozenset[str]:
+    """The kinds of credential a request carries. The last answer is kept: several rules (and
+    readings) ask about the same request one after the other."""
+    global _last_secrets
+    if _last_secrets[0] is req:
+        return _last_secrets[1]
+    found: set[str] = set()
+    target = req.path + ("?" + "&".join(f"{k}={v}" for k, v in req.query) if req.query else "")
+    for text in (target, *(f"{k}: {v}" for k, v in req.headers), *_body_texts(req)):
+        found |= secret_kinds(text)
+    _last_secrets = (req, frozenset(found))
+    return _last_secrets[1]

@@ -53,6 +53,31 @@ class Subject:
     # No enforce-mode rule other than the `unmatched:` ones matched: set by the evaluation
     # for its second pass only, never by a caller.
     unmatched: bool = False
+    # The moment judged and the memory of `limit:` rules (State); None wherever none is
+    # kept, so `when:` and `limit:` rules stay quiet.
+    state: State | None = None
+
+
+# (rule id, key, per seconds, now) -> requests that rule counted for that key in (now - per, now]
+CountsOf = Callable[[str, str, float, float], int]
+
+
+@dataclass
+class State:
+    """What the stateful match keys judge against, filled by the proxy (or a test, or a
+    replay) for one request, and what they saw while judging it."""
+
+    now: float | None = None  # epoch seconds: what `when:` and `limit:` judge
+    counts: CountsOf | None = None
+    # Filled by `limit:` matchers: (rule id, key) -> the rule's count, for every rule whose
+    # other keys all matched: what this request adds to the memory once judged.
+    counted: dict[tuple[str, str], int] = field(default_factory=dict)
+    # rule id -> what its stateful fields saw, for `rules explain`; None: nobody asks.
+    notes: dict[str, list[str]] | None = None
+
+    def note(self, rule: str, text: str) -> None:
+        if self.notes is not None:
+            self.notes.setdefault(rule, []).append(text)
 
 
 Predicate = Callable[[Subject, dict[str, str]], bool]
@@ -142,6 +167,11 @@ class RuleSet:
         """Every match key some rule uses: the proxy keeps the first-contact memory only
         for a rule set that reads it."""
         return frozenset().union(*(r.predicate.keys for r in self.rules))
+
+    @cached_property
+    def limits(self) -> dict[str, tuple[int, float]]:
+        """rule id -> (count, per seconds) of every `limit:` rule: what the proxy's memory keeps."""
+        return {r.id: (p.count, p.per) for r in self.rules for name, p in r.predicate.checks if name == "limit"}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class Context:
     def __init__(self, file: str, compile_filter: CompileFilter | None = None):
         self.file = file
         self.compile_filter = compile_filter
+        self.rule = ""  # the id of the rule being compiled: the key of its `limit:` memory
 
     def err(self, node: Any, key: str, reason: str, parent: Any = None, pkey: Any = None) -> RuleError:
         line, col = self.pos(node, parent, pkey)
