@@ -67,8 +67,9 @@ def parse_range(text: object) -> tuple[int, int]:
 def parse_days(values: list[object]) -> frozenset[int]:
     days = set()
     for v in values:
-        name = str(v).strip().lower()[:3]
-        if name not in DAYS or len(str(v).strip()) not in (3, len(_full(name))):
+        text = str(v).strip().lower()
+        name = text[:3]
+        if name not in DAYS or text not in (name, _full(name)):
             raise ValueError(f"{v!r} is not a day (mon, tue, wed, thu, fri, sat, sun)")
         days.add(DAYS.index(name))
     if not days:
