@@ -310,3 +310,25 @@ rules:
         ("GET", "2026-12-04 10:02:00"), ("GET", "2026-12-04 10:02:01", "b.example")]]
     # the first DELETE reached a.example, so its GET is no first contact; b.example's is
     assert got == ["allow", "allow", "hold", "allow", "allow", "hold"]
+
+
+# ------------------------------------------------------------------ the bundled packs
+
+
+def test_the_commented_freeze_example_of_the_generic_pack_works_once_uncommented() -> None:
+    from shield_addon import paths
+
+    text = (paths.bundled_rules() / "99-generic.yaml").read_text()
+    start = text.index("  # - id: change-freeze")
+    lines = []
+    for line in text[start:].splitlines():
+        if not line.startswith("  # "):
+            break
+        lines.append("  " + line[4:])
+    rs = parse_text("version: 1\nrules:\n" + "\n".join(lines) + "\n", "freeze.yaml")
+    post = {"method": "POST", "url": "https://deploy.example/run"}
+    at = {"fri 18:00": T0, "fri 11:00": T1, "sun 23:59": T0 + 2 * 86400 + 5 * 3600 + 59 * 60,
+          "mon 00:00": T0 + 3 * 86400 + 6 * 3600}
+    assert {k: judged(rs, post, rules.State(now=t)).enforced for k, t in at.items()} == \
+        {"fri 18:00": "hold", "fri 11:00": "allow", "sun 23:59": "hold", "mon 00:00": "allow"}
+    assert judged(rs, {"method": "GET", "url": "https://deploy.example/run"}, rules.State(now=T0)).enforced == "allow"
