@@ -105,7 +105,9 @@ def secret_kinds(text: str) -> set[str]:
     after `Bearer ` counts by its own shape; a Basic pair or a bearer of no known shape is
     redacted in the trail but has no kind."""
     found: set[str] = set()
-    if not _may_hold_token(text):
+    # Every shape with a kind holds one of these literals (a Bearer's token too): a text
+    # without any skips the regex, however short (the regex costs ~0.2 µs a character).
+    if not any(lit in text for lit in _SECRET_LITERALS):
         return found
     for m in _SECRET_VALUE.finditer(text):
         token = m.group(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -360,6 +361,12 @@ def _secrets_matcher(c: Context, value: Any, node: Any, where: str) -> Predicate
 
 
 _last_secrets: tuple[RequestView | None, frozenset[str]] = (None, frozenset())
+# Header lines repeat on every request of an agent (its Authorization above all), and the
+# detectors' regex costs ~0.2 µs a character: the kinds of each line are remembered, under a
+# digest of the line, never the line itself (no secret is kept by this cache).
+_HEADER_KINDS: dict[bytes, frozenset[str]] = {}
+_HEADER_KINDS_MAX = 4096
+_HEADER_CACHED_MAX = 2048  # characters; a longer line is scanned each time
 
 
 def request_secrets(req: RequestView) -> frozenset[str]:
@@ -369,8 +376,24 @@ def request_secrets(req: RequestView) -> frozenset[str]:
     if _last_secrets[0] is req:
         return _last_secrets[1]
     found: set[str] = set()
-    target = req.path + ("?" + "&".join(f"{k}={v}" for k, v in req.query) if req.query else "")
-    for text in (target, *(f"{k}: {v}" for k, v in req.headers), *_body_texts(req)):
+    for name, value in req.headers:
+        found |= _header_kinds(name, value)
+    # The path and query as one text: no token shape crosses a line break.
+    target = "\n".join([req.path, *(f"{k}={v}" for k, v in req.query)])
+    for text in (target, *_body_texts(req)):
         found |= secret_kinds(text)
     _last_secrets = (req, frozenset(found))
     return _last_secrets[1]
+
+
+def _header_kinds(name: str, value: str) -> frozenset[str]:
+    line = f"{name}: {value}"
+    if len(line) > _HEADER_CACHED_MAX:
+        return frozenset(secret_kinds(line))
+    digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    kinds = _HEADER_KINDS.get(digest)
+    if kinds is None:
+        if len(_HEADER_KINDS) >= _HEADER_KINDS_MAX:
+            _HEADER_KINDS.clear()  # ever-new lines get no memory, not unbounded growth
+        kinds = _HEADER_KINDS[digest] = frozenset(secret_kinds(line))
+    return kinds
