@@ -102,6 +102,9 @@ def test_a_limit_holds_past_its_count_not_the_neighbour_and_remembers_across_a_r
         assert decided == {"/limit/a1": None, "/limit/a2": None, "/limit/b1": None, "/limit/a-read": None,
                            "/limit/a3": "delete-burst", "/limit/a4": "delete-burst", "/limit/b2": None,
                            "/limit/b3": "delete-burst"}
+        # Replayed oldest first, each at its recorded time, the same rules decide the same way.
+        replay = proxy.shield("rules", "replay", str(tmp_path / "stateful.yaml"))
+        assert "8 recorded requests: 8 unchanged, 0 changed" in replay.stderr, replay.stderr
     finally:
         proxy.stop()
 

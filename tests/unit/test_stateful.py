@@ -332,3 +332,26 @@ def test_the_commented_freeze_example_of_the_generic_pack_works_once_uncommented
     assert {k: judged(rs, post, rules.State(now=t)).enforced for k, t in at.items()} == \
         {"fri 18:00": "hold", "fri 11:00": "allow", "sun 23:59": "hold", "mon 00:00": "allow"}
     assert judged(rs, {"method": "GET", "url": "https://deploy.example/run"}, rules.State(now=T0)).enforced == "allow"
+
+
+def test_rules_explain_prints_what_each_stateful_field_saw(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "r.yaml").write_text("""
+version: 1
+rules:
+  - {id: burst, action: hold, match: {method: DELETE, limit: {count: 2, per: 10m}}}
+  - {id: leak, action: deny, match: {secrets: [any]}}
+  - {id: freeze, action: hold, match: {when: {between: "18:00-20:00", tz: Europe/Berlin}}}
+  - {id: new-host, action: hold, match: {first_contact: true}}
+""")
+    out = subprocess.run([sys.executable, "-m", "shield_addon.cli", "rules", "explain", "DELETE",
+                          "https://a.example/x", "--rules", str(tmp_path / "r.yaml"), "--agent", "bot", "--count", "2",
+                          "--now", "2026-12-04T18:30:00+01:00", "--seen-host", "b.example",
+                          "--header", "X-Note:ghp_" + "d" * 36], capture_output=True, text=True, check=True).stdout
+    assert 'saw limit: 2 counted before this one for ["bot"] (limit 2 per 10m by agent)' in out
+    assert "saw secrets: github found" in out
+    assert "saw when: fri 2026-12-04 18:30 Europe/Berlin is inside" in out
+    assert "saw first_contact: a first request of agent 'bot' to a.example:443" in out
+    assert "verdict  deny by leak" in out
