@@ -267,7 +267,8 @@ def bench_scale(args: argparse.Namespace, work: Path, pg: postgres.Postgres, res
         up = start_nginx(work, launcher)
         url = pg.database()
         proxies = [start_proxy(launcher, "shield", work, up, None,
-                               ["--set", f"shield_fleet={url}", "--set", f"shield_proxy_name=p{i}"], f"p{i}")
+                               ["--set", f"shield_fleet={url}", "--set", f"shield_proxy_name=p{i}",
+                                *(x for s in args.proxy_sets for x in ("--set", s))], f"p{i}")
                    for i in (1, 2)]
         one = haproxy.start([proxies[0].port], work / "haproxy-1")
         two = haproxy.start([p.port for p in proxies], work / "haproxy-2")
@@ -351,6 +352,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--tls", action="store_true", help="HTTPS through the proxies (default: HTTP)")
     ap.add_argument("--only", choices=["ship", "scale"], help="one part only")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--set", dest="proxy_sets", action="append", default=[], metavar="OPTION=VALUE",
+                    help="an option for every proxy of (b), e.g. shield_ingest_interval=30 (repeatable)")
     ap.add_argument("--smoke", action="store_true", help="everything tiny: shows the script works, measures nothing")
     ap.add_argument("--load-child", help=argparse.SUPPRESS)
     return ap
