@@ -151,23 +151,27 @@ PENDING_SQL = "SELECT held_at, flow_id, hold_id, agent, method, host, path, oper
 # A flow the rules held, whatever became of it (a hold the rules later let through is not one).
 HELD = f"verdict = 'hold' AND decision IS DISTINCT FROM {_ALLOWED}"
 
-BY_AGENT_SQL = f"""
-SELECT agent, count(*) AS flows,
+# What by_agent and by_reviewer count, here and in the fleet's PostgreSQL views (fleet/views.py).
+AGENT_COUNTS = f"""count(*) AS flows,
     count(*) FILTER (WHERE decision = {_ALLOWED}) AS allowed,
     count(*) FILTER (WHERE {HELD}) AS held,
     count(*) FILTER (WHERE decision = {_APPROVED}) AS approved,
     count(*) FILTER (WHERE decision = '{Decision.DENIED}') AS denied,
     count(*) FILTER (WHERE decision = '{Decision.BLOCKED}') AS blocked,
     count(*) FILTER (WHERE {sql_in("decision", LAPSED)}) AS killed_or_lapsed,
-    min(ts) AS first_seen, max(ts) AS last_seen
+    min(ts) AS first_seen, max(ts) AS last_seen"""
+REVIEWER_COUNTS = f"""count(*) AS decisions,
+    count(*) FILTER (WHERE decision = {_APPROVED}) AS approved,
+    count(*) FILTER (WHERE decision = '{Decision.DENIED}') AS denied,
+    count(*) FILTER (WHERE decision = '{Decision.KILLED}') AS killed"""
+
+BY_AGENT_SQL = f"""
+SELECT agent, {AGENT_COUNTS}
 FROM timeline GROUP BY agent
 """
 
 BY_REVIEWER_SQL = f"""
-SELECT reviewer, count(*) AS decisions,
-    count(*) FILTER (WHERE decision = {_APPROVED}) AS approved,
-    count(*) FILTER (WHERE decision = '{Decision.DENIED}') AS denied,
-    count(*) FILTER (WHERE decision = '{Decision.KILLED}') AS killed,
+SELECT reviewer, {REVIEWER_COUNTS},
     median(wait_s) AS median_wait_s, max(wait_s) AS max_wait_s,
     min(decided_at) AS first_decision, max(decided_at) AS last_decision
 FROM holds WHERE reviewer IS NOT NULL GROUP BY reviewer

@@ -36,14 +36,9 @@ class ContactBook:
 
     def open(self, path: Path) -> None:
         self.path, self.memory, self.pending = path, contacts.Memory(self.cap), {}
-        try:
-            with path.open(encoding="utf-8", errors="replace") as f:
-                lines = f.readlines()
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            # Forgetting errs on the strict side: every destination is a first contact again.
-            log.warning("shield: cannot read %s, every destination is a first contact again: %s", path, e)
+        # Forgetting errs on the strict side: every destination is a first contact again.
+        lines = state_lines(path, "every destination is a first contact again")
+        if lines is None:
             return
         bad = self.memory.load(lines)
         if bad:
@@ -85,3 +80,16 @@ class ContactBook:
             os.replace(tmp, self.path)
         except OSError as e:
             log.warning("shield: cannot compact %s: %s", self.path, e)
+
+
+def state_lines(path: Path, forgotten: str) -> list[str] | None:
+    """The lines of a memory file kept beside the journal; None (and a warning saying what is
+    `forgotten`) when it cannot be read, None quietly when there is none yet."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return f.readlines()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("shield: cannot read %s, %s: %s", path, forgotten, e)
+        return None

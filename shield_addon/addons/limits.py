@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mitmproxy import ctx
 
+from shield_addon.addons.contacts import state_lines
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
 from shield_addon.core import limits
@@ -38,14 +39,9 @@ class LimitBook:
 
     def open(self, path: Path, now: float | None = None) -> None:
         self.path, self.counts = path, limits.Counts(self.cap)
-        try:
-            with path.open(encoding="utf-8", errors="replace") as f:
-                lines = f.readlines()
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            # Forgetting errs on the lenient side here: say so loudly.
-            log.warning("shield: cannot read %s, every limit counts from zero again: %s", path, e)
+        # Forgetting errs on the lenient side here: state_lines says so loudly.
+        lines = state_lines(path, "every limit counts from zero again")
+        if lines is None:
             return
         wanted = self.rulebook.ruleset.limits if self.rulebook is not None else {}
         bad = self.counts.load(lines, wanted, time.time() if now is None else now)

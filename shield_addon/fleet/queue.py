@@ -138,13 +138,7 @@ class Queue:
         if text != self.error:
             log.warning("shield: fleet approval queue unavailable (holds are decided here meanwhile): %s", text)
         self.error = text
-        for c in (self.con, self.listener):
-            if c is not None:
-                try:
-                    await c.close()
-                except psycopg.Error:
-                    pass
-        self.con = self.listener = None
+        await self.close()
 
     async def close(self) -> None:
         for c in (self.con, self.listener):

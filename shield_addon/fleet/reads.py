@@ -25,6 +25,7 @@ from shield_addon.fleet import db, schema, shown, views
 from shield_addon.fleet.views import pg
 from shield_addon.queries import NO_FILTER, Filters, ReaderError
 from shield_addon.reader import Flow, Rows
+from shield_addon.schema import HELD
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -292,7 +293,7 @@ class FleetFlowSet:
         return self._ask(queries.report_by_sql(group), after=[limit])
 
     def per_bucket(self, step: int) -> list[tuple[int, int, int]]:
-        sql = (f"SELECT floor(extract(epoch FROM ts) / %s)::bigint AS b, count(*), count(*) FILTER (WHERE {views.HELD}) "
+        sql = (f"SELECT floor(extract(epoch FROM ts) / %s)::bigint AS b, count(*), count(*) FILTER (WHERE {HELD}) "
                "FROM {flows} GROUP BY b ORDER BY b")
         text = sql.format(flows=f"{self.flows} AS flows")
         return self.con.execute(text, [step, *self.params]).fetchall()  # type: ignore[arg-type, return-value]

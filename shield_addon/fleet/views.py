@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shield_addon.core.model import LAPSED, NOT_FORWARDED, Decision, sql_in
+from shield_addon.core.model import NOT_FORWARDED, Decision, sql_in
 from shield_addon.queries import FILTER_COLUMNS
-from shield_addon.schema import TIMELINE_COLUMNS, TIMELINE_FOLDS
+from shield_addon.schema import AGENT_COUNTS, REVIEWER_COUNTS, TIMELINE_COLUMNS, TIMELINE_FOLDS
 
 if TYPE_CHECKING:
     from shield_addon.queries import Filters
@@ -71,7 +71,7 @@ def timeline_of(source: str) -> str:
 # --fleet` puts it first on the search_path, so the names are audit.duckdb's.
 SCHEMA = "trail"
 
-_APPROVED, _ALLOWED, _EXPIRED = (f"'{d}'" for d in (Decision.APPROVED, Decision.ALLOWED, Decision.EXPIRED))
+_APPROVED, _EXPIRED = (f"'{d}'" for d in (Decision.APPROVED, Decision.EXPIRED))
 _ATTEMPT = "ts, seq"  # across proxies: seqs of two chains are not comparable, their times are
 
 
@@ -125,26 +125,14 @@ FROM a LEFT JOIN d USING (hid) LEFT JOIN x USING (hid) LEFT JOIN o USING (hid)
 PENDING_SQL = ("SELECT held_at, flow_id, hold_id, agent, method, host, path, operation, namespace, rule_id, severity, "
                f"attempts, proxy FROM {SCHEMA}.holds WHERE decision IS NULL AND (outcome IS NULL OR hold_id IS NOT NULL)")
 
-HELD = f"verdict = 'hold' AND decision IS DISTINCT FROM {_ALLOWED}"
-
 BY_AGENT_SQL = f"""
-SELECT agent, count(*) AS flows,
-    count(*) FILTER (WHERE decision = {_ALLOWED}) AS allowed,
-    count(*) FILTER (WHERE {HELD}) AS held,
-    count(*) FILTER (WHERE decision = {_APPROVED}) AS approved,
-    count(*) FILTER (WHERE decision = '{Decision.DENIED}') AS denied,
-    count(*) FILTER (WHERE decision = '{Decision.BLOCKED}') AS blocked,
-    count(*) FILTER (WHERE {sql_in("decision", LAPSED)}) AS killed_or_lapsed,
-    min(ts) AS first_seen, max(ts) AS last_seen,
+SELECT agent, {AGENT_COUNTS},
     array_agg(DISTINCT proxy ORDER BY proxy) FILTER (WHERE proxy IS NOT NULL) AS proxies
 FROM {SCHEMA}.timeline GROUP BY agent
 """
 
 BY_REVIEWER_SQL = f"""
-SELECT reviewer, count(*) AS decisions,
-    count(*) FILTER (WHERE decision = {_APPROVED}) AS approved,
-    count(*) FILTER (WHERE decision = '{Decision.DENIED}') AS denied,
-    count(*) FILTER (WHERE decision = '{Decision.KILLED}') AS killed,
+SELECT reviewer, {REVIEWER_COUNTS},
     percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s) AS median_wait_s, max(wait_s) AS max_wait_s,
     min(decided_at) AS first_decision, max(decided_at) AS last_decision,
     array_agg(DISTINCT proxy ORDER BY proxy) FILTER (WHERE proxy IS NOT NULL) AS proxies
