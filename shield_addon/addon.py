@@ -10,6 +10,7 @@ from shield_addon.addons.gate import Gate
 from shield_addon.addons.heap import Heap
 from shield_addon.addons.identity import Identity
 from shield_addon.addons.notify import Notify
+from shield_addon.addons.preview import Previews
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
@@ -21,5 +22,5 @@ rulebook = Rulebook(trail)
 fleet = Fleet(lambda: trail.link.chain_id if trail.link else "")
 review = Review(trail, rulebook, fleet)
 gate = Gate(trail, rulebook, review)
-addons = [fleet, rulebook, trail, review, Crashes(trail), gate, Tunnel(gate), Notify(review, gate), Identity(),
+addons = [fleet, rulebook, trail, review, Previews(), Crashes(trail), gate, Tunnel(gate), Notify(review, gate), Identity(),
           Heap()]  # Heap last: it freezes what they loaded

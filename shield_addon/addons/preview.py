@@ -1,27 +1,54 @@
 """Asking the server for a held request's dry run (rules with `preview: true`), off the event
 loop and bounded: a preview that fails or is slow says so and changes nothing else. What is
-asked, and what the answer means, is `core.previews`."""
+asked, and what the answer means, is `core.previews`.
+
+EC2 dry runs are signed with the proxy's own AWS credentials (a named profile: botocore's
+credential chain, role assumption included) and sent only to EC2's endpoint for the region
+or to the one configured, never to a host the agent chose."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Sequence
 from http import client as httpclient
+from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
-from mitmproxy import ctx
+from mitmproxy import ctx, exceptions
 from mitmproxy import http as mhttp
 
 from shield_addon.core import previews
 
 TIMEOUT = 3.0  # seconds the server has to answer a dry run
 BODY_LIMIT = 1 << 20  # bytes of its answer read
+EC2 = "aws:ec2"
+
+
+class Previews:
+    """The options of dry runs that need the proxy's own credentials."""
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("shield_preview_aws_profile", str, "",
+                          "AWS profile whose credentials sign EC2 dry runs (DryRun=true) of held requests with "
+                          "preview: true; empty: no EC2 previews. The answer is about this profile's permissions.")
+        loader.add_option("shield_preview_aws_endpoint", str, "",
+                          "Where EC2 dry runs go (e.g. a VPC endpoint); empty: EC2's endpoint for the region "
+                          "the agent signed for.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "shield_preview_aws_endpoint" in updated:
+            endpoint = ctx.options.shield_preview_aws_endpoint
+            if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+                raise exceptions.OptionsError(f"shield_preview_aws_endpoint must be an http(s) URL, not {endpoint!r}")
 
 
 async def ask(f: mhttp.HTTPFlow, service: str | None) -> str | None:
     """The dry run's one-line summary, or None when the request's API has no dry run."""
+    if service == EC2:
+        return await ask_ec2(f)
     form = previews.dry_run(service, f.request.method, f.request.url, f.request.headers.items(multi=True))
     if form is None:
         return None
@@ -33,6 +60,75 @@ async def ask(f: mhttp.HTTPFlow, service: str | None) -> str | None:
     except (OSError, TimeoutError, httpclient.HTTPException, ssl.SSLError) as e:
         return f"dry run failed: {type(e).__name__}: {e}"[: previews.SUMMARY_LIMIT]
     return previews.summary(f.request.method, status, body)
+
+
+async def ask_ec2(f: mhttp.HTTPFlow) -> str | None:
+    req = f.request
+    form = previews.ec2_dry_run(req.method, req.url, req.headers.items(multi=True), req.raw_content or b"")
+    if form is None:
+        return None
+    profile, endpoint = ctx.options.shield_preview_aws_profile, ctx.options.shield_preview_aws_endpoint
+    if not profile:
+        return "no dry run: EC2 dry runs are signed by the proxy; set shield_preview_aws_profile"
+    try:
+        answer = await asyncio.wait_for(asyncio.to_thread(send_ec2, form, profile, endpoint, tls_context()), TIMEOUT + 1)
+    except (OSError, TimeoutError, httpclient.HTTPException, ssl.SSLError, AwsError) as e:
+        return f"dry run failed: {type(e).__name__}: {e}"[: previews.SUMMARY_LIMIT]
+    if answer is None:
+        return None
+    return previews.ec2_summary(form.operation, *answer, profile)
+
+
+class AwsError(Exception):
+    """No botocore, no such profile, or no credentials in it."""
+
+
+def send_ec2(form: previews.Ec2DryRun, profile: str, endpoint: str,
+             context: ssl.SSLContext) -> tuple[int, bytes] | None:
+    """Sign the dry run with the profile's credentials and send it; None when EC2's own model
+    gives the operation no DryRun parameter (then it has no dry run to ask)."""
+    try:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        raise AwsError("EC2 dry runs need botocore: pip install 'agent-shield[aws]'") from None
+    try:
+        session = aws_session(profile)
+        if "DryRun" not in ec2_inputs(session, form.operation):
+            return None
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise AwsError(f"profile {profile!r} has no credentials")
+        url = endpoint or ec2_endpoint(session, form.region)
+        request = AWSRequest("POST", url, data=form.body,
+                             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        SigV4Auth(credentials.get_frozen_credentials(), "ec2", form.region).add_auth(request)
+    except BotoCoreError as e:
+        raise AwsError(str(e)) from None
+    return send("POST", url, list(request.headers.items()), form.body, context)
+
+
+@functools.lru_cache(maxsize=4)
+def aws_session(profile: str) -> Any:
+    import botocore.session
+
+    return botocore.session.Session(profile=profile)
+
+
+def ec2_inputs(session: Any, operation: str) -> frozenset[str]:
+    """The operation's parameters in EC2's model (none for an operation it does not have)."""
+    model = session.get_service_model("ec2")
+    if operation not in model.operation_names:
+        return frozenset()
+    shape = model.operation_model(operation).input_shape
+    return frozenset(shape.members) if shape is not None else frozenset()
+
+
+@functools.lru_cache(maxsize=32)
+def ec2_endpoint(session: Any, region: str) -> str:
+    """EC2's endpoint for the region, as the AWS SDKs resolve it (partitions included)."""
+    return session.create_client("ec2", region_name=region).meta.endpoint_url + "/"
 
 
 def tls_context() -> ssl.SSLContext:
@@ -54,7 +150,7 @@ def send(method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
     else:
         conn = httpclient.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
     try:
-        conn.putrequest(method, parts.path + (f"?{parts.query}" if parts.query else ""), skip_accept_encoding=True)
+        conn.putrequest(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), skip_accept_encoding=True)
         for k, v in headers:
             conn.putheader(k, v)
         conn.putheader("Content-Length", str(len(body)))

@@ -3,15 +3,22 @@ requests have a dry-run form, what that form is, and what its answer says in one
 
 Only APIs with a native dry run are asked, so a preview can never do what the request
 would: the Kubernetes API server's `dryRun=All` runs admission and validation and answers
-with the object as it would be (or the Status of a refusal) without persisting anything.
-EC2's `DryRun=true` is not offered: EC2 requests are signed by the agent (SigV4) over their
-parameters, and the proxy cannot re-sign a changed request without the agent's secret key.
+with the object as it would be (or the Status of a refusal) without persisting anything;
+EC2's `DryRun=true` checks the caller's permission and the parameters and answers
+`DryRunOperation` (it would have succeeded) or the error the request would get.
+
+An EC2 request is signed by the agent (SigV4) over its parameters, so its dry-run form cannot
+carry the agent's signature: the proxy signs it with credentials of its own, and the answer
+is about those credentials' permissions (docs/reviewers.md says how to make them the agent's).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -34,6 +41,73 @@ def dry_run(service: str | None, method: str, url: str,
     query.append(("dryRun", "All"))
     kept = [(k, v) for k, v in headers if k.lower() not in DROPPED]
     return urlunsplit(parts._replace(query=urlencode(query))), kept
+
+
+@dataclass(frozen=True)
+class Ec2DryRun:
+    """An EC2 Query request's dry-run form, to be signed and sent by the proxy."""
+
+    region: str
+    operation: str
+    params: tuple[tuple[str, str], ...]  # the agent's parameters as sent, DryRun=true last
+
+    @property
+    def body(self) -> bytes:
+        return urlencode(self.params).encode()
+
+
+# AWS region names (us-east-1, eu-central-2, us-gov-west-1, cn-north-1): only such a name may
+# pick the endpoint that the proxy's own credentials sign for.
+REGION = re.compile(r"[a-z]{2}(?:-[a-z0-9]+){1,3}")
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/ec2/aws4_request")
+_HOST_REGION = re.compile(r"ec2(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)")
+DEFAULT_REGION = "us-east-1"
+
+
+def ec2_dry_run(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> Ec2DryRun | None:
+    """The EC2 Query request's parameters (query string and form body, in the agent's order)
+    with DryRun=true, or None when it names no single Action. The agent's own DryRun and
+    presigning parameters are not carried: the proxy signs the dry run itself."""
+    headers = list(headers)
+    form = any(k.lower() == "content-type" and "x-www-form-urlencoded" in v.lower() for k, v in headers)
+    parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    if body and (form or method.upper() == "POST"):
+        params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    kept = tuple((k, v) for k, v in params if k.lower() != "dryrun" and not k.lower().startswith("x-amz-"))
+    actions = {v for k, v in kept if k == "Action"}
+    if len(actions) != 1:
+        return None  # none, or two that AWS and we might read differently
+    return Ec2DryRun(ec2_region(parts.hostname or "", headers, params), actions.pop(), (*kept, ("DryRun", "true")))
+
+
+def ec2_region(host: str, headers: Iterable[tuple[str, str]], params: Iterable[tuple[str, str]]) -> str:
+    """The region the agent signed for (its credential scope), else its host's, else us-east-1."""
+    scopes = [v for k, v in headers if k.lower() == "authorization"]
+    scopes += ["Credential=" + v for k, v in params if k.lower() == "x-amz-credential"]
+    for text in scopes:
+        if (m := _SCOPE.search(text)) and REGION.fullmatch(m.group(1)):
+            return m.group(1)
+    m = _HOST_REGION.fullmatch(host.lower())
+    return m.group(1) if m and REGION.fullmatch(m.group(1)) else DEFAULT_REGION
+
+
+def ec2_summary(operation: str, status: int, body: bytes, signer: str) -> str:
+    """One line: whether EC2 says the request would succeed for the signer, or why not."""
+    text = body.decode("utf-8", "replace")
+    code, message = _xml(text, "Code"), _xml(text, "Message")
+    if code == "DryRunOperation":
+        return _cut(f"dry run as {signer}: {operation} would succeed")
+    if code:
+        return _cut(f"dry run as {signer} refused: {status} {code}: {message}".rstrip(": "))
+    if 200 <= status < 300:  # an endpoint that ignored DryRun: the reviewer must know
+        return _cut(f"dry run answered {status} without DryRunOperation: the endpoint may not honour DryRun")
+    return _cut(f"dry run answered {status}, not an EC2 error")
+
+
+def _xml(text: str, tag: str) -> str:
+    m = re.search(rf"<{tag}>([^<]*)</{tag}>", text)
+    return " ".join(html.unescape(m.group(1)).split()) if m else ""
 
 
 def summary(method: str, status: int, body: bytes) -> str:

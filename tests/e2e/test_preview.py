@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import client
-from tests.e2e.harness import Proxy, wait_for
+from tests.e2e.ec2_server import Ec2, start_ec2
+from tests.e2e.harness import Proxy, start_proxy, wait_for
 from tests.e2e.kube_server import Kube, start_kube
 
 PATH = "/apis/apps/v1/namespaces/preview-prod/deployments/web"
@@ -73,3 +76,173 @@ def test_a_refused_dry_run_says_why(proxy: Proxy, kube: Kube) -> None:
     assert "dry run refused: 404 NotFound: deployments.apps not found" in line
     proxy.command("shield.deny", f"~u {path}", held=True)
     held["thread"].join(10)
+
+
+# ---------------------------------------------------------------- EC2: DryRun=true, signed by the proxy
+
+AGENT_KEY, PROXY_KEY, WEAK_KEY = "AKIDAGENT0000000001", "AKIDSHIELDPREVIEW01", "AKIDWEAKPREVIEW0001"
+EC2_RULES = """\
+version: 1
+default: allow
+rules:
+  - id: ec2-preview
+    match: {service: "aws:ec2", operation: [TerminateInstances, StopInstances, Bogus]}
+    action: hold
+    message: Held with EC2's dry run
+    hold: {preview: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def ec2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2]:
+    e, stop = start_ec2()
+    e.keys = {AGENT_KEY: ("agent-secret", frozenset({"TerminateInstances", "StopInstances", "Bogus"})),
+              PROXY_KEY: ("preview-secret", frozenset({"TerminateInstances", "StopInstances"})),
+              WEAK_KEY: ("weak-secret", frozenset())}
+    e.instances = {f"i-{n}": "running" for n in ("deny", "approve", "weak", "elsewhere", "bogus")}
+    yield e
+    stop()
+
+
+def ec2_proxy(tmp: Path, ec2: Ec2, profile: str, *extra: str) -> Proxy:
+    """A proxy whose own AWS profiles (not its environment's keys) sign EC2 dry runs."""
+    (tmp / "rules.yaml").write_text(EC2_RULES)
+    (tmp / "credentials").write_text(f"[shield-preview]\naws_access_key_id = {PROXY_KEY}\n"
+                                     "aws_secret_access_key = preview-secret\n"
+                                     f"[weak]\naws_access_key_id = {WEAK_KEY}\naws_secret_access_key = weak-secret\n")
+    (tmp / "config").write_text("")
+    env = {"AWS_SHARED_CREDENTIALS_FILE": str(tmp / "credentials"), "AWS_CONFIG_FILE": str(tmp / "config"),
+           "AWS_ACCESS_KEY_ID": AGENT_KEY, "AWS_SECRET_ACCESS_KEY": "agent-secret",  # never the proxy's: a profile is named
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    return start_proxy(tmp, "--set", f"shield_rules={tmp / 'rules.yaml'}", "--set", "proxyauth=any",
+                       "--set", f"shield_preview_aws_profile={profile}", *extra, env=env)
+
+
+@pytest.fixture(scope="module")
+def ec2_shield(tmp_path_factory: pytest.TempPathFactory, ec2: Ec2) -> Iterator[Proxy]:
+    p = ec2_proxy(tmp_path_factory.mktemp("ec2-proxy"), ec2, "shield-preview",
+                  "--set", f"shield_preview_aws_endpoint={ec2.url}")
+    yield p
+    p.stop()
+
+
+def agent_ec2(proxy: Proxy, endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("ec2", endpoint_url=endpoint, region_name="eu-west-3", aws_access_key_id=AGENT_KEY,
+                        aws_secret_access_key="agent-secret",
+                        config=Config(proxies={"http": proxy.url("deploy-bot")}, retries={"max_attempts": 1},
+                                      read_timeout=30))
+
+
+def held_call(proxy: Proxy, endpoint: str, operation: str, instance: str) -> dict:
+    out: dict = {}
+
+    def send() -> None:
+        try:
+            out["r"] = getattr(agent_ec2(proxy, endpoint), operation)(InstanceIds=[instance])
+        except Exception as e:  # the reviewer's 403 arrives as botocore's ClientError
+            out["r"] = e
+
+    out["thread"] = threading.Thread(target=send, daemon=True)
+    out["thread"].start()
+    proxy.wait_held(f"~b {instance}")
+    return out
+
+
+def ec2_comment(proxy: Proxy, instance: str) -> str:
+    return wait_for(lambda: (c := proxy.command("comments", f"~b {instance}")["comments"][0]) and "| dry run" in c and c,
+                    15, f"the dry run of {instance} in the comment")
+
+
+def decision(proxy: Proxy, instance: str) -> dict:
+    [req] = wait_for(lambda: proxy.events(f"stage = 'request' AND resource_name = '{instance}'"), 15, "the request")
+    return wait_for(lambda: proxy.events(f"stage = 'decision' AND flow_id = '{req['flow_id']}'"), 15, "the decision")[0]
+
+
+def test_an_ec2_dry_run_is_signed_by_the_proxys_profile_and_nothing_is_terminated(ec2_shield: Proxy, ec2: Ec2) -> None:
+    held = held_call(ec2_shield, ec2.url, "terminate_instances", "i-deny")
+    assert "dry run as shield-preview: TerminateInstances would succeed" in ec2_comment(ec2_shield, "i-deny")
+    [dry] = [c for c in ec2.calls_for("TerminateInstances") if ("InstanceId.1", "i-deny") in c.params]
+    # the proxy's key, a valid signature over DryRun=true, the region the agent signed for
+    assert (dry.dry_run, dry.key, dry.region) == (True, PROXY_KEY, "eu-west-3") and not ec2.refused
+    assert [k for k, _ in dry.params] == ["Action", "Version", "InstanceId.1", "DryRun"]
+    assert ec2.instances["i-deny"] == "running"
+    ec2_shield.command("shield.deny", "~b i-deny", "not", "today", held=True)
+    held["thread"].join(15)
+    assert "not today" in str(held["r"]) and ec2.instances["i-deny"] == "running"  # the 403 reaches boto3
+    d = decision(ec2_shield, "i-deny")
+    assert d["decision"] == "denied" and d["preview"] == "dry run as shield-preview: TerminateInstances would succeed"
+    trail = b"".join(p.read_bytes() for p in ec2_shield.audit_dir.rglob("*") if p.is_file())
+    assert PROXY_KEY.encode() not in trail and b"preview-secret" not in trail  # the proxy's key is nowhere in it
+
+
+def test_an_approved_ec2_request_goes_once_with_the_agents_own_signature(ec2_shield: Proxy, ec2: Ec2) -> None:
+    held = held_call(ec2_shield, ec2.url, "stop_instances", "i-approve")
+    ec2_comment(ec2_shield, "i-approve")
+    ec2_shield.command("shield.approve", "~b i-approve", held=True)
+    held["thread"].join(15)
+    assert isinstance(held["r"], dict), held["r"]
+    calls = [(c.dry_run, c.key) for c in ec2.calls_for("StopInstances") if ("InstanceId.1", "i-approve") in c.params]
+    assert calls == [(True, PROXY_KEY), (False, AGENT_KEY)] and not ec2.refused
+    assert ec2.instances["i-approve"] == "shutting-down"
+
+
+def test_an_ec2_operation_without_dryrun_in_the_model_gets_no_preview(ec2_shield: Proxy, ec2: Ec2) -> None:
+    import botocore.session
+
+    assert "Bogus" not in botocore.session.get_session().get_service_model("ec2").operation_names
+    held: dict = {}
+
+    def send() -> None:  # an operation EC2's model does not have, signed by the agent
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        body = b"Action=Bogus&Version=2016-11-15&InstanceId.1=i-bogus"
+        req = AWSRequest("POST", ec2.url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        SigV4Auth(Credentials(AGENT_KEY, "agent-secret"), "ec2", "eu-west-3").add_auth(req)
+        with client(ec2_shield, "deploy-bot") as c:
+            held["r"] = c.post(ec2.url, content=body, headers=dict(req.headers.items()))
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    ec2_shield.wait_held("~b i-bogus")
+    ec2_shield.command("shield.deny", "~b i-bogus", held=True)
+    t.join(15)
+    assert held["r"].status_code == 403
+    assert decision(ec2_shield, "i-bogus")["preview"] is None and ec2.calls_for("Bogus") == []
+
+
+def test_the_dry_run_answers_for_the_profile_and_goes_only_to_ec2s_endpoint(
+        tmp_path_factory: pytest.TempPathFactory, ec2: Ec2) -> None:
+    elsewhere, stop = start_ec2()  # the host the agent names: it must see no dry run signed by the proxy
+    elsewhere.keys = ec2.keys
+    try:
+        weak = ec2_proxy(tmp_path_factory.mktemp("ec2-weak"), ec2, "weak", "--set",
+                         f"shield_preview_aws_endpoint={ec2.url}")
+        try:
+            held = held_call(weak, elsewhere.url, "terminate_instances", "i-weak")
+            line = ec2_comment(weak, "i-weak")
+            assert "dry run as weak refused: 403 UnauthorizedOperation: You are not authorized" in line
+            assert [c.key for c in ec2.calls_for("TerminateInstances") if ("InstanceId.1", "i-weak") in c.params] \
+                == [WEAK_KEY]
+            assert elsewhere.calls == [] and elsewhere.refused == []
+            weak.command("shield.deny", "~b i-weak", held=True)
+            held["thread"].join(15)
+        finally:
+            weak.stop()
+        # no endpoint configured: EC2's own for the region (botocore's resolver), never the agent's host
+        unset = ec2_proxy(tmp_path_factory.mktemp("ec2-unset"), ec2, "no-such-profile")
+        try:
+            held = held_call(unset, elsewhere.url, "terminate_instances", "i-elsewhere")
+            assert "dry run failed: AwsError: The config profile (no-such-profile) could not be found" in \
+                ec2_comment(unset, "i-elsewhere")
+            assert elsewhere.calls == [] and elsewhere.refused == []
+            unset.command("shield.deny", "~b i-elsewhere", held=True)
+            held["thread"].join(15)
+        finally:
+            unset.stop()
+    finally:
+        stop()

@@ -11,7 +11,7 @@ URL = "https://k8s.internal:6443/apis/apps/v1/namespaces/prod/deployments/web"
 
 def test_only_mutating_kubernetes_requests_have_a_dry_run() -> None:
     assert previews.dry_run("kubernetes", "GET", URL, []) is None
-    assert previews.dry_run("aws:ec2", "POST", "https://ec2.amazonaws.com/", []) is None  # signed: no re-signing
+    assert previews.dry_run("aws:ec2", "POST", "https://ec2.amazonaws.com/", []) is None  # ec2_dry_run: re-signed
     assert previews.dry_run(None, "DELETE", URL, []) is None
     url, _ = previews.dry_run("kubernetes", "DELETE", URL, [])  # type: ignore[misc]
     assert url == URL + "?dryRun=All"
@@ -40,3 +40,76 @@ def test_the_answer_in_one_line() -> None:
         "dry run: would delete 7 Pod: p0, p1, p2, p3, p4, … (7 in all)"
     assert previews.summary("DELETE", 502, b"<html>bad gateway") == "dry run answered 502, not a Kubernetes object"
     assert len(previews.summary("POST", 200, json.dumps({"kind": "X" * 1000}).encode())) == previews.SUMMARY_LIMIT
+
+
+FORM = [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")]
+AGENT_AUTH = ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDAGENT/20261206/eu-west-3/ec2/aws4_request, "
+                               "SignedHeaders=host;x-amz-date, Signature=abc")
+
+
+def test_an_ec2_dry_run_carries_every_parameter_of_the_agent_in_its_order_with_dryrun_true_last() -> None:
+    form = previews.ec2_dry_run(
+        "POST", "https://ec2.eu-west-3.amazonaws.com/?Version=2016-11-15", [AGENT_AUTH, *FORM],
+        b"Action=TerminateInstances&InstanceId.1=i-1&DryRun=false&dryrun=0&InstanceId.2=i-2")
+    assert form is not None and (form.region, form.operation) == ("eu-west-3", "TerminateInstances")
+    assert form.params == (("Version", "2016-11-15"), ("Action", "TerminateInstances"), ("InstanceId.1", "i-1"),
+                           ("InstanceId.2", "i-2"), ("DryRun", "true"))
+    assert form.body == b"Version=2016-11-15&Action=TerminateInstances&InstanceId.1=i-1&InstanceId.2=i-2&DryRun=true"
+
+
+def test_an_ec2_dry_run_drops_the_agents_presigning_and_reads_its_region_there() -> None:
+    url = ("https://ec2.amazonaws.com/?Action=StopInstances&InstanceId.1=i-9&X-Amz-Algorithm=AWS4-HMAC-SHA256"
+           "&X-Amz-Credential=AKID%2F20261206%2Fap-south-2%2Fec2%2Faws4_request&X-Amz-Signature=ff")
+    form = previews.ec2_dry_run("GET", url, [], b"")
+    assert form is not None and form.region == "ap-south-2"
+    assert form.params == (("Action", "StopInstances"), ("InstanceId.1", "i-9"), ("DryRun", "true"))
+
+
+def test_the_region_comes_from_the_scope_then_the_host_and_only_a_region_name_is_taken() -> None:
+    body = b"Action=RebootInstances"
+    assert previews.ec2_dry_run("POST", "https://ec2.us-gov-west-1.amazonaws.com/", FORM, body).region == "us-gov-west-1"  # type: ignore[union-attr]
+    assert previews.ec2_dry_run("POST", "https://ec2.cn-north-1.amazonaws.com.cn/", FORM, body).region == "cn-north-1"  # type: ignore[union-attr]
+    assert previews.ec2_dry_run("POST", "http://127.0.0.1:4566/", FORM, body).region == "us-east-1"  # type: ignore[union-attr]
+    # a scope that is no region name cannot steer where the proxy's credentials sign
+    forged = ("Authorization", "AWS4-HMAC-SHA256 Credential=A/20261206/evil.example.com#/ec2/aws4_request")
+    assert previews.ec2_dry_run("POST", "https://ec2.eu-north-1.amazonaws.com/", [forged, *FORM], body).region == "eu-north-1"  # type: ignore[union-attr]
+    assert previews.ec2_dry_run("POST", "https://ec2.attacker.example/", FORM, body).region == "us-east-1"  # type: ignore[union-attr]
+
+
+def test_no_dry_run_without_exactly_one_action() -> None:
+    assert previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/", FORM, b"InstanceId.1=i-1") is None
+    # two Actions (query and body) that AWS and the proxy might read differently
+    assert previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/?Action=DescribeInstances", FORM,
+                                b"Action=TerminateInstances") is None
+    twice = previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/", FORM,
+                                 b"Action=TerminateInstances&Action=TerminateInstances")
+    assert twice is not None and twice.operation == "TerminateInstances"
+
+
+def test_the_ec2_answer_in_one_line() -> None:
+    def error(code: str, message: str) -> bytes:
+        return (f"<?xml version='1.0'?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+                "</Error></Errors><RequestID>r</RequestID></Response>").encode()
+
+    assert previews.ec2_summary("TerminateInstances", 412, error("DryRunOperation", "Request would have succeeded, "
+                                "but DryRun flag is set."), "shield-preview") == \
+        "dry run as shield-preview: TerminateInstances would succeed"
+    assert previews.ec2_summary("TerminateInstances", 400, error("InvalidInstanceID.NotFound",
+                                "The instance ID &apos;i-0x&apos;\n does not exist"), "p") == \
+        "dry run as p refused: 400 InvalidInstanceID.NotFound: The instance ID 'i-0x' does not exist"
+    assert previews.ec2_summary("StopInstances", 200, b"<StopInstancesResponse/>", "p") == \
+        "dry run answered 200 without DryRunOperation: the endpoint may not honour DryRun"
+    assert previews.ec2_summary("StopInstances", 503, b"busy", "p") == "dry run answered 503, not an EC2 error"
+    assert len(previews.ec2_summary("X", 403, error("UnauthorizedOperation", "m" * 2000), "p")) == previews.SUMMARY_LIMIT
+
+
+def test_ec2s_endpoint_and_model_come_from_botocore() -> None:
+    import botocore.session
+
+    from shield_addon.addons import preview
+
+    session = botocore.session.Session()
+    assert preview.ec2_endpoint(session, "cn-north-1") == "https://ec2.cn-north-1.amazonaws.com.cn/"
+    assert preview.ec2_endpoint(session, "eu-west-3") == "https://ec2.eu-west-3.amazonaws.com/"
+    assert "DryRun" in preview.ec2_inputs(session, "TerminateInstances")
+    assert preview.ec2_inputs(session, "Bogus") == frozenset()
