@@ -21,6 +21,7 @@ from mitmproxy import ctx, exceptions, http
 
 from shield_addon import record
 from shield_addon.core.budget import Budget
+from shield_addon.core.durations import parse_duration
 from shield_addon.core.model import AuditDir
 from shield_addon.fleet import fleet_url
 from shield_addon.journal import JournalError
@@ -52,7 +53,9 @@ class Trail:
                           "Before a flow goes on, its request event is: fsync'd (fsync), or written to the OS and "
                           "fsync'd within shield_sync_interval (write: survives a proxy crash, not a power loss).",
                           choices=[process.FSYNC, process.WRITE])
-        loader.add_option("shield_sync_interval", float, 1.0, "With shield_durability=write: seconds between fsyncs.")
+        # A string: mitmproxy's --set parses no float option (0.5 and 2s both work here).
+        loader.add_option("shield_sync_interval", str, "1",
+                          "With shield_durability=write: seconds between fsyncs (e.g. 0.5 or 2s).")
         loader.add_option("shield_writer", str, "process",
                           "Where the journal writer runs: a process of its own, or a thread of the proxy.",
                           choices=["process", "thread"])
@@ -78,10 +81,14 @@ class Trail:
     def open(self, audit: AuditDir) -> None:
         self.close()
         o = ctx.options
-        if o.shield_sync_interval <= 0:
+        try:
+            sync_interval = parse_duration(o.shield_sync_interval)
+        except ValueError as e:
+            raise exceptions.OptionsError(f"shield: shield_sync_interval: {e}") from None
+        if sync_interval <= 0:
             raise exceptions.OptionsError("shield: shield_sync_interval must be more than 0 seconds")
         args = process.arguments(audit.root.absolute(), Path(o.confdir).expanduser().absolute(), o.shield_durability,
-                                 o.shield_sync_interval, o.shield_checkpoint_events, o.shield_checkpoint_seconds,
+                                 sync_interval, o.shield_checkpoint_events, o.shield_checkpoint_seconds,
                                  o.shield_ingest_interval)
         env = None
         if url := fleet_url(o.shield_fleet):
