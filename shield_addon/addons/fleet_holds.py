@@ -54,10 +54,13 @@ class FleetHolds:
             hold.rule_id, hold.deadline, hold.approval_ttl if hold.key else None, hold.needed, hold.approvers)
         self.published.add(hold.hold_id)
         self.unseen.discard(hold.hold_id)
+        if hold.preview:  # it came before the row did
+            await self.fleet.queue.annotate(hold.hold_id, hold.preview)
 
     def annotate(self, hold: review.Hold) -> None:
-        """A hold's dry run arrived: every console of the fleet shows it."""
-        if self.fleet.queue is not None and hold.preview:
+        """A hold's dry run arrived: every console of the fleet shows it (once the hold is
+        published; before that, send() carries it)."""
+        if self.fleet.queue is not None and hold.preview and hold.hold_id in self.published:
             self.fleet.spawn(self.fleet.queue.annotate(hold.hold_id, hold.preview))
 
     def decide(self, holds: list[review.Hold], decision: str, who: str, via: str, comment: str | None) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http import client as httpclient
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,15 +24,28 @@ from mitmproxy import http as mhttp
 
 from shield_addon.core import previews
 
-TIMEOUT = 3.0  # seconds the server has to answer a dry run
 BODY_LIMIT = 1 << 20  # bytes of its answer read
 EC2 = "aws:ec2"
+IN_FLIGHT = 8  # dry runs under way at once, proxy-wide
+BUSY = f"no dry run: {IN_FLIGHT} already under way"
+# Threads of their own: a slow API server cannot take the event loop's default executor.
+POOL = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="shield-preview")
+
+
+@dataclass(frozen=True)
+class Link:
+    """How a dry run reaches its server: TLS as mitmproxy verifies upstreams, and a deadline."""
+
+    context: ssl.SSLContext
+    timeout: float
 
 
 class Previews:
     """The options of dry runs that need the proxy's own credentials."""
 
     def load(self, loader: Any) -> None:
+        loader.add_option("shield_preview_timeout", int, 3,
+                          "Seconds the server has to answer a dry run (hold: {preview: true}).")
         loader.add_option("shield_preview_aws_profile", str, "",
                           "AWS profile whose credentials sign EC2 dry runs (DryRun=true) of held requests with "
                           "preview: true; empty: no EC2 previews. The answer is about this profile's permissions.")
@@ -39,6 +54,8 @@ class Previews:
                           "the agent signed for.")
 
     def configure(self, updated: set[str]) -> None:
+        if "shield_preview_timeout" in updated and not ctx.options.shield_preview_timeout > 0:
+            raise exceptions.OptionsError("shield_preview_timeout must be more than 0 seconds")
         if "shield_preview_aws_endpoint" in updated:
             endpoint = ctx.options.shield_preview_aws_endpoint
             if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
@@ -54,11 +71,9 @@ async def ask(f: mhttp.HTTPFlow, service: str | None) -> str | None:
         return None
     url, headers = form
     try:
-        status, body = await asyncio.wait_for(
-            asyncio.to_thread(send, f.request.method, url, headers, f.request.raw_content or b"", tls_context()),
-            TIMEOUT + 1)
-    except (OSError, TimeoutError, httpclient.HTTPException, ssl.SSLError) as e:
-        return f"dry run failed: {type(e).__name__}: {e}"[: previews.SUMMARY_LIMIT]
+        status, body = await off_loop(send, f.request.method, url, headers, f.request.raw_content or b"")
+    except FAILURES as e:
+        return failed(e)
     return previews.summary(f.request.method, status, body)
 
 
@@ -71,9 +86,9 @@ async def ask_ec2(f: mhttp.HTTPFlow) -> str | None:
     if not profile:
         return "no dry run: EC2 dry runs are signed by the proxy; set shield_preview_aws_profile"
     try:
-        answer = await asyncio.wait_for(asyncio.to_thread(send_ec2, form, profile, endpoint, tls_context()), TIMEOUT + 1)
-    except (OSError, TimeoutError, httpclient.HTTPException, ssl.SSLError, AwsError) as e:
-        return f"dry run failed: {type(e).__name__}: {e}"[: previews.SUMMARY_LIMIT]
+        answer = await off_loop(send_ec2, form, profile, endpoint)
+    except FAILURES as e:
+        return failed(e)
     if answer is None:
         return None
     return previews.ec2_summary(form.operation, *answer, profile)
@@ -83,8 +98,21 @@ class AwsError(Exception):
     """No botocore, no such profile, or no credentials in it."""
 
 
-def send_ec2(form: previews.Ec2DryRun, profile: str, endpoint: str,
-             context: ssl.SSLContext) -> tuple[int, bytes] | None:
+FAILURES = (OSError, TimeoutError, httpclient.HTTPException, ssl.SSLError, AwsError)
+
+
+def failed(e: BaseException) -> str:
+    return f"dry run failed: {type(e).__name__}: {e}"[: previews.SUMMARY_LIMIT]
+
+
+async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args, link) in the previews' threads, given the server's timeout and a second more."""
+    o = ctx.options
+    link = Link(tls_context(), o.shield_preview_timeout)
+    return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(POOL, fn, *args, link), link.timeout + 1)
+
+
+def send_ec2(form: previews.Ec2DryRun, profile: str, endpoint: str, link: Link) -> tuple[int, bytes] | None:
     """Sign the dry run with the profile's credentials and send it; None when EC2's own model
     gives the operation no DryRun parameter (then it has no dry run to ask)."""
     try:
@@ -106,7 +134,7 @@ def send_ec2(form: previews.Ec2DryRun, profile: str, endpoint: str,
         SigV4Auth(credentials.get_frozen_credentials(), "ec2", form.region).add_auth(request)
     except BotoCoreError as e:
         raise AwsError(str(e)) from None
-    return send("POST", url, list(request.headers.items()), form.body, context)
+    return send("POST", url, list(request.headers.items()), form.body, link)
 
 
 @functools.lru_cache(maxsize=4)
@@ -141,14 +169,13 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=o.ssl_verify_upstream_trusted_ca or certifi.where())
 
 
-def send(method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
-         context: ssl.SSLContext) -> tuple[int, bytes]:
+def send(method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes, link: Link) -> tuple[int, bytes]:
     parts = urlsplit(url)
     if parts.scheme == "https":
         conn: httpclient.HTTPConnection = httpclient.HTTPSConnection(parts.hostname or "", parts.port,
-                                                                      timeout=TIMEOUT, context=context)
+                                                                      timeout=link.timeout, context=link.context)
     else:
-        conn = httpclient.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
+        conn = httpclient.HTTPConnection(parts.hostname or "", parts.port, timeout=link.timeout)
     try:
         conn.putrequest(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), skip_accept_encoding=True)
         for k, v in headers:

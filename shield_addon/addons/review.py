@@ -234,21 +234,27 @@ class Review:
 
     def preview(self, hold: review.Hold, f: http.HTTPFlow, service: str | None) -> None:
         """The server's dry run of a held request, for the reviewer (rules with hold.preview)."""
+        if len(self.previews) >= preview.IN_FLIGHT:
+            # An agent flooding held requests must not turn the proxy into a load on the API (or
+            # on the account's EC2 request quota): past the bound, holds get no dry run.
+            return self.show_preview(hold, f, preview.BUSY)
 
         async def run() -> None:
             text = await preview.ask(f, service)
-            if text is None:
-                return
-            hold.preview = record.safe_text(text)
-            if hold.mode == review.RETRY:
-                note(hold, hold.preview)
-            else:
-                self.annotate(f, hold.preview)
-            self.fleet.annotate(hold)
+            if text is not None:
+                self.show_preview(hold, f, text)
 
         task = asyncio.get_running_loop().create_task(run())
         self.previews.add(task)
         task.add_done_callback(self.previews.discard)
+
+    def show_preview(self, hold: review.Hold, f: http.HTTPFlow, text: str) -> None:
+        hold.preview = record.safe_text(text)
+        if hold.mode == review.RETRY:
+            note(hold, hold.preview)
+        else:
+            self.annotate(f, hold.preview)
+        self.fleet.annotate(hold)
 
     @staticmethod
     def annotate(f: http.HTTPFlow, text: str) -> None:

@@ -22,6 +22,7 @@ class Kube:
     calls: list[tuple[str, str, bool]] = field(default_factory=list)  # (method, path, dry run)
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    dry_runs_wait: threading.Event | None = None  # set: dry runs are answered only once it is set
 
     def deployment(self, namespace: str, name: str, replicas: int) -> None:
         self.objects[(namespace, name)] = {
@@ -61,6 +62,9 @@ def start_kube() -> tuple[Kube, Callable[[], None]]:
             dry = parse_qs(parts.query).get("dryRun") == ["All"]
             with kube.lock:
                 kube.calls.append((self.command, parts.path, dry))
+            if dry and kube.dry_runs_wait is not None:
+                kube.dry_runs_wait.wait(20)
+            with kube.lock:
                 m = OBJECT.match(parts.path)
                 obj = kube.objects.get((m.group(1), m.group(2))) if m else None
                 if obj is None:

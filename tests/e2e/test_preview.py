@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.conftest import client
 from tests.e2e.ec2_server import Ec2, start_ec2
-from tests.e2e.harness import Proxy, start_proxy, wait_for
+from tests.e2e.harness import HERE, Proxy, start_proxy, wait_for
 from tests.e2e.kube_server import Kube, start_kube
 
 PATH = "/apis/apps/v1/namespaces/preview-prod/deployments/web"
@@ -246,3 +246,30 @@ def test_the_dry_run_answers_for_the_profile_and_goes_only_to_ec2s_endpoint(
             unset.stop()
     finally:
         stop()
+
+
+def test_past_eight_dry_runs_under_way_a_hold_gets_none(tmp_path: Path, kube: Kube) -> None:
+    """An agent flooding held requests cannot make the proxy a load on the API server."""
+    proxy = start_proxy(tmp_path, "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any",
+                        "--set", "shield_preview_timeout=60")  # the slow server is slow, not failing
+    kube.dry_runs_wait = threading.Event()
+    paths = [PATH.replace("/web", f"/flood-{i}") for i in range(9)]
+    held = []
+    try:
+        for i, path in enumerate(paths):
+            kube.deployment("preview-prod", f"flood-{i}", 1)
+            held.append(held_delete(proxy, kube, path))
+            if i < 8:  # in order: the first eight are asking
+                wait_for(lambda p=path: kube.calls_for(p), 10, f"the dry run of {path} asked")
+        assert "| no dry run: 8 already under way" in comment(proxy, paths[8])
+        assert kube.calls_for(paths[8]) == []
+        kube.dry_runs_wait.set()
+        for path in paths[:8]:
+            wait_for(lambda p=path: "| dry run: would delete Deployment" in comment(proxy, p), 10, f"the dry run of {path}")
+        proxy.command("shield.deny", "~u /flood-", held=True)
+        for h in held:
+            h["thread"].join(10)
+            assert h["r"].status_code == 403
+    finally:
+        kube.dry_runs_wait.set()
+        proxy.stop()
