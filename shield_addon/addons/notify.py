@@ -5,9 +5,8 @@ optionally when it is decided; the console rings the terminal bell on a new hold
 Sending never blocks or changes a flow: apprise's notify is blocking, so each send runs on
 this addon's own small thread pool (never the event loop's default executor, which
 mitmproxy's DNS look-ups use), with socket timeouts, and a send that fails or outlasts its
-timeout is logged and counted, nothing more. There is no trail record of a notification:
-the trail's columns are fixed (record/schema.py) and no stage means "a message left the
-proxy"; the `shield.notifications` command reports the counts and the last failure.
+timeout is logged, counted and journaled (a `notice` event, after the fact: never waited
+for), nothing more; the `shield.notifications` command reports the counts and the last failure.
 
 Holds are learnt from Review.on_hold (called where a hold is shown on the console);
 decisions and escalations by watching the hold objects on a quarter-second clock, so
@@ -224,12 +223,20 @@ class Notify:
             self.failure(hold, kind, url, problem)
         else:
             self.tally.sent += 1
+            self.record(hold, kind, url, None)
 
     def failure(self, hold: review.Hold, kind: str, url: str, problem: str) -> None:
         where = private(url)
         log.warning("shield: %s notification of hold %s to %s failed: %s", kind, hold.hold_id[:8], where, problem)
         self.tally.failed += 1
         self.tally.last_failure = f"{time.strftime('%H:%M:%S')} {kind} of hold {hold.hold_id[:8]} to {where}: {problem}"
+        self.record(hold, kind, url, problem)
+
+    def record(self, hold: review.Hold, kind: str, url: str, problem: str | None) -> None:
+        """Into the trail, after the fact: a notice never waits for the journal."""
+        redact = self.review.trail.redactor.text
+        self.review.trail.submit(notices.notice_event(hold.hold_id, hold.agent, hold.rule_id, kind, redact(private(url)),
+                                                      redact(problem) if problem else None))
 
 
 # ---------------------------------------------------------------- on the pool's threads

@@ -20,6 +20,7 @@ class Stage(StrEnum):
     CONNECT = "connect"  # a tunnel's target, judged before anything is contacted
     TCP = "tcp"  # a raw TCP stream: refused, or its bytes per direction
     RULESET = "ruleset"
+    NOTICE = "notice"  # a notification about a hold: sent, or why it failed
 
 
 class Decision(StrEnum):
@@ -50,6 +51,8 @@ class Outcome(StrEnum):
     FORWARDED = "forwarded"
     REFUSED = "refused"
     ERROR = "error"
+    SENT = "sent"  # a notice event's: the service took it
+    FAILED = "failed"  # ... or did not (`error` says why)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from shield_addon.core.model import Outcome, Stage
 from shield_addon.record.text import safe_text
 
 HOLD, ESCALATION, DECISION = "hold", "escalation", "decision"
@@ -179,3 +180,11 @@ def _notice(kind: str, title: str, lines: list[str]) -> Notice:
     # safe_text: nothing an agent chose (its URL, a resource name) can carry control
     # characters into a terminal-based chat client or a mail reader.
     return Notice(kind, _clip(safe_text(title), 250), "\n".join(safe_text(x) for x in lines))
+
+
+def notice_event(hold_id: str, agent: str | None, rule_id: str | None, kind: str, target: str,
+                 problem: str | None) -> dict[str, str | None]:
+    """The trail's record of one notification: which hold, what kind, to which target (as
+    apprise masks it), and whether it went (a flow-less event: it belongs to the hold)."""
+    return {"stage": Stage.NOTICE, "hold_id": hold_id, "agent": agent, "rule_id": rule_id, "operation": kind,
+            "url": target, "outcome": Outcome.FAILED if problem else Outcome.SENT, "error": problem}

@@ -182,6 +182,10 @@ def test_a_hold_notifies_the_receiver_within_a_second_and_carries_no_secret(npro
     assert fields(decided)["Decision"] == "approved by test-reviewer (shield.approve)"
     assert BEARER not in decided.raw.decode() and AWS_KEY not in decided.raw.decode()
     assert len(receiver.to("/all", hold_id)) == 2  # one notice of the hold, one of its decision
+    sent = wait_for(lambda: (n := nproxy.events(f"stage = 'notice' AND hold_id = '{hold_id}'")) and len(n) >= 2 and n,
+                    15, "the notice events")
+    assert [(n["operation"], n["outcome"], n["error"]) for n in sent] == [("hold", "sent", None), ("decision", "sent", None)]
+    assert all(n["url"].startswith("json://127.0.0.1:") and "/all" in n["url"] for n in sent)
 
 
 def test_an_undecided_hold_escalates_after_its_after(nproxy: Proxy, upstream: Upstream, receiver: Receiver) -> None:
@@ -225,6 +229,17 @@ def test_failing_receivers_change_nothing_for_the_flow(nproxy: Proxy, upstream: 
     assert (d["decision"], d["reviewer"]) == ("approved", "test-reviewer")
     counts = notification_counts(nproxy)
     assert re.search(r"\d+ sent, [3-9] failed", counts) and "last failure:" in counts, counts
+    # ... and each one is in the trail, against the hold: what, to which target, why
+    hold_id = r.headers["x-shield-flow-id"]  # a wait-mode hold is its flow
+    notes = wait_for(lambda: (n := nproxy.events(f"stage = 'notice' AND hold_id = '{hold_id}'")) and len(n) >= 3 and n,
+                     15, "the hold's notice events")
+    by_target = {n["url"].split("?")[0].rsplit("/", 1)[-1]: n for n in notes if n["operation"] == "hold"}
+    assert by_target["fail"]["outcome"] == "failed" and "error=500" in by_target["fail"]["error"]
+    assert by_target["slow"]["outcome"] == "failed" and "Read timed out" in by_target["slow"]["error"]
+    assert [n["outcome"] for n in notes if "Connection refused" in (n["error"] or "") and n["operation"] == "hold"] \
+        == ["failed"]
+    assert {n["agent"] for n in notes} == {"agent-notify"} and all(n["flow_id"] is None for n in notes)
+    assert all(n["rule_id"] == "failing-targets" for n in notes)
     receiver.release.set()
 
 
