@@ -26,6 +26,9 @@ from shield_addon.fleet import FleetError, fleet_url
 log = logging.getLogger("shield")
 
 REMOTE = "shield_fleet_hold"  # a remote flow's metadata key: the hold it shows
+# Seconds without a heartbeat (one a second, from the proxy's writer) before its holds are
+# shown as possibly gone: past a catch-up batch of shipping, well short of a reviewer's wait.
+SILENT = 15
 
 
 def remote_flow(row: Any) -> http.HTTPFlow:
@@ -50,7 +53,16 @@ def remote_comment(row: Any, now: float) -> str:
     age = max(0, int(now - row.created_at.timestamp()))
     approved = (f" | approved by {', '.join(row.approvers)} ({len(row.approvers)} of {row.approvals_needed})"
                 if getattr(row, "approvers", ()) else "")
-    return record.safe_text(f"on proxy {row.proxy}, held {age}s: {row.summary}{approved}")
+    return record.safe_text(f"on proxy {row.proxy}, held {age}s: {row.summary}{approved}{silence(row)}")
+
+
+def silence(row: Any) -> str:
+    """A wait-mode hold lives in its proxy's memory: if that proxy stopped beating, the agent's
+    request may be gone with it (a retry-mode approval is kept by the fleet and still usable)."""
+    silent = getattr(row, "owner_silent_s", None)
+    if silent is None or silent < SILENT or row.mode != "wait":
+        return ""
+    return f" | proxy {row.proxy} silent for {int(silent)}s: the agent's request may be gone"
 
 
 class Fleet:

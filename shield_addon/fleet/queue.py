@@ -53,6 +53,7 @@ class Row:
     used_by: str | None = None
     approvals_needed: int = 1
     approvers: tuple[str, ...] = ()
+    owner_silent_s: float | None = None  # seconds since the holding proxy's last heartbeat (pending() only)
 
     @classmethod
     def of(cls, r: dict[str, Any]) -> Row:
@@ -237,8 +238,10 @@ class Queue:
 
     async def pending(self) -> list[Row]:
         """Undecided holds of the other members, oldest first."""
-        rows = await self.execute("SELECT * FROM holds WHERE decision IS NULL AND chain_id <> %s "
-                                  "ORDER BY created_at", (self.chain_id,))
+        rows = await self.execute(
+            "SELECT h.*, extract(epoch FROM now() - p.last_seen)::float8 AS owner_silent_s "
+            "FROM holds h LEFT JOIN proxies p USING (chain_id) WHERE h.decision IS NULL AND h.chain_id <> %s "
+            "ORDER BY h.created_at", (self.chain_id,))
         return [Row.of(r) for r in rows]
 
     async def members(self) -> list[str]:

@@ -12,9 +12,10 @@ from tests.e2e.harness import HERE
 from tests.fleet import chains
 
 
-def fleet_proxy(tmp: Path, url: str, name: str, *extra: str, upstream_ca: Path | None = None) -> Proxy:
+def fleet_proxy(tmp: Path, url: str, name: str, *extra: str, upstream_ca: Path | None = None,
+                audit_dir: Path | None = None) -> Proxy:
     """A proxy of the fleet in tmp/NAME, with the tests' control addon (its commands are the console's keys)."""
-    return chains.fleet_proxy(tmp / name, url, name, *extra, upstream_ca=upstream_ca, control=True)
+    return chains.fleet_proxy(tmp / name, url, name, *extra, upstream_ca=upstream_ca, control=True, audit_dir=audit_dir)
 
 
 def review_console(tmp: Path, url: str, reviewer: str) -> Proxy:

@@ -4,6 +4,8 @@ PostgreSQL: a hold anywhere is seen everywhere, the first decision wins, the hol
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -270,3 +272,32 @@ def test_a_two_person_retry_hold_is_forwarded_once_after_the_second_approval(fle
     wait_for(lambda: holds(fleet.url, f"hold_id = '{hold_id}' AND decision = 'approved'"), 5, "the second approval")
     assert send(fleet.b).status_code == 200 and send(fleet.a).status_code == 409
     assert len(upstream.hits_for(path)) == 1
+
+
+def test_a_hold_of_a_proxy_that_stopped_beating_says_so_and_is_abandoned_when_it_restarts(
+        fleet: Fleet, tmp_path: Path, upstream: Upstream) -> None:  # noqa: F811
+    """kill -9 takes a wait-mode hold's request with it: the other consoles must not show it as
+    if it were still there to approve."""
+    path = "/hold/fleet-silent"
+    doomed = fleet_proxy(tmp_path, fleet.url, "doomed", upstream_ca=upstream.ca_file)
+    held = Held(doomed, upstream.url(path))
+    doomed.wait_held(f"~u {path}")
+    visible(fleet.review, path)
+    [line] = fleet.review.command("comments", f"~u {path}")["comments"]
+    assert line.startswith("on proxy doomed, held ") and "silent" not in line
+    writer = wait_for(doomed.writer_pid, 10, "the writer process")
+    for pid in (doomed.proc.pid, writer):
+        os.kill(pid, signal.SIGKILL)
+    doomed.proc.wait(10)
+    assert isinstance(held.answer(), Exception)  # the agent's request died with the proxy
+    said = wait_for(lambda: next((c for c in fleet.review.command("comments", f"~u {path}")["comments"]
+                                  if "silent for" in c), None), 30, "the console to say the proxy is silent")
+    assert "| proxy doomed silent for " in said and "the agent's request may be gone" in said
+    again = fleet_proxy(tmp_path, fleet.url, "doomed", upstream_ca=upstream.ca_file, audit_dir=doomed.audit_dir)
+    try:
+        [row] = wait_for(lambda: holds(fleet.url, f"url LIKE '%{path}' AND decision IS NOT NULL"), 15,
+                         "the restarted proxy to abandon its old hold")
+        assert (row["decision"], row["reason"]) == ("abandoned", "the proxy restarted while held")
+        wait_for(lambda: fleet.review.command("count", f"~u {path}")["held"] == 0, 10, "the console to let it go")
+    finally:
+        again.stop()

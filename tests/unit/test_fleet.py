@@ -60,6 +60,17 @@ def test_a_remote_holds_console_line_names_its_proxy_and_cannot_carry_escapes() 
     assert "denied by rita on node-c" in remote_comment(row, 0) and "\x1b" not in remote_comment(row, 0)
 
 
+def test_a_hold_whose_proxy_stopped_beating_says_its_request_may_be_gone_in_wait_mode_only() -> None:
+    created = datetime(2026, 12, 6, 3, 0, 0, tzinfo=UTC)
+    row = SimpleNamespace(hold_id="h", proxy="b", summary="agent x wants delete", created_at=created, decision=None,
+                          mode="wait", owner_silent_s=14.9)
+    assert "silent" not in remote_comment(row, created.timestamp())
+    row.owner_silent_s = 42.7
+    assert remote_comment(row, created.timestamp()).endswith("| proxy b silent for 42s: the agent's request may be gone")
+    row.mode = "retry"  # the fleet keeps a retry-mode approval: another proxy can use it
+    assert "silent" not in remote_comment(row, created.timestamp())
+
+
 def test_an_answer_delivered_by_another_proxy_closes_the_retry_hold_here() -> None:
     book = review.Book()
     ans = book.arrive("k", "h1", "bot", 0, None, "deny")
