@@ -66,12 +66,12 @@ async def ask(f: mhttp.HTTPFlow, service: str | None) -> str | None:
     """The dry run's one-line summary, or None when the request's API has no dry run."""
     if service == EC2:
         return await ask_ec2(f)
-    form = previews.dry_run(service, f.request.method, f.request.url, f.request.headers.items(multi=True))
-    if form is None:
-        return None
-    url, headers = form
+    req = f.request
+    form = previews.dry_run(service, req.method, req.url, req.headers.items(multi=True), req.raw_content or b"")
+    if form is None or isinstance(form, str):
+        return form
     try:
-        status, body = await off_loop(send, f.request.method, url, headers, f.request.raw_content or b"")
+        status, body = await off_loop(send, req.method, form.url, form.headers, form.body)
     except FAILURES as e:
         return failed(e)
     return previews.summary(f.request.method, status, body)

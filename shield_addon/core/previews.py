@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Headers of the agent's request that the dry run does not carry: the proxy's, hop-by-hop,
@@ -30,17 +30,80 @@ DROPPED = frozenset({"proxy-authorization", "proxy-connection", "connection", "k
 SUMMARY_LIMIT = 300  # characters of a preview line
 
 
-def dry_run(service: str | None, method: str, url: str,
-            headers: Iterable[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]] | None:
-    """The dry-run form of a request (URL and headers; the body is the request's own), or
-    None when its API has none. Any dryRun the agent sent is replaced by All."""
+# The API server's own paths for an object or a collection, or an object's status or scale:
+# the writes that honour dryRun. Not `proxy`, `exec`, `attach` or `portforward` (the server
+# passes the request on to a pod, a service or a kubelet, which never heard of dryRun), not
+# other subresources, not a gateway's prefix, the kubelet, etcd or a dashboard: a preview
+# that reached any of those would do what the held request does, before anyone decided.
+_API_OBJECT = re.compile(r"/(?:api/v\d+(?:(?:alpha|beta)\d+)?|apis/[^/]+/v\d+(?:(?:alpha|beta)\d+)?)"
+                         r"(?:/namespaces/[^/]+)?/[^/]+(?:/[^/]+(?:/(?:status|scale))?)?")
+_API_PORT_NOT = frozenset({10250, 10255, 2379})  # the kubelet's and etcd's ports: never an API server
+
+
+@dataclass(frozen=True)
+class KubeDryRun:
+    """A Kubernetes write's dry-run form, sent with the agent's own credentials."""
+
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+NOT_HONOURED = ("no dry run: the server does not honour dryRun there (a proxy, exec or other subresource, "
+                "a gateway's prefix, the kubelet or etcd)")
+OPTIONS_UNREADABLE = "no dry run: the DELETE's body is not JSON DeleteOptions, and the server reads dryRun only there"
+
+
+def dry_run(service: str | None, method: str, url: str, headers: Iterable[tuple[str, str]],
+            body: bytes = b"") -> KubeDryRun | str | None:
+    """The dry-run form of a request; None when its API has none; why not (a line for the
+    reviewer) when it cannot be made certainly dry. Any dryRun the agent sent is replaced by
+    All, in the query and, for a DELETE with a body, in the body's DeleteOptions (the server
+    then reads only those)."""
     if service != "kubernetes" or method.upper() not in MUTATING:
         return None
     parts = urlsplit(url)
+    if not dry_run_honoured(parts.path, parts.port):
+        return NOT_HONOURED
+    kept = [(k, v) for k, v in headers if k.lower() not in DROPPED]
+    if method.upper() == "DELETE" and body:
+        options = _dry_delete_options(kept, body)
+        if options is None:
+            return OPTIONS_UNREADABLE
+        kept = [(k, v) for k, v in kept if k.lower() != "content-type"] + [("Content-Type", "application/json")]
+        body = options
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "dryrun"]
     query.append(("dryRun", "All"))
-    kept = [(k, v) for k, v in headers if k.lower() not in DROPPED]
-    return urlunsplit(parts._replace(query=urlencode(query))), kept
+    return KubeDryRun(urlunsplit(parts._replace(query=urlencode(query))), kept, body)
+
+
+def dry_run_honoured(path: str, port: int | None) -> bool:
+    """Whether the path is one of the API server's whose writes honour dryRun, read as the
+    server reads it: decoded (%2F is a slash to it), no dot segments."""
+    if port in _API_PORT_NOT:
+        return False
+    decoded = unquote(path)
+    segments = decoded.split("/")[1:]
+    if any(s in ("", ".", "..") for s in segments):
+        return False
+    return _API_OBJECT.fullmatch(decoded) is not None
+
+
+def _dry_delete_options(headers: list[tuple[str, str]], body: bytes) -> bytes | None:
+    """The DeleteOptions of a DELETE's body with dryRun [All], or None when it is not plain
+    JSON this can edit (protobuf, YAML, compressed): the server would read it, not the query."""
+    if any(k.lower() == "content-encoding" and v.strip().lower() not in ("", "identity") for k, v in headers):
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    # Keys compared without case: a JSON decoder that folds case must find no other dryRun.
+    doc = {k: v for k, v in doc.items() if k.lower() != "dryrun"}
+    doc["dryRun"] = ["All"]
+    return json.dumps(doc).encode()
 
 
 @dataclass(frozen=True)

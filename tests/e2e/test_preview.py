@@ -3,6 +3,7 @@ the reviewer's comment and the trail, and the preview never does what the reques
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +274,57 @@ def test_past_eight_dry_runs_under_way_a_hold_gets_none(tmp_path: Path, kube: Ku
     finally:
         kube.dry_runs_wait.set()
         proxy.stop()
+
+
+# ---------------------------------------------------------------- a hostile agent: dry runs that are not dry
+
+
+def test_a_delete_with_delete_options_in_its_body_is_previewed_dry(proxy: Proxy, kube: Kube) -> None:
+    """kubectl and client-go send DeleteOptions as the DELETE's body; the API server then reads
+    dryRun from that body only, never from the query: `?dryRun=All` alone would delete for real."""
+    path = PATH.replace("/web", "/options")
+    kube.deployment("preview-prod", "options", 2)
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.request("DELETE", kube.url(path), headers={"authorization": "Bearer kube-token-123",
+                                                                   "content-type": "application/json"},
+                                 content=b'{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background",'
+                                         b'"DryRun":[],"dryRun":[]}')
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    proxy.wait_held(f"~u {path}")
+    line = wait_for(lambda: (c := comment(proxy, path)) and "| dry run" in c and c, 10, "the dry run in the comment")
+    assert "dry run: would delete Deployment preview-prod/options" in line
+    assert kube.calls_for(path) == [("DELETE", path, True)] and ("preview-prod", "options") in kube.objects
+    proxy.command("shield.deny", f"~u {path}", held=True)
+    t.join(10)
+    assert out["r"].status_code == 403 and ("preview-prod", "options") in kube.objects
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/namespaces/preview-prod/services/web/proxy/admin/wipe1",  # the service gets the POST, dryRun or not
+    "/api/v1/namespaces/preview-prod/pods/web%2Fproxy/wipe2",  # %2F is a slash to the API server
+    "/k8s/clusters/c-1/api/v1/namespaces/preview-prod/pods/web/proxy/wipe3",  # behind a gateway's prefix
+])
+def test_a_write_through_a_proxy_subresource_gets_no_dry_run(proxy: Proxy, kube: Kube, path: str) -> None:
+    """The API server passes `proxy` (and exec, attach, portforward) on to the pod or service,
+    which never heard of dryRun: the preview would be the request itself, before any decision."""
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.post(kube.url(path), headers={"authorization": "Bearer kube-token-123"}, content=b"go")
+
+    word = path.rsplit("/", 1)[-1]
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    proxy.wait_held(f"~u {word}")
+    line = wait_for(lambda: (c := comment(proxy, word)) and re.search(r"\| (no )?dry run", c) and c, 10, "the preview")
+    assert "| no dry run: the server does not honour dryRun there" in line
+    assert [c for c in kube.calls if word in c[1]] == []  # nothing reached the server
+    proxy.command("shield.deny", f"~u {word}", held=True)
+    t.join(10)
+    assert out["r"].status_code == 403 and [c for c in kube.calls if word in c[1]] == []

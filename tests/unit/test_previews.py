@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from shield_addon.core import previews
 
 URL = "https://k8s.internal:6443/apis/apps/v1/namespaces/prod/deployments/web"
@@ -13,17 +15,64 @@ def test_only_mutating_kubernetes_requests_have_a_dry_run() -> None:
     assert previews.dry_run("kubernetes", "GET", URL, []) is None
     assert previews.dry_run("aws:ec2", "POST", "https://ec2.amazonaws.com/", []) is None  # ec2_dry_run: re-signed
     assert previews.dry_run(None, "DELETE", URL, []) is None
-    url, _ = previews.dry_run("kubernetes", "DELETE", URL, [])  # type: ignore[misc]
-    assert url == URL + "?dryRun=All"
+    form = previews.dry_run("kubernetes", "DELETE", URL, [])
+    assert isinstance(form, previews.KubeDryRun) and form.url == URL + "?dryRun=All" and form.body == b""
 
 
 def test_the_dry_run_replaces_the_agents_own_dryrun_and_keeps_its_credentials() -> None:
-    url, headers = previews.dry_run(  # type: ignore[misc]
+    form = previews.dry_run(
         "kubernetes", "PATCH", URL + "?dryRun=&DRYRUN=None&fieldManager=bot",
         [("Authorization", "Bearer t"), ("Proxy-Authorization", "Basic x"), ("Content-Type", "application/json"),
-         ("Accept-Encoding", "gzip"), ("Content-Length", "9")])
-    assert url == URL + "?fieldManager=bot&dryRun=All"
-    assert headers == [("Authorization", "Bearer t"), ("Content-Type", "application/json")]
+         ("Accept-Encoding", "gzip"), ("Content-Length", "9")], b'{"spec":{}}')
+    assert isinstance(form, previews.KubeDryRun)
+    assert form.url == URL + "?fieldManager=bot&dryRun=All" and form.body == b'{"spec":{}}'
+    assert form.headers == [("Authorization", "Bearer t"), ("Content-Type", "application/json")]
+
+
+def test_a_delete_with_a_body_carries_dryrun_in_its_delete_options() -> None:
+    """The API server reads a DELETE's options from its body when it has one, never the query."""
+    body = b'{"kind":"DeleteOptions","propagationPolicy":"Foreground","dryRun":[],"DRYRUN":[],"dryRun":[]}'
+    form = previews.dry_run("kubernetes", "DELETE", URL + "?dryRun=None",
+                            [("Content-Type", "application/yaml"), ("Authorization", "Bearer t")], body)
+    assert isinstance(form, previews.KubeDryRun) and form.url == URL + "?dryRun=All"
+    assert json.loads(form.body) == {"kind": "DeleteOptions", "propagationPolicy": "Foreground", "dryRun": ["All"]}
+    assert form.headers == [("Authorization", "Bearer t"), ("Content-Type", "application/json")]
+    for headers, unreadable in (([("Content-Type", "application/vnd.kubernetes.protobuf")], b"k8s\x00\x0a"),
+                                ([("Content-Encoding", "gzip")], b"\x1f\x8b\x08\x00"),
+                                ([("Content-Encoding", "gzip")], b'{"kind":"DeleteOptions"}'),
+                                ([], b'["dryRun", "All"]')):
+        assert previews.dry_run("kubernetes", "DELETE", URL, headers, unreadable) == previews.OPTIONS_UNREADABLE
+
+
+@pytest.mark.parametrize("url", [
+    "https://k8s:6443/api/v1/namespaces/prod/services/web/proxy/admin",  # passed on to the service
+    "https://k8s:6443/api/v1/namespaces/prod/services/web:80/proxy",
+    "https://k8s:6443/api/v1/namespaces/prod/pods/web/exec?command=rm",
+    "https://k8s:6443/api/v1/namespaces/prod/pods/web/attach",
+    "https://k8s:6443/api/v1/nodes/n1/proxy/run/prod/web/c",  # the kubelet's /run
+    "https://k8s:6443/api/v1/proxy/namespaces/prod/pods/web/wipe",  # the deprecated prefix
+    "https://k8s:6443/api/v1/namespaces/prod/pods/web%2Fproxy",  # %2F is a slash to the server
+    "https://k8s:6443/api/v1/namespaces/prod/pods/web/%2E%2E/web/proxy",
+    "https://k8s:6443/apis/apps/v1/namespaces/prod/deployments/web/../web/proxy",
+    "https://k8s:6443/apis/apps/v1/namespaces/prod/deployments/web/",  # an empty segment: not the server's path
+    "https://k8s:6443/api/v1/namespaces/prod/serviceaccounts/sa/token",  # other subresources: not known dry
+    "https://rancher/k8s/clusters/c-1/api/v1/namespaces/prod/pods/web",  # a gateway's prefix
+    "https://node:10250/run/prod/web/c",  # the kubelet
+    "https://etcd:2379/v3/kv/deleterange",  # etcd's gateway
+    "https://node:10250/api/v1/namespaces/prod/pods/web",
+    "https://dash/api/v1/_raw/deployment/namespace/prod/name/web",  # the dashboard's API
+])
+def test_no_dry_run_where_the_server_would_not_honour_it(url: str) -> None:
+    assert previews.dry_run("kubernetes", "POST", url, []) == previews.NOT_HONOURED
+    assert previews.dry_run("kubernetes", "DELETE", url, []) == previews.NOT_HONOURED
+
+
+@pytest.mark.parametrize("path", ["/api/v1/namespaces/prod", "/api/v1/namespaces/prod/pods",
+                                  "/api/v1/namespaces/prod/pods/web/status", "/api/v1/nodes/n1",
+                                  "/apis/apps/v1/namespaces/prod/deployments/web/scale",
+                                  "/apis/example.com/v1beta1/widgets/w", "/api/v1/namespaces/prod/services/status"])
+def test_the_api_servers_own_object_paths_have_a_dry_run(path: str) -> None:
+    assert isinstance(previews.dry_run("kubernetes", "DELETE", "https://k8s:6443" + path, []), previews.KubeDryRun)
 
 
 def test_the_answer_in_one_line() -> None:
