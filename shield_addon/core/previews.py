@@ -125,6 +125,7 @@ REGION = re.compile(r"[a-z]{2}(?:-[a-z0-9]+){1,3}")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/ec2/aws4_request")
 _HOST_REGION = re.compile(r"ec2(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)")
 DEFAULT_REGION = "us-east-1"
+EC2_API_VERSION = "2016-11-15"  # the Query API version of botocore's EC2 model (the only one since 2016)
 
 
 def ec2_dry_run(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> Ec2DryRun | None:
@@ -137,11 +138,25 @@ def ec2_dry_run(method: str, url: str, headers: Iterable[tuple[str, str]], body:
     params = parse_qsl(parts.query, keep_blank_values=True)
     if body and (form or method.upper() == "POST"):
         params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    kept = tuple((k, v) for k, v in params if k.lower() != "dryrun" and not k.lower().startswith("x-amz-"))
+    names = {k: k.strip().lower() for k, _ in params}
+    if any(n in ("action", "version") and k not in ("Action", "Version") for k, n in names.items()):
+        return None  # `action=`, ` Version`: a spelling AWS might read and we would not
+    kept = tuple((k, v) for k, v in params if names[k] != "dryrun" and not names[k].startswith("x-amz-"))
     actions = {v for k, v in kept if k == "Action"}
     if len(actions) != 1:
         return None  # none, or two that AWS and we might read differently
-    return Ec2DryRun(ec2_region(parts.hostname or "", headers, params), actions.pop(), (*kept, ("DryRun", "true")))
+    return Ec2DryRun(ec2_region(parts.hostname or "", headers, params), actions.pop(), (*_pinned(kept), ("DryRun", "true")))
+
+
+def _pinned(params: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The parameters with Version EC2_API_VERSION, once, where the agent put its own: whether an
+    operation has DryRun is read from that version's model, and an older API version (from
+    before DryRun existed) might not honour it."""
+    out = [(k, EC2_API_VERSION if k == "Version" else v) for k, v in params]
+    first = next((i for i, (k, _) in enumerate(out) if k == "Version"), None)
+    if first is None:
+        return (*out, ("Version", EC2_API_VERSION))
+    return tuple(p for i, p in enumerate(out) if p[0] != "Version" or i == first)
 
 
 def ec2_region(host: str, headers: Iterable[tuple[str, str]], params: Iterable[tuple[str, str]]) -> str:

@@ -111,7 +111,7 @@ def test_an_ec2_dry_run_drops_the_agents_presigning_and_reads_its_region_there()
            "&X-Amz-Credential=AKID%2F20261206%2Fap-south-2%2Fec2%2Faws4_request&X-Amz-Signature=ff")
     form = previews.ec2_dry_run("GET", url, [], b"")
     assert form is not None and form.region == "ap-south-2"
-    assert form.params == (("Action", "StopInstances"), ("InstanceId.1", "i-9"), ("DryRun", "true"))
+    assert form.params == (("Action", "StopInstances"), ("InstanceId.1", "i-9"), ("Version", "2016-11-15"), ("DryRun", "true"))
 
 
 def test_the_region_comes_from_the_scope_then_the_host_and_only_a_region_name_is_taken() -> None:
@@ -162,3 +162,28 @@ def test_ec2s_endpoint_and_model_come_from_botocore() -> None:
     assert preview.ec2_endpoint(session, "eu-west-3") == "https://ec2.eu-west-3.amazonaws.com/"
     assert "DryRun" in preview.ec2_inputs(session, "TerminateInstances")
     assert preview.ec2_inputs(session, "Bogus") == frozenset()
+
+
+def test_an_ec2_dry_run_speaks_the_api_version_whose_model_says_it_has_dryrun() -> None:
+    """The agent picks Version; an EC2 API version from before DryRun existed might not honour it."""
+    import botocore.session
+
+    assert previews.EC2_API_VERSION == botocore.session.get_session().get_service_model("ec2").api_version
+    form = previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/?Version=2012-12-01", FORM,
+                                b"Action=TerminateInstances&Version=2013-02-01&InstanceId.1=i-1")
+    assert form is not None and form.params == (("Version", "2016-11-15"), ("Action", "TerminateInstances"),
+                                                 ("InstanceId.1", "i-1"), ("DryRun", "true"))
+    bare = previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/", FORM, b"Action=StopInstances&InstanceId.1=i-1")
+    assert bare is not None and bare.params[-2:] == (("Version", "2016-11-15"), ("DryRun", "true"))
+
+
+def test_no_ec2_dry_run_when_action_or_version_is_spelled_another_way() -> None:
+    for body in (b"Action=DescribeInstances&action=TerminateInstances&InstanceId.1=i-1",
+                 b"Action=DescribeInstances&ACTION=TerminateInstances",
+                 b"Action=DescribeInstances&Action%20=TerminateInstances",
+                 b"Action=TerminateInstances&version=2012-12-01&InstanceId.1=i-1"):
+        assert previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/", FORM, body) is None, body
+    # every spelling of DryRun is dropped: the one the proxy adds is the only one
+    form = previews.ec2_dry_run("POST", "https://ec2.amazonaws.com/", FORM,
+                                b"Action=StopInstances&%20DryRun=false&DRYRUN=false&DryRun%20=0&Dryrun=no")
+    assert form is not None and [v for k, v in form.params if "dryrun" in k.lower()] == ["true"]
