@@ -4,7 +4,9 @@ the reviewer's comment and the trail, and the preview never does what the reques
 from __future__ import annotations
 
 import re
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +330,74 @@ def test_a_write_through_a_proxy_subresource_gets_no_dry_run(proxy: Proxy, kube:
     proxy.command("shield.deny", f"~u {word}", held=True)
     t.join(10)
     assert out["r"].status_code == 403 and [c for c in kube.calls if word in c[1]] == []
+
+
+def trickling_server() -> tuple[int, threading.Event, Any]:
+    """An 'API server' that answers a header line every 0.2 s for up to 30 s: each read
+    beats a socket timeout, so only a deadline on the whole answer ends it. The event is
+    set when the proxy hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    hung_up = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(150):
+                    conn.sendall(b"X-Trickle: still coming\r\n")
+                    if peer_gone(conn):
+                        break
+                    time.sleep(0.2)  # the server's pace, not the test's synchronisation
+                else:
+                    return  # the proxy never hung up
+            except OSError:
+                pass
+            hung_up.set()
+
+    def loop() -> None:
+        try:
+            while True:
+                serve()
+        except OSError:
+            pass
+
+    threading.Thread(target=loop, daemon=True).start()
+    return listener.getsockname()[1], hung_up, listener
+
+
+def peer_gone(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+
+
+def test_a_server_that_trickles_its_answer_does_not_keep_a_preview_thread(proxy: Proxy) -> None:
+    """Eight such answers would otherwise pin every preview thread for as long as the server
+    likes: the previews of every other hold, EC2's included, would fail meanwhile."""
+    port, hung_up, listener = trickling_server()
+    path = "/apis/apps/v1/namespaces/preview-prod/deployments/trickle"
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.delete(f"http://127.0.0.1:{port}{path}")
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        proxy.wait_held(f"~u {path}")
+        started = time.monotonic()
+        line = wait_for(lambda: (c := comment(proxy, path)) and "| dry run failed" in c and c, 10, "the preview's failure")
+        assert "TimeoutError" in line
+        wait_for(hung_up.is_set, 10, "the proxy hanging up on the trickling server")
+        assert time.monotonic() - started < 8  # its 3 s deadline, not the server's 30 s
+        proxy.command("shield.deny", f"~u {path}", held=True)
+        t.join(10)
+        assert out["r"].status_code == 403
+    finally:
+        listener.close()
