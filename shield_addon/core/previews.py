@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from shield_addon.record.text import safe_text
+
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Headers of the agent's request that the dry run does not carry: the proxy's, hop-by-hop,
 # and the body's length (recomputed by the client).
@@ -234,6 +236,13 @@ def _details(doc: dict) -> str:
     if meta.get("finalizers"):
         found.append(f"finalizers {', '.join(map(str, meta['finalizers']))}")
     return ", ".join(found)
+
+
+def shown(text: str) -> str:
+    """A preview line as the reviewer sees it: no control characters, and no `|`, which parts a
+    hold's comment: a server's answer (a Kubernetes preview goes to the host the agent named)
+    must not look like a decision or a note appended after it."""
+    return safe_text(text).replace("|", "¦")
 
 
 def _cut(text: str) -> str:
