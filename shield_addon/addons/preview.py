@@ -183,9 +183,11 @@ def send(method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
     late = threading.Event()
     deadline = threading.Timer(link.timeout, hang_up, (conn, late))
     deadline.daemon = True
+    deadline.start()  # before connecting: a TLS handshake can be trickled too
     try:
         conn.connect()
-        deadline.start()
+        if late.is_set():  # the deadline passed while the socket was not there to shut
+            raise TimeoutError(f"not connected within {link.timeout}s")
         conn.putrequest(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), skip_accept_encoding=True)
         for k, v in headers:
             conn.putheader(k, v)
