@@ -227,6 +227,7 @@ class Notify:
 
     def failure(self, hold: review.Hold, kind: str, url: str, problem: str) -> None:
         where = private(url)
+        problem = notices.without_secrets(problem, url, where)
         log.warning("shield: %s notification of hold %s to %s failed: %s", kind, hold.hold_id[:8], where, problem)
         self.tally.failed += 1
         self.tally.last_failure = f"{time.strftime('%H:%M:%S')} {kind} of hold {hold.hold_id[:8]} to {where}: {problem}"

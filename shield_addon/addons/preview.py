@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,12 +68,12 @@ async def ask(f: mhttp.HTTPFlow, service: str | None) -> str | None:
     """The dry run's one-line summary, or None when the request's API has no dry run."""
     if service == EC2:
         return await ask_ec2(f)
-    form = previews.dry_run(service, f.request.method, f.request.url, f.request.headers.items(multi=True))
-    if form is None:
-        return None
-    url, headers = form
+    req = f.request
+    form = previews.dry_run(service, req.method, req.url, req.headers.items(multi=True), req.raw_content or b"")
+    if form is None or isinstance(form, str):
+        return form
     try:
-        status, body = await off_loop(send, f.request.method, url, headers, f.request.raw_content or b"")
+        status, body = await off_loop(send, req.method, form.url, form.headers, form.body)
     except FAILURES as e:
         return failed(e)
     return previews.summary(f.request.method, status, body)
@@ -176,13 +178,38 @@ def send(method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes,
                                                                       timeout=link.timeout, context=link.context)
     else:
         conn = httpclient.HTTPConnection(parts.hostname or "", parts.port, timeout=link.timeout)
+    # The socket timeout bounds each read, not the answer: a server that trickles it (a header
+    # line within each timeout) would keep this thread, and eight of them every preview.
+    late = threading.Event()
+    deadline = threading.Timer(link.timeout, hang_up, (conn, late))
+    deadline.daemon = True
+    deadline.start()  # before connecting: a TLS handshake can be trickled too
     try:
+        conn.connect()
+        if late.is_set():  # the deadline passed while the socket was not there to shut
+            raise TimeoutError(f"not connected within {link.timeout}s")
         conn.putrequest(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), skip_accept_encoding=True)
         for k, v in headers:
             conn.putheader(k, v)
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         response = conn.getresponse()
-        return response.status, response.read(BODY_LIMIT)
+        answer = response.status, response.read(BODY_LIMIT)
     finally:
+        deadline.cancel()
         conn.close()
+    if late.is_set():  # what was read before the hang-up is not the answer (headers cut short read as ended)
+        raise TimeoutError(f"no whole answer within {link.timeout}s")
+    return answer
+
+
+def hang_up(conn: httpclient.HTTPConnection, late: threading.Event) -> None:
+    """Past the deadline: end the exchange under the reading thread's feet (shutdown, unlike
+    close, wakes a blocked read; the plain socket's, so TLS state is not touched across threads)."""
+    late.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass

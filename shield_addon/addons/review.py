@@ -32,6 +32,7 @@ from shield_addon.addons.fleet_holds import FleetHolds
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.streams import Streams
 from shield_addon.addons.trail import Trail
+from shield_addon.core import previews
 from shield_addon.journal import read_rows
 
 log = logging.getLogger("shield")
@@ -249,7 +250,7 @@ class Review:
         task.add_done_callback(self.previews.discard)
 
     def show_preview(self, hold: review.Hold, f: http.HTTPFlow, text: str) -> None:
-        hold.preview = record.safe_text(text)
+        hold.preview = previews.shown(text)
         if hold.mode == review.RETRY:
             note(hold, hold.preview)
         else:

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from shield_addon.core.model import Outcome, Stage
 from shield_addon.record.text import safe_text
@@ -180,6 +181,24 @@ def _notice(kind: str, title: str, lines: list[str]) -> Notice:
     # safe_text: nothing an agent chose (its URL, a resource name) can carry control
     # characters into a terminal-based chat client or a mail reader.
     return Notice(kind, _clip(safe_text(title), 250), "\n".join(safe_text(x) for x in lines))
+
+
+# requests' and urllib3's errors quote the path they asked for ("Max retries exceeded with url: /x").
+_QUOTED_PATH = re.compile(r"(with url: )\S+")
+_URL_PIECES = re.compile(r"[/?&=:@#,;+]")
+_SECRET_PIECE = 6  # characters: shorter pieces of a target URL are ports, flags, words
+
+
+def without_secrets(reason: str, url: str, shown: str) -> str:
+    """What a failed send said, without the target's secret parts: apprise masks the tokens of
+    a target (`mmost://host/a...1`) when it is shown, but a plugin's error quotes the URL it
+    posted to, token and all. Every piece of the target that the masked form does not show
+    is hidden, and so is any path quoted by the HTTP client."""
+    pieces = {p for p in _URL_PIECES.split(url.split("://", 1)[-1]) if len(p) >= _SECRET_PIECE and p not in shown}
+    pieces |= {unquote(p) for p in pieces}
+    for piece in sorted(pieces, key=len, reverse=True):
+        reason = reason.replace(piece, "…")
+    return _QUOTED_PATH.sub(r"\1…", reason)
 
 
 def notice_event(hold_id: str, agent: str | None, rule_id: str | None, kind: str, target: str,

@@ -19,7 +19,9 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from shield_addon.record.text import safe_text
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Headers of the agent's request that the dry run does not carry: the proxy's, hop-by-hop,
@@ -30,17 +32,80 @@ DROPPED = frozenset({"proxy-authorization", "proxy-connection", "connection", "k
 SUMMARY_LIMIT = 300  # characters of a preview line
 
 
-def dry_run(service: str | None, method: str, url: str,
-            headers: Iterable[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]] | None:
-    """The dry-run form of a request (URL and headers; the body is the request's own), or
-    None when its API has none. Any dryRun the agent sent is replaced by All."""
+# The API server's own paths for an object or a collection, or an object's status or scale:
+# the writes that honour dryRun. Not `proxy`, `exec`, `attach` or `portforward` (the server
+# passes the request on to a pod, a service or a kubelet, which never heard of dryRun), not
+# other subresources, not a gateway's prefix, the kubelet, etcd or a dashboard: a preview
+# that reached any of those would do what the held request does, before anyone decided.
+_API_OBJECT = re.compile(r"/(?:api/v\d+(?:(?:alpha|beta)\d+)?|apis/[^/]+/v\d+(?:(?:alpha|beta)\d+)?)"
+                         r"(?:/namespaces/[^/]+)?/[^/]+(?:/[^/]+(?:/(?:status|scale))?)?")
+_API_PORT_NOT = frozenset({10250, 10255, 2379})  # the kubelet's and etcd's ports: never an API server
+
+
+@dataclass(frozen=True)
+class KubeDryRun:
+    """A Kubernetes write's dry-run form, sent with the agent's own credentials."""
+
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+NOT_HONOURED = ("no dry run: the server does not honour dryRun there (a proxy, exec or other subresource, "
+                "a gateway's prefix, the kubelet or etcd)")
+OPTIONS_UNREADABLE = "no dry run: the DELETE's body is not JSON DeleteOptions, and the server reads dryRun only there"
+
+
+def dry_run(service: str | None, method: str, url: str, headers: Iterable[tuple[str, str]],
+            body: bytes = b"") -> KubeDryRun | str | None:
+    """The dry-run form of a request; None when its API has none; why not (a line for the
+    reviewer) when it cannot be made certainly dry. Any dryRun the agent sent is replaced by
+    All, in the query and, for a DELETE with a body, in the body's DeleteOptions (the server
+    then reads only those)."""
     if service != "kubernetes" or method.upper() not in MUTATING:
         return None
     parts = urlsplit(url)
+    if not dry_run_honoured(parts.path, parts.port):
+        return NOT_HONOURED
+    kept = [(k, v) for k, v in headers if k.lower() not in DROPPED]
+    if method.upper() == "DELETE" and body:
+        options = _dry_delete_options(kept, body)
+        if options is None:
+            return OPTIONS_UNREADABLE
+        kept = [(k, v) for k, v in kept if k.lower() != "content-type"] + [("Content-Type", "application/json")]
+        body = options
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "dryrun"]
     query.append(("dryRun", "All"))
-    kept = [(k, v) for k, v in headers if k.lower() not in DROPPED]
-    return urlunsplit(parts._replace(query=urlencode(query))), kept
+    return KubeDryRun(urlunsplit(parts._replace(query=urlencode(query))), kept, body)
+
+
+def dry_run_honoured(path: str, port: int | None) -> bool:
+    """Whether the path is one of the API server's whose writes honour dryRun, read as the
+    server reads it: decoded (%2F is a slash to it), no dot segments."""
+    if port in _API_PORT_NOT:
+        return False
+    decoded = unquote(path)
+    segments = decoded.split("/")[1:]
+    if any(s in ("", ".", "..") for s in segments):
+        return False
+    return _API_OBJECT.fullmatch(decoded) is not None
+
+
+def _dry_delete_options(headers: list[tuple[str, str]], body: bytes) -> bytes | None:
+    """The DeleteOptions of a DELETE's body with dryRun [All], or None when it is not plain
+    JSON this can edit (protobuf, YAML, compressed): the server would read it, not the query."""
+    if any(k.lower() == "content-encoding" and v.strip().lower() not in ("", "identity") for k, v in headers):
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    # Keys compared without case: a JSON decoder that folds case must find no other dryRun.
+    doc = {k: v for k, v in doc.items() if k.lower() != "dryrun"}
+    doc["dryRun"] = ["All"]
+    return json.dumps(doc).encode()
 
 
 @dataclass(frozen=True)
@@ -62,6 +127,7 @@ REGION = re.compile(r"[a-z]{2}(?:-[a-z0-9]+){1,3}")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/ec2/aws4_request")
 _HOST_REGION = re.compile(r"ec2(?:-fips)?\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)")
 DEFAULT_REGION = "us-east-1"
+EC2_API_VERSION = "2016-11-15"  # the Query API version of botocore's EC2 model (the only one since 2016)
 
 
 def ec2_dry_run(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> Ec2DryRun | None:
@@ -74,11 +140,25 @@ def ec2_dry_run(method: str, url: str, headers: Iterable[tuple[str, str]], body:
     params = parse_qsl(parts.query, keep_blank_values=True)
     if body and (form or method.upper() == "POST"):
         params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    kept = tuple((k, v) for k, v in params if k.lower() != "dryrun" and not k.lower().startswith("x-amz-"))
+    names = {k: k.strip().lower() for k, _ in params}
+    if any(n in ("action", "version") and k not in ("Action", "Version") for k, n in names.items()):
+        return None  # `action=`, ` Version`: a spelling AWS might read and we would not
+    kept = tuple((k, v) for k, v in params if names[k] != "dryrun" and not names[k].startswith("x-amz-"))
     actions = {v for k, v in kept if k == "Action"}
     if len(actions) != 1:
         return None  # none, or two that AWS and we might read differently
-    return Ec2DryRun(ec2_region(parts.hostname or "", headers, params), actions.pop(), (*kept, ("DryRun", "true")))
+    return Ec2DryRun(ec2_region(parts.hostname or "", headers, params), actions.pop(), (*_pinned(kept), ("DryRun", "true")))
+
+
+def _pinned(params: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The parameters with Version EC2_API_VERSION, once, where the agent put its own: whether an
+    operation has DryRun is read from that version's model, and an older API version (from
+    before DryRun existed) might not honour it."""
+    out = [(k, EC2_API_VERSION if k == "Version" else v) for k, v in params]
+    first = next((i for i, (k, _) in enumerate(out) if k == "Version"), None)
+    if first is None:
+        return (*out, ("Version", EC2_API_VERSION))
+    return tuple(p for i, p in enumerate(out) if p[0] != "Version" or i == first)
 
 
 def ec2_region(host: str, headers: Iterable[tuple[str, str]], params: Iterable[tuple[str, str]]) -> str:
@@ -156,6 +236,13 @@ def _details(doc: dict) -> str:
     if meta.get("finalizers"):
         found.append(f"finalizers {', '.join(map(str, meta['finalizers']))}")
     return ", ".join(found)
+
+
+def shown(text: str) -> str:
+    """A preview line as the reviewer sees it: no control characters, and no `|`, which parts a
+    hold's comment: a server's answer (a Kubernetes preview goes to the host the agent named)
+    must not look like a decision or a note appended after it."""
+    return safe_text(text).replace("|", "¦")
 
 
 def _cut(text: str) -> str:

@@ -1,4 +1,5 @@
-"""A fake Kubernetes API server that honours `dryRun=All` as the real one does: it answers with
+"""A fake Kubernetes API server that honours `dryRun=All` as the real one does (a DELETE with a
+body reads it from the body's DeleteOptions, never the query): it answers with
 the object as it would be and changes nothing. Every call is kept, so a test can prove that a
 preview never did what the request would."""
 
@@ -38,6 +39,18 @@ class Kube:
             return [c for c in self.calls if c[1] == path]
 
 
+def is_dry(method: str, query: str, body: bytes) -> bool:
+    """As the API server reads it: a DELETE with a body takes its DeleteOptions (dryRun
+    included) from the body alone and never looks at the query."""
+    if method == "DELETE" and body:
+        try:
+            options = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(options, dict) and options.get("dryRun") == ["All"]
+    return parse_qs(query).get("dryRun") == ["All"]
+
+
 def start_kube() -> tuple[Kube, Callable[[], None]]:
     kube = Kube()
 
@@ -59,7 +72,7 @@ def start_kube() -> tuple[Kube, Callable[[], None]]:
             n = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(n) if n else b""
             parts = urlsplit(self.path)
-            dry = parse_qs(parts.query).get("dryRun") == ["All"]
+            dry = is_dry(self.command, parts.query, body)
             with kube.lock:
                 kube.calls.append((self.command, parts.path, dry))
             if dry and kube.dry_runs_wait is not None:

@@ -351,3 +351,29 @@ def bell_flag_of(session: str) -> str:
     cp = subprocess.run(["tmux", "display", "-p", "-t", session, "#{window_bell_flag}"],
                         capture_output=True, text=True, check=True)
     return cp.stdout.strip()
+
+
+def test_a_failed_sends_reason_does_not_carry_the_targets_token(tmp_path: Path, upstream: Upstream) -> None:
+    """requests' errors quote the URL's path (`Max retries exceeded with url: /hooks/<token>`):
+    the token apprise's masked form hides must not come back through the reason, into the
+    trail's notice event, the event log or the console's counts."""
+    token = "pjh5k3s1e7ygfmxw4nrj8oqzha"  # a Mattermost webhook key: posted to /hooks/<key>
+    (tmp_path / "rules.yaml").write_text(RULES)
+    p = start_proxy(tmp_path, "--set", f"shield_rules={tmp_path / 'rules.yaml'}", "--set", "proxyauth=any",
+                    "--set", f"shield_notify=mmost://127.0.0.1:{free_port()}/{token}",
+                    "--set", "shield_notify_timeout=1", upstream_ca=upstream.ca_file)
+    try:
+        path = "/notify/token-leak"
+        agent = in_background(send, p, upstream.url(path, tls=True))
+        p.wait_held(f"~u {path}")
+        [note] = wait_for(lambda: p.events("stage = 'notice'"), 15, "the notice event")
+        assert note["outcome"] == "failed" and "Connection refused" in note["error"], note
+        counts = notification_counts(p)
+        p.command("shield.deny", f"~u {path}", held=True)
+        assert agent.result(timeout=20).status_code == 403
+    finally:
+        p.stop()
+    assert token not in note["error"] and token not in note["url"]
+    assert token not in counts and token not in p.log.read_text()
+    trail = b"".join(f.read_bytes() for f in p.audit_dir.rglob("*") if f.is_file())
+    assert token.encode() not in trail

@@ -3,7 +3,10 @@ the reviewer's comment and the trail, and the preview never does what the reques
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -273,3 +276,128 @@ def test_past_eight_dry_runs_under_way_a_hold_gets_none(tmp_path: Path, kube: Ku
     finally:
         kube.dry_runs_wait.set()
         proxy.stop()
+
+
+# ---------------------------------------------------------------- a hostile agent: dry runs that are not dry
+
+
+def test_a_delete_with_delete_options_in_its_body_is_previewed_dry(proxy: Proxy, kube: Kube) -> None:
+    """kubectl and client-go send DeleteOptions as the DELETE's body; the API server then reads
+    dryRun from that body only, never from the query: `?dryRun=All` alone would delete for real."""
+    path = PATH.replace("/web", "/options")
+    kube.deployment("preview-prod", "options", 2)
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.request("DELETE", kube.url(path), headers={"authorization": "Bearer kube-token-123",
+                                                                   "content-type": "application/json"},
+                                 content=b'{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background",'
+                                         b'"DryRun":[],"dryRun":[]}')
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    proxy.wait_held(f"~u {path}")
+    line = wait_for(lambda: (c := comment(proxy, path)) and "| dry run" in c and c, 10, "the dry run in the comment")
+    assert "dry run: would delete Deployment preview-prod/options" in line
+    assert kube.calls_for(path) == [("DELETE", path, True)] and ("preview-prod", "options") in kube.objects
+    proxy.command("shield.deny", f"~u {path}", held=True)
+    t.join(10)
+    assert out["r"].status_code == 403 and ("preview-prod", "options") in kube.objects
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/namespaces/preview-prod/services/web/proxy/admin/wipe1",  # the service gets the POST, dryRun or not
+    "/api/v1/namespaces/preview-prod/pods/web%2Fproxy/wipe2",  # %2F is a slash to the API server
+    "/k8s/clusters/c-1/api/v1/namespaces/preview-prod/pods/web/proxy/wipe3",  # behind a gateway's prefix
+])
+def test_a_write_through_a_proxy_subresource_gets_no_dry_run(proxy: Proxy, kube: Kube, path: str) -> None:
+    """The API server passes `proxy` (and exec, attach, portforward) on to the pod or service,
+    which never heard of dryRun: the preview would be the request itself, before any decision."""
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.post(kube.url(path), headers={"authorization": "Bearer kube-token-123"}, content=b"go")
+
+    word = path.rsplit("/", 1)[-1]
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    proxy.wait_held(f"~u {word}")
+    line = wait_for(lambda: (c := comment(proxy, word)) and re.search(r"\| (no )?dry run", c) and c, 10, "the preview")
+    assert "| no dry run: the server does not honour dryRun there" in line
+    assert [c for c in kube.calls if word in c[1]] == []  # nothing reached the server
+    proxy.command("shield.deny", f"~u {word}", held=True)
+    t.join(10)
+    assert out["r"].status_code == 403 and [c for c in kube.calls if word in c[1]] == []
+
+
+def trickling_server() -> tuple[int, threading.Event, Any]:
+    """An 'API server' that answers a header line every 0.2 s for up to 30 s: each read
+    beats a socket timeout, so only a deadline on the whole answer ends it. The event is
+    set when the proxy hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    hung_up = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(150):
+                    conn.sendall(b"X-Trickle: still coming\r\n")
+                    if peer_gone(conn):
+                        break
+                    time.sleep(0.2)  # the server's pace, not the test's synchronisation
+                else:
+                    return  # the proxy never hung up
+            except OSError:
+                pass
+            hung_up.set()
+
+    def loop() -> None:
+        try:
+            while True:
+                serve()
+        except OSError:
+            pass
+
+    threading.Thread(target=loop, daemon=True).start()
+    return listener.getsockname()[1], hung_up, listener
+
+
+def peer_gone(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+
+
+def test_a_server_that_trickles_its_answer_does_not_keep_a_preview_thread(proxy: Proxy) -> None:
+    """Eight such answers would otherwise pin every preview thread for as long as the server
+    likes: the previews of every other hold, EC2's included, would fail meanwhile."""
+    port, hung_up, listener = trickling_server()
+    path = "/apis/apps/v1/namespaces/preview-prod/deployments/trickle"
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.delete(f"http://127.0.0.1:{port}{path}")
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        proxy.wait_held(f"~u {path}")
+        started = time.monotonic()
+        line = wait_for(lambda: (c := comment(proxy, path)) and "| dry run failed" in c and c, 10, "the preview's failure")
+        assert "TimeoutError" in line
+        wait_for(hung_up.is_set, 10, "the proxy hanging up on the trickling server")
+        assert time.monotonic() - started < 8  # its 3 s deadline, not the server's 30 s
+        proxy.command("shield.deny", f"~u {path}", held=True)
+        t.join(10)
+        assert out["r"].status_code == 403
+    finally:
+        listener.close()

@@ -159,3 +159,19 @@ def test_a_rule_names_targets_and_an_escalation() -> None:
 def test_a_wrong_notify_or_escalate_says_where(extra: str, where: str) -> None:
     with pytest.raises(rules.RuleError, match=re.escape(where)):
         rule(extra)
+
+
+def test_a_failed_sends_reason_loses_what_the_masked_target_hides() -> None:
+    url = "slack://T1234ABCD/B5678EFGH/SeCrEtToKeN1234567890abc"
+    shown = "slack://T...D/B...H/S...c//?image=yes&footer=yes"
+    reason = ("A Connection error occurred posting to Slack. - Socket Exception: HTTPSConnectionPool(host='hooks.slack.com', "
+              "port=443): Max retries exceeded with url: /services/T1234ABCD/B5678EFGH/SeCrEtToKeN1234567890abc "
+              "(Caused by NameResolutionError(...))")
+    hidden = notices.without_secrets(reason, url, shown)
+    assert "SeCrEt" not in hidden and "T1234ABCD" not in hidden and "B5678EFGH" not in hidden
+    assert "Max retries exceeded with url: … (Caused by NameResolutionError" in hidden and "hooks.slack.com" in hidden
+    # the parts the masked form shows stay: where it went, and why it failed
+    assert notices.without_secrets("error=500 from 127.0.0.1:8080/hook-path", "json://127.0.0.1:8080/hook-path",
+                                   "json://127.0.0.1:8080/hook-path?method=POST") == "error=500 from 127.0.0.1:8080/hook-path"
+    assert notices.without_secrets("login failed for p@ss/word!", "ntfy://me:p%40ss%2Fword!@host/topic",
+                                   "ntfy://me:****@host/topic") == "login failed for …"
