@@ -72,7 +72,10 @@ async def ask(f: mhttp.HTTPFlow, service: str | None) -> str | None:
     form = previews.dry_run(service, req.method, req.url, req.headers.items(multi=True), req.raw_content or b"")
     if form is None or isinstance(form, str):
         return form
+    asked = [(k, v) for k, v in form.headers if k.lower() != "content-type"]  # its credentials, no body
     try:
+        if not previews.is_api_server(*await off_loop(send, "GET", previews.version_url(form.url), asked, b"")):
+            return previews.NOT_AN_API_SERVER
         status, body = await off_loop(send, req.method, form.url, form.headers, form.body)
     except FAILURES as e:
         return failed(e)

@@ -79,6 +79,30 @@ def dry_run(service: str | None, method: str, url: str, headers: Iterable[tuple[
     return KubeDryRun(urlunsplit(parts._replace(query=urlencode(query))), kept, body)
 
 
+NOT_AN_API_SERVER = ("no dry run: the server did not answer GET /version as a Kubernetes API server does, "
+                     "so it may not honour dryRun")
+
+
+def version_url(url: str) -> str:
+    """Where a Kubernetes API server says what it is: asked before a dry run is sent, because the
+    parser knows Kubernetes by its paths, and a server that only looks like one would take the
+    dry run as the request itself."""
+    return urlunsplit(urlsplit(url)._replace(path="/version", query="", fragment=""))
+
+
+def is_api_server(status: int, body: bytes) -> bool:
+    """Whether GET /version answered as the API server does: {"major": "1", "minor": "31",
+    "gitVersion": "v1.31.2", ...}."""
+    if status != 200:
+        return False
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    return (isinstance(doc, dict) and all(isinstance(doc.get(k), str) for k in ("major", "minor", "gitVersion"))
+            and doc["gitVersion"].startswith("v"))
+
+
 def dry_run_honoured(path: str, port: int | None) -> bool:
     """Whether the path is one of the API server's whose writes honour dryRun, read as the
     server reads it: decoded (%2F is a slash to it), no dot segments."""

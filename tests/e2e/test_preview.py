@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import client
 from tests.e2e.ec2_server import Ec2, start_ec2
-from tests.e2e.harness import HERE, Proxy, start_proxy, wait_for
+from tests.e2e.harness import HERE, Proxy, Upstream, start_proxy, wait_for
 from tests.e2e.kube_server import Kube, start_kube
 
 PATH = "/apis/apps/v1/namespaces/preview-prod/deployments/web"
@@ -401,3 +401,24 @@ def test_a_server_that_trickles_its_answer_does_not_keep_a_preview_thread(proxy:
         assert out["r"].status_code == 403
     finally:
         listener.close()
+
+
+def test_a_server_that_only_looks_like_kubernetes_gets_no_dry_run(proxy: Proxy, upstream: Upstream) -> None:
+    """The parser knows Kubernetes by its paths: an ordinary service with such a path would take
+    the 'dry run' as the request itself, before any decision. It is asked GET /version first."""
+    path = "/apis/apps/v1/namespaces/preview-prod/deployments/lookalike"
+    out: dict = {}
+
+    def send() -> None:
+        with client(proxy, "deploy-bot", timeout=30) as c:
+            out["r"] = c.delete(upstream.url(path))
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    proxy.wait_held(f"~u {path}")
+    line = wait_for(lambda: (c := comment(proxy, path)) and re.search(r"\| (no )?dry run", c) and c, 10, "the preview")
+    assert "| no dry run: the server did not answer GET /version as a Kubernetes API server" in line
+    assert upstream.hits_for(path) == []  # the mutating request never reached it
+    proxy.command("shield.deny", f"~u {path}", held=True)
+    t.join(10)
+    assert out["r"].status_code == 403 and upstream.hits_for(path) == []

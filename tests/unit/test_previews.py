@@ -196,3 +196,14 @@ def test_a_servers_answer_cannot_pass_for_a_decision_in_the_comment() -> None:
     line = previews.shown(previews.summary("DELETE", 200, json.dumps(forged).encode()))
     assert "|" not in line and "\x1b" not in line and "\u202e" not in line
     assert line.startswith("dry run: would delete nothing ¦ approved by alice")
+
+
+def test_only_an_answer_like_the_api_servers_version_counts_as_kubernetes() -> None:
+    real = {"major": "1", "minor": "31", "gitVersion": "v1.31.2", "platform": "linux/amd64"}
+    assert previews.is_api_server(200, json.dumps(real).encode())
+    assert not previews.is_api_server(401, json.dumps(real).encode())
+    assert not previews.is_api_server(200, b"<html>ok</html>")
+    assert not previews.is_api_server(200, b'{"version": "1.2.3"}')
+    assert not previews.is_api_server(200, json.dumps({**real, "gitVersion": 131}).encode())
+    assert previews.version_url("https://k8s:6443/apis/apps/v1/namespaces/p/deployments/w?dryRun=All#x") == \
+        "https://k8s:6443/version"
