@@ -223,20 +223,24 @@ class Notify:
             self.failure(hold, kind, url, problem)
         else:
             self.tally.sent += 1
-            self.record(hold, kind, url, None)
+            self.record(hold, kind, self.shown(url), None)
 
     def failure(self, hold: review.Hold, kind: str, url: str, problem: str) -> None:
-        where = private(url)
+        where = self.shown(url)
         problem = notices.without_secrets(problem, url, where)
         log.warning("shield: %s notification of hold %s to %s failed: %s", kind, hold.hold_id[:8], where, problem)
         self.tally.failed += 1
         self.tally.last_failure = f"{time.strftime('%H:%M:%S')} {kind} of hold {hold.hold_id[:8]} to {where}: {problem}"
-        self.record(hold, kind, url, problem)
+        self.record(hold, kind, where, problem)
 
-    def record(self, hold: review.Hold, kind: str, url: str, problem: str | None) -> None:
+    def shown(self, url: str) -> str:
+        """A target as the log, the counts and the trail show it (core.notices.target_shown)."""
+        return notices.target_shown(private(url), self.review.trail.redactor.mark(url))
+
+    def record(self, hold: review.Hold, kind: str, where: str, problem: str | None) -> None:
         """Into the trail, after the fact: a notice never waits for the journal."""
         redact = self.review.trail.redactor.text
-        self.review.trail.submit(notices.notice_event(hold.hold_id, hold.agent, hold.rule_id, kind, redact(private(url)),
+        self.review.trail.submit(notices.notice_event(hold.hold_id, hold.agent, hold.rule_id, kind, redact(where),
                                                       redact(problem) if problem else None))
 
 

@@ -201,6 +201,15 @@ def without_secrets(reason: str, url: str, shown: str) -> str:
     return _QUOTED_PATH.sub(r"\1…", reason)
 
 
+def target_shown(masked: str, fingerprint: str) -> str:
+    """A notification target as it may be shown and kept: apprise's masked scheme and host,
+    and for the rest a fingerprint (the same target, the same one). A generic webhook's path is
+    often its secret, and apprise's masked form shows json://, form:// and xml:// paths whole."""
+    scheme, _, rest = masked.partition("://")
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return f"{scheme}://{host}" + (f"/{fingerprint}" if rest.rstrip("/") != host else "")
+
+
 def notice_event(hold_id: str, agent: str | None, rule_id: str | None, kind: str, target: str,
                  problem: str | None) -> dict[str, str | None]:
     """The trail's record of one notification: which hold, what kind, to which target (as

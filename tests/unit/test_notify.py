@@ -175,3 +175,12 @@ def test_a_failed_sends_reason_loses_what_the_masked_target_hides() -> None:
                                    "json://127.0.0.1:8080/hook-path?method=POST") == "error=500 from 127.0.0.1:8080/hook-path"
     assert notices.without_secrets("login failed for p@ss/word!", "ntfy://me:p%40ss%2Fword!@host/topic",
                                    "ntfy://me:****@host/topic") == "login failed for …"
+
+
+def test_a_target_is_kept_as_its_scheme_and_host_and_a_fingerprint_of_the_rest() -> None:
+    mark = "[redacted:0123456789ab]"
+    assert notices.target_shown("json://hooks.example.com:8443/T0K3N/x?method=POST", mark) == \
+        f"json://hooks.example.com:8443/{mark}"
+    assert notices.target_shown("ntfy://ntfy.sh/", mark) == "ntfy://ntfy.sh"
+    assert notices.target_shown("ntfy://ntfy.sh", mark) == "ntfy://ntfy.sh"
+    assert notices.target_shown("mailto://u:****@example.com?to=x", mark) == f"mailto://u:****@example.com/{mark}"
