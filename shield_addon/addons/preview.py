@@ -29,7 +29,9 @@ from shield_addon.core import previews
 BODY_LIMIT = 1 << 20  # bytes of its answer read
 EC2 = "aws:ec2"
 IN_FLIGHT = 8  # dry runs under way at once, proxy-wide
+PER_AGENT = IN_FLIGHT // 2  # ... and of one agent's holds: a flood of one agent leaves others their previews
 BUSY = f"no dry run: {IN_FLIGHT} already under way"
+AGENT_BUSY = f"no dry run: {PER_AGENT} of this agent's already under way"
 # Threads of their own: a slow API server cannot take the event loop's default executor.
 POOL = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="shield-preview")
 

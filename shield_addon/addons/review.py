@@ -14,6 +14,7 @@ import getpass
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ class Review:
         self.wait, self.retry = WaitAnswer(self), RetryAnswer(self)
         self.streams = Streams()  # what an agent withdrew while held (an HTTP/2 stream reset)
         self.previews: set[asyncio.Task] = set()  # dry runs under way
+        self.asking: Counter[str] = Counter()  # ... by agent
         self._ticker: asyncio.Task | None = None
         self.on_hold: list[Any] = []  # called with (flow, hold) when a hold is shown: addons.notify
         trail.opened.append(self.restore)
@@ -235,13 +237,21 @@ class Review:
 
     def preview(self, hold: review.Hold, f: http.HTTPFlow, service: str | None) -> None:
         """The server's dry run of a held request, for the reviewer (rules with hold.preview)."""
+        # An agent flooding held requests must not turn the proxy into a load on the API (or on
+        # the account's EC2 request quota), nor take every other agent's previews.
         if len(self.previews) >= preview.IN_FLIGHT:
-            # An agent flooding held requests must not turn the proxy into a load on the API (or
-            # on the account's EC2 request quota): past the bound, holds get no dry run.
             return self.show_preview(hold, f, preview.BUSY)
+        if self.asking[hold.agent] >= preview.PER_AGENT:
+            return self.show_preview(hold, f, preview.AGENT_BUSY)
+        self.asking[hold.agent] += 1
 
         async def run() -> None:
-            text = await preview.ask(f, service)
+            try:
+                text = await preview.ask(f, service)
+            finally:
+                self.asking[hold.agent] -= 1
+                if not self.asking[hold.agent]:
+                    del self.asking[hold.agent]
             if text is not None:
                 self.show_preview(hold, f, text)
 

@@ -30,11 +30,11 @@ def kube() -> Iterator[Kube]:
     stop()
 
 
-def held_delete(proxy: Proxy, kube: Kube, path: str, query: str = "") -> dict:
+def held_delete(proxy: Proxy, kube: Kube, path: str, query: str = "", agent: str = "deploy-bot") -> dict:
     out: dict = {}
 
     def send() -> None:
-        with client(proxy, "deploy-bot", timeout=30) as c:
+        with client(proxy, agent, timeout=30) as c:
             out["r"] = c.delete(kube.url(path + query), headers={"authorization": "Bearer kube-token-123"})
 
     out["thread"] = threading.Thread(target=send, daemon=True)
@@ -251,24 +251,31 @@ def test_the_dry_run_answers_for_the_profile_and_goes_only_to_ec2s_endpoint(
         stop()
 
 
-def test_past_eight_dry_runs_under_way_a_hold_gets_none(tmp_path: Path, kube: Kube) -> None:
-    """An agent flooding held requests cannot make the proxy a load on the API server."""
+def test_past_four_of_an_agent_or_eight_in_all_under_way_a_hold_gets_no_dry_run(tmp_path: Path, kube: Kube) -> None:
+    """An agent flooding held requests can neither make the proxy a load on the API server nor
+    take the other agents' previews."""
     proxy = start_proxy(tmp_path, "--set", f"shield_rules={HERE / 'rules'}", "--set", "proxyauth=any",
                         "--set", "shield_preview_timeout=60")  # the slow server is slow, not failing
     kube.dry_runs_wait = threading.Event()
-    paths = [PATH.replace("/web", f"/flood-{i}") for i in range(9)]
+    # (agent, asks): deploy-bot's fifth is past its four; ops-bot's four fill the eight; audit-bot's is past eight
+    plan = [*(("deploy-bot", i < 4) for i in range(5)), *(("ops-bot", True) for _ in range(4)), ("audit-bot", False)]
+    paths = [PATH.replace("/web", f"/flood-{i}") for i in range(len(plan))]
     held = []
     try:
-        for i, path in enumerate(paths):
+        for i, ((agent, asks), path) in enumerate(zip(plan, paths, strict=True)):
             kube.deployment("preview-prod", f"flood-{i}", 1)
-            held.append(held_delete(proxy, kube, path))
-            if i < 8:  # in order: the first eight are asking
+            held.append(held_delete(proxy, kube, path, agent=agent))
+            if asks:  # in order: it is asking before the next one is held
                 wait_for(lambda p=path: kube.calls_for(p), 10, f"the dry run of {path} asked")
-        assert "| no dry run: 8 already under way" in comment(proxy, paths[8])
-        assert kube.calls_for(paths[8]) == []
+            else:
+                wait_for(lambda p=path: "| no dry run" in comment(proxy, p), 10, f"{path} refused a dry run")
+        assert "| no dry run: 4 of this agent's already under way" in comment(proxy, paths[4])
+        assert "| no dry run: 8 already under way" in comment(proxy, paths[9])
+        assert kube.calls_for(paths[4]) == [] and kube.calls_for(paths[9]) == []
         kube.dry_runs_wait.set()
-        for path in paths[:8]:
-            wait_for(lambda p=path: "| dry run: would delete Deployment" in comment(proxy, p), 10, f"the dry run of {path}")
+        for path, (_, asks) in zip(paths, plan, strict=True):
+            if asks:
+                wait_for(lambda p=path: "| dry run: would delete Deployment" in comment(proxy, p), 10, f"the dry run of {path}")
         proxy.command("shield.deny", "~u /flood-", held=True)
         for h in held:
             h["thread"].join(10)
