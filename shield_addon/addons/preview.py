@@ -135,6 +135,9 @@ def send_ec2(form: previews.Ec2DryRun, profile: str, endpoint: str, link: Link) 
         credentials = session.get_credentials()
         if credentials is None:
             raise AwsError(f"profile {profile!r} has no credentials")
+        if not endpoint and form.region not in ec2_regions(session):
+            # a made-up region would cost a botocore client each (and its endpoint is no one's)
+            raise AwsError(f"{form.region!r} is not a region EC2 has (botocore {session.user_agent_version})")
         url = endpoint or ec2_endpoint(session, form.region)
         request = AWSRequest("POST", url, data=form.body,
                              headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
@@ -160,7 +163,14 @@ def ec2_inputs(session: Any, operation: str) -> frozenset[str]:
     return frozenset(shape.members) if shape is not None else frozenset()
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=4)
+def ec2_regions(session: Any) -> frozenset[str]:
+    """Every region EC2 has, in every partition (aws, aws-cn, aws-us-gov, ...), as botocore knows them."""
+    return frozenset(r for p in session.get_available_partitions()
+                     for r in session.get_available_regions("ec2", partition_name=p))
+
+
+@functools.lru_cache(maxsize=64)
 def ec2_endpoint(session: Any, region: str) -> str:
     """EC2's endpoint for the region, as the AWS SDKs resolve it (partitions included)."""
     return session.create_client("ec2", region_name=region).meta.endpoint_url + "/"

@@ -160,6 +160,8 @@ def test_ec2s_endpoint_and_model_come_from_botocore() -> None:
     session = botocore.session.Session()
     assert preview.ec2_endpoint(session, "cn-north-1") == "https://ec2.cn-north-1.amazonaws.com.cn/"
     assert preview.ec2_endpoint(session, "eu-west-3") == "https://ec2.eu-west-3.amazonaws.com/"
+    assert {"eu-west-3", "cn-north-1", "us-gov-west-1"} <= preview.ec2_regions(session)
+    assert "zz-evil-1" not in preview.ec2_regions(session)
     assert "DryRun" in preview.ec2_inputs(session, "TerminateInstances")
     assert preview.ec2_inputs(session, "Bogus") == frozenset()
 
