@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ log = logging.getLogger("shield")
 TICK = 0.25  # seconds between looks at the watched holds (escalations, decisions)
 WORKERS = 2  # threads that talk to notification services
 QUEUED = 64  # sends waiting or under way; beyond that a send is dropped (and counted failed)
+PER_AGENT = QUEUED // 2  # ... of one agent's holds: its flood of holds cannot crowd out the others' notices
 NOTIFY_TYPES = {notices.HOLD: "info", notices.ESCALATION: "warning", notices.DECISION: "success"}
 
 
@@ -67,6 +69,7 @@ class Notify:
         self.watched: dict[str, Watch] = {}
         self.tally = Tally()
         self.queued = 0
+        self.queued_by: Counter[str | None] = Counter()  # by the hold's agent
         self.pool: ThreadPoolExecutor | None = None
         self.tasks: set[asyncio.Future[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -199,7 +202,12 @@ class Notify:
             if self.queued >= QUEUED:
                 self.failure(hold, notice.kind, url, f"{QUEUED} notifications already under way: dropped")
                 continue
+            if self.queued_by[hold.agent] >= PER_AGENT:
+                self.failure(hold, notice.kind, url, f"{PER_AGENT} of this agent's notifications already under way: "
+                                                     "dropped")
+                continue
             self.queued += 1
+            self.queued_by[hold.agent] += 1
             task = asyncio.get_running_loop().create_task(self.deliver(url, title, body, notice.kind, timeout, hold))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -212,6 +220,7 @@ class Notify:
             # waits to call it failed (a service that trickles its answer, a slow DNS look-up).
             done, _ = await asyncio.wait({fut}, timeout=2 * timeout + 1)
             if not done:
+                fut.cancel()  # still waiting for a worker: it must not be sent late, nor pile up
                 problem: str | None = f"no answer within {2 * timeout + 1}s"
             elif (e := fut.exception()) is not None:
                 problem = f"{type(e).__name__}: {e}"
@@ -219,6 +228,9 @@ class Notify:
                 problem = fut.result()
         finally:
             self.queued -= 1
+            self.queued_by[hold.agent] -= 1
+            if not self.queued_by[hold.agent]:
+                del self.queued_by[hold.agent]
         if problem:
             self.failure(hold, kind, url, problem)
         else:

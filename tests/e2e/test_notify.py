@@ -94,6 +94,12 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
+    rec, stop = start_receiver()
+    yield rec
+    stop()
+
+
+def start_receiver() -> tuple[Receiver, Any]:
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -116,10 +122,13 @@ def receiver() -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     rec.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield rec
-    rec.release.set()
-    server.shutdown()
-    server.server_close()
+
+    def stop() -> None:
+        rec.release.set()
+        server.shutdown()
+        server.server_close()
+
+    return rec, stop
 
 
 @pytest.fixture(scope="module")
@@ -381,3 +390,27 @@ def test_a_failed_sends_reason_does_not_carry_the_targets_token(tmp_path: Path, 
     assert token not in counts and token not in p.log.read_text()
     trail = b"".join(f.read_bytes() for f in p.audit_dir.rglob("*") if f.is_file())
     assert token.encode() not in trail
+
+
+def test_one_agents_flood_of_holds_cannot_crowd_out_another_agents_notice(tmp_path: Path, upstream: Upstream) -> None:
+    """At most half the notification queue is one agent's: past it that agent's notices are
+    dropped (and recorded so), while another agent's hold is still announced."""
+    rec, stop = start_receiver()
+    (tmp_path / "rules.yaml").write_text(RULES)
+    p = start_proxy(tmp_path, "--set", f"shield_rules={tmp_path / 'rules.yaml'}", "--set", "proxyauth=any",
+                    "--set", f"shield_notify={rec.url('/slow')}", "--set", "shield_notify_timeout=10",
+                    upstream_ca=upstream.ca_file)
+    try:
+        with client(p, "flooder", timeout=30) as c:  # retry mode: each is held and answered 409 at once
+            assert {c.post(upstream.url(f"/retry-notify/{i}", tls=True)).status_code for i in range(33)} == {409}
+        dropped = wait_for(lambda: p.events("stage = 'notice' AND outcome = 'failed'"), 15, "the flooder's dropped notice")
+        assert [(n["agent"], n["error"]) for n in dropped] == \
+            [("flooder", "32 of this agent's notifications already under way: dropped")]
+        with client(p, "innocent", timeout=30) as c:
+            assert c.post(upstream.url("/retry-notify/mine", tls=True)).status_code == 409
+        rec.release.set()
+        [mine] = wait_for(lambda: p.events("stage = 'notice' AND agent = 'innocent'"), 30, "the innocent's notice")
+        assert (mine["outcome"], mine["error"]) == ("sent", None)
+    finally:
+        p.stop()
+        stop()
