@@ -16,12 +16,14 @@ def utc_text(t: float) -> str:
 
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, bidi embeddings, overrides and isolates, the implicit bidi marks (LRM,
+# RLM, ALM: they reorder what follows them too) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def safe_text(text: Any, newlines: bool = False) -> str:
     """Text that cannot move a terminal's cursor or change its colours: control characters
-    (ESC included) and bidi overrides become visible `\\xNN` escapes."""
+    (ESC included), bidi controls and line separators become visible `\\xNN` escapes."""
     s = "" if text is None else str(text)
     if not newlines:
         s = s.replace("\n", "\\n").replace("\t", " ")

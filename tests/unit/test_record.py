@@ -89,6 +89,9 @@ def test_a_secret_with_a_lone_surrogate_is_still_fingerprinted() -> None:
 def test_safe_text_defuses_terminal_escapes() -> None:
     s = record.safe_text("ok\x1b[2J\x1b]0;pwned\x07\u202e")
     assert "\x1b" not in s and "\x07" not in s and "\u202e" not in s and "\\x1b[2J" in s
+    # the implicit bidi marks and the Unicode line separators are twins of the overrides and of \n
+    s = record.safe_text("approved\u200f by\u200e alice\u061c\u2028denied\u2029")
+    assert s == "approved\\x200f by\\x200e alice\\x61c\\x2028denied\\x2029"
 
 
 def test_secret_query_pairs_inside_any_text_are_redacted() -> None:
