@@ -68,12 +68,15 @@ class Notify:
         self.targets = notices.Targets()
         self.watched: dict[str, Watch] = {}
         self.tally = Tally()
-        self.queued = 0
-        self.queued_by: Counter[str | None] = Counter()  # by the hold's agent
+        self.queued_by: Counter[str | None] = Counter()  # sends waiting or under way, by the hold's agent
         self.pool: ThreadPoolExecutor | None = None
         self.tasks: set[asyncio.Future[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         review_.on_hold.append(self.held)
+
+    @property
+    def queued(self) -> int:
+        return sum(self.queued_by.values())
 
     def load(self, loader: Any) -> None:
         loader.add_option("shield_notify", Sequence[str], [],
@@ -206,7 +209,6 @@ class Notify:
                 self.failure(hold, notice.kind, url, f"{PER_AGENT} of this agent's notifications already under way: "
                                                      "dropped")
                 continue
-            self.queued += 1
             self.queued_by[hold.agent] += 1
             task = asyncio.get_running_loop().create_task(self.deliver(url, title, body, notice.kind, timeout, hold))
             self.tasks.add(task)
@@ -227,7 +229,6 @@ class Notify:
             else:
                 problem = fut.result()
         finally:
-            self.queued -= 1
             self.queued_by[hold.agent] -= 1
             if not self.queued_by[hold.agent]:
                 del self.queued_by[hold.agent]

@@ -154,9 +154,15 @@ def aws_session(profile: str) -> Any:
     return botocore.session.Session(profile=profile)
 
 
+@functools.lru_cache(maxsize=4)
+def ec2_model(session: Any) -> Any:
+    """EC2's API model, read once per session: the file is megabytes of JSON."""
+    return session.get_service_model("ec2", api_version=previews.EC2_API_VERSION)
+
+
 def ec2_inputs(session: Any, operation: str) -> frozenset[str]:
     """The operation's parameters in EC2's model (none for an operation it does not have)."""
-    model = session.get_service_model("ec2")
+    model = ec2_model(session)
     if operation not in model.operation_names:
         return frozenset()
     shape = model.operation_model(operation).input_shape

@@ -14,6 +14,8 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from shield_addon.core.decoding import json_object
+
 CAP = 100_000  # entries; about 100 bytes each in memory and on disk
 FILE = "contacts.jsonl"
 
@@ -69,11 +71,8 @@ def line(contact: Contact, ts: float) -> str:
 
 
 def parse_line(text: str) -> Contact | None:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
+    doc = json_object(text)
+    if doc is None:
         return None
     agent, host, port = doc.get("agent"), doc.get("host"), doc.get("port")
     if not isinstance(agent, str) or not isinstance(host, str) or not host:

@@ -236,3 +236,12 @@ def decode_text(body: bytes, content_type: str | None = None) -> str | None:
         return body.decode(text_encoding(body, content_type))
     except (UnicodeDecodeError, LookupError):
         return None
+
+
+def json_object(data: str | bytes) -> dict[str, Any] | None:
+    """The JSON object in `data`, or None when it is not JSON or not an object."""
+    try:
+        doc = json.loads(data)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return doc if isinstance(doc, dict) else None

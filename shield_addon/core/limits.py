@@ -17,6 +17,8 @@ import json
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
 
+from shield_addon.core.decoding import json_object
+
 CAP = 100_000  # keys
 FILE = "limits.jsonl"
 
@@ -77,11 +79,8 @@ def line(rule: str, key: str, ts: float) -> str:
 
 
 def parse_line(text: str) -> tuple[str, str, float] | None:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
+    doc = json_object(text)
+    if doc is None:
         return None
     rule, key, ts = doc.get("rule"), doc.get("key"), doc.get("ts")
     if not isinstance(rule, str) or not rule or not isinstance(key, str):

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from shield_addon.core.decoding import json_object
 from shield_addon.record.text import safe_text
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -93,13 +94,8 @@ def version_url(url: str) -> str:
 def is_api_server(status: int, body: bytes) -> bool:
     """Whether GET /version answered as the API server does: {"major": "1", "minor": "31",
     "gitVersion": "v1.31.2", ...}."""
-    if status != 200:
-        return False
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False
-    return (isinstance(doc, dict) and all(isinstance(doc.get(k), str) for k in ("major", "minor", "gitVersion"))
+    doc = json_object(body) if status == 200 else None
+    return (doc is not None and all(isinstance(doc.get(k), str) for k in ("major", "minor", "gitVersion"))
             and doc["gitVersion"].startswith("v"))
 
 
@@ -120,11 +116,8 @@ def _dry_delete_options(headers: list[tuple[str, str]], body: bytes) -> bytes | 
     JSON this can edit (protobuf, YAML, compressed): the server would read it, not the query."""
     if any(k.lower() == "content-encoding" and v.strip().lower() not in ("", "identity") for k, v in headers):
         return None
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return None
     # Keys compared without case: a JSON decoder that folds case must find no other dryRun.
     doc = {k: v for k, v in doc.items() if k.lower() != "dryrun"}
@@ -216,11 +209,8 @@ def _xml(text: str, tag: str) -> str:
 
 def summary(method: str, status: int, body: bytes) -> str:
     """One line: what the server says the request would do, or why it would refuse it."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return _cut(f"dry run answered {status}, not a Kubernetes object")
     if doc.get("kind") == "Status":
         if doc.get("status") == "Success":

@@ -11,13 +11,14 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from tests.e2e.fake_server import FakeHandler, serve
 
 AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,"
                   r"\s*SignedHeaders=(?P<signed>[^,]+),\s*Signature=(?P<signature>[0-9a-f]+)")
@@ -71,22 +72,12 @@ def error(code: str, message: str) -> bytes:
 def start_ec2() -> tuple[Ec2, Callable[[], None]]:
     ec2 = Ec2()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
+    class Handler(FakeHandler):
         def reply(self, status: int, payload: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml;charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.answer(status, payload, "text/xml;charset=UTF-8")
 
         def handle_any(self) -> None:
-            n = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(n) if n else b""
+            body = self.body()
             params = tuple(parse_qsl(urlsplit(self.path).query) + parse_qsl(body.decode()))
             action = dict(params).get("Action", "")
             dry = dict(params).get("DryRun") == "true"
@@ -116,12 +107,5 @@ def start_ec2() -> tuple[Ec2, Callable[[], None]]:
 
         do_GET = do_POST = handle_any
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ec2.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-
+    ec2.port, stop = serve(Handler)
     return ec2, stop

@@ -10,9 +10,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.e2e.fake_server import FakeHandler, serve
 
 OBJECT = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)$")
 
@@ -54,23 +55,12 @@ def is_dry(method: str, query: str, body: bytes) -> bool:
 def start_kube() -> tuple[Kube, Callable[[], None]]:
     kube = Kube()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
+    class Handler(FakeHandler):
         def reply(self, status: int, doc: dict[str, Any]) -> None:
-            payload = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.answer(status, json.dumps(doc).encode(), "application/json")
 
         def handle_any(self) -> None:
-            n = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(n) if n else b""
+            body = self.body()
             parts = urlsplit(self.path)
             if parts.path == "/version":  # what the API server says it is
                 return self.reply(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.2", "platform": "linux/amd64"})
@@ -97,12 +87,5 @@ def start_kube() -> tuple[Kube, Callable[[], None]]:
 
         do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = handle_any
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    kube.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-
+    kube.port, stop = serve(Handler)
     return kube, stop

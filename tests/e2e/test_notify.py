@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import client
+from tests.e2e.fake_server import FakeHandler, serve
 from tests.e2e.harness import SHIELD, Proxy, Upstream, free_port, start_proxy, wait_for
 from tests.e2e.test_console import Console, agent_curl, held_on_screen
 
@@ -102,31 +102,20 @@ def receiver() -> Iterator[Receiver]:
 def start_receiver() -> tuple[Receiver, Any]:
     rec = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
+    class Handler(FakeHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            raw = self.body()
             with rec.lock:
                 rec.got.append(Received(self.path, json.loads(raw), raw, time.time()))
             if self.path == "/slow":
                 rec.release.wait(20)
-            status = 500 if self.path == "/fail" else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.answer(500 if self.path == "/fail" else 200)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rec.port, stop_serving = serve(Handler)
 
     def stop() -> None:
         rec.release.set()
-        server.shutdown()
-        server.server_close()
+        stop_serving()
 
     return rec, stop
 
