@@ -13,6 +13,7 @@ cost a held flow a local decision, never a hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ POLL = 1.0  # seconds: the longest a decision or a new hold waits when a notific
 TIMEOUT = 3.0  # seconds any one database call may take
 RETRY_MAX = 5.0
 APPROVED = "approved"
+# Wait-mode holds of an earlier run of this proxy: their requests died with it.
+ORPHANS = ("UPDATE holds SET decision = 'abandoned', decided_at = now(), applied_at = now(), "
+           "reason = 'the proxy restarted while held', decided_on = %s "
+           "WHERE chain_id = %s AND mode = 'wait' AND decision IS NULL")
 
 
 @dataclass(frozen=True)
@@ -115,24 +120,37 @@ class Queue:
                 await asyncio.sleep(POLL)
 
     async def connect(self) -> None:
+        """Both connections, and this run's setup done on them before either is the queue's:
+        until then `up` is false and nothing is published, so ORPHANS cannot take a hold of
+        this run for one of an earlier run's."""
         async def one() -> psycopg.AsyncConnection:
             return await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                                          application_name="agent-shield review", row_factory=dict_row)
 
+        opened: list[psycopg.AsyncConnection] = []
         try:
-            self.con = await one()
-            self.listener = await one()
-            await self.listener.execute(f"LISTEN {schema.HOLDS_CHANNEL}")
-        except psycopg.Error as e:
-            raise FleetError(f"cannot reach the fleet database {shown(self.url)}: {first_line(e)}") from e
+            opened.append(con := await one())
+            opened.append(listener := await one())
+            await asyncio.wait_for(listener.execute(f"LISTEN {schema.HOLDS_CHANNEL}"), TIMEOUT)
+            await asyncio.wait_for(self.setup(con), TIMEOUT)
+        except BaseException as e:
+            for c in opened:
+                with contextlib.suppress(psycopg.Error):
+                    await c.close()
+            if isinstance(e, psycopg.Error):
+                raise FleetError(f"cannot reach the fleet database {shown(self.url)}: {first_line(e)}") from e
+            raise
+        self.con, self.listener = con, listener
         if self.error is not None:
             log.warning("shield: fleet approval queue back")
         self.error = None
-        if self.chain_id and self.listen:
-            await self.execute("UPDATE proxies SET listen = %s WHERE chain_id = %s", (self.listen, self.chain_id))
-        if self.chain_id and not self.connected_once:
-            await self.orphans()
         self.connected_once = True
+
+    async def setup(self, con: psycopg.AsyncConnection) -> None:
+        if self.chain_id and self.listen:
+            await con.execute("UPDATE proxies SET listen = %s WHERE chain_id = %s", (self.listen, self.chain_id))
+        if self.chain_id and not self.connected_once:
+            await con.execute(ORPHANS, (self.name, self.chain_id))
 
     async def drop(self, e: BaseException) -> None:
         text = first_line(e)
@@ -201,12 +219,6 @@ class Queue:
         rows = await self.execute("SELECT * FROM holds WHERE hold_id = ANY(%s) AND used_at IS NOT NULL "
                                   "AND used_by IS DISTINCT FROM %s", (list(hold_ids), self.name))
         return [Row.of(r) for r in rows]
-
-    async def orphans(self) -> None:
-        """Wait-mode holds of an earlier run of this proxy: their requests died with it."""
-        await self.execute("UPDATE holds SET decision = 'abandoned', decided_at = now(), applied_at = now(), "
-                           "reason = 'the proxy restarted while held', decided_on = %s "
-                           "WHERE chain_id = %s AND mode = 'wait' AND decision IS NULL", (self.name, self.chain_id))
 
     # ------------------------------------------------------------ every reviewer's side
 
