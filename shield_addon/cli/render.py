@@ -29,8 +29,8 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, titl
     elif fmt == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(columns)
-        for r in rows:  # CSV ends up in terminals and spreadsheets too: no raw control characters
-            w.writerow(["" if v is None else record.safe_text(plain(v), newlines=True) for v in r])
+        for r in rows:
+            w.writerow([csv_cell(v) for v in r])
     else:
         print_table(columns, rows, title, optional, middle, fold)
 
@@ -136,6 +136,20 @@ DECISION_STYLE: dict[str, str] = {
     Decision.APPROVED: "green", Decision.ALLOWED: "", **dict.fromkeys(REFUSED, "red"), Decision.KILLED: "magenta",
     Decision.TIMED_OUT: "yellow", Decision.ABANDONED: "dim",
 }
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(v: Any) -> str:
+    """CSV ends up in terminals and spreadsheets too: no raw control characters, and text that
+    would start a formula (`=HYPERLINK(...)` as an agent's name or a header) gets a leading `'`,
+    shown and never evaluated. Numbers and times stay as they are; --json gives every value exactly."""
+    if v is None:
+        return ""
+    text = record.safe_text(plain(v), newlines=True)
+    return "'" + text if isinstance(v, str) and text.startswith(FORMULA_START) else text
 
 
 def plain(v: Any) -> str:

