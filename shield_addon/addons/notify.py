@@ -295,7 +295,11 @@ def deliver(url: str, title: str, body: str, notify_type: str, timeout: float) -
     # apprise's plugins pass these to requests: no connect or read outlasts the option's timeout.
     server.socket_connect_timeout = server.socket_read_timeout = float(timeout)
     REASONS.take()
-    ok = server.notify(body=body, title=title, notify_type=notify_type)
+    # Plain text, said so: a target that can send plain text does (an email is text/plain, not
+    # HTML an agent's URL could add tags to); one that cannot gets it escaped for its markup.
+    from apprise import NotifyFormat
+
+    ok = server.notify(body=body, title=title, notify_type=notify_type, body_format=NotifyFormat.TEXT)
     reason = REASONS.take()
     return None if ok else (reason or "apprise could not send it")
 

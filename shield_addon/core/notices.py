@@ -132,14 +132,23 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def inert(text: str) -> str:
+    """What the agent chose (its name, its URL, what the parsers read of it) as a chat shows it
+    without acting on it: a Markdown code span, where Slack, Mattermost, Discord, Teams and
+    Matrix draw no link, image, heading or emphasis (a `[Approve](https://...)` in a path stays
+    text); its own backticks replaced so it cannot end the span; and each `@` followed by a
+    zero-width space, so an `@everyone`, `@channel` or `@here` in it mentions no one."""
+    return "`" + text.replace("`", "'").replace("@", "@\u200b") + "`"
+
+
 def _facts(f: HoldFacts, now: float) -> list[str]:
     rule = f"{f.rule_id} ({f.severity})" + (f": {f.rule_message}" if f.rule_message else "") if f.rule_id \
         else "the rule set's default verdict"
     return [
         f"Proxy: {f.proxy}",
-        f"Agent: {f.agent}",
-        f"Action: {f.action or 'not read (no parser knows this API)'}",
-        f"Request: {f.method} {_clip(f.url, URL_SHOWN)}",
+        f"Agent: {inert(f.agent)}",
+        f"Action: {inert(f.action) if f.action else 'not read (no parser knows this API)'}",
+        f"Request: {inert(f.method + ' ' + _clip(f.url, URL_SHOWN))}",
         f"Rule: {rule}",
         f"Held since: {when(f.created)} ({f.mode} mode)",
         f"Deadline: {deadline_text(f, now)}",
@@ -148,7 +157,8 @@ def _facts(f: HoldFacts, now: float) -> list[str]:
 
 
 def _what(f: HoldFacts) -> str:
-    return f"agent {f.agent} wants {f.action}" if f.action else f"agent {f.agent}: {f.method} {_clip(f.url, 80)}"
+    return (f"agent {inert(f.agent)} wants {inert(f.action)}" if f.action
+            else f"agent {inert(f.agent)}: {inert(f.method + ' ' + _clip(f.url, 80))}")
 
 
 def hold_notice(f: HoldFacts, now: float) -> Notice:
@@ -180,7 +190,10 @@ def decision_notice(f: HoldFacts, decision: str, reviewer: str | None, via: str 
 def _notice(kind: str, title: str, lines: list[str]) -> Notice:
     # safe_text: nothing an agent chose (its URL, a resource name) can carry control
     # characters into a terminal-based chat client or a mail reader.
-    return Notice(kind, _clip(safe_text(title), 250), "\n".join(safe_text(x) for x in lines))
+    title = _clip(safe_text(title), 250)
+    if title.count("`") % 2:  # the cut fell inside a code span: close it, or what follows it is live
+        title += "`"
+    return Notice(kind, title, "\n".join(safe_text(x) for x in lines))
 
 
 # requests' and urllib3's errors quote the path they asked for ("Max retries exceeded with url: /x").

@@ -163,9 +163,9 @@ def test_a_hold_notifies_the_receiver_within_a_second_and_carries_no_secret(npro
     nproxy.wait_held("~u /notify/keys")
     f = fields(got)
     assert got.doc["type"] == "info" and got.doc["title"].startswith("Held on ")
-    assert f["Agent"] == "agent-notify"
+    assert f["Agent"] == "`agent-notify`"
     assert f["Rule"] == "notify-hold (high): Held to test notifications"
-    assert f["Request"].startswith("POST https://localhost:") and "/notify/keys?AWSAccessKeyId=[redacted:" in f["Request"]
+    assert f["Request"].startswith("`POST https://localhost:") and "/notify/keys?AWSAccessKeyId=[redacted:" in f["Request"]
     assert f["Deadline"].startswith("deny at ") and "unless decided" in f["Deadline"]
     assert "on the console of proxy " in f["Decide"]
     for secret in (BEARER, AWS_KEY, BODY_SECRET, "hunter2", "authorization", "Bearer"):
@@ -186,6 +186,19 @@ def test_a_hold_notifies_the_receiver_within_a_second_and_carries_no_secret(npro
     # the target: scheme and host, and for its path (often a webhook's secret) a fingerprint
     assert re.fullmatch(r"json://127\.0\.0\.1:\d+/\[redacted:[0-9a-f]{12}\]", sent[0]["url"]) and "/all" not in sent[0]["url"]
     assert sent[1]["url"] == sent[0]["url"]
+
+
+def test_what_the_agent_chose_reaches_the_chat_as_text_not_as_links_or_mentions(nproxy: Proxy, upstream: Upstream,
+                                                                              receiver: Receiver) -> None:
+    path = "/notify/[Approve%20here](https/evil.example)/x"
+    agent = in_background(send, nproxy, upstream.url(path), agent="@everyone")
+    got = wait_for(lambda: next((r for r in receiver.to("/all") if "evil.example" in r.doc["message"]), None), 10,
+                   "the notice")
+    f = fields(got)
+    assert f["Agent"] == "`@\u200beveryone`" and "@\u200beveryone`" in got.doc["title"]
+    assert f["Request"].startswith("`POST http://127.0.0.1:") and f["Request"].endswith("(https/evil.example)/x`")
+    nproxy.command("shield.deny", "~u evil.example & ~marker hourglass")
+    assert agent.result(timeout=20).status_code == 403
 
 
 def test_an_undecided_hold_escalates_after_its_after(nproxy: Proxy, upstream: Upstream, receiver: Receiver) -> None:

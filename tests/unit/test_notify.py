@@ -61,13 +61,13 @@ def test_an_empty_option_means_no_targets() -> None:
 def test_a_hold_notice_names_proxy_agent_action_rule_deadline_hold_and_how_to_decide() -> None:
     n = notices.hold_notice(facts(), NOW + 60)
     assert n.kind == notices.HOLD
-    assert n.title == "Held on edge-1: agent deploy-bot wants kubernetes delete deployments/web in prod"
+    assert n.title == "Held on edge-1: agent `deploy-bot` wants `kubernetes delete deployments/web in prod`"
     f = lines(n)
-    assert f["Proxy"] == "edge-1" and f["Agent"] == "deploy-bot" and f["Hold"] == "f00d-1234"
-    assert f["Action"] == "kubernetes delete deployments/web in prod"
+    assert f["Proxy"] == "edge-1" and f["Agent"] == "`deploy-bot`" and f["Hold"] == "f00d-1234"
+    assert f["Action"] == "`kubernetes delete deployments/web in prod`"
     assert f["Rule"] == "k8s-delete-in-prod (critical): Deleting in prod needs SRE approval"
     assert f["Deadline"] == "deny at 2027-01-15 08:05:00 UTC (in 4m) unless decided"
-    assert f["Request"].startswith("DELETE https://k8s.example:6443/") and "[redacted:" in f["Request"]
+    assert f["Request"].startswith("`DELETE https://k8s.example:6443/") and "[redacted:" in f["Request"]
     assert f["Decide"] == "on the console of proxy edge-1: y approves, N denies (mitmproxy's X kills)"
 
 
@@ -80,15 +80,36 @@ def test_a_hold_without_deadline_rule_or_action_still_says_what_it_can() -> None
     f = lines(n)
     assert f["Deadline"] == "none: it waits until someone decides"
     assert f["Rule"] == "the rule set's default verdict"
-    assert n.title.startswith("Held on edge-1: agent deploy-bot: DELETE https://k8s.example")
+    assert n.title.startswith("Held on edge-1: agent `deploy-bot`: `DELETE https://k8s.example")
 
 
 def test_what_the_agent_chose_cannot_carry_control_characters_or_a_huge_url() -> None:
     n = notices.hold_notice(facts(url="https://x.example/" + "a" * 5000, action="delete \x1b[2Jweb\nFAKE: line"), NOW)
     assert "\x1b" not in n.title + n.body and "\\x1b" in n.body
-    assert len(lines(n)["Request"]) <= len("DELETE ") + notices.URL_SHOWN
+    assert len(lines(n)["Request"]) <= len("``DELETE ") + notices.URL_SHOWN
     assert not any(line.startswith("FAKE") for line in n.body.splitlines())  # a newline cannot forge a field
     assert len(n.title) <= 250
+
+
+def test_what_the_agent_chose_is_shown_by_a_chat_or_mail_reader_and_never_acted_on() -> None:
+    """Markdown renders links, images and mentions: in a code span they stay text."""
+    link = "/v1/[Approve in the console](https://evil.example/approve)/![x](https://evil.example/p.png)"
+    n = notices.hold_notice(facts(agent="@everyone`[hi](https://evil.example)`", url="https://api.example" + link,
+                                  action="delete <b>web</b> `@here`"), NOW)
+    for text in (n.title, *n.body.splitlines()):
+        spans = text.split("`")
+        assert len(spans) % 2, text  # every span closed
+        outside = "".join(spans[0::2])  # what a Markdown reader would render as markup
+        assert "](" not in outside and "@" not in outside and "<b>" not in outside, text
+    f = lines(n)
+    assert f["Agent"] == "`@\u200beveryone'[hi](https://evil.example)'`"
+    assert f["Request"] == f"`DELETE https://api.example{link}`"
+    assert "@\u200bhere" in f["Action"]
+
+
+def test_a_title_cut_inside_a_code_span_closes_it() -> None:
+    n = notices.hold_notice(facts(action="x" * 300 + " [a](https://evil.example)"), NOW)
+    assert len(n.title) <= 251 and n.title.count("`") % 2 == 0 and n.title.endswith("…`")
 
 
 def test_an_escalation_says_how_long_the_hold_waited() -> None:
