@@ -30,7 +30,7 @@ CORPUS = ROOT / "tests" / "adversarial"
 CLASSES = frozenset({
     "sql-dialect", "sql-dynamic", "sql-destruction", "sql-location", "decoy", "decoding",
     "routes", "catalogue", "kubernetes", "github", "aws", "payments", "messaging", "mcp",
-    "graphql", "llm",
+    "graphql", "llm", "destinations",
 })
 EXPECTS = frozenset({"stop", "allow", "hold", "deny"})
 CASE_KEYS = frozenset({"id", "class", "why", "request", "expect", "owner"})
@@ -39,7 +39,7 @@ OWNERS = {
     "sql-dialect": "sql", "sql-dynamic": "sql", "sql-destruction": "sql", "sql-location": "sql",
     "decoy": "lead-core", "decoding": "decode", "routes": "k8s-github", "catalogue": "aws",
     "kubernetes": "k8s-github", "github": "k8s-github", "aws": "aws", "payments": "corpus",
-    "messaging": "corpus", "mcp": "corpus", "graphql": "corpus", "llm": "corpus",
+    "messaging": "corpus", "mcp": "corpus", "graphql": "corpus", "llm": "corpus", "destinations": "lead-core",
 }
 
 

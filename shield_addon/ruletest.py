@@ -12,6 +12,8 @@ from mitmproxy import connection, http
 
 from shield_addon import actions, rules
 from shield_addon.core import contacts, limits
+from shield_addon.core.context import Context
+from shield_addon.core.decide import decide
 from shield_addon.flows import judged_flow, view_of
 
 REQUEST_KEYS = {"method", "url", "headers", "body", "agent", "first_contact"}
@@ -97,8 +99,11 @@ def explain(ruleset: rules.RuleSet, request: Mapping[str, Any], given: Mapping[s
             state: rules.State | None = None) -> rules.Verdict:
     subjects = subjects_for(ruleset, request, given, state)
     readings = [actions.Reading(s.request, s.action) for s in subjects]
-    return rules.judge(ruleset, readings, subjects[0].flow, subjects[0].agent, subjects[0].first_contact,
-                       subjects[0].state)
+    # The built-in rules too: what the proxy would do, not only what the files say (a test of
+    # a request to the metadata service passes only if it expects the refusal the proxy gives).
+    first = subjects[0]
+    return decide(readings, ruleset, Context(agent=first.agent, flow=first.flow, first_contact=first.first_contact,
+                                             state=first.state))
 
 
 def check(verdict: rules.Verdict, expect: Mapping[str, Any]) -> str | None:

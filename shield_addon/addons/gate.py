@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import server_hooks
 
 from shield_addon import actions, record
 from shield_addon.actions.messages import binary_message_view, message_view
@@ -23,7 +24,7 @@ from shield_addon.addons.limits import LimitBook
 from shield_addon.addons.review import Review
 from shield_addon.addons.rulebook import Rulebook
 from shield_addon.addons.trail import Trail
-from shield_addon.addons.whereabouts import Whereabouts
+from shield_addon.addons.whereabouts import CONNECT_REFUSED, Whereabouts
 from shield_addon.core.budget import TRAIL_BUDGET
 from shield_addon.core.builtin import TCP
 from shield_addon.core.decide import decide
@@ -115,11 +116,17 @@ class Gate:
                                "error": error_text(f),
                                **response_columns(f, self.trail.redactor, ctx.options.shield_body_limit, tap)})
             return
-        refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked")
+        refused = state.refused or state.decided.get("decision") in ("killed", "abandoned", "denied", "blocked") \
+            or CONNECT_REFUSED in (f.error.msg if f.error else "")
         self.trail.submit({**state.base, "stage": "error", "outcome": "refused" if refused else "error",
                            "error": error_text(f),
                            "duration_ms": round((f.error.timestamp - f.request.timestamp_start) * 1000, 3) if f.error
                            else None})
+
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if (why := await self.where.refusal(data.server)) is not None:
+            log.warning("shield: %s", record.safe_text(why))
+            data.server.error = why  # mitmproxy does not connect, and the flow's error says why
 
     async def websocket_message(self, f: http.HTTPFlow) -> None:
         """Each WebSocket message after the (rule-checked) handshake. What the agent sends is

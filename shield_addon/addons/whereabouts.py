@@ -8,19 +8,39 @@ import asyncio
 import functools
 import ipaddress
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
-from mitmproxy import ctx, http
+from mitmproxy import connection, ctx, http
 
 from shield_addon import actions
 from shield_addon.actions.common import split_target
 from shield_addon.core import hosts
+from shield_addon.core.builtin import CLOUD_METADATA
 from shield_addon.core.context import Context
 from shield_addon.fleet import fleet_url
 from shield_addon.flows import judged_flow
 
 RESOLVE_SECONDS = 2.0
+NAME_TTL = 30.0  # seconds a name's addresses are reused by the request checks
+NAMES_KEPT = 4096
+# Longer than the request's look-up: a resolver slower than this is refused, not trusted to
+# answer mitmproxy's own look-up a moment later with what it would not tell us.
+CONNECT_RESOLVE_SECONDS = 5.0
+CONNECT_REFUSED = "shield refused the connection"
 LISTEN_OPTIONS = {"listen_host", "listen_port", "mode", "web_host", "web_port", "shield_fleet"}
+
+
+async def lookup(name: str, timeout: float = RESOLVE_SECONDS) -> tuple[str, ...] | None:
+    """The addresses a name resolves to now (none: it does not resolve); None when the
+    resolver did not answer within `timeout`."""
+    try:
+        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(name, None), timeout)
+    except TimeoutError:
+        return None
+    except (OSError, UnicodeError):
+        return ()
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class Whereabouts:
@@ -29,6 +49,7 @@ class Whereabouts:
         self.members = members  # where the fleet's other members listen, as they last said
         self._fleet: list[tuple[str, int]] = []
         self.reverse = False  # a reverse proxy's Host names the proxy, not its upstream
+        self.names: dict[str, tuple[float, tuple[str, ...]]] = {}  # name -> (until, its addresses)
 
     def configure(self, updated: set[str]) -> None:
         if updated & LISTEN_OPTIONS:
@@ -47,16 +68,40 @@ class Whereabouts:
                        destinations=destinations(f, view.port) if f is not None and not self.reverse else (), came_back=came_back)
 
     async def resolved(self, host: str, port: int) -> tuple[str, ...]:
-        """What a name resolves to, asked only when the port is one the proxy listens on (a name
-        from /etc/hosts must not walk a request back into the proxy), off the event loop and
-        bounded: a slow resolver delays that request, never the proxy."""
-        if hosts.ip_of(host) is not None or not any(p == port for _, p in self.own_addresses()):
+        """What a name resolves to, for the checks that go by address (a name for the proxy
+        itself or for the cloud metadata service is refused like the address): off the event
+        loop, bounded (a slow resolver delays that request, never the proxy), and remembered
+        for NAME_TTL seconds. The connection is asked again as it opens (lookup())."""
+        if hosts.ip_of(host) is not None:
             return ()
-        try:
-            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), RESOLVE_SECONDS)
-        except (TimeoutError, OSError, UnicodeError):
-            return ()
-        return tuple({str(info[4][0]) for info in infos})
+        now = time.monotonic()
+        known = self.names.get(host)
+        if known is not None and known[0] > now:
+            return known[1]
+        found = await lookup(host)
+        if len(self.names) >= NAMES_KEPT:
+            self.names.clear()
+        self.names[host] = (now + NAME_TTL, found or ())
+        return found or ()
+
+    async def refusal(self, server: connection.Server, look: Callable[[str, float], Awaitable[tuple[str, ...] | None]]
+                      = lookup) -> str | None:
+        """Why a server connection about to open must not, or None. Its name is looked up again
+        here, moments before mitmproxy's own look-up: a name that now resolves to the cloud
+        metadata service (a wildcard DNS name for 169.254.169.254, a changed record) is refused
+        although the request was judged by its name."""
+        if server.via is not None or not server.address:  # an upstream proxy resolves, not this host
+            return None
+        host = str(server.address[0])
+        if hosts.ip_of(host) is not None:
+            return None  # an address: judged with the request, in every spelling
+        found = await look(host, CONNECT_RESOLVE_SECONDS)
+        if found is None:
+            return f"{CONNECT_REFUSED}: {host} did not resolve within {CONNECT_RESOLVE_SECONDS:g}s"
+        bad = [a for a in found if hosts.is_metadata(a)]
+        if bad:
+            return f"{CONNECT_REFUSED}: {host} resolves to {bad[0]}, the cloud metadata service ({CLOUD_METADATA.id})"
+        return None
 
     def own_addresses(self) -> frozenset[tuple[str, int]]:
         """Where the proxy and its controls listen: its own ports and mitmweb's. Asked once per

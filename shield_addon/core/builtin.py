@@ -19,6 +19,9 @@ CONNECT = "CONNECT"
 
 PROXY_ITSELF = Rule(id="builtin:proxy-itself", action="deny", severity="critical",
                     message="Agents may not send requests to the proxy, its web UI or its fleet database")
+CLOUD_METADATA = Rule(id="builtin:cloud-metadata", action="deny", severity="critical",
+                      message="Agents may not reach the instance metadata service: it hands out the proxy "
+                              "host's cloud credentials")
 MALFORMED = Rule(id="builtin:malformed-header", action="deny", severity="high",
                  message="A header value contains CR, LF or NUL")
 DESTINATION_MISMATCH = Rule(id="builtin:destination-mismatch", action="deny", severity="high",
@@ -37,6 +40,12 @@ def targets_proxy(view: RequestView, ctx: Context) -> bool:
     if not ctx.own:
         return False
     return any(hosts.is_own_address(h, view.port, ctx.own, ctx.local_ips) for h in (view.host, *ctx.resolved))
+
+
+def targets_metadata(view: RequestView, ctx: Context) -> bool:
+    """Through the proxy, the metadata service answers as the proxy's machine: its instance
+    role's keys would become the agent's, whatever identity the agent was given."""
+    return any(hosts.is_metadata(h) for h in (view.host, *ctx.resolved))
 
 
 def malformed(view: RequestView, ctx: Context) -> bool:
@@ -69,6 +78,7 @@ class Builtin:
 
 BUILTINS: tuple[Builtin, ...] = (
     Builtin(PROXY_ITSELF, targets_proxy),
+    Builtin(CLOUD_METADATA, targets_metadata),
     Builtin(MALFORMED, malformed),
     Builtin(DESTINATION_MISMATCH, mismatched),
     Builtin(UNREADABLE, unreadable, overridable=True),

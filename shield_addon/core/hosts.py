@@ -122,6 +122,26 @@ def same_server(a: tuple[str, int], b: tuple[str, int]) -> bool:
     return a[1] == b[1] and canonical_host(a[0]) == canonical_host(b[0])
 
 
+# Where a cloud machine's own identity is served: the instance metadata services (AWS, GCP,
+# Azure, Oracle, DigitalOcean at 169.254.169.254; AWS's IPv6 one and EKS Pod Identity in
+# fd00:ec2::/32; ECS task credentials at 169.254.170.2; Alibaba at 100.100.100.200) and all of
+# link-local, which nothing reaches through a forward proxy but the machine's own services.
+METADATA_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "169.254.0.0/16", "fe80::/10", "fd00:ec2::/32", "100.100.100.200/32"))
+METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
+                            "instance-data.ec2.internal"})
+
+
+def is_metadata(host: str) -> bool:
+    """Would a request to `host` be answered by the machine's cloud metadata service (however
+    the address is spelled, or by one of the names those services go by)?"""
+    name = canonical_host(host)
+    ip = ip_of(name)
+    if ip is None:
+        return name in METADATA_NAMES
+    return any(ip in net for net in METADATA_NETWORKS)
+
+
 def is_loopback_name(host: str) -> bool:
     """'localhost' and every name under it are loopback (RFC 6761) whatever a resolver says."""
     name = canonical_host(host)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import client, curl
 from tests.e2e.harness import Proxy, Upstream, wait_for
+from tests.e2e.protocols.clients import connect_tunnel, proxy_auth, raw_exchange, responses
 
 pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
 
@@ -270,6 +271,28 @@ def test_requests_to_the_proxy_itself_are_refused(proxy: Proxy) -> None:
     assert r.status_code == 403 and r.json()["rule"] == "builtin:proxy-itself"
     [ev] = proxy.events("agent = 'agent-loop' AND stage = 'request'")
     assert (ev["decision"], ev["rule_id"]) == ("blocked", "builtin:proxy-itself")
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "2852039166", "0xa9fea9fe", "[::ffff:a9fe:a9fe]", "[fd00:ec2::254]",
+                                  "metadata.google.internal", "169.254.170.2"])
+def test_the_cloud_metadata_service_is_refused_however_spelled(proxy: Proxy, host: str) -> None:
+    """Through the proxy it would answer as the proxy's machine: its instance role's keys."""
+    agent = f"agent-imds-{hashlib.sha256(host.encode()).hexdigest()[:8]}"
+    # Raw bytes: httpx writes an IPv6 literal into the request line without its brackets.
+    data = (f"GET http://{host}/latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: {host}\r\n"
+            f"Proxy-Authorization: {proxy_auth(agent)}\r\nConnection: close\r\n\r\n").encode()
+    [(status, body)] = responses(raw_exchange(proxy.port, data, responses_wanted=1))
+    assert status == 403 and json.loads(body)["rule"] == "builtin:cloud-metadata"
+    [ev] = proxy.events(f"agent = '{agent}' AND stage = 'request'")
+    assert (ev["decision"], ev["rule_id"], ev["severity"]) == ("blocked", "builtin:cloud-metadata", "critical")
+
+
+def test_a_tunnel_to_the_cloud_metadata_service_is_refused(proxy: Proxy) -> None:
+    s, head = connect_tunnel(proxy.port, "169.254.169.254:443", "agent-imds-tunnel")
+    s.close()
+    assert head.startswith(b"HTTP/1.1 403"), head
+    [ev] = proxy.events("agent = 'agent-imds-tunnel'")
+    assert (ev["decision"], ev["rule_id"]) == ("blocked", "builtin:cloud-metadata")
 
 
 def test_server_sent_events_stream_to_the_agent_and_are_recorded(proxy: Proxy, upstream: Upstream) -> None:

@@ -65,3 +65,23 @@ def test_an_unreadable_body_is_refused_unless_an_allow_rule_names_it() -> None:
 
 def test_an_allow_rule_never_lifts_the_other_built_ins() -> None:
     assert judge(view("legacy.example.com"), destinations=(("other.example.com", 443),)).verdict == "deny"
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "169.254.43518",
+                                  "[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]",
+                                  "[fd00:ec2::254]", "[fe80::1]", "169.254.170.2", "100.100.100.200",
+                                  "metadata.google.internal", "METADATA.Google.Internal.", "metadata", "instance-data",
+                                  "１６９.２５４.１６９.２５４"])
+def test_the_cloud_metadata_service_is_refused_however_spelled(host: str) -> None:
+    v = judge(view(host, 80))
+    assert (v.verdict, v.rule.id, v.rule.severity) == ("deny", "builtin:cloud-metadata", "critical")
+
+
+@pytest.mark.parametrize("host", ["api.example.com", "10.0.0.1", "100.100.100.201", "169.255.0.1", "metadata.example.com"])
+def test_other_hosts_are_not_the_metadata_service(host: str) -> None:
+    assert judge(view(host, 80)).verdict == "allow"
+
+
+def test_a_name_that_resolves_to_the_metadata_service_is_refused_like_it() -> None:
+    assert judge(view("imds.attacker.example", 80), resolved=("169.254.169.254",)).rule.id == "builtin:cloud-metadata"
+    assert judge(view("imds.attacker.example", 80), resolved=("93.184.216.34",)).verdict == "allow"
