@@ -21,20 +21,23 @@ from typing import Any
 
 from mitmproxy import connection, ctx, http
 
+from shield_addon import record
 from shield_addon.addons.trail import Trail
-from shield_addon.flows import agent_of, base_columns
+from shield_addon.flows import ANONYMOUS, agent_of, base_columns
 
 log = logging.getLogger("shield")
 CRASHED = "mitmproxy has crashed!"  # server.py's message, the same in 11 and 12
 SERVER_LOG = "mitmproxy.proxy.server"
 GRACE = 0.5  # seconds a crash waits for the hooks mitmproxy scheduled before it
+# What mitmproxy's HTTP/1 reader says of a request head it cannot parse (net/http/http1/read.py).
+UNPARSED_HEAD = ("Bad HTTP request line", "Invalid header line", "Invalid headers", "Unknown HTTP version")
 
 
 class Crashes:
     def __init__(self, trail: Trail) -> None:
         self.trail = trail
         self.underway: dict[str, http.HTTPFlow] = {}  # headers read, request hook not yet run
-        self.watch = CrashLog(self.crashed)
+        self.watch = CrashLog(self.crashed, self.refused)
 
     def running(self) -> None:
         logging.getLogger(SERVER_LOG).addHandler(self.watch)
@@ -55,6 +58,11 @@ class Crashes:
     def client_disconnected(self, client: connection.Client) -> None:
         for f in [f for f in self.underway.values() if f.client_conn.id == client.id]:
             del self.underway[f.id]
+
+    def refused(self, peer: Any, reason: str) -> None:
+        event = refused_event(peer, reason, self.trail.redactor)
+        if self.trail.allows(event["agent"]):  # a flood of junk lines spends its address's share, no more
+            self.trail.submit(event)
 
     def crashed(self, peer: Any, reason: str, late: bool = False) -> None:
         """mitmproxy's layers raised on the connection from `peer`."""
@@ -84,22 +92,45 @@ class Crashes:
 
 
 class CrashLog(logging.Handler):
-    """Hands each "mitmproxy has crashed!" record, with its client, to `on_crash` on the loop."""
+    """Hands each "mitmproxy has crashed!" record, with its client, to `on_crash` on the loop,
+    and each request head mitmproxy refused before it became a flow to `on_refused`."""
 
-    def __init__(self, on_crash: Any) -> None:
-        super().__init__(logging.ERROR)
-        self.on_crash = on_crash
+    def __init__(self, on_crash: Any, on_refused: Any = None) -> None:
+        super().__init__(logging.INFO)
+        self.on_crash, self.on_refused = on_crash, on_refused
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg != CRASHED or not record.exc_info:
-            return
-        exc = record.exc_info[1]
+        if record.msg == CRASHED and record.exc_info:
+            exc = record.exc_info[1]
+            self.later(self.on_crash, getattr(record, "client", None), f"{type(exc).__name__}: {exc}")
+        elif self.on_refused is not None and record.levelno == logging.INFO and isinstance(record.msg, str) \
+                and (reason := unparsed_head(record.msg)) is not None:
+            self.later(self.on_refused, getattr(record, "client", None), reason)
+
+    @staticmethod
+    def later(fn: Any, *args: Any) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
         # Not now: the record is logged from inside mitmproxy's event handling.
-        loop.call_soon(self.on_crash, getattr(record, "client", None), f"{type(exc).__name__}: {exc}")
+        loop.call_soon(fn, *args)
+
+
+def unparsed_head(message: str) -> str | None:
+    """mitmproxy's "<client>: <why>" for a request head it could not read (it answered 400 and
+    closed the connection, and no flow, no hook, saw the request), as the why; else None."""
+    _, sep, why = message.partition(": ")
+    return why if sep and why.startswith(UNPARSED_HEAD) else None
+
+
+def refused_event(peer: Any, reason: str, redactor: Any) -> dict[str, Any]:
+    """A request mitmproxy answered 400 before it was a flow: an attempt all the same, recorded
+    under the only identity it showed (its address), its request line redacted and cut."""
+    ip = peer[0] if peer else "unknown"
+    return {"flow_id": None, "agent": ANONYMOUS.format(ip=ip), "client_ip": ip, "stage": "error", "outcome": "refused",
+            "error": record.cut(redactor.text(f"mitmproxy refused a request it could not read (400): {reason}"),
+                                record.VALUE_LIMIT, reason)}
 
 
 def connection_handler(peer: Any) -> Any:

@@ -485,9 +485,9 @@ def test_odd_urls_are_recorded_as_forwarded(proxy: Proxy, servers: Servers, path
 
 def test_a_raw_utf8_request_target_is_refused_before_it_becomes_a_flow(proxy: Proxy, servers: Servers) -> None:
     """Unencoded UTF-8 in the request line: mitmproxy answers 400 "Bad HTTP request line"
-    before any flow exists, so no addon hook runs and the trail has no event for it (only
-    the proxy log does); nothing reaches upstream. (If mitmproxy ever accepts it, the flow
-    must be recorded with the path upstream received.)"""
+    before any flow exists, so no flow hook runs; the attempt is recorded all the same, from
+    mitmproxy's log record of it, under the client's address. Nothing reaches upstream. (If
+    mitmproxy ever accepts it, the flow must be recorded with the path upstream received.)"""
     host = f"127.0.0.1:{servers.plain.port}"
     data = (f"GET http://{host}/odd/raw-ü-日本 HTTP/1.1\r\nHost: {host}\r\n"
             f"Proxy-Authorization: {proxy_auth('agent-raw-utf8')}\r\n\r\n").encode()
@@ -500,6 +500,10 @@ def test_a_raw_utf8_request_target_is_refused_before_it_becomes_a_flow(proxy: Pr
         assert status == 400 and b"Bad HTTP request line" in body
         assert servers.plain.hits_for("/odd/raw-") == []
         wait_for(lambda: "Bad HTTP request line" in proxy.log.read_text(), 10, "the refusal in the proxy log")
+        [ev] = wait_for(lambda: proxy.events("stage = 'error' AND error LIKE '%raw-%' AND flow_id IS NULL"), 10,
+                        "the refused request's event")
+        assert (ev["outcome"], ev["client_ip"], ev["agent"]) == ("refused", "127.0.0.1", "anonymous@127.0.0.1")
+        assert ev["error"].startswith("mitmproxy refused a request it could not read (400): Bad HTTP request line")
 
 
 def test_odd_header_values_are_recorded_and_the_chain_still_verifies(proxy: Proxy, servers: Servers) -> None:
