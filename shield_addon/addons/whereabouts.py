@@ -49,6 +49,7 @@ class Whereabouts:
         self.members = members  # where the fleet's other members listen, as they last said
         self._fleet: list[tuple[str, int]] = []
         self.reverse = False  # a reverse proxy's Host names the proxy, not its upstream
+        self.upstream = False
         self.names: dict[str, tuple[float, tuple[str, ...]]] = {}  # name -> (until, its addresses)
 
     def configure(self, updated: set[str]) -> None:
@@ -59,6 +60,8 @@ class Whereabouts:
             self._fleet = fleet_addresses(url) if url else []
         if "mode" in updated:
             self.reverse = any(str(m).startswith("reverse") for m in ctx.options.mode)
+            # Behind an upstream proxy the names are its to resolve (this host may have no DNS).
+            self.upstream = any(str(m).startswith("upstream") for m in ctx.options.mode)
 
     def context(self, f: http.HTTPFlow | None, agent: str, view: actions.RequestView, unreadable: str | None,
                 came_back: bool = False, resolved: tuple[str, ...] = ()) -> Context:
@@ -72,7 +75,7 @@ class Whereabouts:
         itself or for the cloud metadata service is refused like the address): off the event
         loop, bounded (a slow resolver delays that request, never the proxy), and remembered
         for NAME_TTL seconds. The connection is asked again as it opens (lookup())."""
-        if hosts.ip_of(host) is not None:
+        if self.upstream or hosts.ip_of(host) is not None:
             return ()
         now = time.monotonic()
         known = self.names.get(host)

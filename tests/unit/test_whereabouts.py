@@ -68,3 +68,12 @@ def test_a_name_is_looked_up_once_for_its_requests_and_again_after_a_while() -> 
     w.names["localhost"] = (0.0, ("192.0.2.1",))  # expired: asked again
     assert asyncio.run(w.resolved("localhost", 80)) == first
     assert asyncio.run(w.resolved("127.0.0.1", 80)) == ()  # an address needs no look-up
+
+
+def test_behind_an_upstream_proxy_names_are_not_resolved_here() -> None:
+    w = Whereabouts()
+    with taddons.context(w) as tctx:
+        tctx.configure(w, mode=["upstream:http://corp-proxy.example:3128"])
+        assert asyncio.run(w.resolved("localhost", 80)) == () and w.names == {}
+        tctx.configure(w, mode=["regular"])
+        assert "127.0.0.1" in asyncio.run(w.resolved("localhost", 80))
