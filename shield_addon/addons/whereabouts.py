@@ -81,11 +81,11 @@ class Whereabouts:
         known = self.names.get(host)
         if known is not None and known[0] > now:
             return known[1]
-        found = await lookup(host)
+        found = await lookup(host) or ()
         if len(self.names) >= NAMES_KEPT:
             self.names.clear()
-        self.names[host] = (now + NAME_TTL, found or ())
-        return found or ()
+        self.names[host] = (now + NAME_TTL, found)
+        return found
 
     async def refusal(self, server: connection.Server, look: Callable[[str, float], Awaitable[tuple[str, ...] | None]]
                       = lookup) -> str | None:

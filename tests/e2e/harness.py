@@ -11,12 +11,12 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from scripts import harness
 from scripts.harness import SHIELD, Proxy, free_port, make_cert, rss_mib, stop_process, wait_for
+from tests.e2e.fake_server import FakeHandler
 
 __all__ = ["HERE", "SHIELD", "Hit", "Proxy", "Upstream", "free_port", "make_cert", "rss_mib", "start_proxy", "start_upstream",
            "stop_process", "wait_for"]
@@ -56,15 +56,9 @@ def start_upstream(directory: Path) -> tuple[Upstream, Callable[[], None]]:
     cert_file, key_file = make_cert(directory)
     up = Upstream(0, 0, cert_file)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
+    class Handler(FakeHandler):
         def handle_any(self) -> None:
-            n = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(n) if n else b""
+            body = self.body()
             with up.lock:
                 up.hits.append(Hit(self.command, self.path, body, dict(self.headers)))
             if self.path.startswith("/sse/"):

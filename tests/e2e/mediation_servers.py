@@ -12,10 +12,11 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+from tests.e2e.fake_server import FakeHandler
 from tests.e2e.protocols.servers import WsEcho
 
 BANNER = b"SSH-2.0-OpenSSH_9.6 shield-test-banner\r\n"
@@ -96,23 +97,11 @@ class CountingHTTPServer(ThreadingHTTPServer):
 def start_counting_https(cert: Path, key: Path) -> CountingHTTPServer:
     """An HTTPS server (for localhost) answering every request with 200 JSON."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
+    class Handler(FakeHandler):
         def handle_any(self) -> None:
-            n = int(self.headers.get("content-length") or 0)
-            if n:
-                self.rfile.read(n)
+            self.body()
             self.server.paths.append(self.path)  # type: ignore[attr-defined]
-            payload = json.dumps({"ok": True, "path": self.path}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.answer(200, json.dumps({"ok": True, "path": self.path}).encode(), "application/json")
 
         do_GET = do_POST = do_DELETE = handle_any
 
